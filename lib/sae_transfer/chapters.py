@@ -1,0 +1,177 @@
+"""The book's chapters and their parameters, and the checks that run on parameters before any kernel starts.
+
+A chapter is a jupytext MyST notebook ``notebooks/<name>.md`` listed as ``book/chapters/<name>`` in
+``_toc.yml``; the toc is the one ordered list of chapters. Its parameters are the annotated assignments of the
+cell tagged ``parameters``, read with papermill's own inspection (name, type, default, the comment as doc).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .paths import PROJECT_ROOT, notebooks_dir, params_dir
+
+#: Parameters the runner sets itself; never listed, never taken from the user.
+RUNNER_PARAMS = ("run_dir",)
+
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool,
+                                              "list": list, "dict": dict}
+
+
+class ParameterError(ValueError):
+    """Bad chapter name or parameter: the CLI prints its one line and exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: Any
+    doc: str
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str
+    title: str
+    source: Path
+    parameters: tuple[Parameter, ...]
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.parameters}
+
+
+def read_notebook(path: Path):
+    """The jupytext MyST source as an in-memory nbformat notebook (what papermill executes)."""
+    import jupytext
+
+    nb = jupytext.read(path, fmt="md:myst")
+    for cell in nb.cells:  # papermill expects every cell to carry a tags list
+        cell.metadata.setdefault("tags", [])
+    return nb
+
+
+def _parameters(nb) -> tuple[Parameter, ...]:
+    from papermill.inspection import _infer_parameters  # papermill's own parser of the parameters cell
+
+    out = []
+    for p in _infer_parameters(nb):
+        if p.name in RUNNER_PARAMS:
+            continue
+        if p.inferred_type_name not in _TYPES:
+            raise ParameterError(f"{p.name}: annotate it with one of {sorted(_TYPES)} in the parameters cell")
+        out.append(Parameter(p.name, p.inferred_type_name, yaml.safe_load(p.default), p.help.strip()))
+    return tuple(out)
+
+
+def chapter_names() -> list[str]:
+    """Chapters in book order, from ``_toc.yml``."""
+    toc = (PROJECT_ROOT / "_toc.yml").read_text()
+    return re.findall(r"file:\s*book/chapters/([\w-]+)", toc)
+
+
+@cache
+def get_chapter(name: str) -> Chapter:
+    names = chapter_names()
+    if name not in names:
+        raise ParameterError(f"unknown chapter {name!r}; valid chapters are {names}")
+    source = notebooks_dir() / f"{name}.md"
+    nb = read_notebook(source)
+    title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
+                  for line in c.source.splitlines() if line.startswith("# ")), name)
+    return Chapter(name, title, source, _parameters(nb))
+
+
+def all_chapters() -> list[Chapter]:
+    return [get_chapter(n) for n in chapter_names()]
+
+
+# ----------------------------------------------------------------------------------- value checks
+
+def _check_zoo(value: str) -> None:
+    from .zoo.recipe import load_recipe
+
+    try:
+        load_recipe(value)
+    except ValueError as e:
+        raise ParameterError(f"zoo: {e}") from None
+
+
+def _check_device(value: str) -> None:
+    from .provenance import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
+
+
+#: Checks by parameter name, shared by every chapter that has a parameter of that name.
+VALUE_CHECKS: dict[str, Callable[[Any], None]] = {"zoo": _check_zoo, "device": _check_device}
+
+
+def coerce(chapter: Chapter, name: str, value: Any) -> Any:
+    """Check one value against the declared type; strings from the command line are parsed as YAML."""
+    params = {p.name: p for p in chapter.parameters}
+    if name not in params:
+        raise ParameterError(f"unknown parameter {name!r} for chapter {chapter.name!r}; "
+                             f"valid parameters are {sorted(params)}")
+    p = params[name]
+    if isinstance(value, str) and p.type != "str":
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+    want = _TYPES[p.type]
+    if isinstance(value, bool) and p.type in ("int", "float") or not isinstance(value, want):
+        raise ParameterError(f"parameter {name!r} of chapter {chapter.name!r} must be {p.type}, "
+                             f"got {value!r} ({type(value).__name__})")
+    if p.type == "float":
+        value = float(value)
+    return value
+
+
+def profiles() -> list[str]:
+    return sorted(p.stem for p in (params_dir() / "book").glob("*.yaml"))
+
+
+def profile_params(profile: str, chapter: str) -> dict[str, Any]:
+    path = params_dir() / "book" / f"{profile}.yaml"
+    if not path.exists():
+        raise ParameterError(f"unknown profile {profile!r}; valid profiles are {profiles()}")
+    return dict((yaml.safe_load(path.read_text()) or {}).get(chapter) or {})
+
+
+def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Path] = (),
+                   overrides: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Defaults <- profile section <- each YAML file (flat, or with a section per chapter) <- ``-p`` pairs.
+
+    Raises ParameterError (one line, naming the parameter) on any bad name, type or value.
+    """
+    params = chapter.defaults()
+    layers: list[dict[str, Any]] = []
+    if profile:
+        layers.append(profile_params(profile, chapter.name))
+    for f in files:
+        f = Path(f)
+        if not f.exists():
+            raise ParameterError(f"parameter file {str(f)!r} does not exist")
+        data = yaml.safe_load(f.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ParameterError(f"parameter file {str(f)!r} must hold a mapping of parameter names to values")
+        sectioned = bool(data) and set(data) <= set(chapter_names())
+        layers.append((data.get(chapter.name) or {}) if sectioned else data)
+    layers.append(dict(overrides))
+    for layer in layers:
+        for name, value in layer.items():
+            params[name] = coerce(chapter, name, value)
+    for name, check in VALUE_CHECKS.items():
+        if name in params:
+            check(params[name])
+    return params

@@ -1,0 +1,104 @@
+"""``python -m sae_transfer``: list and run chapters, build the book, build and describe the zoo.
+
+Bad input (unknown chapter, parameter, profile, wrong type or value, missing file) prints one line naming
+what is wrong and what would be valid, and exits with status 2 before any kernel starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .chapters import ParameterError, all_chapters, get_chapter, profiles, resolve_params
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sae_transfer", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    sub.add_parser("list", help="chapters with their parameters, types, defaults and docs")
+
+    run = sub.add_parser("run", help="execute one chapter with papermill into a run directory")
+    run.add_argument("chapter")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="set a parameter (VALUE parsed as YAML for non-string parameters); repeatable")
+    run.add_argument("-f", "--file", action="append", default=[], type=Path,
+                     help="YAML file of parameters (flat, or one section per chapter); repeatable")
+    run.add_argument("--profile", help="start from this profile's parameters (params/book/<profile>.yaml)")
+    run.add_argument("--out", type=Path, help="run directory (default: <cache>/runs/<chapter>/<timestamp>)")
+
+    book = sub.add_parser("book", help="run every chapter (reusing up-to-date runs) and build the HTML book")
+    book.add_argument("--profile", default="default", help="parameter profile: smoke or default")
+    book.add_argument("--force", action="store_true", help="re-execute every chapter even if up to date")
+    book.add_argument("--device", help="override the device parameter of every chapter (e.g. cuda)")
+
+    zoo = sub.add_parser("zoo", help="the offline model zoo")
+    zsub = zoo.add_subparsers(dest="zoo_cmd", required=True)
+    zb = zsub.add_parser("build", help="build what is missing of a zoo profile, then print its card")
+    zb.add_argument("--profile", default="default", help="smoke, default, or a path to a recipe .yaml")
+    zb.add_argument("--device", default="auto")
+    zl = zsub.add_parser("list", help="print the zoo card of a built profile")
+    zl.add_argument("--profile", default="default")
+    return p
+
+
+def cmd_list() -> None:
+    for c in all_chapters():
+        print(f"{c.name}: {c.title}")
+        for p in c.parameters:
+            print(f"    {p.name} ({p.type}, default {json.dumps(p.default)}): {p.doc}")
+    print(f"profiles: {', '.join(profiles())}")
+
+
+def cmd_run(args) -> None:
+    from .runner import run_chapter
+
+    chapter = get_chapter(args.chapter)
+    params = resolve_params(chapter, args.profile, args.file, args.param)
+    results = run_chapter(chapter, params, args.out)
+    print(f"chapter {chapter.name!r} done in {results['meta']['wall_seconds']:.0f} s: "
+          f"{len(results['numbers'])} numbers, {len(results['figures'])} figures in {results['meta']['run_dir']}")
+
+
+def cmd_zoo(args) -> None:
+    from .provenance import resolve_device
+    from .zoo.card import format_card
+    from .zoo.build import build_zoo, read_card
+
+    if args.zoo_cmd == "build":
+        try:
+            device = resolve_device(args.device)
+        except ValueError as e:
+            raise ParameterError(str(e)) from None
+        print(format_card(build_zoo(args.profile, device=device)))
+    else:
+        print(format_card(read_card(args.profile)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "list":
+            cmd_list()
+        elif args.cmd == "run":
+            cmd_run(args)
+        elif args.cmd == "book":
+            from .book import build_book
+
+            if args.profile not in profiles():
+                raise ParameterError(f"unknown profile {args.profile!r}; valid profiles are {profiles()}")
+            build_book(args.profile, force=args.force, device=args.device)
+        elif args.cmd == "zoo":
+            cmd_zoo(args)
+    except ParameterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # bad recipes, specs and paths from lib raise ValueError with one clear line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # ChapterFailed, a failed book build
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,113 @@
+"""What a chapter reports: numbers, tables and figures, each glued for the book and recorded for results.json.
+
+Used inside chapter notebooks::
+
+    rep = Report(run_dir)
+    rep.reproduce()                          # the "Reproduce this chapter" box
+    rep.number("ce_base_prose", 3.21)        # prose: {glue:text}`ce_base_prose:.2f`
+    rep.figure("loss_curves", fig, "...")    # page: ```{glue:figure} loss_curves```
+    rep.save()                               # last cell: numbers for the runner's results.json
+
+The runner writes ``run.json`` (parameters, command) into the run directory before execution and turns the
+saved ``numbers.json`` into ``results.json`` after a successful run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+from .io import write_json_atomic
+
+NUMBERS_FILE = "numbers.json"
+
+
+class Report:
+    def __init__(self, run_dir: str | Path | None = None):
+        # Outside the runner (a notebook opened by hand) results go to a scratch directory.
+        self.run_dir = Path(run_dir) if run_dir else Path.cwd() / "scratch-run"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "figures").mkdir(exist_ok=True)
+        run_file = self.run_dir / "run.json"
+        self.run = json.loads(run_file.read_text()) if run_file.exists() else {}
+        self.numbers: dict[str, float | int | str] = {}
+        self.tables: dict[str, list[dict[str, Any]]] = {}
+        self.figures: dict[str, dict[str, str]] = {}
+
+    # ------------------------------------------------------------------ recording
+    def number(self, name: str, value: Any) -> Any:
+        """Record and glue one scalar. Non-finite floats are refused: a NaN in prose is a bug upstream."""
+        from myst_nb import glue
+
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"report number {name!r} is {value}; refusing to publish a non-finite value")
+        if name in self.numbers:
+            raise ValueError(f"report number {name!r} recorded twice")
+        self.numbers[name] = value
+        glue(name, value, display=False)
+        return value
+
+    def numbers_from(self, prefix: str, values: dict[str, Any]) -> None:
+        """Record every entry of a flat dict as ``<prefix>_<key>``."""
+        for key, value in values.items():
+            self.number(f"{prefix}_{key}".replace("-", "_").replace("/", "_").replace("@", "_"), value)
+
+    def table(self, name: str, df, caption: str = "") -> None:
+        """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page."""
+        from myst_nb import glue
+
+        self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
+        df.to_csv(self.run_dir / f"{name}.csv")
+        glue(name, df, display=False)
+
+    def figure(self, name: str, fig, caption: str = "") -> None:
+        """Save ``fig`` as PNG and SVG in ``<run_dir>/figures`` and glue it (``{glue:figure}`` on the page)."""
+        import matplotlib.pyplot as plt
+        from myst_nb import glue
+
+        paths = {}
+        for ext in ("png", "svg"):
+            path = self.run_dir / "figures" / f"{name}.{ext}"
+            fig.savefig(path, dpi=150 if ext == "png" else None, bbox_inches="tight")
+            paths[ext] = str(path.relative_to(self.run_dir))
+        self.figures[name] = {"caption": caption, **paths}
+        glue(name, fig, display=False)
+        plt.close(fig)
+
+    # ------------------------------------------------------------------ page elements
+    def reproduce(self) -> None:
+        """Show the exact command and parameters that produced this page (from the runner's run.json)."""
+        from IPython.display import Markdown, display
+
+        if not self.run:
+            display(Markdown("*Executed outside the runner: no reproduction record.*"))
+            return
+        params = "\n".join(f"{k}: {json.dumps(v)}" for k, v in sorted(self.run["params"].items()))
+        display(Markdown(
+            ":::{admonition} Reproduce this chapter\n:class: tip\n"
+            f"```bash\n{self.run['command']}\n```\n"
+            f"with these parameters (commit `{self.run.get('commit', 'unknown')[:12]}`):\n"
+            f"```yaml\n{params}\n```\n:::\n"))
+
+    # ------------------------------------------------------------------ end of run
+    def save(self) -> Path:
+        """Write what was recorded, plus this kernel's peak memory, for the runner to finish into results.json."""
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+        extra: dict[str, Any] = {"peak_rss_mb": peak_kb / (1024 if sys.platform != "darwin" else 1024**2)}
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                extra["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        except ImportError:
+            pass
+        path = self.run_dir / NUMBERS_FILE
+        write_json_atomic(path, {"numbers": self.numbers, "tables": self.tables, "figures": self.figures,
+                                 "kernel": extra})
+        return path

@@ -1,0 +1,123 @@
+"""Zoo recipes: what to build, read from ``params/zoo/<profile>.yaml`` (or any YAML of the same form)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..paths import params_dir
+from .data import DOMAINS
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    vocab_size: int = 4096
+    n_math_problems: int = 20000
+    heldout_fraction: float = 0.1
+    max_chars: dict[str, int] | None = None  # per-domain cap on characters (smoke profiles)
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A pretraining run (``parent`` is None) or a full finetune of ``parent`` (every parameter trains)."""
+
+    name: str
+    steps: int
+    lr: float
+    mix: dict[str, float]
+    batch_size: int = 32
+    parent: str | None = None
+    n_layers: int | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
+    d_mlp: int | None = None
+    checkpoints: tuple[float, ...] = ()  # fractions of ``steps`` to save along the way (finetunes)
+    warmup: int = 20
+
+    def checkpoint_steps(self) -> list[int]:
+        return sorted({max(1, round(f * self.steps)) for f in self.checkpoints} | ({self.steps} if self.checkpoints else set()))
+
+
+@dataclass(frozen=True)
+class SAERecipe:
+    name: str
+    model: str
+    hook: str
+    d_sae: int
+    training_tokens: int
+    l1: float
+    lr: float = 1e-3
+    batch_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    profile: str
+    seed: int
+    context_size: int
+    eval_windows: int
+    data: DataRecipe
+    models: dict[str, ModelRecipe] = field(default_factory=dict)
+    saes: dict[str, SAERecipe] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fail(msg: str):
+    raise ValueError(msg)
+
+
+def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
+    """Validate a recipe dict; every error names the offending key and what would be valid."""
+    known = {"seed", "context_size", "eval_windows", "data", "models", "saes"}
+    if unknown := set(raw) - known:
+        _fail(f"zoo recipe: unknown key(s) {sorted(unknown)}; valid keys are {sorted(known)}")
+    models: dict[str, ModelRecipe] = {}
+    for name, spec in (raw.get("models") or {}).items():
+        spec = dict(spec)
+        if "checkpoints" in spec:
+            spec["checkpoints"] = tuple(float(x) for x in spec["checkpoints"])
+        try:
+            m = ModelRecipe(name=name, **spec)
+        except TypeError as e:
+            _fail(f"zoo recipe: models.{name}: {e}")
+        if bad := set(m.mix) - set(DOMAINS):
+            _fail(f"zoo recipe: models.{name}.mix names {sorted(bad)}; valid domains are {list(DOMAINS)}")
+        if m.parent is None and None in (m.n_layers, m.d_model, m.n_heads, m.d_mlp):
+            _fail(f"zoo recipe: models.{name} has no parent, so it needs n_layers, d_model, n_heads and d_mlp")
+        models[name] = m
+    for m in models.values():
+        if m.parent is not None and m.parent not in models:
+            _fail(f"zoo recipe: models.{m.name}.parent={m.parent!r}; valid parents are {sorted(models)}")
+    saes: dict[str, SAERecipe] = {}
+    for name, spec in (raw.get("saes") or {}).items():
+        try:
+            s = SAERecipe(name=name, **spec)
+        except TypeError as e:
+            _fail(f"zoo recipe: saes.{name}: {e}")
+        if s.model not in models:
+            _fail(f"zoo recipe: saes.{name}.model={s.model!r}; valid models are {sorted(models)}")
+        saes[name] = s
+    return ZooRecipe(profile=profile, seed=int(raw.get("seed", 0)), context_size=int(raw.get("context_size", 128)),
+                     eval_windows=int(raw.get("eval_windows", 64)), data=DataRecipe(**(raw.get("data") or {})),
+                     models=models, saes=saes)
+
+
+def zoo_profiles() -> list[str]:
+    return sorted(p.stem for p in (params_dir() / "zoo").glob("*.yaml"))
+
+
+def load_recipe(profile_or_path: str) -> ZooRecipe:
+    """A profile name (``smoke``, ``default``) or a path to a YAML recipe."""
+    path = Path(profile_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = params_dir() / "zoo" / f"{profile_or_path}.yaml"
+        if not path.exists():
+            _fail(f"zoo profile {profile_or_path!r} does not exist; valid profiles are {zoo_profiles()} "
+                  "or a path to a .yaml recipe")
+    elif not path.exists():
+        _fail(f"zoo recipe file {str(path)!r} does not exist")
+    return parse_recipe(yaml.safe_load(path.read_text()) or {}, profile=path.stem)

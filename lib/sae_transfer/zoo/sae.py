@@ -1,0 +1,97 @@
+"""Training and evaluating the zoo's SAEs with sae_lens (offline: ``override_model``, ``override_dataset``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import torch
+
+from .tokens import TokenStream
+
+
+def token_dataset(stream: TokenStream, n_windows: int):
+    """A ``datasets.Dataset`` with a ``tokens`` column of BOS-led windows [n_windows, ctx], as sae_lens reads."""
+    from datasets import Dataset
+
+    rows = torch.cat(list(stream.sequential(1024, n_windows)))
+    if len(rows) < n_windows:
+        raise ValueError(f"asked for {n_windows} windows but the stream holds {len(rows)}")
+    return Dataset.from_dict({"tokens": rows.tolist()})
+
+
+def _runner_config(model, hook_name: str, d_sae: int, context_size: int, training_tokens: int, l1: float,
+                   lr: float, seed: int, device: str, batch_tokens: int, out_dir: Path | None):
+    from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig, StandardTrainingSAEConfig
+
+    n_steps = training_tokens // batch_tokens
+    return LanguageModelSAERunnerConfig(
+        sae=StandardTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, l1_coefficient=l1,
+                                      l1_warm_up_steps=max(1, n_steps // 10), dtype="float32", device=device),
+        model_name="zoo", hook_name=hook_name, dataset_path="", is_dataset_tokenized=True, streaming=False,
+        context_size=context_size, prepend_bos=False, training_tokens=training_tokens,
+        train_batch_size_tokens=batch_tokens, store_batch_size_prompts=32,
+        # sae_lens sizes its mixing buffer as n_batches_in_buffer * context_size tokens; keep two batches.
+        n_batches_in_buffer=2 * -(-batch_tokens // context_size),
+        lr=lr, lr_warm_up_steps=max(1, n_steps // 20), lr_decay_steps=max(1, n_steps // 5),
+        dead_feature_window=max(1, n_steps // 4), feature_sampling_window=max(1, n_steps // 4),
+        seed=seed, device=device, dtype="float32", n_checkpoints=0, save_final_checkpoint=False,
+        output_path=str(out_dir) if out_dir is not None else None, verbose=False,
+        logger=LoggingConfig(log_to_wandb=False), exclude_special_tokens=False,
+    )
+
+
+def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_tokens: int, l1: float,
+              lr: float, seed: int, device: str = "cpu", batch_tokens: int = 4096, out_dir: Path | None = None):
+    """Train a standard (ReLU, L1) SAE on ``model``'s activations at ``hook_name``; save it to ``out_dir``.
+
+    Returns the trained sae_lens SAE. Windows are taken in order from ``stream`` (the train split).
+    """
+    from sae_lens import LanguageModelSAETrainingRunner
+
+    n_windows = -(-training_tokens // stream.ctx) + 64
+    cfg = _runner_config(model, hook_name, d_sae, stream.ctx, training_tokens, l1, lr, seed, device,
+                         batch_tokens, out_dir)
+    runner = LanguageModelSAETrainingRunner(cfg, override_model=model,
+                                            override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
+    # sae_lens logs every evaluation at INFO; the zoo's own tqdm bar is the progress that matters.
+    logging.getLogger("sae_lens").setLevel(logging.WARNING)
+    return runner.run()
+
+
+def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16) -> dict[str, float]:
+    """sae_lens's own evals (L0, explained variance, CE loss score, KL score, dead fraction) on ``stream``.
+
+    A reference the project's streaming metrics are cross-checked against; not the book's main metric code.
+    """
+    from sae_lens import ActivationsStore
+    from sae_lens.evals import EvalConfig, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    ds = token_dataset(stream, n_windows)
+    store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=stream.ctx, streaming=False,
+                                      store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2 * batch_prompts,
+                                      train_batch_size_tokens=batch_prompts * stream.ctx,
+                                      device=str(next(model.parameters()).device))
+    n_batches = max(1, n_windows // batch_prompts)
+    cfg = EvalConfig(batch_size_prompts=batch_prompts, n_eval_reconstruction_batches=n_batches,
+                     compute_kl=True, compute_ce_loss=True, n_eval_sparsity_variance_batches=n_batches,
+                     compute_l2_norms=True, compute_sparsity_metrics=True, compute_variance_metrics=True,
+                     compute_featurewise_density_statistics=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        metrics, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg,
+                                             exclude_special_tokens=False)
+    density = torch.tensor(feature_metrics["feature_density"])
+    return {
+        "l0": float(metrics["sparsity"]["l0"]),
+        "explained_variance": float(metrics["reconstruction_quality"]["explained_variance"]),
+        "mse": float(metrics["reconstruction_quality"]["mse"]),
+        "ce_loss_score": float(metrics["model_performance_preservation"]["ce_loss_score"]),
+        "ce_clean": float(metrics["model_performance_preservation"]["ce_loss_without_sae"]),
+        "ce_with_sae": float(metrics["model_performance_preservation"]["ce_loss_with_sae"]),
+        "kl_div_score": float(metrics["model_behavior_preservation"]["kl_div_score"]),
+        "dead_fraction": float((density == 0).float().mean()),
+        "d_sae": int(sae.cfg.d_sae),
+    }
