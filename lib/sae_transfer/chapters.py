@@ -165,7 +165,8 @@ def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Pat
         data = yaml.safe_load(f.read_text()) or {}
         if not isinstance(data, dict):
             raise ParameterError(f"parameter file {str(f)!r} must hold a mapping of parameter names to values")
-        sectioned = bool(data) and set(data) <= set(chapter_names())
+        # Sectioned when every key is a chapter holding a mapping (``zoo: smoke`` is a flat parameter).
+        sectioned = bool(data) and all(k in chapter_names() and isinstance(v, dict) for k, v in data.items())
         layers.append((data.get(chapter.name) or {}) if sectioned else data)
     layers.append(dict(overrides))
     for layer in layers:

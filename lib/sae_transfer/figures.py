@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless kernels and CI; the notebook shows figures through glue
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns

@@ -69,6 +69,7 @@ class Report:
     def figure(self, name: str, fig, caption: str = "") -> None:
         """Save ``fig`` as PNG and SVG in ``<run_dir>/figures`` and glue it (``{glue:figure}`` on the page)."""
         import matplotlib.pyplot as plt
+        from IPython.display import Image
         from myst_nb import glue
 
         paths = {}
@@ -77,8 +78,9 @@ class Report:
             fig.savefig(path, dpi=150 if ext == "png" else None, bbox_inches="tight")
             paths[ext] = str(path.relative_to(self.run_dir))
         self.figures[name] = {"caption": caption, **paths}
-        glue(name, fig, display=False)
         plt.close(fig)
+        # The page shows the very PNG that was saved, whatever matplotlib backend the kernel runs.
+        glue(name, Image(filename=str(self.run_dir / paths["png"])), display=False)
 
     # ------------------------------------------------------------------ page elements
     def reproduce(self) -> None:

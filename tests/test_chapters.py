@@ -1,0 +1,70 @@
+"""Chapter discovery and parameter checking: every bad input is one line naming what is valid."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sae_transfer.chapters import ParameterError, chapter_names, get_chapter, resolve_params
+
+
+def test_toc_lists_chapters_with_parameters():
+    assert "zoo" in chapter_names()
+    zoo = get_chapter("zoo")
+    assert zoo.title == "The model zoo"
+    params = {p.name: p for p in zoo.parameters}
+    assert params["zoo"].type == "str" and params["zoo"].default == "default"
+    assert "run_dir" not in params  # runner-owned
+    assert params["device"].doc
+
+
+def test_profile_file_and_overrides_layer(tmp_path):
+    zoo = get_chapter("zoo")
+    assert resolve_params(zoo, "smoke")["zoo"] == "smoke"
+    f = tmp_path / "p.yaml"
+    f.write_text("zoo:\n  device: cpu\n")
+    assert resolve_params(zoo, "smoke", [f]) == {"zoo": "smoke", "device": "cpu"}
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("zoo: smoke\n")
+    assert resolve_params(zoo, None, [flat], [("device", "cpu")])["zoo"] == "smoke"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"overrides": [("zooo", "smoke")]}, "unknown parameter 'zooo' for chapter 'zoo'; valid parameters are"),
+    ({"overrides": [("zoo", "tiny")]}, "valid profiles are ['default', 'smoke']"),
+    ({"overrides": [("device", "gpu0")]}, "device='gpu0' is not a torch device"),
+    ({"profile": "huge"}, "unknown profile 'huge'; valid profiles are ['default', 'smoke']"),
+    ({"files": ["missing.yaml"]}, "parameter file 'missing.yaml' does not exist"),
+])
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(ParameterError) as e:
+        resolve_params(get_chapter("zoo"), **kwargs)
+    assert message in str(e.value)
+
+
+def test_type_errors_name_the_type():
+    from sae_transfer.chapters import Chapter, Parameter, coerce
+
+    ch = Chapter("c", "C", None, (Parameter("n", "int", 1, ""), Parameter("x", "float", 1.0, "")))
+    assert coerce(ch, "n", "12") == 12 and coerce(ch, "x", "3") == 3.0
+    with pytest.raises(ParameterError, match="parameter 'n' of chapter 'c' must be int, got 'abc'"):
+        coerce(ch, "n", "abc")
+    with pytest.raises(ParameterError, match="must be int"):
+        coerce(ch, "n", True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "nope"], "unknown chapter 'nope'; valid chapters are ['zoo'"),
+    (["run", "zoo", "-p", "zooo", "1"], "unknown parameter 'zooo'"),
+    (["book", "--profile", "huge"], "unknown profile 'huge'"),
+])
+def test_cli_bad_input_exits_2_with_one_line(argv, message):
+    proc = subprocess.run([sys.executable, "-m", "sae_transfer", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_cli_list_shows_parameters():
+    out = subprocess.run([sys.executable, "-m", "sae_transfer", "list"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "zoo (str, default \"default\")" in out and "profiles: default, smoke" in out

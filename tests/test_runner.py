@@ -1,0 +1,75 @@
+"""The runner's failure path: a failing cell names chapter, cell and exception, keeps the partial notebook and
+leaves no results.json behind."""
+
+import json
+
+import pytest
+
+from sae_transfer.chapters import Chapter, Parameter
+from sae_transfer.runner import ChapterFailed, command_line, run_chapter
+
+NOTEBOOK = """\
+---
+kernelspec:
+  display_name: Python (sae-transfer)
+  language: python
+  name: sae-transfer
+---
+
+# Failing
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+n: int = 1  # a number
+run_dir: str = ""
+```
+
+```{code-cell} ipython3
+from sae_transfer.report import Report
+rep = Report(run_dir)
+rep.number("n_squared", n * n)
+```
+
+```{code-cell} ipython3
+if n > 1:
+    raise ZeroDivisionError("boom at n=%d" % n)
+rep.save()
+```
+"""
+
+
+@pytest.fixture
+def chapter(tmp_path):
+    src = tmp_path / "failing.md"
+    src.write_text(NOTEBOOK)
+    return Chapter("failing", "Failing", src, (Parameter("n", "int", 1, "a number"),))
+
+
+def test_successful_run_writes_results_with_provenance(chapter, tmp_path):
+    out = tmp_path / "ok"
+    results = run_chapter(chapter, {"n": 1}, out, progress=False)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["numbers"] == {"n_squared": 1} == results["numbers"]
+    meta = on_disk["meta"]
+    assert meta["params"] == {"n": 1} and meta["wall_seconds"] > 0 and meta["peak_rss_mb"] > 10
+    assert meta["versions"]["torch"].startswith("2.13") and meta["commit"]
+    nb = json.loads((out / "failing.ipynb").read_text())
+    assert nb["metadata"]["sae_transfer"]["fingerprint"] == meta["fingerprint"]
+
+
+def test_failing_cell_is_reported_and_leaves_no_results(chapter, tmp_path):
+    out = tmp_path / "bad"
+    run_chapter(chapter, {"n": 1}, out, progress=False)  # a previous good run...
+    assert (out / "results.json").exists()
+    with pytest.raises(ChapterFailed) as e:
+        run_chapter(chapter, {"n": 3}, out, progress=False)  # ...must not survive a failed one
+    msg = str(e.value)
+    assert "chapter 'failing' failed in cell" in msg and "ZeroDivisionError: boom at n=3" in msg
+    assert not (out / "results.json").exists()
+    assert (out / "failing.ipynb").exists()  # partial notebook kept for inspection
+
+
+def test_command_line_spells_out_non_defaults(chapter):
+    assert command_line(chapter, {"n": 1}) == "python -m sae_transfer run failing"
+    assert command_line(chapter, {"n": 4}) == "python -m sae_transfer run failing -p n 4"

@@ -1,0 +1,66 @@
+"""The smoke zoo: every artifact built, finetunes better on their own domain, reuse, checkpoints, resumability."""
+
+import json
+import math
+
+import pytest
+
+from sae_transfer.zoo import build_zoo, load_zoo_model, load_zoo_sae
+from sae_transfer.zoo.card import format_card, sae_quality
+
+
+def test_card_has_every_artifact_and_sane_losses(smoke_card):
+    assert set(smoke_card["models"]) == {"base-s", "base-m", "code", "math"}
+    vocab = smoke_card["data"]["vocab_size"]
+    for m in smoke_card["models"].values():
+        for ce in m["heldout_ce"].values():
+            assert 1.0 < ce < math.log(vocab)  # trained: better than uniform over the vocabulary
+    for split in smoke_card["data"]["splits"].values():
+        assert split["train"]["tokens"] > 5 * split["heldout"]["tokens"] > 0
+
+
+def test_finetunes_beat_their_base_on_their_domain(smoke_card):
+    ce = {n: m["heldout_ce"] for n, m in smoke_card["models"].items()}
+    assert ce["base-s"]["code"] - ce["code"]["code"] > 0.3
+    assert ce["base-s"]["math"] - ce["math"]["math"] > 0.2
+    # and the aggressive code finetune forgets prose more than the gentle math finetune
+    assert ce["code"]["prose"] > ce["math"]["prose"]
+
+
+def test_saes_are_trained_not_random(smoke_card):
+    q = sae_quality(smoke_card)
+    for name, s in q.items():
+        assert s["explained_variance"] > 0.5, name
+        assert s["ce_loss_score"] > 0.6, name
+        assert s["l0"] < smoke_card["saes"][name]["d_sae"] / 2, name
+
+
+def test_rebuild_reuses_everything(smoke_card, smoke_root):
+    stamps = {p: p.stat().st_mtime for p in smoke_root.rglob("fingerprint.json")}
+    card = build_zoo("smoke")
+    assert card["fingerprint"] == smoke_card["fingerprint"]
+    assert all(t < 5 for t in card["last_build_seconds"].values())
+    assert {p: p.stat().st_mtime for p in smoke_root.rglob("fingerprint.json")} == stamps
+    assert "base-s" in format_card(card)
+
+
+def test_checkpoints_load_and_differ(smoke_root):
+    import torch
+
+    steps = json.loads((smoke_root / "models" / "code" / "train_log.json").read_text())["checkpoint_steps"]
+    assert steps[0] == 0 and len(steps) >= 5
+    base = load_zoo_model(smoke_root, "base-s")
+    step0 = load_zoo_model(smoke_root, "code@0")
+    mid = load_zoo_model(smoke_root, f"code@{steps[2]}")
+    w = "blocks.0.mlp.W_in"
+    assert torch.equal(base.state_dict()[w], step0.state_dict()[w])
+    assert not torch.equal(base.state_dict()[w], mid.state_dict()[w])
+
+
+def test_bad_specs_list_valid_choices(smoke_root):
+    with pytest.raises(ValueError, match=r"saved steps are \[0, "):
+        load_zoo_model(smoke_root, "code@99999")
+    with pytest.raises(ValueError, match=r"built models are \['base-m', 'base-s', 'code', 'math'\]"):
+        load_zoo_model(smoke_root, "poetry")
+    with pytest.raises(ValueError, match="built SAEs are"):
+        load_zoo_sae(smoke_root, "math")

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+from sae_transfer.zoo.data import split_of, stdlib_documents
+from sae_transfer.zoo.tokens import EOT, TokenStream, encode_documents, train_tokenizer
+
+
+def test_split_is_deterministic_and_near_fraction():
+    ids = [f"doc/{i}" for i in range(5000)]
+    held = [split_of(i, 0.1) for i in ids]
+    assert held == [split_of(i, 0.1) for i in ids]
+    frac = held.count("heldout") / len(ids)
+    assert 0.08 < frac < 0.12
+
+
+def test_stdlib_documents_exclude_tests():
+    docs = stdlib_documents()
+    assert len(docs) > 300
+    assert not any("/test/" in d[0] or "/tests/" in d[0] for d in docs)
+    assert any(d[0].endswith("/json/decoder.py") for d in docs)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    texts = {"prose": ["The cat sat on the mat. " * 20] * 10, "code": ["def f(x):\n    return x + 1\n"] * 10}
+    return train_tokenizer(texts, 300, tmp_path_factory.mktemp("tok"), seed=0)
+
+
+def test_tokenizer_round_trip_and_separator(tokenizer):
+    text = "def f(x):\n    return x + 1\n"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    stream = encode_documents(tokenizer, [text, text])
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    assert stream.dtype == np.uint16
+    assert (stream == eot).sum() == 2 and stream[-1] == eot
+
+
+def test_token_stream_windows_start_with_bos():
+    stream = TokenStream(np.arange(1, 1001, dtype=np.uint16), context_size=16, bos=0)
+    batch = stream.sample(8, np.random.default_rng(0))
+    assert batch.shape == (8, 16) and (batch[:, 0] == 0).all()
+    # consecutive tokens inside a window
+    assert torch.equal(batch[:, 2:] - batch[:, 1:-1], torch.ones(8, 14, dtype=torch.long))
+    seq = torch.cat(list(stream.sequential(7)))
+    assert seq.shape == (stream.n_windows(), 16)
+    assert seq[1, 1] == seq[0, -1] + 1  # non-overlapping, no gap
