@@ -1,0 +1,224 @@
+"""One loader for a (base model, finetuned model, SAE) triple, from the zoo, the hub or local directories.
+
+Specs (strings, so they fit a parameter file):
+
+    model:  zoo:NAME[@STEP]      a zoo model, optionally a finetune checkpoint (``zoo:code@25``)
+            hub:ORG/NAME         a Hugging Face model, loaded the seed's way (needs the hub or its cache)
+            local:PATH           a directory written by ``save_pretrained``
+    SAE:    zoo:NAME             a zoo SAE
+            sae_lens:RELEASE:ID  ``SAE.from_pretrained(RELEASE, ID)``
+            local:PATH           a directory written by sae_lens (``SAE.load_from_disk``)
+
+Everything cheap is checked before any model weights load: spec syntax, dtype and device, that base and
+finetune tokenizers agree (a finetune that only appends special tokens is trimmed with a warning, as the seed
+did for MetaMath-Mistral's PAD; any other difference is refused). The hook and the SAE width are checked
+against the base model before the finetune loads.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODEL_SOURCES = "zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"
+SAE_SOURCES = "zoo:NAME, sae_lens:RELEASE:SAE_ID or local:PATH"
+
+
+class SpecError(ValueError):
+    """A bad model, SAE, hook, dtype or device request; the message names the parameter."""
+
+
+@dataclass
+class ModelPair:
+    base: Any  # HookedTransformer
+    finetune: Any  # HookedTransformer
+    sae: Any  # sae_lens SAE
+    tokenizer: Any
+    hook: str
+    specs: dict[str, str] = field(default_factory=dict)
+    trimmed_tokens: list[str] = field(default_factory=list)
+
+
+def parse_spec(spec: str, param: str, sae: bool = False) -> tuple[str, str]:
+    kinds = ("zoo", "sae_lens", "local") if sae else ("zoo", "hub", "local")
+    valid = SAE_SOURCES if sae else MODEL_SOURCES
+    kind, sep, ref = spec.partition(":")
+    if not sep or kind not in kinds or not ref:
+        if Path(spec).is_dir():
+            return "local", spec
+        raise SpecError(f"{param}={spec!r}: unknown source; use {valid}")
+    if kind == "sae_lens" and ":" not in ref:
+        raise SpecError(f"{param}={spec!r}: a sae_lens SAE needs RELEASE:SAE_ID")
+    if kind == "local" and not Path(ref).is_dir():
+        raise SpecError(f"{param}={spec!r}: no such directory")
+    return kind, ref
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise SpecError(f"dtype={dtype!r}: valid dtypes are {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+# ------------------------------------------------------------------------------------------ tokenizers
+
+def load_tokenizer_for(spec: str, param: str, zoo: str):
+    from transformers import AutoTokenizer
+
+    kind, ref = parse_spec(spec, param)
+    if kind == "zoo":
+        from .zoo.build import zoo_dir
+        from .zoo.recipe import load_recipe
+        from .zoo.tokens import load_tokenizer
+
+        return load_tokenizer(zoo_dir(load_recipe(zoo).profile) / "data" / "tokenizer")
+    return AutoTokenizer.from_pretrained(ref)
+
+
+def compare_tokenizers(base_tok, ft_tok) -> list[str]:
+    """Tokens the finetune appends to the base vocabulary, all special (safe to trim); raises otherwise."""
+    base, ft = base_tok.get_vocab(), ft_tok.get_vocab()
+    if base == ft:
+        return []
+    changed = [t for t, i in base.items() if ft.get(t) != i]
+    extra = sorted((t for t in ft if t not in base), key=ft.get)
+    special = set(ft_tok.all_special_tokens) | {str(t) for t in getattr(ft_tok, "added_tokens_decoder", {}).values()}
+    if changed or any(t not in special for t in extra) or sorted(ft[t] for t in extra) != list(
+            range(len(base), len(base) + len(extra))):
+        sample = (changed or extra)[:5]
+        raise SpecError(f"finetune tokenizer differs from the base's ({len(changed)} tokens changed, "
+                        f"{len(extra)} added, e.g. {sample}); the base SAE cannot be compared across them")
+    warnings.warn(f"finetune tokenizer appends {len(extra)} special token(s) {extra}; trimming them as the seed "
+                  "did for MetaMath-Mistral's PAD", stacklevel=2)
+    return extra
+
+
+# ------------------------------------------------------------------------------------------ SAEs
+
+def load_sae(spec: str, zoo: str, device: str, dtype: str = "float32"):
+    from sae_lens import SAE
+
+    kind, ref = parse_spec(spec, "sae", sae=True)
+    if kind == "zoo":
+        from .zoo.build import load_zoo_sae, zoo_dir
+        from .zoo.recipe import load_recipe
+
+        try:
+            return load_zoo_sae(zoo_dir(load_recipe(zoo).profile), ref, device=device)
+        except ValueError as e:
+            raise SpecError(f"sae={spec!r}: {e}") from None
+    if kind == "sae_lens":
+        release, sae_id = ref.split(":", 1)
+        return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
+    return SAE.load_from_disk(ref, device=device, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------ models
+
+def _hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: torch.dtype,
+                    from_pretrained_kwargs: dict[str, Any]):
+    """A HookedTransformer of ``hf_model``'s weights (or ``name_or_dir``'s own when None).
+
+    Hub names go through ``HookedTransformer.from_pretrained`` exactly as the seed did, with the SAE's own
+    ``model_from_pretrained_kwargs`` so activations match what the SAE was trained on. Local directories
+    (which TransformerLens's name table does not know) take the same config and weight conversion, unprocessed.
+    """
+    from transformer_lens import HookedTransformer
+    from transformer_lens import loading_from_pretrained as loading
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if not Path(name_or_dir).is_dir():
+            return HookedTransformer.from_pretrained(name_or_dir, hf_model=hf_model, tokenizer=tokenizer,
+                                                     device=device, dtype=dtype, **from_pretrained_kwargs)
+        if hf_model is None:
+            from transformers import AutoModelForCausalLM
+
+            hf_model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
+        cfg = loading.get_pretrained_model_config(name_or_dir, device=device, dtype=dtype)
+        state = loading.get_pretrained_state_dict(name_or_dir, cfg, hf_model, dtype=dtype)
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+        model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
+                                          center_unembed=False, fold_value_biases=False)
+        return model.to(device).eval()
+
+
+def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: torch.dtype,
+               base_ref: str | None = None, n_trim: int = 0, from_pretrained_kwargs: dict | None = None):
+    """One model from its spec. A hub/local finetune is loaded into the base's architecture (``base_ref``)."""
+    kind, ref = parse_spec(spec, param)
+    if kind == "zoo":
+        from .zoo.build import load_zoo_model, zoo_dir
+        from .zoo.recipe import load_recipe
+
+        try:
+            return load_zoo_model(zoo_dir(load_recipe(zoo).profile), ref, device=device).to(dtype)
+        except ValueError as e:
+            raise SpecError(f"{param}={spec!r}: {e}") from None
+    from transformers import AutoModelForCausalLM
+
+    hf_model = None
+    if base_ref is not None:
+        hf_model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
+        if n_trim:
+            hf_model.resize_token_embeddings(hf_model.get_input_embeddings().num_embeddings - n_trim)
+    return _hooked_from_hf(base_ref or ref, hf_model, tokenizer, device, dtype, from_pretrained_kwargs or {})
+
+
+def check_hook(model, hook: str, sae) -> None:
+    if hook not in model.hook_dict:
+        close = difflib.get_close_matches(hook, list(model.hook_dict), n=5, cutoff=0.5)
+        raise SpecError(f"hook={hook!r} is not a hook of the base model; close matches: {close}")
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device),
+                                        names_filter=hook, stop_at_layer=_layer_of(hook, model))
+    width = cache[hook].shape[-1]
+    if sae.cfg.d_in != width:
+        raise SpecError(f"sae d_in={sae.cfg.d_in} but the model's activation at hook={hook!r} has width {width}")
+
+
+def _layer_of(hook: str, model) -> int | None:
+    parts = hook.split(".")
+    if parts[0] == "blocks" and parts[1].isdigit():
+        return min(int(parts[1]) + 1, model.cfg.n_layers)
+    return None
+
+
+def load_pair(base: str, finetune: str, sae: str, hook: str | None = None, zoo: str = "default",
+              device: str = "auto", dtype: str = "float32") -> ModelPair:
+    """Base model, finetuned model, SAE and the shared tokenizer, every cheap check first."""
+    from .provenance import resolve_device
+
+    torch_dtype = check_dtype(dtype)
+    try:
+        device = resolve_device(device)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    base_kind, base_ref = parse_spec(base, "base")
+    ft_kind, _ = parse_spec(finetune, "finetune")
+    parse_spec(sae, "sae", sae=True)
+    if (base_kind == "zoo") != (ft_kind == "zoo"):
+        raise SpecError(f"base={base!r}, finetune={finetune!r}: a zoo model pairs only with a zoo model")
+
+    base_tok = load_tokenizer_for(base, "base", zoo)
+    trimmed = compare_tokenizers(base_tok, load_tokenizer_for(finetune, "finetune", zoo))
+    sae_model = load_sae(sae, zoo, device, dtype)
+    hook = hook or sae_model.cfg.metadata.hook_name
+    kwargs = dict(getattr(sae_model.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
+
+    base_model = load_model(base, "base", zoo, base_tok, device, torch_dtype, from_pretrained_kwargs=kwargs)
+    check_hook(base_model, hook, sae_model)
+    ft_model = load_model(finetune, "finetune", zoo, base_tok, device, torch_dtype,
+                          base_ref=None if ft_kind == "zoo" else base_ref, n_trim=len(trimmed),
+                          from_pretrained_kwargs=kwargs)
+    return ModelPair(base_model, ft_model, sae_model, base_tok, hook,
+                     {"base": base, "finetune": finetune, "sae": sae}, trimmed)

@@ -1,0 +1,121 @@
+"""The pair loader on all four sources, offline: zoo models, hub-format models saved to a local directory
+(tiny random GPT-2), and SAEs from the zoo and from disk; and every bad input it must refuse."""
+
+import warnings
+
+import pytest
+import torch
+
+from sae_transfer.models import SpecError, compare_tokenizers, load_pair, parse_spec
+
+D = 32
+
+
+@pytest.fixture(scope="module")
+def hub_dirs(tmp_path_factory):
+    """base/ and ft/ written by save_pretrained, plus an sae/ written by sae_lens."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from sae_transfer.zoo.tokens import train_tokenizer
+
+    root = tmp_path_factory.mktemp("hub")
+    tok = train_tokenizer({"prose": ["the quick brown fox jumps over the lazy dog " * 30] * 5}, 300,
+                          root / "tok", seed=0)
+    # n_ctx: TransformerLens reads the legacy GPT-2 field, which new transformers no longer sets itself
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=32, n_ctx=32, n_embd=D, n_layer=2, n_head=2)
+    for name, seed in (("base", 0), ("ft", 1)):
+        torch.manual_seed(seed)
+        GPT2LMHeadModel(cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    torch.manual_seed(2)
+    sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=64, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_post")))
+    sae.save_model(str(root / "sae"))
+    return root
+
+
+def test_local_pair_matches_hf_activations(hub_dirs):
+    from transformers import AutoModelForCausalLM
+
+    pair = load_pair(f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'ft'}", f"local:{hub_dirs / 'sae'}",
+                     device="cpu")
+    assert pair.hook == "blocks.0.hook_resid_post" and pair.trimmed_tokens == []
+    tokens = torch.tensor([[0, 5, 17, 42, 3]])
+    for model, name in ((pair.base, "base"), (pair.finetune, "ft")):
+        hf = AutoModelForCausalLM.from_pretrained(hub_dirs / name)
+        want = hf(tokens, output_hidden_states=True).hidden_states[1]
+        _, cache = model.run_with_cache(tokens, names_filter=pair.hook)
+        torch.testing.assert_close(cache[pair.hook], want, atol=1e-4, rtol=1e-4)
+    # base and finetune really are different models
+    assert not torch.allclose(pair.base(tokens), pair.finetune(tokens))
+
+
+def test_finetune_with_appended_pad_is_trimmed(hub_dirs, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(hub_dirs / "ft")
+    tok.add_special_tokens({"additional_special_tokens": ["<PAD>"]})
+    model = AutoModelForCausalLM.from_pretrained(hub_dirs / "ft")
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(tmp_path / "ft_pad")
+    tok.save_pretrained(tmp_path / "ft_pad")
+    with pytest.warns(UserWarning, match=r"appends 1 special token\(s\) \['<PAD>'\]"):
+        pair = load_pair(f"local:{hub_dirs / 'base'}", f"local:{tmp_path / 'ft_pad'}",
+                         f"local:{hub_dirs / 'sae'}", device="cpu")
+    assert pair.trimmed_tokens == ["<PAD>"]
+    assert pair.finetune.cfg.d_vocab == pair.base.cfg.d_vocab
+
+
+def test_finetune_with_another_vocabulary_is_refused(hub_dirs, tmp_path):
+    from transformers import AutoTokenizer
+
+    from sae_transfer.zoo.tokens import train_tokenizer
+
+    other = train_tokenizer({"code": ["def f(x): return x * 2\n" * 50] * 5}, 300, tmp_path / "o", seed=0)
+    with pytest.raises(SpecError, match="finetune tokenizer differs from the base's"):
+        compare_tokenizers(AutoTokenizer.from_pretrained(hub_dirs / "base"), other)
+
+
+def test_bad_hook_lists_close_matches(hub_dirs):
+    with pytest.raises(SpecError, match=r"hook='blocks.0.hook_resid_psot' is not a hook.*blocks.0.hook_resid_post"):
+        load_pair(f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'ft'}", f"local:{hub_dirs / 'sae'}",
+                  hook="blocks.0.hook_resid_psot", device="cpu")
+
+
+def test_sae_width_mismatch_is_refused(hub_dirs):
+    with pytest.raises(SpecError, match=r"sae d_in=32 but .* hook='blocks.0.attn.hook_z' has width 16"):
+        load_pair(f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'ft'}", f"local:{hub_dirs / 'sae'}",
+                  hook="blocks.0.attn.hook_z", device="cpu")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"base": "gemma"}, "base='gemma': unknown source; use zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"),
+    ({"finetune": "local:/no/such/dir"}, "finetune='local:/no/such/dir': no such directory"),
+    ({"sae": "sae_lens:gemma-2b-res-jb"}, "needs RELEASE:SAE_ID"),
+    ({"dtype": "fp8"}, "dtype='fp8': valid dtypes are ['bfloat16', 'float16', 'float32']"),
+    ({"device": "cuda:7"}, "no CUDA device is visible"),
+    ({"finetune": "hub:meta-math/MetaMath-Mistral-7B"}, "a zoo model pairs only with a zoo model"),
+])
+def test_bad_requests_fail_before_loading(kwargs, message):
+    args = {"base": "zoo:base-s", "finetune": "zoo:code", "sae": "zoo:base-s", "zoo": "smoke", **kwargs}
+    with pytest.raises(SpecError) as e:
+        load_pair(**args)
+    assert message in str(e.value)
+
+
+def test_spec_parsing():
+    assert parse_spec("zoo:code@25", "finetune") == ("zoo", "code@25")
+    assert parse_spec("hub:google/gemma-2b", "base") == ("hub", "google/gemma-2b")
+    assert parse_spec("sae_lens:gemma-2b-res-jb:blocks.6.hook_resid_post", "sae", sae=True) == \
+        ("sae_lens", "gemma-2b-res-jb:blocks.6.hook_resid_post")
+
+
+@pytest.mark.slow
+def test_zoo_pair(smoke_card):
+    pair = load_pair("zoo:base-s", "zoo:code@0", "zoo:base-s", zoo="smoke", device="cpu")
+    assert pair.hook == smoke_card["saes"]["base-s"]["hook"]
+    tokens = torch.tensor([[0, 10, 20, 30]])
+    torch.testing.assert_close(pair.base(tokens), pair.finetune(tokens))  # step 0 is the base itself
+    with pytest.raises(SpecError, match="finetune='zoo:poetry'.*built models are"):
+        load_pair("zoo:base-s", "zoo:poetry", "zoo:base-s", zoo="smoke", device="cpu")
