@@ -1,0 +1,59 @@
+"""The smoke book: built with warnings as errors, then every page opened in headless Chromium."""
+
+import json
+import os
+
+import pytest
+
+from tests import browser
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def html(smoke_card):
+    from sae_transfer.book import build_book
+
+    return build_book("smoke")
+
+
+def test_book_pages_exist(html):
+    for page in ("book/intro.html", "book/chapters/zoo.html", "book/methods.html", "book/status.html"):
+        assert (html / page).exists(), page
+    import re
+
+    status = re.sub(r"<[^>]+>", "", (html / "book" / "status.html").read_text())
+    assert "python -m sae_transfer book --profile smoke" in status
+    assert "zoo=&quot;smoke&quot;" in status or 'zoo="smoke"' in status
+
+
+@pytest.mark.browser
+def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
+    if not browser.available():
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver must be installed in CI (.ci/run installs them)")
+        pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.common.by import By
+
+    from sae_transfer.paths import cache_dir
+
+    results = json.loads((cache_dir() / "runs" / "book-smoke" / "zoo" / "results.json").read_text())
+    with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
+        for page, title in [("book/intro.html", "Do SAEs trained on a base model"),
+                            ("book/chapters/zoo.html", "The model zoo"),
+                            ("book/methods.html", "Methods and metrics"),
+                            ("book/status.html", "Status of this build")]:
+            driver.get(f"{url}/{page}")
+            assert driver.title.startswith(title), (page, driver.title)
+            images = driver.find_elements(By.CSS_SELECTOR, "main img, article img")
+            for img in images:
+                ok = driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+                assert ok, (page, img.get_attribute("src"))
+            if page.endswith("zoo.html"):
+                assert len(images) >= len(results["figures"])
+                glued = driver.find_elements(By.CSS_SELECTOR, "span.pasted-text")
+                assert len(glued) >= 20
+                assert all(g.text.strip() and g.text.strip() not in ("nan", "None") for g in glued)
+                body = driver.find_element(By.TAG_NAME, "body").text
+                assert "Reproduce this chapter" in body
+                assert f"{results['numbers']['ce_gain_code']:.3f}" in body  # the glued value, as recorded
