@@ -30,8 +30,12 @@ def hub_dirs(tmp_path_factory):
         GPT2LMHeadModel(cfg).save_pretrained(root / name)
         tok.save_pretrained(root / name)
     torch.manual_seed(2)
-    sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=64, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_post")))
-    sae.save_model(str(root / "sae"))
+    # The SAE says how its model was loaded; uncentred residuals let the test compare with HF's hidden states.
+    meta = SAEMetadata(hook_name="blocks.0.hook_resid_post",
+                       model_from_pretrained_kwargs={"center_writing_weights": False})
+    StandardSAE(StandardSAEConfig(d_in=D, d_sae=64, metadata=meta)).save_model(str(root / "sae"))
+    meta = SAEMetadata(hook_name="blocks.0.hook_resid_post")
+    StandardSAE(StandardSAEConfig(d_in=D, d_sae=64, metadata=meta)).save_model(str(root / "sae_default"))
     return root
 
 
@@ -49,6 +53,14 @@ def test_local_pair_matches_hf_activations(hub_dirs):
         torch.testing.assert_close(cache[pair.hook], want, atol=1e-4, rtol=1e-4)
     # base and finetune really are different models
     assert not torch.allclose(pair.base(tokens), pair.finetune(tokens))
+
+
+def test_default_processing_centres_the_residual_stream(hub_dirs):
+    """Without kwargs in the SAE, weights are processed as HookedTransformer.from_pretrained does."""
+    pair = load_pair(f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'ft'}", f"local:{hub_dirs / 'sae_default'}",
+                     device="cpu")
+    _, cache = pair.finetune.run_with_cache(torch.tensor([[0, 5, 17, 42]]), names_filter=pair.hook)
+    assert cache[pair.hook].mean(-1).abs().max() < 1e-5  # center_writing_weights
 
 
 def test_finetune_with_appended_pad_is_trimmed(hub_dirs, tmp_path):

@@ -124,32 +124,35 @@ def load_sae(spec: str, zoo: str, device: str, dtype: str = "float32"):
 
 # ------------------------------------------------------------------------------------------ models
 
+#: ``HookedTransformer.from_pretrained``'s weight processing defaults; an SAE's own
+#: ``model_from_pretrained_kwargs`` override them, so activations match what the SAE was trained on.
+PROCESSING_DEFAULTS = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True,
+                       "fold_value_biases": True}
+
+
 def _hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: torch.dtype,
                     from_pretrained_kwargs: dict[str, Any]):
-    """A HookedTransformer of ``hf_model``'s weights (or ``name_or_dir``'s own when None).
+    """A HookedTransformer of ``hf_model``'s weights (``name_or_dir``'s own when None).
 
-    Hub names go through ``HookedTransformer.from_pretrained`` exactly as the seed did, with the SAE's own
-    ``model_from_pretrained_kwargs`` so activations match what the SAE was trained on. Local directories
-    (which TransformerLens's name table does not know) take the same config and weight conversion, unprocessed.
+    The steps of ``HookedTransformer.from_pretrained(BASE, hf_model=FINETUNE)``, the seed's way, with one
+    difference: a local ``save_pretrained`` directory stands in for an official hub name (TransformerLens's
+    config and weight conversion accept directories; ``from_pretrained`` itself does not). Hub names and local
+    directories therefore take the same code, which the tests exercise offline.
     """
     from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
 
+    kwargs = {**PROCESSING_DEFAULTS, **from_pretrained_kwargs}
+    processing = {k: kwargs.pop(k) for k in PROCESSING_DEFAULTS}
+    official = name_or_dir if Path(name_or_dir).is_dir() else loading.get_official_model_name(name_or_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        if not Path(name_or_dir).is_dir():
-            return HookedTransformer.from_pretrained(name_or_dir, hf_model=hf_model, tokenizer=tokenizer,
-                                                     device=device, dtype=dtype, **from_pretrained_kwargs)
-        if hf_model is None:
-            from transformers import AutoModelForCausalLM
-
-            hf_model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
-        cfg = loading.get_pretrained_model_config(name_or_dir, device=device, dtype=dtype)
-        state = loading.get_pretrained_state_dict(name_or_dir, cfg, hf_model, dtype=dtype)
+        cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
+                                                  dtype=dtype, **kwargs)
+        state = loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-        model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
-                                          center_unembed=False, fold_value_biases=False)
-        return model.to(device).eval()
+        model.load_and_process_state_dict(state, **processing)
+    return model.to(device).eval()
 
 
 def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: torch.dtype,
