@@ -1,7 +1,6 @@
 """The pair loader on all four sources, offline: zoo models, hub-format models saved to a local directory
 (tiny random GPT-2), and SAEs from the zoo and from disk; and every bad input it must refuse."""
 
-import warnings
 
 import pytest
 import torch

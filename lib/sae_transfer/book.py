@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 from .chapters import all_chapters, resolve_params
 from .io import write_text_atomic
 from .paths import PROJECT_ROOT, book_dir, cache_dir
-from .runner import RESULTS_FILE, cached_results, run_chapter, source_fingerprint
+from .runner import cached_results, run_chapter, source_fingerprint
 
 
 def html_dir() -> Path:

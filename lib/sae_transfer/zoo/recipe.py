@@ -37,7 +37,9 @@ class ModelRecipe:
     warmup: int = 20
 
     def checkpoint_steps(self) -> list[int]:
-        return sorted({max(1, round(f * self.steps)) for f in self.checkpoints} | ({self.steps} if self.checkpoints else set()))
+        if not self.checkpoints:
+            return []
+        return sorted({max(1, round(f * self.steps)) for f in self.checkpoints} | {self.steps})
 
 
 @dataclass(frozen=True)
