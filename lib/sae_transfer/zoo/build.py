@@ -179,8 +179,8 @@ def build_sae(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:
     stream = token_streams(root / "data", "train", recipe.context_size)["prose"]
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.l1, s.lr, recipe.seed, device,
-                  batch_tokens=s.batch_tokens, out_dir=tmp)
+        train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.sparsity, s.lr, recipe.seed, device,
+                  batch_tokens=s.batch_tokens, out_dir=tmp, architecture=s.architecture)
         write_json_atomic(tmp / "train_info.json", {"recipe": s, "seconds": time.perf_counter() - t0,
                                                     "trained_on": "prose train split", "device": device})
         write_json_atomic(tmp / "fingerprint.json", {"fingerprint": fp})
@@ -258,7 +258,7 @@ def build_card(recipe: ZooRecipe, root: Path, device: str) -> dict:
         on.update({n: load_zoo_model(root, n, device) for n, m in recipe.models.items() if m.parent == s.model})
         saes[name] = {
             "model": s.model, "hook": s.hook, "d_sae": s.d_sae, "training_tokens": s.training_tokens,
-            "l1": s.l1, "train_seconds": info["seconds"],
+            "architecture": s.architecture, "sparsity": s.sparsity, "train_seconds": info["seconds"],
             "evals": {f"{m}/{d}": evaluate_sae(sae, model, heldout[d], recipe.eval_windows)
                       for m, model in on.items() for d in DOMAINS},
         }

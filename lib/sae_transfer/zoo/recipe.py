@@ -44,14 +44,22 @@ class ModelRecipe:
 
 @dataclass(frozen=True)
 class SAERecipe:
+    """``standard`` SAEs (ReLU) take an L1 coefficient ``l1``; ``batchtopk`` SAEs a mean active count ``k``."""
+
     name: str
     model: str
     hook: str
     d_sae: int
     training_tokens: int
-    l1: float
+    architecture: str = "standard"
+    l1: float | None = None
+    k: float | None = None
     lr: float = 1e-3
     batch_tokens: int = 1024
+
+    @property
+    def sparsity(self) -> float:
+        return self.l1 if self.architecture == "standard" else self.k
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,11 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: saes.{name}: {e}")
         if s.model not in models:
             _fail(f"zoo recipe: saes.{name}.model={s.model!r}; valid models are {sorted(models)}")
+        if s.architecture not in ("standard", "batchtopk"):
+            _fail(f"zoo recipe: saes.{name}.architecture={s.architecture!r}; valid are ['batchtopk', 'standard']")
+        if s.sparsity is None:
+            _fail(f"zoo recipe: saes.{name} needs {'l1' if s.architecture == 'standard' else 'k'} "
+                  f"for architecture {s.architecture!r}")
         saes[name] = s
     return ZooRecipe(profile=profile, seed=int(raw.get("seed", 0)), context_size=int(raw.get("context_size", 128)),
                      eval_windows=int(raw.get("eval_windows", 64)), data=DataRecipe(**(raw.get("data") or {})),

@@ -22,14 +22,30 @@ def token_dataset(stream: TokenStream, n_windows: int):
     return Dataset.from_dict({"tokens": rows.tolist()})
 
 
-def _runner_config(model, hook_name: str, d_sae: int, context_size: int, training_tokens: int, l1: float,
-                   lr: float, seed: int, device: str, batch_tokens: int, out_dir: Path | None):
-    from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig, StandardTrainingSAEConfig
+ARCHITECTURES = ("standard", "batchtopk")
+
+
+def _sae_config(architecture: str, d_in: int, d_sae: int, sparsity: float, n_steps: int, device: str):
+    """``standard``: ReLU with an L1 penalty of weight ``sparsity``. ``batchtopk``: ``sparsity`` features active
+    per token on average over a batch, saved by sae_lens as a JumpReLU SAE, so L0 is free to change on a finetune."""
+    from sae_lens import BatchTopKTrainingSAEConfig, StandardTrainingSAEConfig
+
+    if architecture == "standard":
+        return StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=sparsity,
+                                         l1_warm_up_steps=max(1, n_steps // 10), dtype="float32", device=device)
+    if architecture == "batchtopk":
+        return BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=sparsity, dtype="float32", device=device)
+    raise ValueError(f"architecture={architecture!r}; valid architectures are {list(ARCHITECTURES)}")
+
+
+def _runner_config(model, hook_name: str, d_sae: int, context_size: int, training_tokens: int, sparsity: float,
+                   lr: float, seed: int, device: str, batch_tokens: int, out_dir: Path | None,
+                   architecture: str = "standard"):
+    from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig
 
     n_steps = training_tokens // batch_tokens
     return LanguageModelSAERunnerConfig(
-        sae=StandardTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, l1_coefficient=l1,
-                                      l1_warm_up_steps=max(1, n_steps // 10), dtype="float32", device=device),
+        sae=_sae_config(architecture, model.cfg.d_model, d_sae, sparsity, n_steps, device),
         model_name="zoo", hook_name=hook_name, dataset_path="", is_dataset_tokenized=True, streaming=False,
         context_size=context_size, prepend_bos=False, training_tokens=training_tokens,
         train_batch_size_tokens=batch_tokens, store_batch_size_prompts=32,
@@ -43,17 +59,20 @@ def _runner_config(model, hook_name: str, d_sae: int, context_size: int, trainin
     )
 
 
-def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_tokens: int, l1: float,
-              lr: float, seed: int, device: str = "cpu", batch_tokens: int = 4096, out_dir: Path | None = None):
-    """Train a standard (ReLU, L1) SAE on ``model``'s activations at ``hook_name``; save it to ``out_dir``.
+def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_tokens: int, sparsity: float,
+              lr: float, seed: int, device: str = "cpu", batch_tokens: int = 4096, out_dir: Path | None = None,
+              architecture: str = "standard"):
+    """Train an SAE on ``model``'s activations at ``hook_name``; save it to ``out_dir``.
+
+    ``sparsity`` is the L1 coefficient (``standard``) or the mean number of active features k (``batchtopk``).
 
     Returns the trained sae_lens SAE. Windows are taken in order from ``stream`` (the train split).
     """
     from sae_lens import LanguageModelSAETrainingRunner
 
     n_windows = -(-training_tokens // stream.ctx) + 64
-    cfg = _runner_config(model, hook_name, d_sae, stream.ctx, training_tokens, l1, lr, seed, device,
-                         batch_tokens, out_dir)
+    cfg = _runner_config(model, hook_name, d_sae, stream.ctx, training_tokens, sparsity, lr, seed, device,
+                         batch_tokens, out_dir, architecture)
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model,
                                             override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
     # sae_lens logs every evaluation at INFO; the zoo's own tqdm bar is the progress that matters.
