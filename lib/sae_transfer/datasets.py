@@ -1,0 +1,107 @@
+"""Token batches for measurements: a zoo split or a text dataset, cut into BOS-led windows.
+
+A dataset spec is a string, so it fits a parameter file:
+
+    zoo:DOMAIN[/SPLIT]    a zoo corpus (prose, code, math), held-out split unless ``/train`` is given
+    hub:NAME[:CONFIG]     a Hugging Face dataset with a ``text`` column, streamed (GPU users with hub access)
+    json:PATH             a local JSON-lines file with a ``text`` field (same code path as ``hub:``)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .zoo.data import DOMAINS, SPLITS
+
+SOURCES = "zoo:DOMAIN[/SPLIT], hub:NAME[:CONFIG] or json:PATH"
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """What to measure on: ``n_tokens`` tokens in windows of ``context_size``, ``batch_size`` windows a batch."""
+
+    dataset: str
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    seed: int = 0
+
+    def n_windows(self) -> int:
+        return -(-self.n_tokens // self.context_size)
+
+    def n_batches(self) -> int:
+        return -(-self.n_windows() // self.batch_size)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_token_spec(spec: TokenSpec) -> None:
+    """Cheap checks with one-line errors naming the parameter, before any model loads."""
+    kind, _, ref = spec.dataset.partition(":")
+    if kind == "zoo":
+        domain, _, split = ref.partition("/")
+        if domain not in DOMAINS or (split and split not in SPLITS):
+            raise ValueError(f"dataset={spec.dataset!r}: valid zoo datasets are "
+                             f"{[f'zoo:{d}' for d in DOMAINS]} (optionally /train or /heldout)")
+    elif kind not in ("hub", "json") or not ref:
+        raise ValueError(f"dataset={spec.dataset!r}: unknown source; use {SOURCES}")
+    for name in ("n_tokens", "context_size", "batch_size"):
+        if getattr(spec, name) < (2 if name == "context_size" else 1):
+            raise ValueError(f"{name}={getattr(spec, name)} must be positive (context_size at least 2)")
+
+
+def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
+    from .zoo.build import token_streams, zoo_dir
+    from .zoo.recipe import load_recipe
+
+    domain, _, split = spec.dataset.partition(":")[2].partition("/")
+    recipe = load_recipe(zoo)
+    if spec.context_size > recipe.context_size:
+        raise ValueError(f"context_size={spec.context_size} exceeds the zoo models' n_ctx={recipe.context_size}")
+    stream = token_streams(zoo_dir(recipe.profile) / "data", split or "heldout", spec.context_size)[domain]
+    available = stream.n_windows()
+    if spec.n_windows() > available:
+        raise ValueError(f"n_tokens={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} but "
+                         f"{spec.dataset} holds {available}; use n_tokens <= {available * spec.context_size}")
+    # A seeded choice of windows, the same for every model measured on this spec.
+    order = np.random.default_rng(spec.seed).permutation(available)[: spec.n_windows()]
+    return torch.cat(list(stream.sequential(1 << 16)))[torch.from_numpy(np.sort(order))]
+
+
+def _text_windows(spec: TokenSpec, tokenizer) -> torch.Tensor:
+    from datasets import load_dataset
+
+    kind, _, ref = spec.dataset.partition(":")
+    if kind == "json":
+        ds = load_dataset("json", data_files=ref, split="train", streaming=True)
+    else:
+        name, _, config = ref.partition(":")
+        ds = load_dataset(name, config or None, split="train", streaming=True)
+    ds = ds.shuffle(seed=spec.seed, buffer_size=1000) if kind == "hub" else ds
+    bos = tokenizer.bos_token_id
+    body = spec.context_size - 1
+    rows, buf = [], []
+    for item in ds:
+        buf.extend(tokenizer(item["text"], add_special_tokens=False)["input_ids"])
+        while len(buf) >= body and len(rows) < spec.n_windows():
+            rows.append([bos] + buf[:body])
+            buf = buf[body:]
+        if len(rows) == spec.n_windows():
+            break
+    if len(rows) < spec.n_windows():
+        raise ValueError(f"dataset={spec.dataset!r} holds only {len(rows) * spec.context_size} tokens; "
+                         f"n_tokens={spec.n_tokens} asked for more")
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def token_batches(spec: TokenSpec, tokenizer=None, zoo: str = "default") -> Iterator[torch.Tensor]:
+    """Yield batches [<= batch_size, context_size] of token ids, every window starting with BOS."""
+    check_token_spec(spec)
+    windows = _zoo_windows(spec, zoo) if spec.dataset.startswith("zoo:") else _text_windows(spec, tokenizer)
+    for i in range(0, len(windows), spec.batch_size):
+        yield windows[i:i + spec.batch_size]
