@@ -22,7 +22,7 @@ def measure_residuals(base: str, finetune: str, tokens: TokenSpec, zoo: str = "d
     """``{hook: ResidualSimilarity result}`` for every residual hook, from one streaming pass (cached)."""
     check_token_spec(tokens)
     key = {"base": model_identity(base, zoo), "finetune": model_identity(finetune, zoo), "tokens": tokens.as_dict(),
-           "dtype": dtype, "what": "residual-similarity", "v": 1}
+           "dtype": dtype, "what": "residual-similarity", "v": 2}
 
     def compute() -> dict:
         b, f, tok, _ = load_models(base, finetune, zoo, device, dtype)
@@ -30,6 +30,6 @@ def measure_residuals(base: str, finetune: str, tokens: TokenSpec, zoo: str = "d
         results = run_pass(b, f, token_batches(tokens, tok, zoo), hooks,
                            [ResidualSimilarity(h, tokens.context_size) for h in hooks], tokens.n_batches(),
                            desc=f"{base} vs {finetune} on {tokens.dataset}")
-        return {r["hook"]: r for r in results}
+        return {"layers": results}  # a list: layer order survives the JSON cache
 
-    return cached("residuals", key, compute)
+    return {r["hook"]: r for r in cached("residuals", key, compute)["layers"]}
