@@ -62,8 +62,8 @@ def test_pass_on_zoo_pairs(smoke_card):
     from sae_transfer.residuals import measure_residuals
 
     spec = TokenSpec("zoo:code", 4096, 64, 16)
-    same = measure_residuals("zoo:base-s", "zoo:code@0", spec, zoo="smoke", device="cpu")
-    moved = measure_residuals("zoo:base-s", "zoo:code", spec, zoo="smoke", device="cpu")
+    (same,) = measure_residuals("zoo:base-s", "zoo:code@0", [spec], zoo="smoke", device="cpu")
+    (moved,) = measure_residuals("zoo:base-s", "zoo:code", [spec], zoo="smoke", device="cpu")
     assert list(same) == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     for r in same.values():
         assert r["cos_mean"] == pytest.approx(1.0, abs=1e-5) and r["rel_dist_mean"] < 1e-5

@@ -112,8 +112,50 @@ def _check_device(value: str) -> None:
         raise ParameterError(str(e)) from None
 
 
+def _check_model(name: str):
+    def check(value) -> None:
+        from .models import parse_spec
+
+        for v in value if isinstance(value, list) else [value]:
+            try:
+                parse_spec(v, name)
+            except ValueError as e:
+                raise ParameterError(str(e)) from None
+    return check
+
+
+def _check_datasets(value: list) -> None:
+    from .datasets import TokenSpec, check_token_spec
+
+    for v in value:
+        try:
+            check_token_spec(TokenSpec(v, 1, 2, 1))
+        except ValueError as e:
+            raise ParameterError(f"datasets: {e}") from None
+
+
+def _check_dtype(value: str) -> None:
+    from .models import check_dtype
+
+    try:
+        check_dtype(value)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
+
+
+def _check_positive(name: str):
+    def check(value: int) -> None:
+        if value < 1:
+            raise ParameterError(f"{name}={value} must be a positive integer")
+    return check
+
+
 #: Checks by parameter name, shared by every chapter that has a parameter of that name.
-VALUE_CHECKS: dict[str, Callable[[Any], None]] = {"zoo": _check_zoo, "device": _check_device}
+VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
+    "zoo": _check_zoo, "device": _check_device, "dtype": _check_dtype,
+    "base": _check_model("base"), "finetunes": _check_model("finetunes"), "datasets": _check_datasets,
+    **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens")},
+}
 
 
 def coerce(chapter: Chapter, name: str, value: Any) -> Any:
