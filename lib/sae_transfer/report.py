@@ -58,13 +58,16 @@ class Report:
         for key, value in values.items():
             self.number(f"{prefix}_{key}".replace("-", "_").replace("/", "_").replace("@", "_"), value)
 
-    def table(self, name: str, df, caption: str = "") -> None:
-        """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page."""
+    def table(self, name: str, df, precision: int = 4):
+        """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page,
+        floats shown with ``precision`` digits and missing cells blank. Returns the styled table."""
         from myst_nb import glue
 
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
-        glue(name, df, display=False)
+        styled = df.style.format(precision=precision, na_rep="", thousands=",")
+        glue(name, styled, display=False)
+        return styled
 
     def figure(self, name: str, fig, caption: str = "") -> None:
         """Save ``fig`` as PNG and SVG in ``<run_dir>/figures`` and glue it (``{glue:figure}`` on the page)."""

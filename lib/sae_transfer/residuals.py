@@ -53,6 +53,12 @@ SEED_COSINE = {"Gemma-2b vs Python-code finetune (theirs)": 0.6691,
                "Mistral-7B vs MetaMath (theirs)": 0.9648}
 
 
+def result_key(finetune: str, dataset: str) -> str:
+    """``zoo:code`` on ``zoo:prose`` -> ``code_prose``: the suffix of the chapter's glued names."""
+    name = f"{finetune.split(':')[-1]}_{dataset.split(':')[-1]}"
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
 def summary_hook(hooks: list[str]) -> str:
     """The middle residual of the stack, where the zoo's SAEs read (``blocks.{L/2}.hook_resid_pre``)."""
     return hooks[len(hooks) // 2]
