@@ -1,0 +1,27 @@
+"""The paper parameter sets (seed setups for GPU users) parse and pass every check except the GPU itself."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sae_transfer.chapters import get_chapter, resolve_params
+from sae_transfer.paths import params_dir
+
+PAPER = sorted((params_dir() / "paper").glob("*.yaml"))
+
+
+def test_there_are_paper_sets():
+    assert {p.stem for p in PAPER} >= {"gemma-2b-python", "mistral-7b-metamath"}
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
+def test_paper_set_is_complete_and_valid(path: Path):
+    sections = yaml.safe_load(path.read_text())
+    for chapter_name, values in sections.items():
+        chapter = get_chapter(chapter_name)
+        # this machine has no GPU: check everything else
+        params = resolve_params(chapter, None, [path], [("device", "cpu")])
+        assert all(params[k] == v for k, v in values.items() if k != "device")
+        assert params["base"].startswith("hub:") and all(f.startswith("hub:") for f in params["finetunes"])
+        assert params["n_tokens"] == 262144  # the seed's 256K
