@@ -23,8 +23,9 @@ def run_all(profile: str, force: bool = False, device: str | None = None) -> lis
     from .zoo.build import build_zoo
 
     chapters = all_chapters()
-    params = {c.name: resolve_params(c, profile, overrides=[("device", device)] if device else ())
-              for c in chapters}  # every parameter checked before anything heavy starts
+    params = {c.name: resolve_params(c, profile, overrides=[("device", device)]
+                                     if device and "device" in c.defaults() else ())
+              for c in chapters}  # every parameter of every chapter checked before anything heavy starts
     for zoo in sorted({p["zoo"] for p in params.values() if "zoo" in p}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
