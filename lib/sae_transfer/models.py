@@ -18,15 +18,12 @@ against the base model before the finetune loads.
 from __future__ import annotations
 
 import difflib
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-
-log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_SOURCES = "zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"

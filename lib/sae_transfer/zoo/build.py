@@ -12,7 +12,6 @@ Layout under ``<cache>/zoo/<profile>/``::
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,6 @@ from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
 from .recipe import ModelRecipe, SAERecipe, ZooRecipe, load_recipe
 from .tokens import EOT, TokenStream, encode_documents, load_tokenizer, train_tokenizer
 from .train import heldout_ce, train_lm
-
-log = logging.getLogger(__name__)
 
 
 def zoo_dir(profile: str) -> Path:
