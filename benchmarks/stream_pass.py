@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -38,11 +37,12 @@ def one_pass(zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
     """Run the pass once in this process; report peak RSS."""
     from sae_transfer.stream import run_pass
 
+    from sae_transfer.report import peak_rss_mb
+
     base, ft, batches, hooks, accs = _setup(zoo, n_tokens, ctx, batch)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mb()
     run_pass(base, ft, iter(batches), hooks, accs())
-    return {"n_tokens": n_tokens, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_pass_mb": before}
+    return {"n_tokens": n_tokens, "peak_rss_mb": peak_rss_mb(), "rss_before_pass_mb": before}
 
 
 @torch.no_grad()

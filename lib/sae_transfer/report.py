@@ -26,6 +26,19 @@ from .io import write_json_atomic
 NUMBERS_FILE = "numbers.json"
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. On Linux, VmHWM: ``ru_maxrss`` survives ``exec``, so a kernel
+    started by a process that had built the zoo would report the builder's peak as its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024**2 if sys.platform == "darwin" else 1024)
+
+
 class Report:
     def __init__(self, run_dir: str | Path | None = None):
         # Outside the runner (a notebook opened by hand) results go to a scratch directory.
@@ -103,8 +116,7 @@ class Report:
     # ------------------------------------------------------------------ end of run
     def save(self) -> Path:
         """Write what was recorded, plus this kernel's peak memory, for the runner to finish into results.json."""
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-        extra: dict[str, Any] = {"peak_rss_mb": peak_kb / (1024 if sys.platform != "darwin" else 1024**2)}
+        extra: dict[str, Any] = {"peak_rss_mb": peak_rss_mb()}
         try:
             import torch
 
