@@ -24,3 +24,15 @@ def smoke_root(smoke_card):
     from sae_transfer.zoo import zoo_dir
 
     return zoo_dir("smoke")
+
+
+def run_smoke_chapter(name: str, out):
+    """Run chapter ``name`` with the smoke profile through the runner into ``out``; return its results.json."""
+    import json
+
+    from sae_transfer.chapters import get_chapter, resolve_params
+    from sae_transfer.runner import run_chapter
+
+    chapter = get_chapter(name)
+    run_chapter(chapter, resolve_params(chapter, "smoke"), out, progress=False)
+    return json.loads((out / "results.json").read_text())

@@ -1,21 +1,17 @@
 """Smoke test of the residual-activations chapter: asserts on the similarities it recorded."""
 
-import json
 
 import pytest
 
-from sae_transfer.chapters import get_chapter, resolve_params
-from sae_transfer.runner import run_chapter
+from tests.conftest import run_smoke_chapter
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def results(smoke_card, tmp_path_factory):
-    chapter = get_chapter("residuals")
     out = tmp_path_factory.mktemp("residuals-run")
-    run_chapter(chapter, resolve_params(chapter, "smoke"), out, progress=False)
-    return out, json.loads((out / "results.json").read_text())
+    return out, run_smoke_chapter("residuals", out)
 
 
 def test_similarities_are_bounded_and_ordered(results):

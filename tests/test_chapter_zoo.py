@@ -5,16 +5,13 @@ import math
 
 import pytest
 
-from sae_transfer.chapters import get_chapter, resolve_params
-from sae_transfer.runner import run_chapter
+from tests.conftest import run_smoke_chapter
 
 
 @pytest.fixture(scope="module")
 def results(smoke_card, tmp_path_factory):
-    chapter = get_chapter("zoo")
     out = tmp_path_factory.mktemp("zoo-run")
-    run_chapter(chapter, resolve_params(chapter, "smoke"), out, progress=False)
-    return out, json.loads((out / "results.json").read_text())
+    return out, run_smoke_chapter("zoo", out)
 
 
 @pytest.mark.slow
