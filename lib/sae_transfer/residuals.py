@@ -120,3 +120,23 @@ def checkpoint_sweep(base: str, finetune: str, dataset: str, n_tokens: int, cont
                     "cosine": r["cos_mean"], "relative distance": r["rel_dist_mean"],
                     "last-layer cosine": list(layers.values())[-1]["cos_mean"]})
     return out
+
+
+def sweep_all(base: str, finetunes: list[str], n_tokens: int, context_size: int, batch_size: int, zoo: str,
+              device: str, dtype: str) -> list[dict]:
+    """``checkpoint_sweep`` of every zoo finetune on its own domain (the domain it was finetuned on alone);
+    hub and local finetunes have no checkpoints and are skipped."""
+    from .zoo.recipe import load_recipe
+
+    if not base.startswith("zoo:"):
+        return []
+    recipe = load_recipe(zoo)
+    rows = []
+    for ft in finetunes:
+        name = ft.removeprefix("zoo:").partition("@")[0]
+        m = recipe.models.get(name) if ft.startswith("zoo:") else None
+        if m is None or not m.checkpoints or len(m.mix) != 1:
+            continue
+        rows += checkpoint_sweep(base, ft, f"zoo:{next(iter(m.mix))}", n_tokens, context_size, batch_size, zoo,
+                                 device, dtype)
+    return rows
