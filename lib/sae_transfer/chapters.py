@@ -94,53 +94,47 @@ def all_chapters() -> list[Chapter]:
 
 # ----------------------------------------------------------------------------------- value checks
 
-def _check_zoo(value: str) -> None:
+def _as_parameter_check(check: Callable[[Any], Any], prefix: str = "", each: bool = False):
+    """A lib validator (raising ValueError with one clear line) as a parameter check; ``each``: per list item."""
+    def run(value) -> None:
+        for v in (value if each else [value]):
+            try:
+                check(v)
+            except ValueError as e:
+                raise ParameterError(f"{prefix}{e}") from None
+    return run
+
+
+def _zoo_recipe(value: str) -> None:
     from .zoo.recipe import load_recipe
 
-    try:
-        load_recipe(value)
-    except ValueError as e:
-        raise ParameterError(f"zoo: {e}") from None
+    load_recipe(value)
 
 
-def _check_device(value: str) -> None:
+def _device(value: str) -> None:
     from .provenance import resolve_device
 
-    try:
-        resolve_device(value)
-    except ValueError as e:
-        raise ParameterError(str(e)) from None
+    resolve_device(value)
 
 
-def _check_model(name: str):
-    def check(value) -> None:
+def _dtype(value: str) -> None:
+    from .models import check_dtype
+
+    check_dtype(value)
+
+
+def _model_spec(name: str):
+    def check(value: str) -> None:
         from .models import parse_spec
 
-        for v in value if isinstance(value, list) else [value]:
-            try:
-                parse_spec(v, name)
-            except ValueError as e:
-                raise ParameterError(str(e)) from None
+        parse_spec(value, name)
     return check
 
 
-def _check_datasets(value: list) -> None:
+def _dataset(value: str) -> None:
     from .datasets import TokenSpec, check_token_spec
 
-    for v in value:
-        try:
-            check_token_spec(TokenSpec(v, 1, 2, 1))
-        except ValueError as e:
-            raise ParameterError(f"datasets: {e}") from None
-
-
-def _check_dtype(value: str) -> None:
-    from .models import check_dtype
-
-    try:
-        check_dtype(value)
-    except ValueError as e:
-        raise ParameterError(str(e)) from None
+    check_token_spec(TokenSpec(value, 1, 2, 1))
 
 
 def _check_positive(name: str):
@@ -152,8 +146,10 @@ def _check_positive(name: str):
 
 #: Checks by parameter name, shared by every chapter that has a parameter of that name.
 VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
-    "zoo": _check_zoo, "device": _check_device, "dtype": _check_dtype,
-    "base": _check_model("base"), "finetunes": _check_model("finetunes"), "datasets": _check_datasets,
+    "zoo": _as_parameter_check(_zoo_recipe, "zoo: "), "device": _as_parameter_check(_device),
+    "dtype": _as_parameter_check(_dtype), "base": _as_parameter_check(_model_spec("base")),
+    "finetunes": _as_parameter_check(_model_spec("finetunes"), each=True),
+    "datasets": _as_parameter_check(_dataset, "datasets: ", each=True),
     **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens")},
 }
 

@@ -194,11 +194,12 @@ def _layer_of(hook: str, model) -> int | None:
 
 
 def load_models(base: str, finetune: str, zoo: str = "default", device: str = "auto", dtype: str = "float32",
-                from_pretrained_kwargs: dict | None = None, after_base=None):
+                before_weights=None, after_base=None):
     """Base and finetuned models and the shared tokenizer: ``(base, finetune, tokenizer, trimmed_tokens)``.
 
-    Spec syntax, dtype, device and tokenizer agreement are checked before any weights load; ``after_base(model)``
-    runs once the base is loaded, before the finetune (e.g. to check a hook).
+    Spec syntax, dtype, device and tokenizer agreement are checked before any weights load. Then
+    ``before_weights(device)`` runs (e.g. to load an SAE) and may return ``from_pretrained`` kwargs;
+    ``after_base(model)`` runs once the base is loaded, before the finetune (e.g. to check a hook).
     """
     from .provenance import resolve_device
 
@@ -213,6 +214,7 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
         raise SpecError(f"base={base!r}, finetune={finetune!r}: a zoo model pairs only with a zoo model")
     base_tok = load_tokenizer_for(base, "base", zoo)
     trimmed = compare_tokenizers(base_tok, load_tokenizer_for(finetune, "finetune", zoo))
+    from_pretrained_kwargs = (before_weights(device) if before_weights else None) or {}
     base_model = load_model(base, "base", zoo, base_tok, device, torch_dtype,
                             from_pretrained_kwargs=from_pretrained_kwargs)
     if after_base is not None:
@@ -226,25 +228,16 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
 def load_pair(base: str, finetune: str, sae: str, hook: str | None = None, zoo: str = "default",
               device: str = "auto", dtype: str = "float32") -> ModelPair:
     """Base model, finetuned model, SAE and the shared tokenizer, every cheap check first."""
-    from .provenance import resolve_device
-
-    check_dtype(dtype)
-    parse_spec(base, "base")
-    parse_spec(finetune, "finetune")
     parse_spec(sae, "sae", sae=True)
-    try:
-        sae_device = resolve_device(device)
-    except ValueError as e:
-        raise SpecError(str(e)) from None
-    if base.startswith("zoo:") != finetune.startswith("zoo:"):
-        raise SpecError(f"base={base!r}, finetune={finetune!r}: a zoo model pairs only with a zoo model")
-    with warnings.catch_warnings():  # load_models warns about trimmed tokens; check before the SAE downloads
-        warnings.simplefilter("ignore")
-        compare_tokenizers(load_tokenizer_for(base, "base", zoo), load_tokenizer_for(finetune, "finetune", zoo))
-    sae_model = load_sae(sae, zoo, sae_device, dtype)
-    hook = hook or sae_model.cfg.metadata.hook_name
-    kwargs = dict(getattr(sae_model.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
-    base_model, ft_model, tok, trimmed = load_models(base, finetune, zoo, device, dtype, kwargs,
-                                                     after_base=lambda m: check_hook(m, hook, sae_model))
-    return ModelPair(base_model, ft_model, sae_model, tok, hook,
+    loaded: dict[str, Any] = {}
+
+    def with_sae(resolved_device: str) -> dict:
+        loaded["sae"] = load_sae(sae, zoo, resolved_device, dtype)
+        loaded["hook"] = hook or loaded["sae"].cfg.metadata.hook_name
+        return dict(getattr(loaded["sae"].cfg.metadata, "model_from_pretrained_kwargs", None) or {})
+
+    base_model, ft_model, tok, trimmed = load_models(
+        base, finetune, zoo, device, dtype, before_weights=with_sae,
+        after_base=lambda m: check_hook(m, loaded["hook"], loaded["sae"]))
+    return ModelPair(base_model, ft_model, loaded["sae"], tok, loaded["hook"],
                      {"base": base, "finetune": finetune, "sae": sae}, trimmed)
