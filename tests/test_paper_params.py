@@ -25,3 +25,14 @@ def test_paper_set_is_complete_and_valid(path: Path):
         assert all(params[k] == v for k, v in values.items() if k != "device")
         assert params["base"].startswith("hub:") and all(f.startswith("hub:") for f in params["finetunes"])
         assert params["n_tokens"] == 262144  # the seed's 256K
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
+def test_paper_sets_use_the_seeds_saes_and_thresholds(path: Path):
+    from sae_transfer.models import parse_spec
+    from sae_transfer.sae_metrics import Outliers
+
+    section = yaml.safe_load(path.read_text())["sae_metrics"]
+    assert parse_spec(section["sae"], "sae", sae=True)[0] == "sae_lens"
+    rule = Outliers.parse(section["outliers"])
+    assert rule.kind == "absolute" and rule.value in (289, 200)  # the seed's Gemma and Mistral thresholds

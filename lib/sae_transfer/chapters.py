@@ -131,16 +131,28 @@ def _model_spec(name: str):
     return check
 
 
+def _sae_spec(value: str) -> None:
+    from .models import parse_spec
+
+    parse_spec(value, "sae", sae=True)
+
+
+def _outliers(value: str) -> None:
+    from .sae_metrics import Outliers
+
+    Outliers.parse(value)
+
+
 def _dataset(value: str) -> None:
     from .datasets import TokenSpec, check_token_spec
 
     check_token_spec(TokenSpec(value, 1, 2, 1))
 
 
-def _check_positive(name: str):
+def _check_positive(name: str, allow_zero: bool = False):
     def check(value: int) -> None:
-        if value < 1:
-            raise ParameterError(f"{name}={value} must be a positive integer")
+        if value < (0 if allow_zero else 1):
+            raise ParameterError(f"{name}={value} must be a {'non-negative' if allow_zero else 'positive'} integer")
     return check
 
 
@@ -150,7 +162,9 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "dtype": _as_parameter_check(_dtype), "base": _as_parameter_check(_model_spec("base")),
     "finetunes": _as_parameter_check(_model_spec("finetunes"), each=True),
     "datasets": _as_parameter_check(_dataset, "datasets: ", each=True),
+    "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
     **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens")},
+    "check_tokens": _check_positive("check_tokens", allow_zero=True),
 }
 
 

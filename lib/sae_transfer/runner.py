@@ -51,8 +51,10 @@ def _kernel_is_this_python(spec_dir: Path) -> bool:
 
 
 def source_fingerprint(chapter: Chapter, params: dict[str, Any]) -> str:
-    """Changes when the notebook, the library code, the parameters or the zoo the chapter reads change."""
+    """Changes when the notebook, the library code, benchmark records, the parameters or the zoo change."""
+    # Benchmark records are shown in chapter appendices, so a new record reruns the chapter.
     lib = sorted((PROJECT_ROOT / "lib").rglob("*.py"))
+    lib += sorted((PROJECT_ROOT / "benchmarks" / "results").glob("*.json"))
     zoo_card = None
     if "zoo" in params:
         from .zoo.build import zoo_dir

@@ -114,3 +114,45 @@ def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts:
         "dead_fraction": float((density == 0).float().mean()),
         "d_sae": int(sae.cfg.d_sae),
     }
+
+
+def run_evals_on_windows(sae, model, windows: torch.Tensor, batch_prompts: int) -> dict[str, float]:
+    """``sae_lens.evals.run_evals`` on exactly ``windows`` [n, ctx] (BOS-led token ids), every token counted.
+
+    ``run_evals`` draws its reconstruction batches and then its sparsity batches from one activation store; a
+    fresh store for each makes both see the same windows, in order, as the project's streaming metrics do.
+    The reference that ``sae_metrics`` is cross-checked and benchmarked against.
+    """
+    from datasets import Dataset
+    from sae_lens import ActivationsStore
+    from sae_lens.evals import EvalConfig, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    n, ctx = windows.shape
+    if n % batch_prompts:
+        raise ValueError(f"{n} windows do not split into batches of {batch_prompts}")
+    ds = Dataset.from_dict({"tokens": windows.tolist()})
+    device = str(next(model.parameters()).device)
+
+    def evals(**what) -> tuple[dict, dict]:
+        store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=ctx, streaming=False,
+                                          store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2,
+                                          train_batch_size_tokens=batch_prompts * ctx, device=device)
+        cfg = EvalConfig(batch_size_prompts=batch_prompts, n_eval_reconstruction_batches=n // batch_prompts,
+                         n_eval_sparsity_variance_batches=n // batch_prompts, **what)
+        with contextlib.redirect_stdout(io.StringIO()):
+            return run_evals(sae, store, model, ActivationScaler(), cfg, exclude_special_tokens=False)
+
+    loss, _ = evals(compute_kl=True, compute_ce_loss=True)
+    sparsity, features = evals(compute_l2_norms=True, compute_sparsity_metrics=True, compute_variance_metrics=True,
+                               compute_featurewise_density_statistics=True)
+    perf, behav = loss["model_performance_preservation"], loss["model_behavior_preservation"]
+    recon = sparsity["reconstruction_quality"]
+    density = torch.tensor(features["feature_density"])
+    return {"l0": float(sparsity["sparsity"]["l0"]), "ev_token": float(recon["explained_variance_legacy"]),
+            "ev_global": float(recon["explained_variance"]), "mse": float(recon["mse"]), "cos": float(recon["cossim"]),
+            "norm_ratio": float(sparsity["shrinkage"]["l2_ratio"]) if "shrinkage" in sparsity else float("nan"),
+            "ce_clean": float(perf["ce_loss_without_sae"]), "ce_spliced": float(perf["ce_loss_with_sae"]),
+            "ce_zero": float(perf["ce_loss_with_ablation"]), "ce_recovered": float(perf["ce_loss_score"]),
+            "kl": float(behav["kl_div_with_sae"]), "kl_zero": float(behav["kl_div_with_ablation"]),
+            "dead_frac": float((density == 0).float().mean())}

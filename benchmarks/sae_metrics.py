@@ -1,0 +1,105 @@
+"""Benchmark of the SAE-metrics pass against ``sae_lens.evals.run_evals``: speed, and memory as tokens grow 8x.
+
+    python benchmarks/sae_metrics.py --zoo default --tokens 16384
+
+Both implementations compute, for the base and the code finetune with the base SAE on the same zoo windows,
+L0, explained variance, MSE, cosine, norm ratio, clean / spliced / zero-ablated CE, KL and feature densities;
+ours also computes pooled R², outlier masks and both subsets, activation histograms and per-feature means.
+Each (implementation, N) runs in a fresh process, so its peak resident memory (VmHWM) is its own; nothing is
+cached. The goal: ours at least as fast, and its peak memory within 10% as tokens grow from N to 8N.
+
+The figures are printed and written to ``benchmarks/results/sae_metrics.json``, which the SAE-metrics chapter
+shows in its appendix (with the machine, date and commit they were measured on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).parent / "results" / "sae_metrics.json"
+
+
+def child(impl: str, zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
+    """Measure one implementation over both models, in this process."""
+    import math
+
+    from sae_transfer.datasets import TokenSpec, token_batches
+    from sae_transfer.models import load_pair
+    from sae_transfer.report import peak_rss_mb
+    from sae_transfer.sae_metrics import sae_pass
+    from sae_transfer.zoo.sae import run_evals_on_windows
+
+    torch.set_num_threads(2)
+    pair = load_pair("zoo:base-s", "zoo:code", "zoo:base-s", zoo=zoo, device="cpu")
+    windows = torch.cat(list(token_batches(TokenSpec("zoo:prose", n_tokens, ctx, batch), pair.tokenizer, zoo)))
+    windows = windows[: len(windows) - len(windows) % batch]
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    for model in (pair.base, pair.finetune):
+        if impl == "ours":
+            sae_pass(model, pair.sae, pair.hook, windows.split(batch), math.inf)
+        else:
+            run_evals_on_windows(pair.sae, model, windows, batch)
+    wall = time.perf_counter() - t0
+    return {"implementation": impl, "n_tokens": int(windows.numel()), "wall_s": wall,
+            "tokens_per_s": 2 * windows.numel() / wall, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--zoo", default="default")
+    ap.add_argument("--tokens", type=int, default=16384, help="N; everything is also measured at 8N")
+    ap.add_argument("--context-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--out", type=Path, default=OUT, help="where to write the JSON record")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        impl, n = a.child.split(":")
+        print(json.dumps(child(impl, a.zoo, int(n), a.context_size, a.batch_size)))
+        return
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    rows = []
+    for n in (a.tokens, 8 * a.tokens):
+        for impl in ("ours", "run_evals"):
+            out = subprocess.run([sys.executable, __file__, "--zoo", a.zoo, "--child", f"{impl}:{n}",
+                                  "--context-size", str(a.context_size), "--batch-size", str(a.batch_size)],
+                                 capture_output=True, text=True, check=True, env=env)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"{impl:>9} {r['n_tokens']:>8,} tokens x 2 models: {r['wall_s']:7.1f} s "
+                  f"({r['tokens_per_s']:,.0f} tokens/s), peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    by = {(r["implementation"], r["n_tokens"]): r for r in rows}
+    n1, n8 = rows[0]["n_tokens"], rows[2]["n_tokens"]
+    summary = {
+        "speedup_at_N": by[("run_evals", n1)]["wall_s"] / by[("ours", n1)]["wall_s"],
+        "speedup_at_8N": by[("run_evals", n8)]["wall_s"] / by[("ours", n8)]["wall_s"],
+        "ours_memory_growth_8x": by[("ours", n8)]["peak_rss_mb"] / by[("ours", n1)]["peak_rss_mb"] - 1,
+        "run_evals_memory_growth_8x": by[("run_evals", n8)]["peak_rss_mb"] / by[("run_evals", n1)]["peak_rss_mb"] - 1,
+    }
+    from sae_transfer.io import write_json_atomic
+    from sae_transfer.provenance import git_commit
+
+    record = {"rows": rows, "summary": summary, "zoo": a.zoo, "context_size": a.context_size,
+              "batch_size": a.batch_size, "threads": 2, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "commit": git_commit(), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(a.out, record)
+    print(f"speedup over run_evals: {summary['speedup_at_N']:.2f}x at N, {summary['speedup_at_8N']:.2f}x at 8N "
+          "(goal: at least 1)")
+    print(f"peak memory growth N -> 8N: ours {100 * summary['ours_memory_growth_8x']:+.1f}% (goal: at most +10%), "
+          f"run_evals {100 * summary['run_evals_memory_growth_8x']:+.1f}%")
+    print(f"written to {a.out}")
+
+
+if __name__ == "__main__":
+    main()

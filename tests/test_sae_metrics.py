@@ -1,0 +1,150 @@
+"""SAE metrics: the accumulator against direct computation on whole tensors, the outlier rule, the resumed forward
+pass against a hooked one, and the streamed metrics against ``sae_lens.evals.run_evals`` on a zoo pair."""
+
+import math
+
+import pytest
+import torch
+
+from sae_transfer.sae_metrics import (FIRING, Outliers, SAEMetrics, _forward_from, density_comparison,
+                                      intervention_losses, next_token_ce, resume_layer)
+
+
+def test_outlier_rules_parse_and_resolve():
+    assert Outliers.parse("none").threshold(lambda: 1 / 0) == math.inf  # the mean norm is never computed
+    assert Outliers.parse("2x").threshold(lambda: 150.0) == 300.0
+    assert Outliers.parse("2.5X").threshold(lambda: 2.0) == 5.0
+    assert Outliers.parse("289").threshold(lambda: 1 / 0) == 289.0
+    for bad in ("", "x", "-3x", "0", "inf", "lots"):
+        with pytest.raises(ValueError, match="outliers="):
+            Outliers.parse(bad)
+
+
+def _fake_batch(g, B=3, T=6, d=8, d_sae=16, V=11):
+    x = torch.randn(B, T, d, generator=g) * 3 + 1
+    feats = torch.relu(torch.randn(B, T, d_sae, generator=g) - 0.5)
+    x_hat = x + 0.5 * torch.randn(B, T, d, generator=g)
+    tokens = torch.randint(0, V, (B, T), generator=g)
+    logits = {k: torch.randn(B, T, V, generator=g) for k in ("clean", "spliced", "zero")}
+    return x, feats, x_hat, tokens, logits
+
+
+def _feed(acc, x, feats, x_hat, tokens, logits, outlier):
+    logp = torch.log_softmax(logits["clean"], -1)
+    ce, kl = {"clean": next_token_ce(logp, tokens)}, {}
+    for k in ("spliced", "zero"):
+        ce[k], kl[k] = intervention_losses(logp, logits[k], tokens)
+    acc.update(x, feats, x_hat, outlier, ce, kl)
+    return ce, kl
+
+
+def test_accumulator_matches_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    batches = [_fake_batch(g) for _ in range(2)]
+    acc = SAEMetrics(8, 16, math.inf)
+    ces, kls = [], []
+    for x, feats, x_hat, tokens, logits in batches:
+        ce, kl = _feed(acc, x, feats, x_hat, tokens, logits, torch.zeros(tokens.shape, dtype=torch.bool))
+        ces.append(ce)
+        kls.append(kl)
+    r = acc.result()["all"]
+    X = torch.cat([b[0] for b in batches]).flatten(0, 1).double()
+    F = torch.cat([b[1] for b in batches]).flatten(0, 1).double()
+    XH = torch.cat([b[2] for b in batches]).flatten(0, 1).double()
+    rss = (X - XH).pow(2).sum(-1)
+    assert r["n_tokens"] == 36
+    assert r["r2_pooled"] == pytest.approx(float(1 - rss.sum() / (X - X.mean()).pow(2).sum()), rel=1e-6)
+    assert r["ev_global"] == pytest.approx(float(1 - rss.sum() / (X - X.mean(0)).pow(2).sum()), rel=1e-6)
+    per_batch = [1 - (b[0] - b[2]).flatten(0, 1).double().pow(2).sum(-1)
+                 / (b[0].flatten(0, 1).double() - b[0].flatten(0, 1).double().mean(0)).pow(2).sum(-1) for b in batches]
+    assert r["ev_token"] == pytest.approx(torch.cat(per_batch).mean().item(), rel=1e-6)
+    assert r["mse"] == pytest.approx(rss.mean().item(), rel=1e-6)
+    assert r["cos"] == pytest.approx(torch.nn.functional.cosine_similarity(X, XH).mean().item(), rel=1e-6)
+    # CE over positions with a next token only; KL over every position
+    ce_clean = torch.cat([c["clean"][:, :-1].flatten() for c in ces])
+    assert r["ce_clean"] == pytest.approx(ce_clean.mean().item(), rel=1e-6)
+    tok, lg = batches[0][3], batches[0][4]["clean"]
+    assert ces[0]["clean"][1, 2].item() == pytest.approx(
+        torch.nn.functional.cross_entropy(lg[1, 2:3], tok[1, 3:4]).item(), rel=1e-5)
+    assert r["kl"] == pytest.approx(torch.cat([k["spliced"].flatten() for k in kls]).mean().item(), rel=1e-6)
+    assert r["delta_ce"] == pytest.approx(r["ce_spliced"] - r["ce_clean"])
+    assert r["ce_recovered"] == pytest.approx((r["ce_zero"] - r["ce_spliced"]) / (r["ce_zero"] - r["ce_clean"]))
+    # densities, L0 and the activation histogram are one count seen three ways
+    density = (F > FIRING).double().mean(0)
+    assert r["density"] == pytest.approx(density.tolist())
+    assert r["l0"] == pytest.approx(density.sum().item())
+    assert sum(r["act_hist"]) + r["zero_acts"] == 36 * 16
+    assert r["dead_frac"] == pytest.approx((density == 0).double().mean().item())
+    assert r["mean_act"] == pytest.approx(F.mean(0).tolist())
+
+
+def test_outlier_mask_drives_every_metric():
+    g = torch.Generator().manual_seed(1)
+    x, feats, x_hat, tokens, logits = _fake_batch(g)
+    outlier = torch.zeros(tokens.shape, dtype=torch.bool)
+    outlier[:, 0] = True  # BOS, as in large models
+    outlier[1, 3] = True
+    acc = SAEMetrics(8, 16, 5.0)
+    _feed(acc, x, feats, x_hat, tokens, logits, outlier)
+    res = acc.result()
+    keep = ~outlier
+    assert res["outlier_frac"] == pytest.approx(4 / 18) and res["outliers_at_pos0"] == 3
+    assert res["kept"]["n_tokens"] == 14 and res["all"]["n_tokens"] == 18
+    assert res["kept"]["l0"] == pytest.approx((feats[keep] > FIRING).sum(-1).double().mean().item())
+    assert res["kept"]["mse"] == pytest.approx((x - x_hat)[keep].pow(2).sum(-1).mean().item(), rel=1e-6)
+    assert res["kept"]["l0"] != pytest.approx(res["all"]["l0"])
+
+
+def test_density_comparison():
+    base = {"density": [0.0, 1e-3, 1e-2, 0.5]}
+    assert density_comparison(base, base)["pearson_log_density"] == pytest.approx(1.0)
+    moved = density_comparison(base, {"density": [0.0, 0.0, 1e-2, 0.5]})
+    assert moved["dead_base"] == 0.25 and moved["dead_finetune"] == 0.5 and moved["dead_both"] == 0.25
+    assert math.isnan(density_comparison(base, {"density": [0.1] * 4})["pearson_log_density"])  # never dropped
+
+
+@pytest.mark.slow
+def test_resumed_forward_equals_hooked_forward(smoke_card):
+    from sae_transfer.models import load_models
+
+    model, _, _, _ = load_models("zoo:base-s", "zoo:code", "smoke", "cpu")
+    tokens = torch.randint(0, model.cfg.d_vocab, (2, 16), generator=torch.Generator().manual_seed(0))
+    for hook in ("blocks.1.hook_resid_pre", "blocks.0.hook_resid_post"):
+        assert resume_layer(hook, model) == 1
+        act = torch.randn(2, 16, model.cfg.d_model, generator=torch.Generator().manual_seed(1))
+        fast = _forward_from(model, hook, 1, tokens, act)
+        slow = _forward_from(model, hook, None, tokens, act)
+        assert torch.allclose(fast, slow, atol=1e-4)
+    assert resume_layer("blocks.1.hook_mlp_out", model) is None
+    assert resume_layer("hook_embed", model) is None
+
+
+@pytest.mark.slow
+def test_outliers_keep_their_activation_when_splicing(smoke_card):
+    """With every token an outlier, neither intervention changes anything."""
+    from sae_transfer.datasets import TokenSpec, token_batches
+    from sae_transfer.models import load_pair
+    from sae_transfer.sae_metrics import sae_pass
+
+    pair = load_pair("zoo:base-s", "zoo:code", "zoo:base-s", zoo="smoke", device="cpu")
+    spec = TokenSpec("zoo:prose", 512, 64, 4)
+    r = sae_pass(pair.base, pair.sae, pair.hook, token_batches(spec, pair.tokenizer, "smoke"), threshold=0.0)
+    assert r["outlier_frac"] == 1.0 and r["kept"] == {"n_tokens": 0}
+    assert r["all"]["ce_spliced"] == pytest.approx(r["all"]["ce_clean"], abs=1e-5)
+    assert r["all"]["ce_zero"] == pytest.approx(r["all"]["ce_clean"], abs=1e-5)
+    assert r["all"]["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_streamed_metrics_agree_with_run_evals(smoke_card):
+    """The issue's cross-check: L0, explained variance (per token) and CE with and without the SAE."""
+    from sae_transfer.sae_metrics import cross_check
+
+    rows = cross_check("zoo:base-s", "zoo:code", "zoo:base-s", "zoo:prose", 2048, 64, 8, zoo="smoke", device="cpu")
+    assert {r["model"] for r in rows} == {"base", "finetune"}
+    by = {(r["model"], r["metric"]): r for r in rows}
+    for model in ("base", "finetune"):
+        for metric in ("l0", "ev_token", "ce_clean", "ce_spliced", "ce_zero", "kl", "ev_global", "dead_frac"):
+            r = by[(model, metric)]
+            assert r["ours"] == pytest.approx(r["sae_lens"], rel=1e-4, abs=1e-6), (model, metric)
+    assert by[("base", "l0")]["ours"] > 0
