@@ -21,7 +21,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -92,7 +92,7 @@ def main() -> None:
 
     record = {"rows": rows, "summary": summary, "zoo": a.zoo, "context_size": a.context_size,
               "batch_size": a.batch_size, "threads": 2, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "commit": git_commit(), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "commit": git_commit(), "measured": datetime.now(UTC).isoformat(timespec="seconds")}
     write_json_atomic(a.out, record)
     print(f"speedup over run_evals: {summary['speedup_at_N']:.2f}x at N, {summary['speedup_at_8N']:.2f}x at 8N "
           "(goal: at least 1)")

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from sae_transfer.sae_metrics import (FIRING, Outliers, SAEMetrics, _forward_from, density_comparison,
-                                      intervention_losses, next_token_ce, resume_layer)
+from sae_transfer.sae_metrics import (FIRING, CleanLogits, Outliers, SAEMetrics, _forward_from,
+                                      density_comparison, resume_layer)
 
 
 def test_outlier_rules_parse_and_resolve():
@@ -30,10 +30,10 @@ def _fake_batch(g, B=3, T=6, d=8, d_sae=16, V=11):
 
 
 def _feed(acc, x, feats, x_hat, tokens, logits, outlier):
-    logp = torch.log_softmax(logits["clean"], -1)
-    ce, kl = {"clean": next_token_ce(logp, tokens)}, {}
+    clean = CleanLogits(logits["clean"], tokens)
+    ce, kl = {"clean": clean.ce}, {}
     for k in ("spliced", "zero"):
-        ce[k], kl[k] = intervention_losses(logp, logits[k], tokens)
+        ce[k], kl[k] = clean.compare(logits[k])
     acc.update(x, feats, x_hat, outlier, ce, kl)
     return ce, kl
 
@@ -67,6 +67,8 @@ def test_accumulator_matches_direct_computation():
     assert ces[0]["clean"][1, 2].item() == pytest.approx(
         torch.nn.functional.cross_entropy(lg[1, 2:3], tok[1, 3:4]).item(), rel=1e-5)
     assert r["kl"] == pytest.approx(torch.cat([k["spliced"].flatten() for k in kls]).mean().item(), rel=1e-6)
+    p, q = torch.softmax(lg[0, 1], -1), torch.softmax(batches[0][4]["spliced"][0, 1], -1)
+    assert kls[0]["spliced"][0, 1].item() == pytest.approx((p * (p / q).log()).sum().item(), rel=1e-4)
     assert r["delta_ce"] == pytest.approx(r["ce_spliced"] - r["ce_clean"])
     assert r["ce_recovered"] == pytest.approx((r["ce_zero"] - r["ce_spliced"]) / (r["ce_zero"] - r["ce_clean"]))
     # densities, L0 and the activation histogram are one count seen three ways

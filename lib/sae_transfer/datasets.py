@@ -29,6 +29,7 @@ class TokenSpec:
     context_size: int
     batch_size: int
     seed: int = 0
+    skip: int = 0  # windows of the seeded order passed over first: disjoint splits of one dataset
 
     def n_windows(self) -> int:
         return -(-self.n_tokens // self.context_size)
@@ -37,7 +38,15 @@ class TokenSpec:
         return -(-self.n_windows() // self.batch_size)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.skip:
+            del d["skip"]  # keys of measurements cached before ``skip`` existed stay valid
+        return d
+
+    def after(self, n_tokens: int) -> "TokenSpec":
+        """The next ``n_tokens`` of the same dataset and order, disjoint from this spec's windows."""
+        return TokenSpec(self.dataset, n_tokens, self.context_size, self.batch_size, self.seed,
+                         self.skip + self.n_windows())
 
 
 def check_token_spec(spec: TokenSpec) -> None:
@@ -65,11 +74,13 @@ def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
         raise ValueError(f"context_size={spec.context_size} exceeds the zoo models' n_ctx={recipe.context_size}")
     stream = token_streams(zoo_dir(recipe.profile) / "data", split or "heldout", spec.context_size)[domain]
     available = stream.n_windows()
-    if spec.n_windows() > available:
+    if spec.skip + spec.n_windows() > available:
         raise ValueError(f"n_tokens={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} but "
-                         f"{spec.dataset} holds {available}; use n_tokens <= {available * spec.context_size}")
+                         f"{spec.dataset} holds {available - spec.skip}"
+                         f"{f' after the {spec.skip} set aside' if spec.skip else ''}; "
+                         f"use n_tokens <= {(available - spec.skip) * spec.context_size}")
     # A seeded choice of windows, the same for every model measured on this spec.
-    order = np.random.default_rng(spec.seed).permutation(available)[: spec.n_windows()]
+    order = np.random.default_rng(spec.seed).permutation(available)[spec.skip: spec.skip + spec.n_windows()]
     return torch.cat(list(stream.sequential(1 << 16)))[torch.from_numpy(np.sort(order))]
 
 
@@ -86,13 +97,15 @@ def _text_windows(spec: TokenSpec, tokenizer) -> torch.Tensor:
     bos = tokenizer.bos_token_id
     body = spec.context_size - 1
     rows, buf = [], []
+    want = spec.skip + spec.n_windows()
     for item in ds:
         buf.extend(tokenizer(item["text"], add_special_tokens=False)["input_ids"])
-        while len(buf) >= body and len(rows) < spec.n_windows():
+        while len(buf) >= body and len(rows) < want:
             rows.append([bos] + buf[:body])
             buf = buf[body:]
-        if len(rows) == spec.n_windows():
+        if len(rows) == want:
             break
+    rows = rows[spec.skip:]
     if len(rows) < spec.n_windows():
         raise ValueError(f"dataset={spec.dataset!r} holds only {len(rows) * spec.context_size} tokens; "
                          f"n_tokens={spec.n_tokens} asked for more")

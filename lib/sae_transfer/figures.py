@@ -155,7 +155,7 @@ def sae_density_histograms(results: dict, subset: str = "kept"):
         for label, r in (("base", results["base"][ds][subset]), (_short(ft), results["finetunes"][ft][ds][subset])):
             counts = DENSITY_BINS.counts(log_density(r))
             ax.stairs(counts.numpy(), bins, label=label, fill=label == "base", alpha=0.35 if label == "base" else 1)
-        ax.set_title(f"on {_short(ds)}", fontsize=10)
+        ax.set_title(f"{_short(ft)} pair on {_short(ds)}", fontsize=10)
         ax.set_xlabel("log10 feature density")
         ax.legend(fontsize=8)
     fig.supylabel("features")

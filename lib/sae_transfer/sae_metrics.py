@@ -16,8 +16,9 @@ finetune and every checkpoint compared with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -54,7 +55,7 @@ class Outliers:
     VALID = "'none', a multiple of the base's mean norm such as '3x', or an absolute norm such as '289'"
 
     @classmethod
-    def parse(cls, text: str) -> "Outliers":
+    def parse(cls, text: str) -> Outliers:
         t = str(text).strip().lower()
         if t == "none":
             return cls("none")
@@ -82,8 +83,7 @@ class _Subset:
     def __init__(self, d_in: int, d_sae: int):
         f64 = dict(dtype=torch.float64)
         self.n = 0  # tokens
-        self.n_ce = 0  # tokens with a next token (CE), all tokens (KL)
-        self.n_kl = 0
+        self.n_ce = 0  # tokens with a next token (CE); KL and the rest count all tokens
         self.s: dict[str, float] = {k: 0.0 for k in (
             "l0", "rss", "sq_norm", "cos", "norm_ratio", "ev_token", "ce_clean", "ce_spliced", "ce_zero",
             "kl_spliced", "kl_zero")}
@@ -92,37 +92,42 @@ class _Subset:
         self.act_sum = torch.zeros(d_sae, **f64)
         self.hist = torch.zeros(ACT_BINS.n, dtype=torch.long)
 
-    def update(self, x, feats, x_hat, ce, ce_valid, kl) -> None:
-        """x, x_hat [n, d_in]; feats [n, d_sae]; ce: {clean, spliced, zero} [n]; ce_valid [n]; kl: {spliced, zero}."""
+    @staticmethod
+    def batch_sums(x, feats, x_hat, ce, ce_valid, kl) -> dict[str, Any] | None:
+        """One batch's contribution: x, x_hat [n, d_in]; feats [n, d_sae]; ce: {clean, spliced, zero} [n];
+        ce_valid [n] (positions with a next token); kl: {spliced, zero} [n]. None for an empty subset."""
         n = x.shape[0]
         if n == 0:
-            return
+            return None
         x, x_hat = x.float(), x_hat.float()
         fire = feats > FIRING
         rss = (x - x_hat).pow(2).sum(-1)
         nx, nxh = x.norm(dim=-1), x_hat.norm(dim=-1)
         # The per-token definition centres on this batch's mean per dimension (SAELens's "legacy" explained
-        # variance, Kissane et al.'s definition); the pooled ones below centre over all tokens.
+        # variance, Kissane et al.'s definition); the pooled ones centre over all tokens, from sum_x at the end.
         batch_var = (x - x.mean(0)).pow(2).sum(-1)
-        self.n += n
-        s = self.s
-        s["l0"] += float(fire.sum())
-        s["rss"] += float(rss.double().sum())
-        s["sq_norm"] += float(x.double().pow(2).sum())
-        s["cos"] += float(((x * x_hat).sum(-1) / (nx * nxh).clamp_min(1e-12)).double().sum())
-        s["norm_ratio"] += float((nxh / torch.where(nx < 1e-4, torch.ones_like(nx), nx)).double().sum())
-        s["ev_token"] += float((1 - rss / batch_var).double().sum())
-        self.sum_x += x.double().sum(0).cpu()
-        self.fires += fire.sum(0).cpu()
-        self.act_sum += feats.double().sum(0).cpu()
-        on = feats[fire]
-        self.hist += ACT_BINS.counts(on.double().log10()).cpu()
-        self.n_ce += int(ce_valid.sum())
-        for k in ("clean", "spliced", "zero"):
-            s[f"ce_{k}"] += float(ce[k][ce_valid].double().sum())
-        self.n_kl += n
-        for k in ("spliced", "zero"):
-            s[f"kl_{k}"] += float(kl[k].double().sum())
+        f64 = torch.float64
+        s = {"l0": fire.sum(), "rss": rss.sum(dtype=f64), "sq_norm": nx.pow(2).sum(dtype=f64),
+             "cos": ((x * x_hat).sum(-1) / (nx * nxh).clamp_min(1e-12)).sum(dtype=f64),
+             "norm_ratio": (nxh / torch.where(nx < 1e-4, torch.ones_like(nx), nx)).sum(dtype=f64),
+             "ev_token": (1 - rss / batch_var).sum(dtype=f64)}
+        s.update({f"ce_{k}": ce[k][ce_valid].sum(dtype=f64) for k in ("clean", "spliced", "zero")})
+        s.update({f"kl_{k}": kl[k].sum(dtype=f64) for k in ("spliced", "zero")})
+        return {"n": n, "n_ce": int(ce_valid.sum()), "s": {k: float(v) for k, v in s.items()},
+                "sum_x": x.sum(0, dtype=f64).cpu(), "fires": fire.sum(0).cpu(),
+                "act_sum": feats.sum(0, dtype=f64).cpu(), "hist": ACT_BINS.counts(feats[fire].log10()).cpu()}
+
+    def add(self, b: dict[str, Any] | None) -> None:
+        if b is None:
+            return
+        self.n += b["n"]
+        self.n_ce += b["n_ce"]
+        for k, v in b["s"].items():
+            self.s[k] += v
+        self.sum_x += b["sum_x"]
+        self.fires += b["fires"]
+        self.act_sum += b["act_sum"]
+        self.hist += b["hist"]
 
     def result(self, d_sae: int) -> dict[str, Any]:
         if self.n == 0:
@@ -169,11 +174,20 @@ def next_token_ce(logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return ce
 
 
-def intervention_losses(logp_clean: torch.Tensor, logits: torch.Tensor, tokens: torch.Tensor):
-    """(CE [B, T], KL(clean || intervened) [B, T]) of intervened ``logits`` [B, T, vocab], in fp32."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    kl = (logp_clean.exp() * (logp_clean - logp)).sum(-1)
-    return next_token_ce(logp, tokens), kl
+class CleanLogits:
+    """The clean pass's log-probabilities [B, T, vocab] (fp32) and what every intervention compares against."""
+
+    def __init__(self, logits: torch.Tensor, tokens: torch.Tensor):
+        self.logp = torch.log_softmax(logits.float(), dim=-1)
+        self.p = self.logp.exp()
+        self.neg_entropy = (self.p * self.logp).sum(-1)  # [B, T]
+        self.tokens = tokens
+        self.ce = next_token_ce(self.logp, tokens)
+
+    def compare(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CE [B, T], KL(clean || intervened) [B, T]) of intervened ``logits`` [B, T, vocab], in fp32."""
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return next_token_ce(logp, self.tokens), self.neg_entropy - (self.p * logp).sum(-1)
 
 
 class SAEMetrics:
@@ -193,16 +207,20 @@ class SAEMetrics:
         (the last position is ignored); kl: {spliced, zero} [B, T]."""
         valid = torch.ones_like(outlier)
         valid[:, -1] = False
-        flat = lambda t: t.flatten(0, 1)  # noqa: E731
+        flat = lambda t: t.flatten(0, 1)
         x, feats, x_hat, out, valid = flat(x), flat(feats), flat(x_hat), outlier.flatten(), valid.flatten()
         ce = {k: v.flatten() for k, v in ce.items()}
         kl = {k: v.flatten() for k, v in kl.items()}
         self.n_outliers += int(out.sum())
         self.n_outliers_pos0 += int(outlier[:, 0].sum())
-        self.all.update(x, feats, x_hat, ce, valid, kl)
+        every = _Subset.batch_sums(x, feats, x_hat, ce, valid, kl)
+        self.all.add(every)
+        if not out.any():
+            self.kept.add(every)  # the usual case in small models: no outliers, the same sums
+            return
         keep = ~out
-        self.kept.update(x[keep], feats[keep], x_hat[keep], {k: v[keep] for k, v in ce.items()}, valid[keep],
-                         {k: v[keep] for k, v in kl.items()})
+        self.kept.add(_Subset.batch_sums(x[keep], feats[keep], x_hat[keep], {k: v[keep] for k, v in ce.items()},
+                                         valid[keep], {k: v[keep] for k, v in kl.items()}))
 
     def result(self) -> dict[str, Any]:
         n = self.all.n
@@ -249,14 +267,13 @@ def sae_pass(model, sae, hook: str, batches: Iterable[torch.Tensor], threshold: 
         outlier = x.float().norm(dim=-1) > threshold
         feats = sae.encode(x.to(sae.dtype))
         x_hat = sae.decode(feats).to(x.dtype)
-        # One vocabulary-sized tensor per intervention at a time: logits of 7B models are gigabytes per batch.
-        logp_clean = torch.log_softmax(logits.float(), dim=-1)
+        # Few vocabulary-sized tensors alive at a time: logits of 7B models are gigabytes per batch.
+        clean = CleanLogits(logits, tokens)
         del logits
-        ce, kl = {"clean": next_token_ce(logp_clean, tokens)}, {}
+        ce, kl = {"clean": clean.ce}, {}
         for name, act in (("spliced", torch.where(outlier[..., None], x, x_hat)),
                           ("zero", torch.where(outlier[..., None], x, torch.zeros_like(x)))):
-            ce[name], kl[name] = intervention_losses(logp_clean, _forward_from(model, hook, start, tokens, act),
-                                                     tokens)
+            ce[name], kl[name] = clean.compare(_forward_from(model, hook, start, tokens, act))
         acc.update(x, feats, x_hat, outlier, ce, kl)
     return acc.result()
 
@@ -339,7 +356,7 @@ def measure(base: str, finetunes: list[str], sae: str, datasets: list[str], n_to
 
     out: dict[str, Any] = {"base": {}, "finetunes": {ft: {} for ft in finetunes}, "thresholds": {}}
     for spec in specs:
-        def base_norm() -> float:
+        def base_norm(spec: TokenSpec = spec) -> float:
             key = {**common, "model": model_identity(base, zoo), "tokens": spec.as_dict(), "what": "mean-norm"}
 
             def run() -> dict:
@@ -552,7 +569,7 @@ def benchmark_table(path=None):
     if not path.exists():
         return pd.DataFrame([{"note": "not measured yet: run python benchmarks/sae_metrics.py"}])
     rec = json.loads(path.read_text())
-    where = f"{rec['machine']}, {rec['threads']} threads, {rec['measured'][:10]}, commit {rec['commit'][:10]}"
+    where = f"{rec['machine']}, {rec['threads']} threads, {rec['measured'][:10]}, commit {rec["commit"][:10]}{" (uncommitted changes)" if rec["commit"].endswith("+dirty") else ""}"
     df = pd.DataFrame(rec["rows"]).rename(columns={
         "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
         "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}).drop(columns=["rss_before_mb"])
