@@ -569,7 +569,8 @@ def benchmark_table(path=None):
     if not path.exists():
         return pd.DataFrame([{"note": "not measured yet: run python benchmarks/sae_metrics.py"}])
     rec = json.loads(path.read_text())
-    where = f"{rec['machine']}, {rec['threads']} threads, {rec['measured'][:10]}, commit {rec["commit"][:10]}{" (uncommitted changes)" if rec["commit"].endswith("+dirty") else ""}"
+    dirty = " (uncommitted changes)" if rec["commit"].endswith("+dirty") else ""
+    where = f"{rec['machine']}, {rec['threads']} threads, {rec['measured'][:10]}, commit {rec['commit'][:10]}{dirty}"
     df = pd.DataFrame(rec["rows"]).rename(columns={
         "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
         "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}).drop(columns=["rss_before_mb"])
