@@ -105,3 +105,321 @@ class FeaturePairStats:
                 v, i = self.top[m]
                 out[f"top_{name}"] = {"values": v.tolist(), "tokens": i.tolist()}
         return out
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+def _pair_loader(base: str, finetune: str, sae: str, hook: str, zoo: str, device: str, dtype: str):
+    """A function returning the loaded (base, finetune, SAE), loading on first call only."""
+    from .models import load_pair
+
+    held: list = []
+
+    def load():
+        if not held:
+            held.append(load_pair(base, finetune, sae, hook or None, zoo, device, dtype))
+        return held[0]
+    return load
+
+
+def pair_stats(load, spec, threshold: float, top_k: int, key: dict, zoo: str) -> dict:
+    """``FeaturePairStats`` of one pair over ``spec``'s tokens, from one streaming pass (cached)."""
+    from .datasets import token_batches
+    from .stream import cached, run_pass
+
+    def run() -> dict:
+        pair = load()
+        (res,) = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, zoo), [pair.hook],
+                          [FeaturePairStats(pair.sae, pair.hook, threshold, top_k)], spec.n_batches(),
+                          desc=f"features on {spec.dataset}")
+        return res
+    return cached("features", {**key, "tokens": spec.as_dict(), "threshold": _finite(threshold), "top_k": top_k,
+                               "what": "feature-pair-stats", "v": 1}, run)
+
+
+def _finite(x: float):
+    return x if math.isfinite(x) else None
+
+
+def own_dataset(finetune: str, zoo: str, default: str = "zoo:prose") -> str:
+    """The zoo domain a single-domain zoo finetune was trained on; ``default`` for anything else."""
+    from .zoo.recipe import load_recipe
+
+    if not finetune.startswith("zoo:"):
+        return default
+    m = load_recipe(zoo).models.get(finetune.removeprefix("zoo:").partition("@")[0])
+    return f"zoo:{next(iter(m.mix))}" if m is not None and len(m.mix) == 1 else default
+
+
+def logit_similarity(sae, base_model, ft_model, chunk: int = 1024) -> dict[str, Any]:
+    """The seed's logit similarity: per feature, Pearson r over the vocabulary of ``W_dec[f] @ W_U`` of base vs
+    finetune. The decoder row is the same on both sides, so this measures how far W_U moved, not the feature;
+    the Frobenius ratio ||W_U_ft - W_U_base|| / ||W_U_base|| says so in one number."""
+    wd = sae.W_dec.detach().double().cpu()  # [d_sae, d_model]
+    ub, uf = base_model.W_U.detach().double().cpu(), ft_model.W_U.detach().double().cpu()  # [d_model, vocab]
+    sims = []
+    for rows in wd.split(chunk):
+        a, b = rows @ ub, rows @ uf  # [chunk, vocab]
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        sims.append((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30))
+    return {"logit_sim": torch.cat(sims).tolist(),
+            "unembed_frobenius_ratio": float((uf - ub).norm() / ub.norm())}
+
+
+def select_groups(selection: dict, n_regular: int, n_dead: int, seed: int) -> dict[str, list[int]]:
+    """Feature groups from the selection split's densities, each a seeded sample of at most the given count.
+
+    ``regular``: log10 density in [-5, -1] in both models; ``dead_in_base`` / ``dead_in_finetune``: never fire
+    in that model, fire in the other ("exclusively dead")."""
+    db = torch.tensor(selection["density_base"])
+    df = torch.tensor(selection["density_finetune"])
+    lb, lf = (db + 1e-10).log10(), (df + 1e-10).log10()
+    lo, hi = REGULAR
+    pools = {"regular": ((lb >= lo) & (lb <= hi) & (lf >= lo) & (lf <= hi)),
+             "dead_in_base": (db == 0) & (df > 0), "dead_in_finetune": (df == 0) & (db > 0)}
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, mask in pools.items():
+        idx = mask.nonzero().flatten()
+        n = n_regular if name == "regular" else n_dead
+        pick = idx[torch.randperm(len(idx), generator=g)[:n]] if len(idx) > n else idx
+        out[name] = sorted(pick.tolist())
+    return out
+
+
+def group_summary(scores: dict, groups: dict[str, list[int]], pool_sizes: dict[str, int] | None = None):
+    """One row per group: sample size, activation and logit similarity, activation error, firing rates."""
+    import pandas as pd
+
+    rows = []
+    for name, idx in groups.items():
+        t = {k: torch.tensor(scores[k], dtype=torch.float64)[idx] for k in (
+            "act_sim", "logit_sim", "act_error", "density_base", "density_finetune", "max_base", "max_finetune",
+            "decoder_cos", "encoder_cos") if k in scores}
+        sim = t["act_sim"]
+        ok = ~sim.isnan()
+        row = {"group": name, "features": len(idx), "constant in one model": int((~ok).sum()),
+               "activation sim (mean)": float(sim[ok].mean()) if ok.any() else float("nan"),
+               "share above 0.8": float((sim[ok] > 0.8).double().mean()) if ok.any() else float("nan"),
+               "logit sim (mean)": float(t["logit_sim"].mean()) if len(idx) else float("nan"),
+               "activation error": float(t["act_error"].mean()) if len(idx) else float("nan"),
+               "firing rate base": float(t["density_base"].mean()) if len(idx) else float("nan"),
+               "firing rate finetune": float(t["density_finetune"].mean()) if len(idx) else float("nan"),
+               "max act base": float(t["max_base"].mean()) if len(idx) else float("nan"),
+               "max act finetune": float(t["max_finetune"].mean()) if len(idx) else float("nan")}
+        if "decoder_cos" in t:
+            row["decoder cos (mean)"] = float(t["decoder_cos"].mean()) if len(idx) else float("nan")
+        if pool_sizes:
+            row["in pool"] = pool_sizes[name]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("group")
+
+
+def measure_features(base: str, finetunes: list[str], sae: str, n_select: int, n_tokens: int, context_size: int,
+                     batch_size: int, n_regular: int = 1000, n_dead: int = 100, top_k: int = 3,
+                     outliers: str = "2x", hook: str = "", dataset: str = "", zoo: str = "default",
+                     device: str = "auto", dtype: str = "float32", seed: int = 0) -> dict[str, dict]:
+    """Per finetune: groups chosen on a selection split, every feature scored on a disjoint evaluation split.
+
+    ``dataset`` empty: each zoo finetune on the domain it was finetuned on (prose for hub/local models).
+    Returns ``{finetune: {"dataset", "groups", "pool_sizes", "scores", "eval", "unembed_frobenius_ratio"}}``;
+    ``scores`` holds per-feature lists [d_sae] (act_sim, logit_sim, act_error, densities, max activations).
+    """
+    from .datasets import TokenSpec, check_token_spec
+    from .sae_metrics import Outliers, base_mean_norm, sae_identity
+    from .stream import model_identity
+
+    rule = Outliers.parse(outliers)
+    out = {}
+    for ft in finetunes:
+        ds = dataset or own_dataset(ft, zoo)
+        select = TokenSpec(ds, n_select, context_size, batch_size, seed)
+        evals = select.after(n_tokens)
+        check_token_spec(select)
+        load = _pair_loader(base, ft, sae, hook, zoo, device, dtype)
+        threshold = rule.threshold(lambda: base_mean_norm(base, sae, hook, evals, zoo, dtype, load))
+        key = {"base": model_identity(base, zoo), "finetune": model_identity(ft, zoo), "sae": sae_identity(sae, zoo),
+               "hook": hook or "the SAE's own", "dtype": dtype}
+        sel = pair_stats(load, select, threshold, 0, key, zoo)
+        ev = pair_stats(load, evals, threshold, top_k, key, zoo)
+        logits = cached_logit_similarity(load, key)
+        groups = select_groups(sel, n_regular, n_dead, seed)
+        pools = {k: len(v) for k, v in select_groups(sel, 10**9, 10**9, seed).items()}
+        scores = {k: ev[k] for k in ("act_sim", "act_error", "density_base", "density_finetune", "max_base",
+                                     "max_finetune")}
+        scores["logit_sim"] = logits["logit_sim"]
+        out[ft] = {"dataset": ds, "groups": groups, "pool_sizes": pools, "scores": scores, "eval": ev,
+                   "selection_tokens": sel["n_tokens"], "eval_spec": {**evals.as_dict(), "skip": evals.skip},
+                   "threshold": _finite(threshold),
+                   "unembed_frobenius_ratio": logits["unembed_frobenius_ratio"]}
+    return out
+
+
+def cached_logit_similarity(load, key: dict) -> dict:
+    from .stream import cached
+
+    def run() -> dict:
+        pair = load()
+        return logit_similarity(pair.sae, pair.base, pair.finetune)
+    return cached("logit-sim", {**key, "what": "logit-similarity", "v": 1}, run)
+
+
+def all_features_summary(result: dict) -> dict[str, float]:
+    """Activation similarity over every feature live in both models (NaNs counted, not dropped)."""
+    sim = torch.tensor(result["scores"]["act_sim"], dtype=torch.float64)
+    ok = ~sim.isnan()
+    return {"features": len(sim), "undefined (constant in a model)": int((~ok).sum()),
+            "activation sim (mean)": float(sim[ok].mean()), "share above 0.8": float((sim[ok] > 0.8).double().mean()),
+            "logit sim (mean)": float(torch.tensor(result["scores"]["logit_sim"]).mean())}
+
+
+# ------------------------------------------------------------------------------------------ contexts
+
+def top_contexts(result: dict, features: list[int], tokenizer, zoo: str, before: int = 12, after: int = 3,
+                 n: int = 3) -> list[dict]:
+    """The top-activating contexts of ``features`` in base and finetune, from the evaluation pass's top-k.
+
+    The activating token is wrapped in ⟦ ⟧. Rows: feature, model, rank, activation, text."""
+    from .datasets import TokenSpec, token_batches
+
+    ev = result["eval"]
+    windows = torch.cat(list(token_batches(TokenSpec(**result["eval_spec"]), tokenizer, zoo)))
+    context_size = windows.shape[1]
+    rows = []
+    for f in features:
+        for model in ("base", "finetune"):
+            top = ev[f"top_{model}"]
+            for rank, (v, t) in enumerate(zip(top["values"][f][:n], top["tokens"][f][:n])):
+                if t < 0 or v <= 0:
+                    continue
+                w, p = divmod(int(t), context_size)
+                ids = windows[w].tolist()
+                text = (tokenizer.decode(ids[max(1, p - before):p]) + "⟦" + tokenizer.decode([ids[p]]) + "⟧"
+                        + tokenizer.decode(ids[p + 1:p + 1 + after]))
+                rows.append({"feature": f, "model": model, "rank": rank + 1, "activation": float(v),
+                             "context": text.replace("\n", "⏎")})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ direction drift
+
+def finetuned_sae(finetune: str, sae: str, zoo: str, training_tokens: int, lr: float, n_checkpoints: int,
+                  device: str = "cpu", data: str = "prose") -> list[dict]:
+    """The zoo base SAE fine-tuned on a zoo finetune's activations, with intermediate checkpoints.
+
+    Trained on the zoo's ``data`` train split, the data every zoo SAE is trained on, so the fine-tuning sees a
+    new model, not new text (as Kissane et al. fine-tuned base SAEs on the chat model's activations). A
+    fingerprinted directory under ``<cache>/sae-finetunes/``, written atomically; returns
+    ``[{"tokens": int, "path": str}]`` in token order.
+    """
+    import json
+
+    from .io import atomic_dir, fingerprint, write_json_atomic
+    from .paths import cache_dir
+    from .provenance import resolve_device
+    from .sae_metrics import sae_identity
+    from .stream import model_identity
+    from .zoo.build import load_zoo_model, token_streams, zoo_dir
+    from .zoo.recipe import load_recipe
+    from .zoo.sae import finetune_sae
+
+    if not (finetune.startswith("zoo:") and sae.startswith("zoo:")):
+        raise ValueError(f"finetune={finetune!r}, sae={sae!r}: SAE fine-tuning needs a zoo model and a zoo SAE "
+                         "(it trains on the zoo's train split)")
+    recipe = load_recipe(zoo)
+    name = sae.removeprefix("zoo:")
+    key = {"sae": sae_identity(sae, zoo), "model": model_identity(finetune, zoo), "tokens": training_tokens,
+           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 1}
+    label = "".join(c if c.isalnum() else "_" for c in f"{name}-on-{finetune.removeprefix('zoo:')}")
+    out = cache_dir() / "sae-finetunes" / f"{label}-{fingerprint(key)}"
+    if not (out / "checkpoints.json").exists():
+        root = zoo_dir(recipe.profile)
+        device = resolve_device(device)
+        model = load_zoo_model(root, finetune.removeprefix("zoo:"), device=device)
+        stream = token_streams(root / "data", "train", recipe.context_size)[data]
+        with atomic_dir(out) as tmp:
+            ckpts = finetune_sae(root / "saes" / name, model, stream, training_tokens, lr, recipe.seed, tmp, device,
+                                 batch_tokens=recipe.saes[name].batch_tokens, n_checkpoints=n_checkpoints)
+            write_json_atomic(tmp / "checkpoints.json", {"key": key, "checkpoints": [
+                {"tokens": c["tokens"], "dir": Path(c["path"]).name} for c in ckpts]})
+    ckpts = json.loads((out / "checkpoints.json").read_text())["checkpoints"]
+    return [{"tokens": c["tokens"], "path": str(out / c["dir"])} for c in ckpts]
+
+
+def direction_drift(base_sae, tuned_sae) -> dict[str, list[float]]:
+    """Per feature, cosine between the two SAEs' decoder rows and between their encoder columns [d_sae]."""
+    def cos(a, b, dim):
+        a, b = a.detach().double().cpu(), b.detach().double().cpu()
+        return ((a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim)).clamp_min(1e-30)).tolist()
+    return {"decoder_cos": cos(base_sae.W_dec, tuned_sae.W_dec, 1),
+            "encoder_cos": cos(base_sae.W_enc, tuned_sae.W_enc, 0)}
+
+
+def native_sae(finetune: str, zoo: str) -> str | None:
+    """The zoo SAE trained on ``finetune`` itself, if the zoo has one."""
+    from .zoo.recipe import load_recipe
+
+    if not finetune.startswith("zoo:"):
+        return None
+    name = finetune.removeprefix("zoo:").partition("@")[0]
+    for sae_name, s in load_recipe(zoo).saes.items():
+        if s.model == name:
+            return f"zoo:{sae_name}"
+    return None
+
+
+def recovery(base: str, finetune: str, sae: str, checkpoints: list[dict], dataset: str, n_tokens: int,
+             context_size: int, batch_size: int, outliers: str, zoo: str, device: str, dtype: str) -> list[dict]:
+    """The SAE-metric chapter's metrics on the finetune for: the base SAE, each fine-tuned checkpoint of it, and
+    the SAE trained on the finetune itself (when the zoo has one)."""
+    from .sae_metrics import measure
+
+    saes = [("base SAE", 0, sae)] + [("base SAE fine-tuned", c["tokens"], f"local:{c['path']}") for c in checkpoints]
+    native = native_sae(finetune, zoo)
+    if native:
+        saes.append(("native SAE (trained on the finetune)", None, native))
+    rows = []
+    for label, tokens, spec in saes:
+        res = measure(base, [finetune], spec, [dataset], n_tokens, context_size, batch_size, outliers, "", zoo,
+                      device, dtype, include_base=False)
+        r = res["finetunes"][finetune][dataset]["kept"]
+        rows.append({"finetune": finetune.removeprefix("zoo:"), "sae": label, "fine-tuning tokens": tokens,
+                     "delta CE": r["delta_ce"], "CE recovered": r["ce_recovered"], "EV per token": r["ev_token"],
+                     "KL": r["kl"], "L0": r["l0"], "dead %": 100 * r["dead_frac"]})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ along finetuning
+
+def checkpoint_similarity(base: str, finetune: str, sae: str, groups: dict[str, list[int]], n_tokens: int,
+                          context_size: int, batch_size: int, outliers: str, zoo: str, device: str, dtype: str,
+                          seed: int = 0) -> list[dict]:
+    """Activation similarity of the regular group (chosen on the final finetune) on every saved checkpoint of a
+    zoo finetune, on its own domain; step 0 is the base itself (similarity 1 by construction, not measured)."""
+    import json
+
+    from .datasets import TokenSpec
+    from .sae_metrics import Outliers, base_mean_norm, sae_identity
+    from .stream import model_identity
+    from .zoo.build import zoo_dir
+    from .zoo.recipe import load_recipe
+
+    name = finetune.removeprefix("zoo:").partition("@")[0]
+    m = load_recipe(zoo).models.get(name) if finetune.startswith("zoo:") else None
+    if m is None or not m.checkpoints:
+        return []
+    log = json.loads((zoo_dir(load_recipe(zoo).profile) / "models" / name / "train_log.json").read_text())
+    spec = TokenSpec(own_dataset(finetune, zoo), n_tokens, context_size, batch_size, seed + 1)
+    rows = [{"finetune": name, "step": 0, "regular: activation sim": 1.0, "regular: share above 0.8": 1.0}]
+    for step in (s for s in log["checkpoint_steps"] if s > 0):
+        ft = f"zoo:{name}@{step}"
+        load = _pair_loader(base, ft, sae, "", zoo, device, dtype)
+        threshold = Outliers.parse(outliers).threshold(lambda: base_mean_norm(base, sae, "", spec, zoo, dtype, load))
+        key = {"base": model_identity(base, zoo), "finetune": model_identity(ft, zoo), "sae": sae_identity(sae, zoo),
+               "hook": "the SAE's own", "dtype": dtype}
+        stats = pair_stats(load, spec, threshold, 0, key, zoo)
+        sim = torch.tensor(stats["act_sim"], dtype=torch.float64)[groups["regular"]]
+        ok = ~sim.isnan()
+        rows.append({"finetune": name, "step": step, "regular: activation sim": float(sim[ok].mean()),
+                     "regular: share above 0.8": float((sim[ok] > 0.8).double().mean())})
+    return rows

@@ -325,10 +325,24 @@ class _Loader:
         return self.pair
 
 
+def base_mean_norm(base: str, sae: str, hook: str, spec: TokenSpec, zoo: str, dtype: str, load) -> float:
+    """The base's mean residual norm at the SAE's hook over ``spec``'s tokens (cached); ``load()`` returns the
+    loaded ``ModelPair`` and is called only when the value is not cached. Relative outlier rules scale it."""
+    key = {"sae": sae_identity(sae, zoo), "hook": hook or "the SAE's own", "dtype": dtype,
+           "model": model_identity(base, zoo), "tokens": spec.as_dict(), "what": "mean-norm"}
+
+    def run() -> dict:
+        pair = load()
+        return {"mean_norm": mean_norm_pass(pair.base, pair.hook, token_batches(spec, pair.tokenizer, zoo),
+                                            spec.n_batches())}
+    return cached("mean-norm", key, run)["mean_norm"]
+
+
 def measure(base: str, finetunes: list[str], sae: str, datasets: list[str], n_tokens: int, context_size: int,
             batch_size: int, outliers: str = "3x", hook: str = "", zoo: str = "default", device: str = "auto",
-            dtype: str = "float32", seed: int = 0) -> dict[str, Any]:
-    """The SAE's metrics on the base and on every finetune, on every dataset.
+            dtype: str = "float32", seed: int = 0, include_base: bool = True) -> dict[str, Any]:
+    """The SAE's metrics on the base and on every finetune, on every dataset (the base left out, and
+    ``"base"`` empty, when ``include_base`` is false).
 
     Returns ``{"base": {dataset: result}, "finetunes": {finetune: {dataset: result}}, "thresholds":
     {dataset: float | None}}`` where each result is ``SAEMetrics.result()``. Every (model, dataset) pass is
@@ -356,18 +370,11 @@ def measure(base: str, finetunes: list[str], sae: str, datasets: list[str], n_to
 
     out: dict[str, Any] = {"base": {}, "finetunes": {ft: {} for ft in finetunes}, "thresholds": {}}
     for spec in specs:
-        def base_norm(spec: TokenSpec = spec) -> float:
-            key = {**common, "model": model_identity(base, zoo), "tokens": spec.as_dict(), "what": "mean-norm"}
-
-            def run() -> dict:
-                pair = load(finetunes[0])
-                return {"mean_norm": mean_norm_pass(pair.base, pair.hook, token_batches(spec, pair.tokenizer, zoo),
-                                                    spec.n_batches())}
-            return cached("mean-norm", key, run)["mean_norm"]
-
-        threshold = rule.threshold(base_norm)
+        threshold = rule.threshold(
+            lambda spec=spec: base_mean_norm(base, sae, hook, spec, zoo, dtype, lambda: load(finetunes[0])))
         out["thresholds"][spec.dataset] = threshold if math.isfinite(threshold) else None
-        out["base"][spec.dataset] = model_pass(spec, base, finetunes[0], threshold)
+        if include_base:
+            out["base"][spec.dataset] = model_pass(spec, base, finetunes[0], threshold)
         for ft in finetunes:
             out["finetunes"][ft][spec.dataset] = model_pass(spec, ft, ft, threshold)
     return out

@@ -156,3 +156,45 @@ def run_evals_on_windows(sae, model, windows: torch.Tensor, batch_prompts: int) 
             "ce_zero": float(perf["ce_loss_with_ablation"]), "ce_recovered": float(perf["ce_loss_score"]),
             "kl": float(behav["kl_div_with_sae"]), "kl_zero": float(behav["kl_div_with_ablation"]),
             "dead_frac": float((density == 0).float().mean())}
+
+
+def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int, lr: float, seed: int,
+                 out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3) -> list[dict]:
+    """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery).
+
+    Same architecture and sparsity penalty as the original, no L1 warm-up (the penalty is already at full
+    strength), a short learning-rate warm-up. Saves ``n_checkpoints`` evenly spaced intermediate SAEs and the
+    final one under ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order.
+    """
+    import shutil
+
+    from sae_lens import LanguageModelSAETrainingRunner, TrainingSAE
+
+    original = TrainingSAE.load_from_disk(str(sae_dir), device)
+    meta = original.cfg.metadata
+    arch = meta.training_architecture if hasattr(meta, "training_architecture") else original.cfg.architecture()
+    details = getattr(meta, "training_architecture_details", None) or {}
+    sparsity = details.get("l1_coefficient", details.get("k"))
+    n_windows = -(-training_tokens // stream.ctx) + 64
+    cfg = _runner_config(model, meta.hook_name, original.cfg.d_sae, stream.ctx, training_tokens, sparsity, lr, seed,
+                         device, batch_tokens, out_dir, arch)
+    if hasattr(cfg.sae, "l1_warm_up_steps"):
+        cfg.sae.l1_warm_up_steps = 0
+    cfg.n_checkpoints = n_checkpoints
+    cfg.checkpoint_path = str(out_dir / "_checkpoints")
+    cfg.save_final_checkpoint = True
+    torch.manual_seed(seed)
+    fresh = TrainingSAE.from_dict(cfg.get_training_sae_cfg_dict())
+    fresh.load_state_dict(original.state_dict())
+    runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_sae=fresh,
+                                            override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
+    logging.getLogger("sae_lens").setLevel(logging.WARNING)
+    runner.run()
+    out = []
+    for ckpt in sorted(Path(cfg.checkpoint_path).glob("*/*"), key=lambda p: int(p.name.split("_")[-1])):
+        tokens = int(ckpt.name.split("_")[-1])
+        dest = out_dir / str(tokens)
+        shutil.move(str(ckpt), dest)
+        out.append({"tokens": tokens, "path": str(dest)})
+    shutil.rmtree(cfg.checkpoint_path, ignore_errors=True)
+    return out
