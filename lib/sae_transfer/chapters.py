@@ -163,8 +163,10 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "finetunes": _as_parameter_check(_model_spec("finetunes"), each=True),
     "datasets": _as_parameter_check(_dataset, "datasets: ", each=True),
     "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
-    **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens")},
-    "check_tokens": _check_positive("check_tokens", allow_zero=True),
+    "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
+    **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens", "n_select",
+                                       "n_regular", "n_dead", "recovery_tokens", "n_show")},
+    **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens")},
 }
 
 

@@ -11,6 +11,7 @@ chose and scored on different samples by accident; here it is on purpose).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,8 +27,9 @@ REGULAR = (-5.0, -1.0)
 class FeaturePairStats:
     """Per-feature statistics of one SAE on base (x) and finetune (y) activations of the same tokens.
 
-    ``update(tokens, base, finetune)`` as every streaming-pass accumulator; tokens where either model's residual
-    norm exceeds ``threshold`` (outliers) are left out. Memory: O(d_sae * top_k), whatever the number of tokens.
+    ``update(tokens, base, finetune)`` as every streaming-pass accumulator. Position 0 (BOS) and tokens where
+    either model's residual norm exceeds ``threshold`` (outliers) are left out. Memory: O(d_sae * top_k),
+    whatever the number of tokens.
     """
 
     SUMS = ("x", "y", "xx", "yy", "xy", "log_err")
@@ -50,9 +52,10 @@ class FeaturePairStats:
         B, T = a.shape[:2]
         idx = self.tokens_seen + torch.arange(B * T)
         self.tokens_seen += B * T
-        keep = ((a.float().norm(dim=-1) <= self.threshold) & (b.float().norm(dim=-1) <= self.threshold)).flatten()
-        keep = keep.cpu()
-        self.n_outliers += int((~keep).sum())
+        keep = (a.float().norm(dim=-1) <= self.threshold) & (b.float().norm(dim=-1) <= self.threshold)
+        self.n_outliers += int((~keep[:, 1:]).sum())
+        keep[:, 0] = False  # BOS: features that fire only there correlate perfectly and say nothing about text
+        keep = keep.flatten().cpu()
         fx = self.sae.encode(a.to(self.sae.dtype)).flatten(0, 1).cpu()[keep]  # [n, d_sae]
         fy = self.sae.encode(b.to(self.sae.dtype)).flatten(0, 1).cpu()[keep]
         idx = idx[keep]
@@ -134,7 +137,7 @@ def pair_stats(load, spec, threshold: float, top_k: int, key: dict, zoo: str) ->
                           desc=f"features on {spec.dataset}")
         return res
     return cached("features", {**key, "tokens": spec.as_dict(), "threshold": _finite(threshold), "top_k": top_k,
-                               "what": "feature-pair-stats", "v": 1}, run)
+                               "what": "feature-pair-stats", "v": 2}, run)
 
 
 def _finite(x: float):

@@ -191,10 +191,13 @@ def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int
     logging.getLogger("sae_lens").setLevel(logging.WARNING)
     runner.run()
     out = []
-    for ckpt in sorted(Path(cfg.checkpoint_path).glob("*/*"), key=lambda p: int(p.name.split("_")[-1])):
+    saved = [p.parent for p in Path(cfg.checkpoint_path).rglob("cfg.json")]  # <n> and final_<n> directories
+    for ckpt in sorted(saved, key=lambda p: int(p.name.split("_")[-1])):
         tokens = int(ckpt.name.split("_")[-1])
         dest = out_dir / str(tokens)
         shutil.move(str(ckpt), dest)
+        for state in ("trainer_state.pt", "activations_store_state.safetensors"):  # only needed to resume training
+            (dest / state).unlink(missing_ok=True)
         out.append({"tokens": tokens, "path": str(dest)})
     shutil.rmtree(cfg.checkpoint_path, ignore_errors=True)
     return out
