@@ -371,6 +371,13 @@ def native_sae(finetune: str, zoo: str) -> str | None:
     return None
 
 
+def native_sae_tokens(finetune: str, zoo: str) -> int:
+    """Training tokens of the zoo SAE trained on ``finetune`` (see ``native_sae``)."""
+    from .zoo.recipe import load_recipe
+
+    return load_recipe(zoo).saes[native_sae(finetune, zoo).removeprefix("zoo:")].training_tokens
+
+
 def recovery(base: str, finetune: str, sae: str, checkpoints: list[dict], dataset: str, n_tokens: int,
              context_size: int, batch_size: int, outliers: str, zoo: str, device: str, dtype: str) -> list[dict]:
     """The SAE-metric chapter's metrics on the finetune for: the base SAE, each fine-tuned checkpoint of it, and

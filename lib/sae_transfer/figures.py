@@ -274,15 +274,15 @@ def feature_score_histograms(results: dict, drift: dict | None = None):
                 ax.set_axis_off()
                 continue
             vals = np.asarray(scores[key], dtype=float)
+            # logit similarities crowd near 1: bins over their own range
+            lo = min(0.9, float(np.nanmin(vals))) - 0.01 if key == "logit_sim" else -1.0
             for group, idx in r["groups"].items():
                 v = vals[idx]
                 v = v[~np.isnan(v)]
                 if len(v):
-                    ax.hist(v, bins=np.linspace(-1, 1, 81), histtype="step", density=True,
+                    ax.hist(v, bins=np.linspace(lo, 1, 81), histtype="step", density=True,
                             label=f"{GROUP_LABELS[group]} ({len(v)})")
             ax.set_title(f"{_short(ft)}: {label}", fontsize=10)
-            if key == "logit_sim":
-                ax.set_xlim(min(0.9, float(np.nanmin(vals))) - 0.01, 1.001)
             ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
