@@ -10,7 +10,7 @@ from sae_transfer.zoo.card import format_card, sae_quality
 
 
 def test_card_has_every_artifact_and_sane_losses(smoke_card):
-    assert set(smoke_card["models"]) == {"base-s", "base-m", "code", "math"}
+    assert set(smoke_card["models"]) == {"base-s", "base-m", "code", "math", "mix"}
     vocab = smoke_card["data"]["vocab_size"]
     for m in smoke_card["models"].values():
         for ce in m["heldout_ce"].values():

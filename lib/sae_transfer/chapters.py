@@ -165,7 +165,8 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
     "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
     **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens", "n_select",
-                                       "n_regular", "n_dead", "recovery_tokens", "n_show")},
+                                       "n_regular", "n_dead", "recovery_tokens", "n_show", "n_shift",
+                                       "sts_examples", "demo_tokens", "n_boot")},
     **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens")},
 }
 

@@ -307,7 +307,7 @@ def sae_identity(spec: str, zoo: str) -> dict:
     return {"spec": spec, "path": str(Path(spec.partition(":")[2]).resolve()) if spec.startswith("local:") else None}
 
 
-class _Loader:
+class Loader:
     """Loads (base, finetune, SAE) only when a measurement is not cached, one finetune in memory at a time."""
 
     def __init__(self, base: str, sae: str, hook: str, zoo: str, device: str, dtype: str):
@@ -340,9 +340,10 @@ def base_mean_norm(base: str, sae: str, hook: str, spec: TokenSpec, zoo: str, dt
 
 def measure(base: str, finetunes: list[str], sae: str, datasets: list[str], n_tokens: int, context_size: int,
             batch_size: int, outliers: str = "3x", hook: str = "", zoo: str = "default", device: str = "auto",
-            dtype: str = "float32", seed: int = 0, include_base: bool = True) -> dict[str, Any]:
+            dtype: str = "float32", seed: int = 0, include_base: bool = True, load=None) -> dict[str, Any]:
     """The SAE's metrics on the base and on every finetune, on every dataset (the base left out, and
-    ``"base"`` empty, when ``include_base`` is false).
+    ``"base"`` empty, when ``include_base`` is false). ``load(finetune) -> ModelPair`` may be shared between
+    calls (a ``Loader``) so that models load once per finetune.
 
     Returns ``{"base": {dataset: result}, "finetunes": {finetune: {dataset: result}}, "thresholds":
     {dataset: float | None}}`` where each result is ``SAEMetrics.result()``. Every (model, dataset) pass is
@@ -354,7 +355,7 @@ def measure(base: str, finetunes: list[str], sae: str, datasets: list[str], n_to
         check_token_spec(s)
     if not finetunes:
         raise ValueError("finetunes=[]: give at least one finetuned model spec")
-    load = _Loader(base, sae, hook, zoo, device, dtype)
+    load = load or Loader(base, sae, hook, zoo, device, dtype)
     common = {"sae": sae_identity(sae, zoo), "hook": hook or "the SAE's own", "dtype": dtype}
 
     def model_pass(spec: TokenSpec, model_spec: str, finetune: str, threshold: float) -> dict:

@@ -1,0 +1,228 @@
+"""Which cheap signal tells in advance whether a base SAE will work on a finetune: predictors and outcomes over
+every (zoo finetune checkpoint, dataset) case, and their correlations with bootstrap intervals."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Outcomes (measured with the SAE-metric and feature chapters' code) and predictors, as table columns.
+OUTCOMES = ("delta CE", "CE recovered", "EV per token", "L0 ratio", "density r", "regular act sim")
+PREDICTORS = ("residual cosine", "weight deviation", "STS_ICL", "STS_act", "steps x lr")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One finetune checkpoint measured on one dataset. ``finetune`` is a zoo spec ``zoo:NAME@STEP``."""
+
+    finetune: str
+    name: str
+    step: int
+    lr: float
+    tokens_seen: int
+    train_domains: tuple[str, ...]
+    dataset: str
+
+
+def zoo_cases(base: str, datasets: list[str], zoo: str) -> list[Case]:
+    """Every saved checkpoint of every zoo finetune of ``base``, on every dataset. Step 0 (the base's own
+    weights) appears once, as the first finetune's, labelled ``none``."""
+    from .zoo.build import zoo_dir
+    from .zoo.recipe import load_recipe
+
+    recipe = load_recipe(zoo)
+    base_name = base.removeprefix("zoo:")
+    cases, have_step0 = [], False
+    for name, m in recipe.models.items():
+        if m.parent != base_name or not m.checkpoints:
+            continue
+        log = json.loads((zoo_dir(recipe.profile) / "models" / name / "train_log.json").read_text())
+        for step in log["checkpoint_steps"]:
+            if step == 0 and have_step0:
+                continue
+            have_step0 |= step == 0
+            for ds in datasets:
+                cases.append(Case(f"zoo:{name}@{step}", "none" if step == 0 else name, step,
+                                  0.0 if step == 0 else m.lr, step * m.batch_size * recipe.context_size,
+                                  tuple(sorted(m.mix)), ds))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------ predictors
+
+def weight_deviation(base_model, ft_model) -> dict[str, Any]:
+    """||W_ft - W_base|| / ||W_base|| over all parameters, and per block (``per_layer``)."""
+    # Parameters only: buffers such as attention masks and -inf fill values are not weights.
+    base_sd, ft_sd = dict(base_model.named_parameters()), dict(ft_model.named_parameters())
+    num, den = {}, {}
+    for k, w in base_sd.items():
+        w = w.detach()
+        group = f"blocks.{k.split('.')[1]}" if k.startswith("blocks.") else "other"
+        num[group] = num.get(group, 0.0) + float((ft_sd[k].detach().double() - w.double()).pow(2).sum())
+        den[group] = den.get(group, 0.0) + float(w.double().pow(2).sum())
+    n_layers = base_model.cfg.n_layers
+    return {"overall": math.sqrt(sum(num.values()) / sum(den.values())),
+            "per_layer": [math.sqrt(num[f"blocks.{i}"] / den[f"blocks.{i}"]) for i in range(n_layers)]}
+
+
+@torch.no_grad()
+def sts(model, sae, hook: str, demos: torch.Tensor, queries: torch.Tensor, n_shift: int = 100) -> dict[str, Any]:
+    """The SAE-based Transferability Score of Zhang et al. (ICLR 2026), from the base model alone.
+
+    ``demos`` [n, Ld]: BOS-led windows of the finetuning data (in-context demonstrations); ``queries`` [n, Lq]:
+    BOS-led windows of the evaluated domain. ``h(x)``: the SAE's features at the query's tokens read alone;
+    ``h(demos + x)``: at the same tokens after the demonstration. Shifted dimensions D_N: the ``n_shift`` features
+    with the largest E||h_j(demos + x) - h_j(x)||². Per the paper (not their notebook, which squares activations
+    and subtracts rows of different prompts position by position): STS_ICL = E_x Σ_{j∈D_N} ||h_j(demos + x) -
+    h_j(x)||², STS_act = E_x Σ_{j∈D_N} h_j(x). Expectations run over queries and their token positions.
+    """
+    from .stream import stop_layer
+
+    stop = stop_layer([hook], model.cfg.n_layers)
+    device = model.cfg.device
+
+    def feats(tokens: torch.Tensor, last: int) -> torch.Tensor:
+        _, cache = model.run_with_cache(tokens.to(device), names_filter=hook, stop_at_layer=stop, return_type=None)
+        return sae.encode(cache[hook][:, -last:].to(sae.dtype)).double().cpu()  # [n, last, d_sae]
+
+    body = queries.shape[1] - 1
+    alone = feats(queries, body)
+    primed = feats(torch.cat([demos, queries[:, 1:]], 1), body)
+    shift = (primed - alone).pow(2).mean((0, 1))  # [d_sae]
+    top = shift.topk(min(n_shift, len(shift))).indices
+    return {"sts_icl": float(shift[top].sum()), "sts_act": float(alone[..., top].sum(-1).mean()),
+            "shifted": sorted(top.tolist())}
+
+
+def demo_windows(domains: tuple[str, ...], n: int, length: int, zoo: str, seed: int = 0) -> torch.Tensor:
+    """``n`` BOS-led windows [n, length] of the zoo's train split, the domains taking turns (a mixed finetune)."""
+    from .datasets import TokenSpec, token_batches
+
+    per = -(-n // len(domains))
+    parts = [torch.cat(list(token_batches(TokenSpec(f"zoo:{d}/train", per * length, length, per, seed), None, zoo)))
+             for d in domains]
+    return torch.stack([parts[i % len(domains)][i // len(domains)] for i in range(n)])
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+def measure_cases(base: str, sae: str, cases: list[Case], n_tokens: int, context_size: int, batch_size: int,
+                  outliers: str, n_shift: int, sts_examples: int, demo_tokens: int, zoo: str, device: str,
+                  dtype: str) -> list[dict]:
+    """One row per case: its description, every outcome and every predictor (each measurement cached)."""
+    from .accumulators import ResidualSimilarity
+    from .datasets import TokenSpec, token_batches
+    from .features import FeaturePairStats, select_groups
+    from .sae_metrics import Loader, Outliers, base_mean_norm, density_comparison, measure, sae_identity
+    from .stream import cached, model_identity, run_pass
+
+    if demo_tokens + 2 > context_size:
+        raise ValueError(f"demo_tokens={demo_tokens} leaves no room for a query in context_size={context_size}")
+    rule = Outliers.parse(outliers)
+    loader = Loader(base, sae, "", zoo, device, dtype)  # cases come checkpoint by checkpoint: one load each
+    rows = []
+    for case in cases:
+        spec = TokenSpec(case.dataset, n_tokens, context_size, batch_size)
+        res = measure(base, [case.finetune], sae, [case.dataset], n_tokens, context_size, batch_size, outliers, "",
+                      zoo, device, dtype, load=loader)
+        b, f = res["base"][case.dataset]["kept"], res["finetunes"][case.finetune][case.dataset]["kept"]
+
+        def load(ft: str = case.finetune):
+            return loader(ft)
+        key = {"base": model_identity(base, zoo), "finetune": model_identity(case.finetune, zoo),
+               "sae": sae_identity(sae, zoo), "tokens": spec.as_dict(), "dtype": dtype}
+        threshold = rule.threshold(lambda: base_mean_norm(base, sae, "", spec, zoo, dtype, load))
+
+        def pair_pass() -> dict:
+            pair = load()
+            sim, feats = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, zoo), [pair.hook],
+                                  [ResidualSimilarity(pair.hook, context_size),
+                                   FeaturePairStats(pair.sae, pair.hook, threshold)], spec.n_batches())
+            regular = select_groups(feats, 10**9, 0, 0)["regular"]
+            act = torch.tensor(feats["act_sim"], dtype=torch.float64)[regular]
+            return {"cos": sim["cos_mean"], "regular_act_sim": float(act[~act.isnan()].mean()),
+                    "n_regular": len(regular), **weight_deviation(pair.base, pair.finetune)}
+        pp = cached("predict-pair", {**key, "threshold": threshold if math.isfinite(threshold) else None,
+                                     "what": "predict-pair", "v": 2}, pair_pass)
+
+        def sts_run() -> dict:
+            pair = load()
+            demos = demo_windows(case.train_domains, sts_examples, demo_tokens, zoo)
+            queries = torch.cat(list(token_batches(TokenSpec(case.dataset, sts_examples * (context_size - demo_tokens),
+                                                             context_size - demo_tokens, sts_examples, seed=1),
+                                                   pair.tokenizer, zoo)))
+            return sts(pair.base, pair.sae, pair.hook, demos, queries, n_shift)
+        st = cached("sts", {"base": model_identity(base, zoo), "sae": sae_identity(sae, zoo),
+                            "train_domains": case.train_domains, "dataset": case.dataset, "n_shift": n_shift,
+                            "examples": sts_examples, "demo_tokens": demo_tokens, "context_size": context_size,
+                            "what": "sts", "v": 1}, sts_run)
+        rows.append({**asdict(case), "train_domains": "+".join(case.train_domains),
+                     "delta CE": f["delta_ce"], "CE recovered": f["ce_recovered"], "EV per token": f["ev_token"],
+                     "L0 ratio": f["l0"] / b["l0"], "density r": density_comparison(b, f)["pearson_log_density"],
+                     "regular act sim": pp["regular_act_sim"],
+                     "residual cosine": pp["cos"], "weight deviation": pp["overall"],
+                     "weight deviation per layer": pp["per_layer"],
+                     "STS_ICL": st["sts_icl"], "STS_act": st["sts_act"], "steps x lr": case.step * case.lr})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ analysis
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return pd.Series(x).rank().to_numpy()
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    den = math.sqrt(float((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / den if den > 0 else float("nan")
+
+
+def correlate(x, y, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Pearson and Spearman r of two per-case vectors, each with a 95% percentile bootstrap interval over cases
+    (resamples where either side is constant give no correlation and are left out of the interval)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    rng = np.random.default_rng(seed)
+    out = {"n": int(len(x))}
+    for name, fn in (("pearson", _pearson), ("spearman", lambda a, b: _pearson(_rank(a), _rank(b)))):
+        boots = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(x), len(x))
+            r = fn(x[i], y[i])
+            if not math.isnan(r):
+                boots.append(r)
+        out[name] = fn(x, y)
+        out[f"{name}_lo"], out[f"{name}_hi"] = (np.percentile(boots, [2.5, 97.5]).tolist() if boots
+                                                else [float("nan")] * 2)
+    return out
+
+
+def correlation_table(rows: list[dict], n_boot: int = 2000, seed: int = 0):
+    """One row per (predictor, outcome): Pearson and Spearman r with bootstrap intervals."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    out = [{"predictor": p, "outcome": o, **correlate(df[p], df[o], n_boot, seed)}
+           for p in PREDICTORS for o in OUTCOMES]
+    return pd.DataFrame(out).set_index(["predictor", "outcome"])
+
+
+def ranking(corr) -> "Any":
+    """Predictors ranked by mean |Spearman r| over the outcomes, with how many intervals exclude 0."""
+    import pandas as pd
+
+    rows = []
+    for p, g in corr.groupby(level="predictor"):
+        excl = ((g["spearman_lo"] > 0) | (g["spearman_hi"] < 0)).sum()
+        rows.append({"predictor": p, "mean |Spearman r|": float(g["spearman"].abs().mean()),
+                     "outcomes with interval excluding 0": f"{excl} of {len(g)}"})
+    return pd.DataFrame(rows).sort_values("mean |Spearman r|", ascending=False).set_index("predictor")

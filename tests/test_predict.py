@@ -1,0 +1,80 @@
+"""Predicting transfer: each predictor on constructed cases, and the correlation statistics."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from sae_transfer.predict import correlate, correlation_table, ranking, sts, weight_deviation
+
+
+def _model(seed: int, positional: str = "standard"):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(seed)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=50, n_ctx=64,
+                                  act_fn="gelu", positional_embedding_type=positional, device="cpu")
+    return HookedTransformer(cfg).eval()
+
+
+class _ReluSAE:
+    def __init__(self, d_in: int, d_sae: int):
+        g = torch.Generator().manual_seed(0)
+        self.W_enc = torch.randn(d_in, d_sae, generator=g)
+        self.dtype = torch.float32
+
+    def encode(self, x):
+        return torch.relu(x @ self.W_enc)
+
+
+def test_weight_deviation_of_identical_and_perturbed_models():
+    a = _model(0)
+    b = _model(0)
+    d = weight_deviation(a, b)
+    assert d["overall"] == 0.0 and d["per_layer"] == [0.0, 0.0]
+    with torch.no_grad():
+        b.blocks[1].mlp.W_in.mul_(2.0)  # one matrix of block 1 doubles
+    d = weight_deviation(a, b)
+    assert d["per_layer"][0] == 0.0 and 0 < d["per_layer"][1] < 1.0 and 0 < d["overall"] < d["per_layer"][1]
+
+
+def test_sts_is_zero_when_the_hook_cannot_see_the_context():
+    """Rotary attention and the embeddings' hook: a token's activation ignores what came before it."""
+    model = _model(1, positional="rotary")
+    g = torch.Generator().manual_seed(2)
+    demos = torch.randint(1, 50, (6, 20), generator=g)
+    queries = torch.randint(1, 50, (6, 9), generator=g)
+    r = sts(model, _ReluSAE(16, 40), "blocks.0.hook_resid_pre", demos, queries, n_shift=10)
+    assert r["sts_icl"] == 0.0 and len(r["shifted"]) == 10 and r["sts_act"] > 0
+    deeper = sts(model, _ReluSAE(16, 40), "blocks.1.hook_resid_pre", demos, queries, n_shift=10)
+    assert deeper["sts_icl"] > 0  # after attention, the demonstrations shift the features
+
+
+def test_correlations_and_their_intervals():
+    x = np.arange(20, dtype=float)
+    r = correlate(x, x**3, n_boot=200)
+    assert r["spearman"] == pytest.approx(1.0) and r["spearman_lo"] == pytest.approx(1.0)
+    assert 0.8 < r["pearson"] < 1.0
+    noise = np.random.default_rng(0).normal(size=20)
+    r = correlate(x, noise, n_boot=500)
+    assert r["spearman_lo"] < r["spearman"] < r["spearman_hi"] and r["spearman_lo"] < 0 < r["spearman_hi"]
+    r = correlate(x, np.ones(20), n_boot=50)
+    assert math.isnan(r["pearson"]) and math.isnan(r["spearman"])  # constant: undefined, not dropped silently
+
+
+def test_ranking_orders_predictors():
+    rng = np.random.default_rng(1)
+    n = 30
+    good = rng.normal(size=n)
+    rows = []
+    for i in range(n):
+        rows.append({"delta CE": -good[i], "CE recovered": good[i], "EV per token": good[i], "L0 ratio": -good[i],
+                     "density r": good[i], "regular act sim": good[i], "residual cosine": good[i] + 0.01 * i,
+                     "weight deviation": rng.normal(), "STS_ICL": rng.normal(), "STS_act": rng.normal(),
+                     "steps x lr": rng.normal()})
+    corr = correlation_table(rows, n_boot=100)
+    ranked = ranking(corr)
+    assert ranked.index[0] == "residual cosine" and ranked.iloc[0]["mean |Spearman r|"] > 0.9
+    assert ranked.loc["residual cosine", "outcomes with interval excluding 0"] == "6 of 6"
