@@ -174,9 +174,9 @@ def measure_cases(base: str, sae: str, cases: list[Case], n_tokens: int, context
 # ------------------------------------------------------------------------------------------ analysis
 
 def _rank(x: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    return pd.Series(x).rank().to_numpy()
+    """Ranks 1..n, ties sharing their average rank (as Spearman's r needs)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:

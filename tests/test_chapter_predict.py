@@ -1,0 +1,48 @@
+"""Smoke test of the predicting-transfer chapter: asserts on the cases and correlations it recorded."""
+
+import pytest
+
+from tests.conftest import run_smoke_chapter
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results(smoke_card, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict-run")
+    return out, run_smoke_chapter("predict", out)
+
+
+def test_enough_cases_spanning_transfer_to_breakage(results):
+    r = results[1]
+    assert r["numbers"]["n_cases"] >= 12
+    cases = r["tables"]["cases"]
+    base = [c for c in cases if c["name"] == "none"]
+    assert base and all(c["residual cosine"] == pytest.approx(1.0, abs=1e-6) for c in base)
+    assert all(c["weight deviation"] == 0.0 and c["regular act sim"] == pytest.approx(1.0) for c in base)
+    ev = [c["EV per token"] for c in cases]
+    assert max(ev) - min(ev) > 0.1  # the cases differ in how well the SAE transfers
+
+
+def test_finetuning_compute_predicts_the_drift_it_causes(results):
+    n = results[1]["numbers"]
+    # more finetuning, further residuals and weights: cosine falls as deviation and steps x lr grow
+    assert n["sp_residual_cosine__regular_act_sim"] > 0.5
+    assert n["sp_weight_deviation__regular_act_sim"] < -0.5
+    assert -1 <= n["sp_sts_icl__ev_per_token"] <= 1
+    assert 0 < n["best_mean_abs"] <= 1 and 1 <= n["baseline_rank"] <= 5
+
+
+def test_tables_and_figures(results):
+    out, r = results
+    corr = r["tables"]["correlations"]
+    assert len(corr) == 5 * 6
+    defined = [row for row in corr if row["spearman"] is not None]
+    assert len(defined) >= 5 * 5
+    assert all(-1 - 1e-9 <= row["spearman_lo"] <= row["spearman_hi"] <= 1 + 1e-9 for row in defined)
+    # a percentile interval need not contain the estimate, but nearly always does
+    inside = [row["spearman_lo"] - 1e-9 <= row["spearman"] <= row["spearman_hi"] + 1e-9 for row in defined]
+    assert sum(inside) >= 0.8 * len(defined)
+    assert set(r["figures"]) == {"scatter", "compute"}
+    for f in r["figures"].values():
+        assert (out / f["png"]).stat().st_size > 5000
