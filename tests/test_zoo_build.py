@@ -60,7 +60,7 @@ def test_checkpoints_load_and_differ(smoke_root):
 def test_bad_specs_list_valid_choices(smoke_root):
     with pytest.raises(ValueError, match=r"saved steps are \[0, "):
         load_zoo_model(smoke_root, "code@99999")
-    with pytest.raises(ValueError, match=r"built models are \['base-m', 'base-s', 'code', 'math'\]"):
+    with pytest.raises(ValueError, match=r"built models are \['base-m', 'base-s', 'code', 'math', 'mix'\]"):
         load_zoo_model(smoke_root, "poetry")
     with pytest.raises(ValueError, match="built SAEs are"):
         load_zoo_sae(smoke_root, "math")
