@@ -401,11 +401,11 @@ def recovery(base: str, finetune: str, sae: str, checkpoints: list[dict], datase
 
 # ------------------------------------------------------------------------------------------ along finetuning
 
-def checkpoint_similarity(base: str, finetune: str, sae: str, groups: dict[str, list[int]], n_tokens: int,
-                          context_size: int, batch_size: int, outliers: str, zoo: str, device: str, dtype: str,
-                          seed: int = 0) -> list[dict]:
-    """Activation similarity of the regular group (chosen on the final finetune) on every saved checkpoint of a
-    zoo finetune, on its own domain; step 0 is the base itself (similarity 1 by construction, not measured)."""
+def checkpoint_similarity(base: str, finetune: str, sae: str, result: dict, n_tokens: int, outliers: str, zoo: str,
+                          device: str, dtype: str) -> list[dict]:
+    """Activation similarity of the regular group (chosen on the final finetune's selection split, in
+    ``result`` from ``measure_features``) on every saved checkpoint of a zoo finetune, scored on the first
+    ``n_tokens`` of the same evaluation split; step 0 is the base itself (similarity 1 by construction)."""
     import json
 
     from .datasets import TokenSpec
@@ -419,7 +419,8 @@ def checkpoint_similarity(base: str, finetune: str, sae: str, groups: dict[str, 
     if m is None or not m.checkpoints:
         return []
     log = json.loads((zoo_dir(load_recipe(zoo).profile) / "models" / name / "train_log.json").read_text())
-    spec = TokenSpec(own_dataset(finetune, zoo), n_tokens, context_size, batch_size, seed + 1)
+    spec = TokenSpec(**{**result["eval_spec"], "n_tokens": min(n_tokens, result["eval_spec"]["n_tokens"])})
+    groups = result["groups"]
     rows = [{"finetune": name, "step": 0, "regular: activation sim": 1.0, "regular: share above 0.8": 1.0}]
     for step in (s for s in log["checkpoint_steps"] if s > 0):
         ft = f"zoo:{name}@{step}"
