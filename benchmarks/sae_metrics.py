@@ -17,17 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import torch
-
-OUT = Path(__file__).parent / "results" / "sae_metrics.json"
-
 
 def child(impl: str, zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
     """Measure one implementation over both models, in this process."""
@@ -61,7 +55,6 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=16384, help="N; everything is also measured at 8N")
     ap.add_argument("--context-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--out", type=Path, default=OUT, help="where to write the JSON record")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -87,18 +80,15 @@ def main() -> None:
         "ours_memory_growth_8x": by[("ours", n8)]["peak_rss_mb"] / by[("ours", n1)]["peak_rss_mb"] - 1,
         "run_evals_memory_growth_8x": by[("run_evals", n8)]["peak_rss_mb"] / by[("run_evals", n1)]["peak_rss_mb"] - 1,
     }
-    from sae_transfer.io import write_json_atomic
-    from sae_transfer.provenance import git_commit
+    from sae_transfer.bench import write_record
 
-    record = {"rows": rows, "summary": summary, "zoo": a.zoo, "context_size": a.context_size,
-              "batch_size": a.batch_size, "threads": 2, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "commit": git_commit(), "measured": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_json_atomic(a.out, record)
+    out = write_record("sae_metrics", rows, summary, threads=2, zoo=a.zoo, context_size=a.context_size,
+                       batch_size=a.batch_size)
     print(f"speedup over run_evals: {summary['speedup_at_N']:.2f}x at N, {summary['speedup_at_8N']:.2f}x at 8N "
           "(goal: at least 1)")
     print(f"peak memory growth N -> 8N: ours {100 * summary['ours_memory_growth_8x']:+.1f}% (goal: at most +10%), "
           f"run_evals {100 * summary['run_evals_memory_growth_8x']:+.1f}%")
-    print(f"written to {a.out}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
    by at most 10%.
 2. Throughput: the pass (both models, every residual hook, all accumulators) against two bare forward passes
    of the same models over the same tokens; the ratio should be at most 1.2.
-Nothing is cached: each measurement computes.
+Nothing is cached: each measurement computes. The figures are printed and written to
+``benchmarks/results/stream_pass.json``, which the residual-activations chapter shows in its appendix.
 """
 
 from __future__ import annotations
@@ -98,8 +99,18 @@ def main() -> None:
         print(f"  peak RSS over {m['n_tokens']:>8,} tokens: {m['peak_rss_mb']:.0f} MB "
               f"(before the pass {m['rss_before_pass_mb']:.0f} MB)")
     print(f"  growth for 8x tokens: {100 * growth:+.1f}% (goal: at most +10%)")
+    from sae_transfer.bench import write_record
+
+    rows = [{"what": "streaming pass (memory)", "n_tokens": m["n_tokens"], "peak_rss_mb": m["peak_rss_mb"],
+             "wall_s": None} for m in mem]
+    rows += [{"what": "two bare forward passes", "n_tokens": a.tokens, "peak_rss_mb": None,
+              "wall_s": t["bare_forwards_s"]},
+             {"what": "streaming pass (time)", "n_tokens": a.tokens, "peak_rss_mb": None, "wall_s": t["pass_s"]}]
+    out = write_record("stream_pass", rows, {"memory_growth_8x": growth, **t}, threads=torch.get_num_threads(),
+                       zoo=a.zoo, context_size=a.context_size, batch_size=a.batch_size)
     print(f"  two bare forward passes: {t['bare_forwards_s']:.2f} s; streaming pass: {t['pass_s']:.2f} s; "
           f"ratio {t['ratio']:.2f} (goal: at most 1.2); {t['tokens_per_s']:,.0f} tokens/s")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

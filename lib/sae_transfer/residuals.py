@@ -140,3 +140,13 @@ def sweep_all(base: str, finetunes: list[str], n_tokens: int, context_size: int,
         rows += checkpoint_sweep(base, ft, f"zoo:{next(iter(m.mix))}", n_tokens, context_size, batch_size, zoo,
                                  device, dtype)
     return rows
+
+
+def benchmark_table():
+    """The last record of ``benchmarks/stream_pass.py``: peak memory at N and 8N tokens, time against bare
+    forward passes."""
+    from .bench import record_table
+
+    return record_table("stream_pass", ["what", "n_tokens"], {
+        "what": "measurement", "n_tokens": "tokens", "wall_s": "wall s", "peak_rss_mb": "peak RSS MB"},
+        "benchmarks/stream_pass.py")

@@ -564,23 +564,10 @@ def own_domain_pairs(finetunes: list[str], datasets: list[str], zoo: str) -> lis
     return out
 
 
-def benchmark_table(path=None):
-    """The last record of ``benchmarks/sae_metrics.py`` as a table (one row per implementation and size), with
-    where and when it was measured; a one-row note if it was never run."""
-    import json
+def benchmark_table():
+    """The last record of ``benchmarks/sae_metrics.py``: one row per implementation and token count."""
+    from .bench import record_table
 
-    import pandas as pd
-
-    from .paths import PROJECT_ROOT
-
-    path = path or PROJECT_ROOT / "benchmarks" / "results" / "sae_metrics.json"
-    if not path.exists():
-        return pd.DataFrame([{"note": "not measured yet: run python benchmarks/sae_metrics.py"}])
-    rec = json.loads(path.read_text())
-    dirty = " (uncommitted changes)" if rec["commit"].endswith("+dirty") else ""
-    where = f"{rec['machine']}, {rec['threads']} threads, {rec['measured'][:10]}, commit {rec['commit'][:10]}{dirty}"
-    df = pd.DataFrame(rec["rows"]).rename(columns={
+    return record_table("sae_metrics", ["implementation", "n_tokens"], {
         "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
-        "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}).drop(columns=["rss_before_mb"])
-    df["measured on"] = where
-    return df.set_index(["implementation", "tokens per model"]).sort_index()
+        "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py")
