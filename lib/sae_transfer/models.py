@@ -60,6 +60,16 @@ def parse_spec(spec: str, param: str, sae: bool = False) -> tuple[str, str]:
     return kind, ref
 
 
+def quiet_to(model, device_or_dtype):
+    """``model.to(...)`` without TransformerLens's "Moving model to device" prints, which would land on the
+    chapter pages."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return model.to(device_or_dtype)
+
+
 def check_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise SpecError(f"dtype={dtype!r}: valid dtypes are {sorted(DTYPES)}")
@@ -149,7 +159,7 @@ def _hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: t
         state = loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
         model.load_and_process_state_dict(state, **processing)
-    return model.to(device).eval()
+    return quiet_to(model, device).eval()
 
 
 def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: torch.dtype,
@@ -161,7 +171,7 @@ def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: t
         from .zoo.recipe import load_recipe
 
         try:
-            return load_zoo_model(zoo_dir(load_recipe(zoo).profile), ref, device=device).to(dtype)
+            return quiet_to(load_zoo_model(zoo_dir(load_recipe(zoo).profile), ref, device=device), dtype)
         except ValueError as e:
             raise SpecError(f"{param}={spec!r}: {e}") from None
     from transformers import AutoModelForCausalLM

@@ -203,7 +203,9 @@ def load_zoo_model(root: Path, spec: str, device: str = "cpu"):
         load_weights(model, ckpt)
     else:
         load_weights(model, path / "model.safetensors")
-    return model.to(device).eval()
+    from ..models import quiet_to
+
+    return quiet_to(model, device).eval()
 
 
 def load_zoo_sae(root: Path, name: str, device: str = "cpu"):
