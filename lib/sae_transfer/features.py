@@ -146,12 +146,9 @@ def _finite(x: float):
 
 def own_dataset(finetune: str, zoo: str, default: str = "zoo:prose") -> str:
     """The zoo domain a single-domain zoo finetune was trained on; ``default`` for anything else."""
-    from .zoo.recipe import load_recipe
+    from .zoo.build import own_domain
 
-    if not finetune.startswith("zoo:"):
-        return default
-    m = load_recipe(zoo).models.get(finetune.removeprefix("zoo:").partition("@")[0])
-    return f"zoo:{next(iter(m.mix))}" if m is not None and len(m.mix) == 1 else default
+    return own_domain(finetune, zoo) or default
 
 
 def logit_similarity(sae, base_model, ft_model, chunk: int = 1024) -> dict[str, Any]:
@@ -406,23 +403,19 @@ def checkpoint_similarity(base: str, finetune: str, sae: str, result: dict, n_to
     """Activation similarity of the regular group (chosen on the final finetune's selection split, in
     ``result`` from ``measure_features``) on every saved checkpoint of a zoo finetune, scored on the first
     ``n_tokens`` of the same evaluation split; step 0 is the base itself (similarity 1 by construction)."""
-    import json
-
     from .datasets import TokenSpec
     from .sae_metrics import Outliers, base_mean_norm, sae_identity
     from .stream import model_identity
-    from .zoo.build import zoo_dir
-    from .zoo.recipe import load_recipe
+    from .zoo.build import saved_checkpoints
 
-    name = finetune.removeprefix("zoo:").partition("@")[0]
-    m = load_recipe(zoo).models.get(name) if finetune.startswith("zoo:") else None
-    if m is None or not m.checkpoints:
+    saved = saved_checkpoints(finetune, zoo)
+    if saved is None:
         return []
-    log = json.loads((zoo_dir(load_recipe(zoo).profile) / "models" / name / "train_log.json").read_text())
+    name, steps, _ = saved
     spec = TokenSpec(**{**result["eval_spec"], "n_tokens": min(n_tokens, result["eval_spec"]["n_tokens"])})
     groups = result["groups"]
     rows = [{"finetune": name, "step": 0, "regular: activation sim": 1.0, "regular: share above 0.8": 1.0}]
-    for step in (s for s in log["checkpoint_steps"] if s > 0):
+    for step in (s for s in steps if s > 0):
         ft = f"zoo:{name}@{step}"
         load = _pair_loader(base, ft, sae, "", zoo, device, dtype)
         threshold = Outliers.parse(outliers).threshold(lambda: base_mean_norm(base, sae, "", spec, zoo, dtype, load))

@@ -3,7 +3,6 @@ every (zoo finetune checkpoint, dataset) case, and their correlations with boots
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,24 +31,24 @@ class Case:
 def zoo_cases(base: str, datasets: list[str], zoo: str) -> list[Case]:
     """Every saved checkpoint of every zoo finetune of ``base``, on every dataset. Step 0 (the base's own
     weights) appears once, as the first finetune's, labelled ``none``."""
-    from .zoo.build import zoo_dir
+    from .zoo.build import saved_checkpoints
     from .zoo.recipe import load_recipe
 
     recipe = load_recipe(zoo)
     base_name = base.removeprefix("zoo:")
     cases, have_step0 = [], False
     for name, m in recipe.models.items():
-        if m.parent != base_name or not m.checkpoints:
+        saved = saved_checkpoints(f"zoo:{name}", zoo) if m.parent == base_name else None
+        if saved is None:
             continue
-        log = json.loads((zoo_dir(recipe.profile) / "models" / name / "train_log.json").read_text())
-        for step in log["checkpoint_steps"]:
+        _, steps, tokens_per_step = saved
+        for step in steps:
             if step == 0 and have_step0:
                 continue
             have_step0 |= step == 0
             for ds in datasets:
                 cases.append(Case(f"zoo:{name}@{step}", "none" if step == 0 else name, step,
-                                  0.0 if step == 0 else m.lr, step * m.batch_size * recipe.context_size,
-                                  tuple(sorted(m.mix)), ds))
+                                  0.0 if step == 0 else m.lr, step * tokens_per_step, tuple(sorted(m.mix)), ds))
     return cases
 
 

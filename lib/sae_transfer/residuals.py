@@ -104,19 +104,15 @@ def layer_table(results: dict[tuple[str, str], dict]):
 def checkpoint_sweep(base: str, finetune: str, dataset: str, n_tokens: int, context_size: int, batch_size: int,
                      zoo: str, device: str, dtype: str) -> list[dict]:
     """Middle-layer similarity of ``base`` with each saved checkpoint of a zoo finetune, in step order."""
-    import json
+    from .zoo.build import saved_checkpoints
 
-    from .zoo.build import zoo_dir
-    from .zoo.recipe import load_recipe
-
-    name = finetune.removeprefix("zoo:").partition("@")[0]
-    log = json.loads((zoo_dir(load_recipe(zoo).profile) / "models" / name / "train_log.json").read_text())
+    name, steps, tokens_per_step = saved_checkpoints(finetune, zoo)
     spec = TokenSpec(dataset, n_tokens, context_size, batch_size)
     out = []
-    for step in log["checkpoint_steps"]:
+    for step in steps:
         (layers,) = measure_residuals(base, f"zoo:{name}@{step}", [spec], zoo, device, dtype)
         r = layers[summary_hook(list(layers))]
-        out.append({"finetune": name, "step": step, "tokens_seen": step * log["recipe"]["batch_size"] * context_size,
+        out.append({"finetune": name, "step": step, "tokens_seen": step * tokens_per_step,
                     "cosine": r["cos_mean"], "relative distance": r["rel_dist_mean"],
                     "last-layer cosine": list(layers.values())[-1]["cos_mean"]})
     return out
@@ -125,20 +121,16 @@ def checkpoint_sweep(base: str, finetune: str, dataset: str, n_tokens: int, cont
 def sweep_all(base: str, finetunes: list[str], n_tokens: int, context_size: int, batch_size: int, zoo: str,
               device: str, dtype: str) -> list[dict]:
     """``checkpoint_sweep`` of every zoo finetune on its own domain (the domain it was finetuned on alone);
-    hub and local finetunes have no checkpoints and are skipped."""
-    from .zoo.recipe import load_recipe
+    hub and local finetunes and mixed-domain finetunes are skipped."""
+    from .zoo.build import own_domain, saved_checkpoints
 
     if not base.startswith("zoo:"):
         return []
-    recipe = load_recipe(zoo)
     rows = []
     for ft in finetunes:
-        name = ft.removeprefix("zoo:").partition("@")[0]
-        m = recipe.models.get(name) if ft.startswith("zoo:") else None
-        if m is None or not m.checkpoints or len(m.mix) != 1:
-            continue
-        rows += checkpoint_sweep(base, ft, f"zoo:{next(iter(m.mix))}", n_tokens, context_size, batch_size, zoo,
-                                 device, dtype)
+        if saved_checkpoints(ft, zoo) and own_domain(ft, zoo):
+            rows += checkpoint_sweep(base, ft, own_domain(ft, zoo), n_tokens, context_size, batch_size, zoo,
+                                     device, dtype)
     return rows
 
 

@@ -491,29 +491,22 @@ def checkpoint_sweep(base: str, finetunes: list[str], sae: str, n_tokens: int, c
 
     Hub and local finetunes have no checkpoints and are skipped, as are zoo finetunes of more than one domain.
     """
-    import json
-
-    from .zoo.build import zoo_dir
-    from .zoo.recipe import load_recipe
+    from .zoo.build import own_domain, saved_checkpoints
 
     if not base.startswith("zoo:"):
         return []
-    recipe = load_recipe(zoo)
     out = []
     for ft in finetunes:
-        name = ft.removeprefix("zoo:").partition("@")[0]
-        m = recipe.models.get(name) if ft.startswith("zoo:") else None
-        if m is None or not m.checkpoints or len(m.mix) != 1:
+        saved, dataset = saved_checkpoints(ft, zoo), own_domain(ft, zoo)
+        if not saved or not dataset:
             continue
-        log = json.loads((zoo_dir(recipe.profile) / "models" / name / "train_log.json").read_text())
-        dataset = f"zoo:{next(iter(m.mix))}"
-        steps = log["checkpoint_steps"]
+        name, steps, tokens_per_step = saved
         # Step 0 is the base's own weights (the zoo saves it to anchor the curve): its row is the base's pass.
         res = measure(base, [f"zoo:{name}@{s}" for s in steps if s > 0], sae, [dataset], n_tokens, context_size,
                       batch_size, outliers, hook, zoo, device, dtype)
         for s in steps:
             r = (res["finetunes"][f"zoo:{name}@{s}"] if s > 0 else res["base"])[dataset]["kept"]
-            out.append({"finetune": name, "step": s, "tokens_seen": s * log["recipe"]["batch_size"] * context_size,
+            out.append({"finetune": name, "step": s, "tokens_seen": s * tokens_per_step,
                         "delta CE": r["delta_ce"], "CE recovered": r["ce_recovered"], "EV per token": r["ev_token"],
                         "L0": r["l0"], "dead %": 100 * r["dead_frac"], "KL": r["kl"]})
     return out
@@ -552,16 +545,10 @@ def cross_check(base: str, finetune: str, sae: str, dataset: str, n_tokens: int,
 
 def own_domain_pairs(finetunes: list[str], datasets: list[str], zoo: str) -> list[tuple[str, str]]:
     """(finetune, dataset) with each finetune on the zoo domain it was finetuned on, when that is measured;
-    otherwise on the first dataset (hub and local finetunes)."""
-    from .zoo.recipe import load_recipe
+    otherwise on the first dataset (hub, local and mixed-domain finetunes)."""
+    from .zoo.build import own_domain
 
-    models = load_recipe(zoo).models if any(f.startswith("zoo:") for f in finetunes) else {}
-    out = []
-    for ft in finetunes:
-        m = models.get(ft.removeprefix("zoo:").partition("@")[0]) if ft.startswith("zoo:") else None
-        own = f"zoo:{next(iter(m.mix))}" if m is not None and len(m.mix) == 1 else None
-        out.append((ft, own if own in datasets else datasets[0]))
-    return out
+    return [(ft, own_domain(ft, zoo) if own_domain(ft, zoo) in datasets else datasets[0]) for ft in finetunes]
 
 
 def benchmark_table():

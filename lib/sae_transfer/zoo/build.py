@@ -315,3 +315,27 @@ def training_curves(profile: str) -> dict[str, dict[str, list]]:
             log_ = json.loads(logf.read_text())
             out[name] = {"steps": log_["steps"], "loss": log_["loss"], "parent": log_["recipe"]["parent"]}
     return out
+
+
+# --------------------------------------------------------------------------------------------- finetune facts
+
+def own_domain(spec: str, zoo: str) -> str | None:
+    """``zoo:DOMAIN`` for a ``zoo:NAME[@STEP]`` finetune trained on one zoo domain; None otherwise."""
+    if not spec.startswith("zoo:"):
+        return None
+    m = load_recipe(zoo).models.get(spec.removeprefix("zoo:").partition("@")[0])
+    return f"zoo:{next(iter(m.mix))}" if m is not None and m.parent and len(m.mix) == 1 else None
+
+
+def saved_checkpoints(spec: str, zoo: str) -> tuple[str, list[int], int] | None:
+    """``(name, steps, tokens per step)`` of a zoo finetune's saved checkpoints (step 0, the parent's weights,
+    first); None for hub and local specs and for zoo models saved without checkpoints."""
+    if not spec.startswith("zoo:"):
+        return None
+    recipe = load_recipe(zoo)
+    name = spec.removeprefix("zoo:").partition("@")[0]
+    m = recipe.models.get(name)
+    if m is None or not m.checkpoints:
+        return None
+    log = json.loads((zoo_dir(recipe.profile) / "models" / name / "train_log.json").read_text())
+    return name, log["checkpoint_steps"], m.batch_size * recipe.context_size
