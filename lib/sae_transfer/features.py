@@ -427,3 +427,30 @@ def checkpoint_similarity(base: str, finetune: str, sae: str, result: dict, n_to
         rows.append({"finetune": name, "step": step, "regular: activation sim": float(sim[ok].mean()),
                      "regular: share above 0.8": float((sim[ok] > 0.8).double().mean())})
     return rows
+
+
+def drift_summary(result: dict, drift: dict[str, list[float]]) -> dict[str, float]:
+    """How far fine-tuning the SAE moved a pair's features (``result`` from ``measure_features``, ``drift`` from
+    ``direction_drift``), and whether the regular features that moved are those that stopped firing alike."""
+    import pandas as pd
+
+    reg = result["groups"]["regular"]
+    dec, enc = pd.Series(drift["decoder_cos"]), pd.Series(drift["encoder_cos"])
+    sim = pd.Series(result["scores"]["act_sim"])
+    return {"decoder cos (all)": float(dec.mean()), "decoder cos (regular)": float(dec[reg].mean()),
+            "share of regular with decoder cos < 0.9": float((dec[reg] < 0.9).mean()),
+            "encoder cos (regular)": float(enc[reg].mean()),
+            "Spearman: activation sim vs decoder cos (regular)": float(sim[reg].corr(dec[reg], method="spearman"))}
+
+
+def shown_contexts(result: dict, n_show: int, tokenizer, zoo: str) -> list[dict]:
+    """Top contexts of the ``n_show`` regular features with the highest activation similarity ("transferred")
+    and the ``n_show`` with the lowest ("broke"); rows as ``top_contexts`` plus verdict and similarity."""
+    import pandas as pd
+
+    sims = pd.Series(result["scores"]["act_sim"]).iloc[result["groups"]["regular"]].dropna().sort_values()
+    rows = []
+    for verdict, feats in (("transferred", sims.index[::-1][:n_show]), ("broke", sims.index[:n_show])):
+        for row in top_contexts(result, list(feats), tokenizer, zoo):
+            rows.append({"verdict": verdict, "activation sim": float(sims[row["feature"]]), **row})
+    return rows
