@@ -36,3 +36,12 @@ def run_smoke_chapter(name: str, out):
     chapter = get_chapter(name)
     run_chapter(chapter, resolve_params(chapter, "smoke"), out, progress=False)
     return json.loads((out / "results.json").read_text())
+
+
+def chapter_fixture(name: str):
+    """A module-scoped fixture running chapter ``name`` once with the smoke profile: ``(run_dir, results.json)``."""
+    @pytest.fixture(scope="module")
+    def results(smoke_card, tmp_path_factory):
+        out = tmp_path_factory.mktemp(f"{name}-run")
+        return out, run_smoke_chapter(name, out)
+    return results

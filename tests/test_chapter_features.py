@@ -2,15 +2,11 @@
 
 import pytest
 
-from tests.conftest import run_smoke_chapter
+from tests.conftest import chapter_fixture
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def results(smoke_card, tmp_path_factory):
-    out = tmp_path_factory.mktemp("features-run")
-    return out, run_smoke_chapter("features", out)
+results = chapter_fixture("features")
 
 
 def test_gentle_finetune_keeps_more_features(results):

@@ -2,15 +2,11 @@
 
 import pytest
 
-from tests.conftest import run_smoke_chapter
+from tests.conftest import chapter_fixture
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def results(smoke_card, tmp_path_factory):
-    out = tmp_path_factory.mktemp("predict-run")
-    return out, run_smoke_chapter("predict", out)
+results = chapter_fixture("predict")
 
 
 def test_enough_cases_spanning_transfer_to_breakage(results):

@@ -3,15 +3,11 @@
 
 import pytest
 
-from tests.conftest import run_smoke_chapter
+from tests.conftest import chapter_fixture
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def results(smoke_card, tmp_path_factory):
-    out = tmp_path_factory.mktemp("residuals-run")
-    return out, run_smoke_chapter("residuals", out)
+results = chapter_fixture("residuals")
 
 
 def test_similarities_are_bounded_and_ordered(results):

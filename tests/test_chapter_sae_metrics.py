@@ -2,15 +2,11 @@
 
 import pytest
 
-from tests.conftest import run_smoke_chapter
+from tests.conftest import chapter_fixture
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def results(smoke_card, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sae-metrics-run")
-    return out, run_smoke_chapter("sae_metrics", out)
+results = chapter_fixture("sae_metrics")
 
 
 def test_base_sae_works_on_the_base(results):

@@ -225,3 +225,15 @@ def ranking(corr) -> "Any":
         rows.append({"predictor": p, "mean |Spearman r|": float(g["spearman"].abs().mean()),
                      "outcomes with interval excluding 0": f"{excl} of {len(g)}"})
     return pd.DataFrame(rows).sort_values("mean |Spearman r|", ascending=False).set_index("predictor")
+
+
+def deviation_by_layer(rows: list[dict]):
+    """Weight deviation per block of each finetune's last checkpoint (rows from ``measure_cases``)."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    last = table[table["name"] != "none"].sort_values("step").groupby("name").tail(1)
+    out = pd.DataFrame({row["name"]: row["weight deviation per layer"] for _, row in last.iterrows()}).T
+    out.columns = [f"block {i}" for i in out.columns]
+    out.index.name = "finetune"
+    return out
