@@ -149,6 +149,31 @@ def _dataset(value: str) -> None:
     check_token_spec(TokenSpec(value, 1, 2, 1))
 
 
+def _domains(value: list) -> None:
+    from .answerable import DOMAINS
+
+    if not value or any(d not in DOMAINS for d in value) or len(set(value)) != len(value):
+        raise ValueError(f"domains={value!r}: a non-empty list of distinct domains from {list(DOMAINS)}")
+
+
+def _probe_sizes(name: str):
+    def check(value: int) -> None:
+        from .answerable import check_sizes
+
+        check_sizes(**{"n_train": 4, "n_test": 4, name: value})
+    return check
+
+
+def _layers(value: list) -> None:
+    if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in value):
+        raise ValueError(f"layers={value!r}: block indices (integers >= 0); [] for every block")
+
+
+def _ks(value: list) -> None:
+    if not value or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value):
+        raise ValueError(f"ks={value!r}: a non-empty list of positive feature counts, e.g. [1, 2, 5, 10, 20, 50]")
+
+
 def _check_positive(name: str, allow_zero: bool = False):
     def check(value: int) -> None:
         if value < (0 if allow_zero else 1):
@@ -164,9 +189,13 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "datasets": _as_parameter_check(_dataset, "datasets: ", each=True),
     "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
     "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
+    "domains": _as_parameter_check(_domains), "layers": _as_parameter_check(_layers),
+    "ks": _as_parameter_check(_ks),
+    **{n: _as_parameter_check(_probe_sizes(n)) for n in ("n_train", "n_test")},
     **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens", "n_select",
                                        "n_regular", "n_dead", "recovery_tokens", "n_show", "n_shift",
-                                       "sts_examples", "demo_tokens", "n_boot")},
+                                       "sts_examples", "demo_tokens", "n_boot", "max_tokens",
+                                       "context_chars")},
     **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens")},
 }
 

