@@ -91,9 +91,10 @@ def test_last_token_activations_ignore_padding(smoke_root):
     sae = load_zoo_sae(smoke_root, "base-s")
     tok = load_tokenizer(smoke_root / "data" / "tokenizer")
     hook = sae.cfg.metadata.hook_name
-    texts = ["Let a = 3. What is a?", "A much longer prompt, padded on the right in its batch: what is it?"]
-    batched = probes.last_token_acts(model, tok, texts, [hook], sae, hook, batch_size=2)
-    assert batched[hook].shape == (2, model.cfg.d_model) and batched["sae"].shape == (2, sae.cfg.d_sae)
+    texts = ["A much longer prompt, padded on the right in its batch: what is it?", "Let a = 3. What is a?",
+             "A prompt of middle length: what is it?"]
+    batched = probes.last_token_acts(model, tok, texts, [hook], sae, hook, batch_size=2)  # sorted, then unsorted
+    assert batched[hook].shape == (3, model.cfg.d_model) and batched["sae"].shape == (3, sae.cfg.d_sae)
     for i, t in enumerate(texts):
         ids = torch.tensor([probes.prompt_ids(tok, t)])
         _, cache = model.run_with_cache(ids, names_filter=hook)

@@ -140,7 +140,7 @@ def _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_
         for d in domains:
             y_tr = np.array([examples[i].label for i in train[d]])
             groups = np.array([examples[i].item for i in train[d]])
-            p = probes.fit_residual(acts[h][train[d]], y_tr, groups, seed)
+            p = fitted[d][RESIDUAL] if h == hook else probes.fit_residual(acts[h][train[d]], y_tr, groups, seed)
             for e in domains:
                 y_te = np.array([examples[i].label for i in test[e]])
                 m = probes.bootstrap_metrics(y_te, p.predict_proba(acts[h][test[e]]), n_boot, seed)

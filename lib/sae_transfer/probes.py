@@ -45,12 +45,14 @@ def last_token_acts(model, tokenizer, texts: list[str], hooks: list[str], sae=No
     activations there, ``"sae"``: [n, d_sae] (float32). Prompts are right-padded, so padding never reaches
     an earlier position under the causal mask."""
     ids = [prompt_ids(tokenizer, t) for t in texts]
+    # Batches of similar length waste little on padding; rows go back to the caller's order at the end.
+    order = np.argsort([len(i) for i in ids], kind="stable")
     wanted = set(hooks) | ({sae_hook} if sae is not None else set())
     stop = stop_layer(wanted, model.cfg.n_layers)
     device = model.cfg.device
     out: dict[str, list[np.ndarray]] = {h: [] for h in sorted(wanted)} | ({"sae": []} if sae is not None else {})
     for i in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", leave=False):
-        chunk = ids[i:i + batch_size]
+        chunk = [ids[j] for j in order[i:i + batch_size]]
         lengths = torch.tensor([len(c) for c in chunk], device=device)
         tokens = torch.full((len(chunk), int(lengths.max())), tokenizer.pad_token_id or 0, dtype=torch.long,
                             device=device)
@@ -65,7 +67,8 @@ def last_token_acts(model, tokenizer, texts: list[str], hooks: list[str], sae=No
             x = cache[sae_hook][rows, lengths - 1].to(sae.dtype)
             out["sae"].append(sae.encode(x).float().cpu().numpy())
         del cache
-    return {k: np.concatenate(v) for k, v in out.items()}
+    inverse = np.argsort(order)
+    return {k: np.concatenate(v)[inverse] for k, v in out.items()}
 
 
 # ------------------------------------------------------------------------------------------ probes
