@@ -205,14 +205,16 @@ def counts(examples: list[Example]):
 
 
 def shown_examples(examples: list[Example], max_chars: int = 400):
-    """One example per (domain, label) from the training split, template 0 first."""
+    """The first training example of each (domain, template, label)."""
     import pandas as pd
 
     rows, seen = [], set()
     for e in examples:
-        key = (e.domain, e.label)
+        key = (e.domain, e.template, e.label)
         if e.split == "train" and key not in seen:
             seen.add(key)
             text = e.text if len(e.text) <= max_chars else e.text[:max_chars] + " ..."
-            rows.append({"domain": e.domain, "answerable": bool(e.label), "template": e.template, "prompt": text})
-    return pd.DataFrame(rows).set_index(["domain", "answerable"])
+            rows.append({"domain": e.domain, "template": e.template, "answerable": bool(e.label), "prompt": text})
+    return pd.DataFrame(rows).sort_values(["domain", "template", "answerable"], ascending=[True, True, False],
+                                          key=lambda c: c.map(DOMAINS.index) if c.name == "domain" else c
+                                          ).set_index(["domain", "template", "answerable"])

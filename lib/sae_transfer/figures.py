@@ -396,8 +396,10 @@ def probe_heatmaps(matrices: dict[str, pd.DataFrame]):
         sns.heatmap(m, ax=ax, vmin=0.0, vmax=1.0, center=0.5, cmap="vlag", annot=True, fmt=".2f", cbar=False,
                     annot_kws={"fontsize": 8})
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("test domain" if ax in axes[-1] else "")
-        ax.set_ylabel("train domain" if ax in axes[:, 0] else "")
+        ax.set_xlabel("test domain", fontsize=9)
+        ax.set_ylabel("train domain", fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=8)
     for ax in axes.flat[n:]:
         ax.axis("off")
     fig.tight_layout()
