@@ -153,6 +153,11 @@ def check_sizes(n_train: int, n_test: int) -> None:
             raise ValueError(f"{name}={n} must be a positive multiple of 4 (2 labels x 2 templates per domain)")
 
 
+def check_domains(domains: list[str]) -> None:
+    if not domains or any(d not in DOMAINS for d in domains) or len(set(domains)) != len(domains):
+        raise ValueError(f"domains={domains!r}: a non-empty list of distinct domains; choose from {list(DOMAINS)}")
+
+
 def build(domains: list[str], n_train: int, n_test: int, seed: int = 0, fits: Callable[[str], bool] | None = None,
           context_chars: int = 240, downloads: Path | None = None) -> list[Example]:
     """``n_train`` / ``n_test`` examples per domain (half answerable; templates alternate by item).
@@ -165,9 +170,7 @@ def build(domains: list[str], n_train: int, n_test: int, seed: int = 0, fits: Ca
     """
     from .paths import cache_dir
 
-    unknown = [d for d in domains if d not in DOMAINS]
-    if unknown or not domains:
-        raise ValueError(f"domains={domains!r}: choose from {list(DOMAINS)}")
+    check_domains(domains)
     check_sizes(n_train, n_test)
     downloads = downloads or cache_dir() / "downloads"
     out: list[Example] = []

@@ -149,11 +149,12 @@ def _dataset(value: str) -> None:
     check_token_spec(TokenSpec(value, 1, 2, 1))
 
 
-def _domains(value: list) -> None:
-    from .answerable import DOMAINS
+def _answerable(check: str):
+    def run(value) -> None:
+        from . import answerable
 
-    if not value or any(d not in DOMAINS for d in value) or len(set(value)) != len(value):
-        raise ValueError(f"domains={value!r}: a non-empty list of distinct domains from {list(DOMAINS)}")
+        getattr(answerable, check)(value)
+    return run
 
 
 def _probe_sizes(name: str):
@@ -189,7 +190,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "datasets": _as_parameter_check(_dataset, "datasets: ", each=True),
     "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
     "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
-    "domains": _as_parameter_check(_domains), "layers": _as_parameter_check(_layers),
+    "domains": _as_parameter_check(_answerable("check_domains")), "layers": _as_parameter_check(_layers),
     "ks": _as_parameter_check(_ks),
     **{n: _as_parameter_check(_probe_sizes(n)) for n in ("n_train", "n_test")},
     **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens", "n_select",

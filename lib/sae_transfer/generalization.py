@@ -7,12 +7,16 @@ functions turn it into the chapter's tables.
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import answerable, probes
+from .io import fingerprint
 from .probes import KS, Probe
 
 RESIDUAL = "residual"
@@ -61,7 +65,7 @@ def decoder_cosines(fitted: dict[str, Probe], sae, n_single: int = 5) -> dict[st
     def cos(a: np.ndarray, b: np.ndarray) -> float:
         return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
-    top = fitted[f"SAE k={max(int(n.split('=')[1]) for n in fitted if n != RESIDUAL)}"]
+    top = max((p for p in fitted.values() if p.kind == "sae"), key=lambda p: p.k)
     single = []
     for rank, f in enumerate(top.features[:n_single]):
         sign = 1.0 if top.info["train_auroc"][rank] >= 0.5 else -1.0
@@ -73,8 +77,7 @@ def decoder_cosines(fitted: dict[str, Probe], sae, n_single: int = 5) -> dict[st
 
 def study(base: str, sae: str, finetunes: list[str], domains: list[str], n_train: int, n_test: int,
           layers: list[int], ks=KS, checkpoints: bool = True, max_tokens: int = 128, context_chars: int = 240,
-          batch_size: int = 32,
-          n_boot: int = 1000, seed: int = 0, zoo: str = "default", device: str = "auto",
+          batch_size: int = 32, n_boot: int = 1000, seed: int = 0, zoo: str = "default", device: str = "auto",
           dtype: str = "float32") -> dict[str, Any]:
     """Everything the chapter shows (cached on disk by its inputs). See the module docstring."""
     from .sae_metrics import Loader, sae_identity
@@ -82,6 +85,7 @@ def study(base: str, sae: str, finetunes: list[str], domains: list[str], n_train
     from .zoo.build import saved_checkpoints
 
     answerable.check_sizes(n_train, n_test)
+    answerable.check_domains(domains)
     if not finetunes:
         raise ValueError("finetunes=[]: give at least one finetuned model spec")
     models = []  # (spec, step or None, final)
@@ -92,9 +96,10 @@ def study(base: str, sae: str, finetunes: list[str], domains: list[str], n_train
         models.append((ft, steps[-1], True))
     key = {"base": model_identity(base, zoo), "sae": sae_identity(sae, zoo), "domains": domains, "seed": seed,
            "n_train": n_train, "n_test": n_test, "layers": layers, "ks": list(ks), "max_tokens": max_tokens,
-           "context_chars": context_chars,
-           "n_boot": n_boot, "dtype": dtype, "what": "answerability", "v": 1,
-           "finetunes": [model_identity(spec, zoo) for spec, _, _ in models]}
+           "context_chars": context_chars, "n_boot": n_boot, "dtype": dtype, "what": "answerability",
+           "finetunes": [model_identity(spec, zoo) for spec, _, _ in models],
+           # the prompts and probes are this code's: a change to it is a new measurement
+           "code": fingerprint([inspect.getsource(m) for m in (answerable, probes, sys.modules[__name__])])}
 
     def run() -> dict[str, Any]:
         load = Loader(base, sae, "", zoo, device, dtype)
@@ -147,14 +152,17 @@ def _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_
                 layer_rows.append({"hook": h, "train": d, "test": e, "auroc": m["auroc"]})
 
     cosines = {d: decoder_cosines(fitted[d], pair.sae) for d in domains}
-    features = {d: {"features": fitted[d][f"SAE k={max(ks)}"].features[:10].tolist(),
-                    "train_auroc": fitted[d][f"SAE k={max(ks)}"].info["train_auroc"][:10]} for d in domains}
 
     bridge = _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, domains, train, test)
     return {"examples": [e.as_dict() for e in examples], "hooks": hooks, "sae_hook": hook, "domains": domains,
             "ks": list(ks), "matrix": matrix, "templates": templates, "layers": layer_rows, "cosines": cosines,
-            "top_features": features, "bridge": bridge,
-            "probe_C": {d: fitted[d][RESIDUAL].info["C"] for d in domains}}
+            "bridge": bridge}
+
+
+def _rows_of(where: dict, trained_on: str, metrics: dict[str, dict[str, float]]) -> list[dict]:
+    keep = ("auroc", "auroc_lo", "auroc_hi", "accuracy")
+    return [{**where, "probe": name, "trained on": trained_on, **{k: m[k] for k in keep}}
+            for name, m in metrics.items()]
 
 
 def _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, domains, train, test) -> list[dict]:
@@ -162,7 +170,7 @@ def _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, 
     finetune also probes retrained on its own activations, the ceiling a probe can reach there."""
     rows = []
     all_test = np.concatenate([test[d] for d in domains])
-    for spec, step, final in models:
+    for spec, step, final in tqdm(models, desc="finetunes", unit="model", leave=False):
         ft = spec.partition("@")[0]
         pair = load(spec)
         idx = np.arange(len(examples)) if final else all_test
@@ -173,16 +181,11 @@ def _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, 
         for k, v in got.items():
             acts[k][idx] = v
         for d in domains:
-            for name, m in score(fitted[d], acts, hook, examples, test[d], n_boot, seed).items():
-                rows.append({"finetune": ft, "step": step, "final": final, "domain": d, "probe": name, "trained on": "base",
-                             "auroc": m["auroc"], "auroc_lo": m["auroc_lo"], "auroc_hi": m["auroc_hi"],
-                             "accuracy": m["accuracy"]})
+            where = {"finetune": ft, "step": step, "final": final, "domain": d}
+            rows += _rows_of(where, "base", score(fitted[d], acts, hook, examples, test[d], n_boot, seed))
             if final:
                 own = fit_probes(acts, hook, examples, train[d], ks, seed)
-                for name, m in score(own, acts, hook, examples, test[d], n_boot, seed).items():
-                    rows.append({"finetune": ft, "step": step, "final": final, "domain": d, "probe": name,
-                                 "trained on": "finetune", "auroc": m["auroc"], "auroc_lo": m["auroc_lo"],
-                                 "auroc_hi": m["auroc_hi"], "accuracy": m["accuracy"]})
+                rows += _rows_of(where, "finetune", score(own, acts, hook, examples, test[d], n_boot, seed))
     return rows
 
 
@@ -307,6 +310,9 @@ def headline(result: dict) -> dict[str, Any]:
         "drop_residual": drop[RESIDUAL], "drop_sae1": drop["SAE k=1"], "drop_kmax": drop[k_max],
         "sae1_vs_residual_drop": _word(drop["SAE k=1"], drop[RESIDUAL], "more", "less"),
     }
+    diag = {d: result["matrix"][RESIDUAL][d][d]["auroc"] for d in result["domains"]}
+    out.update({"best_domain": max(diag, key=diag.get), "best_domain_auroc": max(diag.values()),
+                "worst_domain": min(diag, key=diag.get), "worst_domain_auroc": min(diag.values())})
     t = template_table(result)
     same = t[[c for c in t.columns if c.endswith(": same template")]].mean(axis=1)
     other = t[[c for c in t.columns if c.endswith(": other template")]].mean(axis=1)

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .answerable import Example
 from .stream import stop_layer
 
 KS = (1, 2, 5, 10, 20, 50)
