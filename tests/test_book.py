@@ -39,11 +39,12 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
     from sae_transfer.paths import cache_dir
 
     runs = cache_dir() / "runs" / "book-smoke"
-    results = {c: json.loads((runs / c / "results.json").read_text()) for c in ("zoo", "residuals")}
+    results = {c: json.loads((runs / c / "results.json").read_text()) for c in ("zoo", "residuals", "answerability")}
     with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
         for page, title in [("book/intro.html", "Do SAEs trained on a base model"),
                             ("book/chapters/zoo.html", "The model zoo"),
                             ("book/chapters/residuals.html", "Residual activations"),
+                            ("book/chapters/answerability.html", "Answerability probes"),
                             ("book/methods.html", "Methods and metrics"),
                             ("book/status.html", "Status of this build")]:
             driver.get(f"{url}/{page}")
@@ -61,5 +62,5 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
                 body = driver.find_element(By.TAG_NAME, "body").text
                 assert "Reproduce this chapter" in body
                 # a glued value appears exactly as the chapter recorded it
-                key = {"zoo": "ce_gain_code", "residuals": "cos_code_code"}[chapter]
+                key = {"zoo": "ce_gain_code", "residuals": "cos_code_code", "answerability": "h_residual_in"}[chapter]
                 assert f"{results[chapter]['numbers'][key]:.3f}" in body
