@@ -35,6 +35,16 @@ def test_saes_are_trained_not_random(smoke_card):
         assert s["l0"] < smoke_card["saes"][name]["d_sae"] / 2, name
 
 
+def test_dead_features_are_counted_over_more_tokens_than_the_other_evals(smoke_card):
+    recipe = smoke_card["recipe"]
+    assert recipe["dead_windows"] > recipe["eval_windows"]
+    for name, s in smoke_card["saes"].items():
+        assert s["dead_tokens"] == recipe["dead_windows"] * recipe["context_size"]
+        # the wide count's windows include the evals' windows, so no feature dead there is alive here
+        assert 0 <= s["dead_fraction"] <= s["evals"][f"{s['model']}/prose"]["dead_fraction"], name
+        assert sae_quality(smoke_card)[name]["dead_fraction"] == s["dead_fraction"]
+
+
 def test_rebuild_reuses_everything(smoke_card, smoke_root):
     stamps = {p: p.stat().st_mtime for p in smoke_root.rglob("fingerprint.json")}
     card = build_zoo("smoke")

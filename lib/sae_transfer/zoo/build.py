@@ -223,13 +223,13 @@ def load_zoo_sae(root: Path, name: str, device: str = "cpu"):
 def card_fingerprint(recipe: ZooRecipe) -> str:
     return fingerprint({"models": {n: model_fingerprint(recipe, n) for n in recipe.models},
                         "saes": {n: sae_fingerprint(recipe, n) for n in recipe.saes},
-                        "eval_windows": recipe.eval_windows, "v": 1})
+                        "eval_windows": recipe.eval_windows, "dead_windows": recipe.dead_windows, "v": 1})
 
 
 def build_card(recipe: ZooRecipe, root: Path, device: str) -> dict:
     """Held-out CE of every model on every domain, and every SAE's quality (sae_lens evals) on held-out
     prose of its own model; the base SAEs are also evaluated on each finetune of their model."""
-    from .sae import evaluate_sae
+    from .sae import dead_fraction, evaluate_sae
 
     fp = card_fingerprint(recipe)
     path = root / "card.json"
@@ -260,6 +260,9 @@ def build_card(recipe: ZooRecipe, root: Path, device: str) -> dict:
             "architecture": s.architecture, "sparsity": s.sparsity, "train_seconds": info["seconds"],
             "evals": {f"{m}/{d}": evaluate_sae(sae, model, heldout[d], recipe.eval_windows)
                       for m, model in on.items() for d in DOMAINS},
+            # A feature rarer than one in eval_windows' tokens is not dead: count them over more tokens.
+            "dead_fraction": dead_fraction(sae, on[s.model], heldout["prose"], recipe.dead_windows),
+            "dead_tokens": recipe.dead_windows * recipe.context_size,
         }
     card = {"profile": recipe.profile, "fingerprint": fp, "recipe": recipe.as_dict(),
             "data": json.loads((root / "data" / "data_card.json").read_text()), "models": models, "saes": saes}

@@ -32,6 +32,7 @@ def sae_quality(card: dict) -> dict[str, dict[str, float | bool]]:
     for name, s in card["saes"].items():
         e = dict(s["evals"][f"{s['model']}/prose"])
         e["l0_over_width"] = e["l0"] / s["d_sae"]
+        e["dead_fraction"] = s["dead_fraction"]  # over dead_tokens, more than the other evals see
         passes = {k: (e[k] >= v if op == ">=" else e[k] < v) for k, (op, v) in QUALITY_BARS.items()}
         out[name] = {**{k: e[k] for k in ("l0", "l0_over_width", "explained_variance", "ce_loss_score",
                                          "kl_div_score", "dead_fraction")},
@@ -45,7 +46,8 @@ def sae_table(card: dict) -> pd.DataFrame:
              "train tokens": s["training_tokens"], "L0": round(q[n]["l0"], 1),
              "L0/width": round(q[n]["l0_over_width"], 3), "explained var.": round(q[n]["explained_variance"], 3),
              "CE loss score": round(q[n]["ce_loss_score"], 3), "dead %": round(100 * q[n]["dead_fraction"], 2),
-             "meets bars": q[n]["meets_bars"]} for n, s in card["saes"].items()]
+             "dead counted over tokens": s["dead_tokens"], "meets bars": q[n]["meets_bars"]}
+            for n, s in card["saes"].items()]
     return pd.DataFrame(rows).set_index("SAE")
 
 

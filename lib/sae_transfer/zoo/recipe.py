@@ -67,7 +67,8 @@ class ZooRecipe:
     profile: str
     seed: int
     context_size: int
-    eval_windows: int
+    eval_windows: int  # held-out windows per (model, domain) for the card's losses and SAE evals
+    dead_windows: int  # held-out prose windows over which an SAE's dead features are counted
     data: DataRecipe
     models: dict[str, ModelRecipe] = field(default_factory=dict)
     saes: dict[str, SAERecipe] = field(default_factory=dict)
@@ -82,7 +83,7 @@ def _fail(msg: str):
 
 def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     """Validate a recipe dict; every error names the offending key and what would be valid."""
-    known = {"seed", "context_size", "eval_windows", "data", "models", "saes"}
+    known = {"seed", "context_size", "eval_windows", "dead_windows", "data", "models", "saes"}
     if unknown := set(raw) - known:
         _fail(f"zoo recipe: unknown key(s) {sorted(unknown)}; valid keys are {sorted(known)}")
     models: dict[str, ModelRecipe] = {}
@@ -116,9 +117,10 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: saes.{name} needs {'l1' if s.architecture == 'standard' else 'k'} "
                   f"for architecture {s.architecture!r}")
         saes[name] = s
+    eval_windows = int(raw.get("eval_windows", 64))
     return ZooRecipe(profile=profile, seed=int(raw.get("seed", 0)), context_size=int(raw.get("context_size", 128)),
-                     eval_windows=int(raw.get("eval_windows", 64)), data=DataRecipe(**(raw.get("data") or {})),
-                     models=models, saes=saes)
+                     eval_windows=eval_windows, dead_windows=int(raw.get("dead_windows", 4 * eval_windows)),
+                     data=DataRecipe(**(raw.get("data") or {})), models=models, saes=saes)
 
 
 def zoo_profiles() -> list[str]:

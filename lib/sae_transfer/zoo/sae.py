@@ -116,6 +116,26 @@ def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts:
     }
 
 
+def dead_fraction(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16) -> float:
+    """Share of features that never fire on ``n_windows`` windows of ``stream`` (sae_lens's sparsity evals
+    only: one forward pass per batch, no CE or KL)."""
+    from sae_lens import ActivationsStore
+    from sae_lens.evals import EvalConfig, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    store = ActivationsStore.from_sae(model=model, sae=sae, dataset=token_dataset(stream, n_windows),
+                                      context_size=stream.ctx, streaming=False, store_batch_size_prompts=batch_prompts,
+                                      n_batches_in_buffer=2 * batch_prompts,
+                                      train_batch_size_tokens=batch_prompts * stream.ctx,
+                                      device=str(next(model.parameters()).device))
+    cfg = EvalConfig(batch_size_prompts=batch_prompts,
+                     n_eval_sparsity_variance_batches=max(1, n_windows // batch_prompts),
+                     compute_sparsity_metrics=True, compute_featurewise_density_statistics=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg, exclude_special_tokens=False)
+    return float((torch.tensor(feature_metrics["feature_density"]) == 0).float().mean())
+
+
 def run_evals_on_windows(sae, model, windows: torch.Tensor, batch_prompts: int) -> dict[str, float]:
     """``sae_lens.evals.run_evals`` on exactly ``windows`` [n, ctx] (BOS-led token ids), every token counted.
 
