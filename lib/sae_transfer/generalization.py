@@ -215,12 +215,14 @@ def summary_table(result: dict):
     return pd.DataFrame(rows).T
 
 
-def in_domain_table(result: dict):
-    """In-domain AUROC with its 95% bootstrap interval, per probe (rows) and domain (columns)."""
+def in_domain_table(result: dict, metric: str = "auroc"):
+    """In-domain ``metric`` (auroc or accuracy) with its 95% bootstrap interval, per probe (rows) and domain."""
     import pandas as pd
 
-    return pd.DataFrame({d: {name: f"{m[d][d]['auroc']:.3f} [{m[d][d]['auroc_lo']:.3f}, {m[d][d]['auroc_hi']:.3f}]"
-                             for name, m in result["matrix"].items()} for d in result["domains"]})
+    def cell(m: dict) -> str:
+        return f"{m[metric]:.3f} [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]"
+    return pd.DataFrame({d: {name: cell(m[d][d]) for name, m in result["matrix"].items()}
+                         for d in result["domains"]}).loc[list(result["matrix"])]
 
 
 def template_table(result: dict):
