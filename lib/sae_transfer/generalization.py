@@ -204,7 +204,8 @@ def summary_table(result: dict):
     import pandas as pd
 
     rows = {}
-    for name, m in result["matrix"].items():
+    for name in probe_names(result["ks"]):
+        m = result["matrix"][name]
         ins = [m[d][d] for d in result["domains"]]
         outs = [m[d][e] for d in result["domains"] for e in result["domains"] if d != e]
         rows[name] = {"in-domain AUROC": np.mean([x["auroc"] for x in ins]),
@@ -222,7 +223,7 @@ def in_domain_table(result: dict, metric: str = "auroc"):
     def cell(m: dict) -> str:
         return f"{m[metric]:.3f} [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]"
     return pd.DataFrame({d: {name: cell(m[d][d]) for name, m in result["matrix"].items()}
-                         for d in result["domains"]}).loc[list(result["matrix"])]
+                         for d in result["domains"]}).loc[probe_names(result["ks"])]
 
 
 def template_table(result: dict):
@@ -232,7 +233,7 @@ def template_table(result: dict):
     df = pd.DataFrame(result["templates"])
     df["test on"] = np.where(df["train template"] == df["test template"], "same template", "other template")
     t = df.pivot_table(index="probe", columns=["domain", "test on"], values="auroc", aggfunc="mean")
-    t = t.loc[list(result["matrix"]), [(d, w) for d in result["domains"] for w in ("same template", "other template")]]
+    t = t.loc[probe_names(result["ks"]), [(d, w) for d in result["domains"] for w in ("same template", "other template")]]
     t.columns = [f"{d}: {w}" for d, w in t.columns]
     return t
 
@@ -252,7 +253,8 @@ def cosine_table(result: dict):
     import pandas as pd
 
     rows = {}
-    for d, c in result["cosines"].items():
+    for d in result["domains"]:
+        c = result["cosines"][d]
         row = {f"top-{s['rank']} feature": s["cosine"] for s in c["single"]}
         row.update({f"{name} combined": v for name, v in c["combined"].items()})
         row["random |cos|"] = c["random_abs_mean"]
@@ -267,7 +269,7 @@ def bridge_table(result: dict, trained_on: str = "base"):
     df = pd.DataFrame(result["bridge"])
     df = df[df["final"] & (df["trained on"] == trained_on)]
     return df.pivot_table(index="probe", columns="finetune", values="auroc", aggfunc="mean").loc[
-        list(result["matrix"])]
+        probe_names(result["ks"])]
 
 
 def bridge_drop(result: dict) -> dict[str, float]:
@@ -275,7 +277,7 @@ def bridge_drop(result: dict) -> dict[str, float]:
     base = {(name, d): result["matrix"][name][d][d]["auroc"] for name in result["matrix"] for d in result["domains"]}
     rows = [r for r in result["bridge"] if r["final"] and r["trained on"] == "base"]
     return {name: float(np.mean([base[(name, r["domain"])] - r["auroc"] for r in rows if r["probe"] == name]))
-            for name in result["matrix"]}
+            for name in probe_names(result["ks"])}
 
 
 def _word(a: float, b: float, above: str = "above", below: str = "below") -> str:
