@@ -1,7 +1,6 @@
 """Predicting transfer: each predictor on constructed cases, and the correlation statistics."""
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

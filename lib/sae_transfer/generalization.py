@@ -122,7 +122,8 @@ def _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_
     domains = list(dict.fromkeys(e.domain for e in examples))
     train = {d: _rows(examples, domain=d, split="train") for d in domains}
     test = {d: _rows(examples, domain=d, split="test") for d in domains}
-    fitted = {d: fit_probes(acts, hook, examples, train[d], ks, seed) for d in domains}
+    fitted = {d: fit_probes(acts, hook, examples, train[d], ks, seed)
+              for d in tqdm(domains, desc="probes per domain", unit="domain", leave=False)}
 
     matrix = {name: {d: {} for d in domains} for name in probe_names(ks)}
     for d in domains:
@@ -131,7 +132,7 @@ def _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_
                 matrix[name][d][e] = m
 
     templates = []
-    for d in domains:
+    for d in tqdm(domains, desc="probes per template", unit="domain", leave=False):
         for t in range(answerable.N_TEMPLATES):
             t_fit = fit_probes(acts, hook, examples, _rows(examples, domain=d, split="train", template=t), ks, seed)
             for u in range(answerable.N_TEMPLATES):
@@ -141,7 +142,7 @@ def _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_
                                       "auroc": m["auroc"], "accuracy": m["accuracy"]})
 
     layer_rows = []
-    for h in hooks:
+    for h in tqdm(hooks, desc="residual probes per layer", unit="hook", leave=False):
         for d in domains:
             y_tr = np.array([examples[i].label for i in train[d]])
             groups = np.array([examples[i].item for i in train[d]])
@@ -233,7 +234,8 @@ def template_table(result: dict):
     df = pd.DataFrame(result["templates"])
     df["test on"] = np.where(df["train template"] == df["test template"], "same template", "other template")
     t = df.pivot_table(index="probe", columns=["domain", "test on"], values="auroc", aggfunc="mean")
-    t = t.loc[probe_names(result["ks"]), [(d, w) for d in result["domains"] for w in ("same template", "other template")]]
+    order = [(d, w) for d in result["domains"] for w in ("same template", "other template")]
+    t = t.loc[probe_names(result["ks"]), order]
     t.columns = [f"{d}: {w}" for d, w in t.columns]
     return t
 
