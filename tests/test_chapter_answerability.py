@@ -50,7 +50,7 @@ def test_templates_layers_and_cosines(results):
     r = results[1]
     templates = r["tables"]["templates"]
     assert [row["probe"] for row in templates] == PROBES
-    layers = r["tables"]["layers"]
+    layers = r["tables"]["layer_auroc"]
     assert [row["hook"] for row in layers] == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre",
                                                "blocks.1.hook_resid_post"]
     cos = r["tables"]["cosines"]
@@ -64,7 +64,7 @@ def test_templates_layers_and_cosines(results):
 
 def test_bridge_covers_every_checkpoint_and_the_retrained_ceiling(results):
     r = results[1]
-    bridge = {row["probe"]: row for row in r["tables"]["bridge"]}
+    bridge = {row["probe"]: row for row in r["tables"]["bridge_base"]}
     assert list(bridge) == PROBES
     assert all(0 <= bridge[p][f] <= 1 for p in PROBES for f in ("zoo:code", "zoo:math"))
     retrained = {row["probe"]: row for row in r["tables"]["bridge_retrained"]}

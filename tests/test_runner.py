@@ -73,3 +73,19 @@ def test_failing_cell_is_reported_and_leaves_no_results(chapter, tmp_path):
 def test_command_line_spells_out_non_defaults(chapter):
     assert command_line(chapter, {"n": 1}) == "python -m sae_transfer run failing"
     assert command_line(chapter, {"n": 4}) == "python -m sae_transfer run failing -p n 4"
+
+
+def test_report_names_are_one_namespace(tmp_path):
+    """A table and a figure of one name would be two glue keys of one name: Jupyter Book fails on it."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from sae_transfer.report import Report
+
+    rep = Report(tmp_path)
+    rep.table("layers", pd.DataFrame({"a": [1.0]}))
+    with pytest.raises(ValueError, match="'layers' recorded twice"):
+        rep.figure("layers", plt.figure())
+    rep.number("n", 1)
+    with pytest.raises(ValueError, match="'n' recorded twice"):
+        rep.number("n", 2)

@@ -60,11 +60,15 @@ class Report:
             value = value.item()
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"report number {name!r} is {value}; refusing to publish a non-finite value")
-        if name in self.numbers:
-            raise ValueError(f"report number {name!r} recorded twice")
+        self._claim(name)
         self.numbers[name] = value
         glue(name, value, display=False)
         return value
+
+    def _claim(self, name: str) -> None:
+        """Numbers, tables and figures share one glue namespace: a name used twice would break the book."""
+        if name in self.numbers or name in self.tables or name in self.figures:
+            raise ValueError(f"report name {name!r} recorded twice (numbers, tables and figures share names)")
 
     def numbers_from(self, prefix: str, values: dict[str, Any]) -> None:
         """Record every entry of a flat dict as ``<prefix>_<key>``."""
@@ -76,6 +80,7 @@ class Report:
         floats shown with ``precision`` digits and missing cells blank. Returns the styled table."""
         from myst_nb import glue
 
+        self._claim(name)
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
         styled = df.style.format(precision=precision, na_rep="", thousands=",")
@@ -88,6 +93,7 @@ class Report:
         from IPython.display import Image
         from myst_nb import glue
 
+        self._claim(name)
         paths = {}
         for ext in ("png", "svg"):
             path = self.run_dir / "figures" / f"{name}.{ext}"
