@@ -38,7 +38,7 @@ def test_summary_agrees_with_the_matrices_and_intervals_bracket(results):
             assert 0 <= lo <= hi <= 1 and lo - 0.05 <= est <= hi + 0.05
     n = r["numbers"]
     assert n["h_residual_in"] == pytest.approx(summary["residual"]["in-domain AUROC"])
-    assert n["h_residual_vs_best_in"] in ("above", "below")
+    assert n["h_residual_vs_best_in"] in ("above", "below", "level with")
 
 
 def test_the_small_model_carries_some_answerability_in_domain(results):
@@ -70,7 +70,8 @@ def test_bridge_covers_every_checkpoint_and_the_retrained_ceiling(results):
     retrained = {row["probe"]: row for row in r["tables"]["bridge_retrained"]}
     assert list(retrained) == PROBES
     n = r["numbers"]
-    assert -1 <= n["h_drop_residual"] <= 1 and n["h_sae1_vs_residual_drop"] in ("more", "less")
+    assert -1 <= n["h_drop_residual"] <= 1
+    assert n["h_sae1_vs_residual_drop"] in ("more than", "less than", "about as much as")
     assert set(r["figures"]) == {"heatmaps", "k_curve", "layers", "bridge"}
     out = results[0]
     for f in r["figures"].values():

@@ -282,8 +282,11 @@ def bridge_drop(result: dict) -> dict[str, float]:
             for name in probe_names(result["ks"])}
 
 
-def _word(a: float, b: float, above: str = "above", below: str = "below") -> str:
-    return above if a > b else below
+TIE = 0.005  # AUROC differences below this are stated as ties in the prose
+
+
+def _word(a: float, b: float, above: str = "above", below: str = "below", tie: str = "level with") -> str:
+    return tie if abs(a - b) < TIE else above if a > b else below
 
 
 def headline(result: dict) -> dict[str, Any]:
@@ -312,9 +315,10 @@ def headline(result: dict) -> dict[str, Any]:
         "sae_layer_in": layers.loc[result["sae_hook"], "in-domain AUROC"],
         "cos_top1_mean": cos["top-1 feature"].mean(), "cos_top1_abs_mean": cos["top-1 feature"].abs().mean(),
         "cos_kmax_mean": cos[f"{k_max} combined"].mean(), "cos_random": cos["random |cos|"].iloc[0],
-        "k_max": max(result["ks"]),
+        "k_max": max(result["ks"]), "tie": TIE,
         "drop_residual": drop[RESIDUAL], "drop_sae1": drop["SAE k=1"], "drop_kmax": drop[k_max],
-        "sae1_vs_residual_drop": _word(drop["SAE k=1"], drop[RESIDUAL], "more", "less"),
+        "sae1_vs_residual_drop": _word(drop["SAE k=1"], drop[RESIDUAL], "more than", "less than",
+                                       "about as much as"),
     }
     diag = {d: result["matrix"][RESIDUAL][d][d]["auroc"] for d in result["domains"]}
     out.update({"best_domain": max(diag, key=diag.get), "best_domain_auroc": max(diag.values()),
