@@ -40,6 +40,16 @@ def sae_quality(card: dict) -> dict[str, dict[str, float | bool]]:
     return out
 
 
+def quality_summary(card: dict) -> dict[str, float]:
+    """How many SAEs meet every bar, and the worst value of each metric across them (the zoo page's sentence)."""
+    q = sae_quality(card).values()
+    return {"n_saes": float(len(q)), "n_meeting_bars": float(sum(s["meets_bars"] for s in q)),
+            "worst_dead_fraction": max(s["dead_fraction"] for s in q),
+            "worst_l0_over_width": max(s["l0_over_width"] for s in q),
+            "worst_explained_variance": min(s["explained_variance"] for s in q),
+            "worst_ce_loss_score": min(s["ce_loss_score"] for s in q)}
+
+
 def sae_table(card: dict) -> pd.DataFrame:
     q = sae_quality(card)
     rows = [{"SAE": n, "model": s["model"], "hook": s["hook"], "d_sae": s["d_sae"],
