@@ -74,3 +74,27 @@ def test_bad_specs_list_valid_choices(smoke_root):
         load_zoo_model(smoke_root, "poetry")
     with pytest.raises(ValueError, match="built SAEs are"):
         load_zoo_sae(smoke_root, "math")
+
+
+def test_sae_training_depends_on_its_seed_not_on_the_process_random_state(smoke_root):
+    import torch
+
+    from sae_transfer.zoo.build import token_streams
+    from sae_transfer.zoo.recipe import load_recipe
+    from sae_transfer.zoo.sae import train_sae
+
+    model = load_zoo_model(smoke_root, "base-s")
+    stream = token_streams(smoke_root / "data", "train", load_recipe("smoke").context_size)["prose"]
+
+    def weights(seed: int) -> dict:
+        sae = train_sae(model, stream, "blocks.1.hook_resid_pre", 64, 2048, 1.0, 1e-3, seed, batch_tokens=512)
+        return {k: v.detach().clone() for k, v in sae.state_dict().items()}
+
+    torch.manual_seed(1)
+    first = weights(0)
+    torch.rand(1000)  # a build that trained something else first
+    after = torch.get_rng_state()
+    second = weights(0)
+    assert torch.equal(torch.get_rng_state(), after)  # the caller's generator is left as it was
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(weights(1)["W_enc"], first["W_enc"])

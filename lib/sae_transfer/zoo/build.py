@@ -161,7 +161,8 @@ def build_model(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:
 
 def sae_fingerprint(recipe: ZooRecipe, name: str) -> str:
     s = recipe.saes[name]
-    return fingerprint({"sae": s, "model": model_fingerprint(recipe, s.model), "seed": recipe.seed, "v": 1})
+    # v2: SAE training seeded (v1 SAEs depended on the process's random state before training)
+    return fingerprint({"sae": s, "model": model_fingerprint(recipe, s.model), "seed": recipe.seed, "v": 2})
 
 
 def build_sae(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:

@@ -73,11 +73,15 @@ def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_t
     n_windows = -(-training_tokens // stream.ctx) + 64
     cfg = _runner_config(model, hook_name, d_sae, stream.ctx, training_tokens, sparsity, lr, seed, device,
                          batch_tokens, out_dir, architecture)
-    runner = LanguageModelSAETrainingRunner(cfg, override_model=model,
-                                            override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
-    # sae_lens logs every evaluation at INFO; the zoo's own tqdm bar is the progress that matters.
-    logging.getLogger("sae_lens").setLevel(logging.WARNING)
-    return runner.run()
+    # The runner never seeds torch with cfg.seed: the SAE's initialisation and the activation buffer's shuffling
+    # draw from the global generator, so without this the SAE would depend on what the process did before.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        runner = LanguageModelSAETrainingRunner(
+            cfg, override_model=model, override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
+        # sae_lens logs every evaluation at INFO; the zoo's own tqdm bar is the progress that matters.
+        logging.getLogger("sae_lens").setLevel(logging.WARNING)
+        return runner.run()
 
 
 def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16) -> dict[str, float]:
