@@ -30,8 +30,8 @@ def run_smoke_chapter(name: str, out):
     """Run chapter ``name`` with the smoke profile through the runner into ``out``; return its results.json."""
     import json
 
-    from sae_transfer.chapters import get_chapter, resolve_params
-    from sae_transfer.runner import run_chapter
+    from sae_transfer.book.chapters import get_chapter, resolve_params
+    from sae_transfer.book.runner import run_chapter
 
     chapter = get_chapter(name)
     run_chapter(chapter, resolve_params(chapter, "smoke"), out, progress=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sae_transfer.chapters import get_chapter, resolve_params
+from sae_transfer.book.chapters import get_chapter, resolve_params
 from sae_transfer.paths import params_dir
 
 PAPER = sorted((params_dir() / "paper").glob("*.yaml"))
@@ -32,7 +32,7 @@ def test_paper_set_is_complete_and_valid(path: Path):
                          ids=lambda p: p.stem)
 def test_paper_sets_use_the_seeds_saes_and_thresholds(path: Path):
     from sae_transfer.models import parse_spec
-    from sae_transfer.sae_metrics import Outliers
+    from sae_transfer.outliers import Outliers
 
     section = yaml.safe_load(path.read_text())["sae_metrics"]
     assert parse_spec(section["sae"], "sae", sae=True)[0] == "sae_lens"

@@ -7,6 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from sae_transfer import probes
+from sae_transfer.hooks import probe_hooks
 
 
 def _planted(n=200, d=64, feature=7, seed=0):
@@ -74,21 +75,21 @@ def test_folds_never_split_a_pair():
         assert not set(groups[train]) & set(groups[held])
 
 
-def test_resid_hooks_and_bad_layers():
-    assert probes.resid_hooks(3) == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre",
+def test_probe_hooks_and_bad_layers():
+    assert probe_hooks(3) == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre",
                                      "blocks.2.hook_resid_post"]
-    assert probes.resid_hooks(3, [1]) == ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_post"]
+    assert probe_hooks(3, [1]) == ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_post"]
     with pytest.raises(ValueError, match="valid layers are 0..2"):
-        probes.resid_hooks(3, [5])
+        probe_hooks(3, [5])
 
 
 @pytest.mark.slow
 def test_last_token_activations_ignore_padding(smoke_root):
-    from sae_transfer.zoo.build import load_zoo_model, load_zoo_sae
+    from sae_transfer.zoo import Zoo
     from sae_transfer.zoo.tokens import load_tokenizer
 
-    model = load_zoo_model(smoke_root, "base-s")
-    sae = load_zoo_sae(smoke_root, "base-s")
+    model = Zoo.open("smoke").model("base-s")
+    sae = Zoo.open("smoke").sae("base-s")
     tok = load_tokenizer(smoke_root / "data" / "tokenizer")
     hook = sae.cfg.metadata.hook_name
     texts = ["A much longer prompt, padded on the right in its batch: what is it?", "Let a = 3. What is a?",

@@ -6,8 +6,11 @@ import math
 import pytest
 import torch
 
-from sae_transfer.sae_metrics import (FIRING, CleanLogits, Outliers, SAEMetrics, _forward_from,
-                                      density_comparison, resume_layer)
+from sae_transfer.accumulators import FIRING, SAEMetrics
+from sae_transfer.hooks import resume_layer
+from sae_transfer.outliers import Outliers
+from sae_transfer.sae_metric_tables import density_comparison
+from sae_transfer.sae_metrics import CleanLogits, _forward_from
 
 
 def test_outlier_rules_parse_and_resolve():
@@ -112,13 +115,14 @@ def test_resumed_forward_equals_hooked_forward(smoke_card):
     model, _, _, _ = load_models("zoo:base-s", "zoo:code", "smoke", "cpu")
     tokens = torch.randint(0, model.cfg.d_vocab, (2, 16), generator=torch.Generator().manual_seed(0))
     for hook in ("blocks.1.hook_resid_pre", "blocks.0.hook_resid_post"):
-        assert resume_layer(hook, model) == 1
+        assert resume_layer(hook, model.cfg.positional_embedding_type) == 1
         act = torch.randn(2, 16, model.cfg.d_model, generator=torch.Generator().manual_seed(1))
         fast = _forward_from(model, hook, 1, tokens, act)
         slow = _forward_from(model, hook, None, tokens, act)
         assert torch.allclose(fast, slow, atol=1e-4)
-    assert resume_layer("blocks.1.hook_mlp_out", model) is None
-    assert resume_layer("hook_embed", model) is None
+    assert resume_layer("blocks.1.hook_mlp_out", "standard") is None
+    assert resume_layer("hook_embed", "standard") is None
+    assert resume_layer("blocks.1.hook_resid_pre", "shortformer") is None
 
 
 @pytest.mark.slow
@@ -140,9 +144,11 @@ def test_outliers_keep_their_activation_when_splicing(smoke_card):
 @pytest.mark.slow
 def test_streamed_metrics_agree_with_run_evals(smoke_card):
     """The issue's cross-check: L0, explained variance (per token) and CE with and without the SAE."""
+    from sae_transfer.pairs import PairSetup
     from sae_transfer.sae_metrics import cross_check
 
-    rows = cross_check("zoo:base-s", "zoo:code", "zoo:base-s", "zoo:prose", 2048, 64, 8, zoo="smoke", device="cpu")
+    rows = cross_check(PairSetup("zoo:base-s", "zoo:base-s", zoo="smoke", device="cpu"), "zoo:code", "zoo:prose",
+                       2048, 64, 8)
     assert {r["model"] for r in rows} == {"base", "finetune"}
     by = {(r["model"], r["metric"]): r for r in rows}
     for model in ("base", "finetune"):

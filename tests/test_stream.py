@@ -5,7 +5,7 @@ import torch
 
 from sae_transfer.accumulators import COS_BINS, Bins, ResidualSimilarity
 from sae_transfer.datasets import TokenSpec, check_token_spec
-from sae_transfer.stream import stop_layer
+from sae_transfer.hooks import stop_layer
 
 
 def test_bins_count_everything_including_outliers():
@@ -59,11 +59,13 @@ def test_bad_token_specs(spec, message):
 
 @pytest.mark.slow
 def test_pass_on_zoo_pairs(smoke_card):
-    from sae_transfer.residuals import measure_residuals
+    from sae_transfer.pairs import PairSetup
+    from sae_transfer.residuals import by_hook, measure
 
     spec = TokenSpec("zoo:code", 4096, 64, 16)
-    (same,) = measure_residuals("zoo:base-s", "zoo:code@0", [spec], zoo="smoke", device="cpu")
-    (moved,) = measure_residuals("zoo:base-s", "zoo:code", [spec], zoo="smoke", device="cpu")
+    setup = PairSetup("zoo:base-s", zoo="smoke", device="cpu")
+    same = by_hook(measure(setup, ["zoo:code@0"], [spec]))[("zoo:code@0", "zoo:code")]
+    moved = by_hook(measure(setup, ["zoo:code"], [spec]))[("zoo:code", "zoo:code")]
     assert list(same) == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     for r in same.values():
         assert r["cos_mean"] == pytest.approx(1.0, abs=1e-5) and r["rel_dist_mean"] < 1e-5

@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .paths import cache_dir
+from .zoo.data import split_of, wiki_articles
+
 DOMAINS = ("reading", "equation", "math", "entity")
 SPLITS = ("train", "test")
 N_TEMPLATES = 2
@@ -71,8 +74,6 @@ def _lead(text: str, max_chars: int) -> str:
 
 
 def _wiki_pool(split: str, downloads: Path) -> list[tuple[str, str, str]]:
-    from .zoo.data import split_of, wiki_articles
-
     # Half the articles per pool, by a hash of the key: a test article never appears in a training prompt.
     return [a for a in wiki_articles(downloads)
             if (split_of(f"answerable/{a[0]}", 0.5) == "heldout") == (split == "test")]
@@ -168,8 +169,6 @@ def build(domains: list[str], n_train: int, n_test: int, seed: int = 0, fits: Ca
     ``fits(text)`` drops items whose prompts a model cannot take whole (e.g. longer than its context); both
     labels and both templates of an item are kept or dropped together.
     """
-    from .paths import cache_dir
-
     check_domains(domains)
     check_sizes(n_train, n_test)
     downloads = downloads or cache_dir() / "downloads"
@@ -221,3 +220,8 @@ def shown_examples(examples: list[Example], max_chars: int = 400):
     return pd.DataFrame(rows).sort_values(["domain", "template", "answerable"], ascending=[True, True, False],
                                           key=lambda c: c.map(DOMAINS.index) if c.name == "domain" else c
                                           ).set_index(["domain", "template", "answerable"])
+
+
+def examples_of(result: dict) -> list[Example]:
+    """The examples a study result holds (as plain dicts) as ``Example`` objects."""
+    return [Example(**e) for e in result["examples"]]

@@ -11,7 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from .chapters import ParameterError, all_chapters, get_chapter, profiles, resolve_params
+from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, resolve_params
+from .book.build import build_book
+from .book.runner import run_chapter
+from .models import resolve_device
+from .zoo import Zoo, build_zoo
+from .zoo.card import format_card
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +58,6 @@ def cmd_list() -> None:
 
 
 def cmd_run(args) -> None:
-    from .runner import run_chapter
-
     chapter = get_chapter(args.chapter)
     params = resolve_params(chapter, args.profile, args.file, args.param)
     results = run_chapter(chapter, params, args.out)
@@ -63,18 +66,10 @@ def cmd_run(args) -> None:
 
 
 def cmd_zoo(args) -> None:
-    from .provenance import resolve_device
-    from .zoo.card import format_card
-    from .zoo.build import build_zoo, read_card
-
     if args.zoo_cmd == "build":
-        try:
-            device = resolve_device(args.device)
-        except ValueError as e:
-            raise ParameterError(str(e)) from None
-        print(format_card(build_zoo(args.profile, device=device)))
+        print(format_card(build_zoo(args.profile, device=resolve_device(args.device))))
     else:
-        print(format_card(read_card(args.profile)))
+        print(format_card(Zoo.open(args.profile).card()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "run":
             cmd_run(args)
         elif args.cmd == "book":
-            from .book import build_book
-
             if args.profile not in profiles():
                 raise ParameterError(f"unknown profile {args.profile!r}; valid profiles are {profiles()}")
             build_book(args.profile, force=args.force, device=args.device)

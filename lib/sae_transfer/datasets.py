@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .zoo.data import DOMAINS, SPLITS
+from .zoo.store import Zoo
 
 SOURCES = "zoo:DOMAIN[/SPLIT], hub:NAME[:CONFIG] or json:PATH"
 
@@ -38,10 +39,13 @@ class TokenSpec:
         return -(-self.n_windows() // self.batch_size)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        if not self.skip:
-            del d["skip"]  # keys of measurements cached before ``skip`` existed stay valid
-        return d
+        return asdict(self)
+
+    @classmethod
+    def each(cls, datasets: list[str], n_tokens: int, context_size: int, batch_size: int,
+             seed: int = 0) -> list["TokenSpec"]:
+        """One spec per dataset, all of the same size and order."""
+        return [cls(d, n_tokens, context_size, batch_size, seed) for d in datasets]
 
     def after(self, n_tokens: int) -> "TokenSpec":
         """The next ``n_tokens`` of the same dataset and order, disjoint from this spec's windows."""
@@ -65,14 +69,12 @@ def check_token_spec(spec: TokenSpec) -> None:
 
 
 def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
-    from .zoo.build import token_streams, zoo_dir
-    from .zoo.recipe import load_recipe
-
     domain, _, split = spec.dataset.partition(":")[2].partition("/")
-    recipe = load_recipe(zoo)
-    if spec.context_size > recipe.context_size:
-        raise ValueError(f"context_size={spec.context_size} exceeds the zoo models' n_ctx={recipe.context_size}")
-    stream = token_streams(zoo_dir(recipe.profile) / "data", split or "heldout", spec.context_size)[domain]
+    handle = Zoo.open(zoo)
+    if spec.context_size > handle.recipe.context_size:
+        raise ValueError(f"context_size={spec.context_size} exceeds the zoo models' "
+                         f"n_ctx={handle.recipe.context_size}")
+    stream = handle.streams(split or "heldout", spec.context_size)[domain]
     available = stream.n_windows()
     if spec.skip + spec.n_windows() > available:
         raise ValueError(f"n_tokens={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} but "
@@ -112,9 +114,14 @@ def _text_windows(spec: TokenSpec, tokenizer) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
+def token_windows(spec: TokenSpec, tokenizer=None, zoo: str = "default") -> torch.Tensor:
+    """Every window of ``spec`` [n_windows, context_size], each starting with BOS."""
+    check_token_spec(spec)
+    return _zoo_windows(spec, zoo) if spec.dataset.startswith("zoo:") else _text_windows(spec, tokenizer)
+
+
 def token_batches(spec: TokenSpec, tokenizer=None, zoo: str = "default") -> Iterator[torch.Tensor]:
     """Yield batches [<= batch_size, context_size] of token ids, every window starting with BOS."""
-    check_token_spec(spec)
-    windows = _zoo_windows(spec, zoo) if spec.dataset.startswith("zoo:") else _text_windows(spec, tokenizer)
+    windows = token_windows(spec, tokenizer, zoo)
     for i in range(0, len(windows), spec.batch_size):
         yield windows[i:i + spec.batch_size]

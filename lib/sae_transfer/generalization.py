@@ -7,16 +7,18 @@ functions turn it into the chapter's tables.
 
 from __future__ import annotations
 
-import inspect
 import math
-import sys
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from . import answerable, probes
-from .io import fingerprint
+from .cache import cached, measurement_key, model_identity
+from .hooks import depth_order, probe_hooks
+from .pairs import PairSetup
 from .probes import KS, Probe
 
 RESIDUAL = "residual"
@@ -75,44 +77,62 @@ def decoder_cosines(fitted: dict[str, Probe], sae, n_single: int = 5) -> dict[st
             "random_abs_mean": math.sqrt(2 / (math.pi * W_dec.shape[1]))}
 
 
-def study(base: str, sae: str, finetunes: list[str], domains: list[str], n_train: int, n_test: int,
-          layers: list[int], ks=KS, checkpoints: bool = True, max_tokens: int = 128, context_chars: int = 240,
-          batch_size: int = 32, n_boot: int = 1000, seed: int = 0, zoo: str = "default", device: str = "auto",
-          dtype: str = "float32") -> dict[str, Any]:
-    """Everything the chapter shows (cached on disk by its inputs). See the module docstring."""
-    from .sae_metrics import Loader, sae_identity
-    from .stream import cached, model_identity
-    from .zoo.build import saved_checkpoints
+@dataclass(frozen=True)
+class ProbeStudy:
+    """The probe study's data and probes: prompt ``domains``, ``n_train`` / ``n_test`` prompts per domain, the
+    probed ``layers`` (block indices; empty: every block), k of each sparse probe, the longest prompt and context,
+    and ``checkpoints``: carry the base's probes to every saved checkpoint of zoo finetunes too."""
 
-    answerable.check_sizes(n_train, n_test)
-    answerable.check_domains(domains)
+    domains: tuple[str, ...]
+    n_train: int
+    n_test: int
+    layers: tuple[int, ...] = ()
+    ks: tuple[int, ...] = KS
+    checkpoints: bool = True
+    max_tokens: int = 128
+    context_chars: int = 240
+    batch_size: int = 32
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        answerable.check_sizes(self.n_train, self.n_test)
+        answerable.check_domains(list(self.domains))
+
+
+def models_to_probe(setup: PairSetup, finetunes: list[str], checkpoints: bool) -> list[tuple[str, int | None, bool]]:
+    """``(spec, step, final)`` of every model the base's probes are carried to: each finetune's saved checkpoints
+    (zoo finetunes, when ``checkpoints``) and the finetune itself, last."""
+    out = []
+    for ft in finetunes:
+        saved = setup.zoo_handle.checkpoints(ft) if ft.startswith("zoo:") else None
+        steps = list(saved.steps) if saved else [None]
+        out += [(f"{ft}@{s}", s, False) for s in steps[:-1] if checkpoints and s != 0]
+        out.append((ft, steps[-1], True))
+    return out
+
+
+def study(setup: PairSetup, finetunes: list[str], probe: ProbeStudy) -> dict[str, Any]:
+    """Everything the chapter shows (cached on disk by its inputs). See the module docstring."""
     if not finetunes:
         raise ValueError("finetunes=[]: give at least one finetuned model spec")
-    models = []  # (spec, step or None, final)
-    for ft in finetunes:
-        saved = saved_checkpoints(ft, zoo)
-        steps = saved[1] if saved else [None]
-        models += [(f"{ft}@{s}", s, False) for s in steps[:-1] if checkpoints and s != 0]
-        models.append((ft, steps[-1], True))
-    key = {"base": model_identity(base, zoo), "sae": sae_identity(sae, zoo), "domains": domains, "seed": seed,
-           "n_train": n_train, "n_test": n_test, "layers": layers, "ks": list(ks), "max_tokens": max_tokens,
-           "context_chars": context_chars, "n_boot": n_boot, "dtype": dtype, "what": "answerability",
-           "finetunes": [model_identity(spec, zoo) for spec, _, _ in models],
-           # the prompts and probes are this code's: a change to it is a new measurement
-           "code": fingerprint([inspect.getsource(m) for m in (answerable, probes, sys.modules[__name__])])}
+    models = models_to_probe(setup, finetunes, probe.checkpoints)
+    key = measurement_key("answerability", __name__, setup, finetunes=[model_identity(spec, setup.zoo)
+                                                                       for spec, _, _ in models], **asdict(probe))
 
     def run() -> dict[str, Any]:
-        load = Loader(base, sae, "", zoo, device, dtype)
+        load = setup.loader()
         pair = load(finetunes[0])
-        limit = min(max_tokens, pair.base.cfg.n_ctx)
-        examples = answerable.build(domains, n_train, n_test, seed, context_chars=context_chars,
+        limit = min(probe.max_tokens, pair.base.cfg.n_ctx)
+        examples = answerable.build(list(probe.domains), probe.n_train, probe.n_test, probe.seed,
+                                    context_chars=probe.context_chars,
                                     fits=lambda t: len(probes.prompt_ids(pair.tokenizer, t)) <= limit)
         texts = [e.text for e in examples]
-        hooks = sorted(set(probes.resid_hooks(pair.base.cfg.n_layers, layers)) | {pair.hook},
-                       key=lambda h: (int(h.split(".")[1]), h.endswith("post")))
-        acts = probes.last_token_acts(pair.base, pair.tokenizer, texts, hooks, pair.sae, pair.hook, batch_size,
-                                      desc="base prompts")
-        return _analyse(examples, acts, hooks, pair, models, load, ks, n_boot, seed, batch_size)
+        hooks = sorted(set(probe_hooks(pair.base.cfg.n_layers, probe.layers)) | {pair.hook}, key=depth_order)
+        acts = probes.last_token_acts(pair.base, pair.tokenizer, texts, hooks, pair.sae, pair.hook,
+                                      probe.batch_size, desc="base prompts")
+        return _analyse(examples, acts, hooks, pair, models, load, probe.ks, probe.n_boot, probe.seed,
+                        probe.batch_size)
 
     return cached("answerability", key, run)
 
@@ -194,16 +214,12 @@ def _bridge(examples, fitted, hook, models, load, ks, n_boot, seed, batch_size, 
 
 def matrix_table(result: dict, probe: str, metric: str = "auroc"):
     """Train domain (rows) x test domain (columns) for one probe."""
-    import pandas as pd
-
     m = result["matrix"][probe]
     return pd.DataFrame({e: {d: m[d][e][metric] for d in m} for e in result["domains"]}).loc[result["domains"]]
 
 
-def summary_table(result: dict):
+def probe_summary(result: dict):
     """Per probe: mean in-domain and out-of-domain AUROC and accuracy, and the worst out-of-domain AUROC."""
-    import pandas as pd
-
     rows = {}
     for name in probe_names(result["ks"]):
         m = result["matrix"][name]
@@ -217,10 +233,13 @@ def summary_table(result: dict):
     return pd.DataFrame(rows).T
 
 
+def matrix_tables(result: dict) -> dict[str, pd.DataFrame]:
+    """``matrix_table`` of every probe, in probe order."""
+    return {name: matrix_table(result, name) for name in probe_names(result["ks"])}
+
+
 def in_domain_table(result: dict, metric: str = "auroc"):
     """In-domain ``metric`` (auroc or accuracy) with its 95% bootstrap interval, per probe (rows) and domain."""
-    import pandas as pd
-
     def cell(m: dict) -> str:
         return f"{m[metric]:.3f} [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]"
     return pd.DataFrame({d: {name: cell(m[d][d]) for name, m in result["matrix"].items()}
@@ -229,8 +248,6 @@ def in_domain_table(result: dict, metric: str = "auroc"):
 
 def template_table(result: dict):
     """Mean AUROC per probe and domain when the test template is the training one and when it is the other."""
-    import pandas as pd
-
     df = pd.DataFrame(result["templates"])
     df["test on"] = np.where(df["train template"] == df["test template"], "same template", "other template")
     t = df.pivot_table(index="probe", columns=["domain", "test on"], values="auroc", aggfunc="mean")
@@ -240,10 +257,8 @@ def template_table(result: dict):
     return t
 
 
-def layer_table(result: dict):
+def layer_auroc_table(result: dict):
     """Residual probe AUROC per hook: in domain and out of domain (means over domains)."""
-    import pandas as pd
-
     df = pd.DataFrame(result["layers"])
     df["where"] = np.where(df["train"] == df["test"], "in-domain AUROC", "out-of-domain AUROC")
     return df.pivot_table(index="hook", columns="where", values="auroc", aggfunc="mean").loc[result["hooks"]]
@@ -252,8 +267,6 @@ def layer_table(result: dict):
 def cosine_table(result: dict):
     """Per training domain: cosine of the residual probe with the top features' decoder rows, alone and
     combined by each k-sparse probe, and the mean |cosine| of a random direction for scale."""
-    import pandas as pd
-
     rows = {}
     for d in result["domains"]:
         c = result["cosines"][d]
@@ -266,12 +279,20 @@ def cosine_table(result: dict):
 
 def bridge_table(result: dict, trained_on: str = "base"):
     """In-domain AUROC of probes on each finetune's final weights, averaged over domains, per probe."""
-    import pandas as pd
-
     df = pd.DataFrame(result["bridge"])
     df = df[df["final"] & (df["trained on"] == trained_on)]
     return df.pivot_table(index="probe", columns="finetune", values="auroc", aggfunc="mean").loc[
         probe_names(result["ks"])]
+
+
+def bridge_baseline(result: dict) -> dict[str, float]:
+    """In-domain AUROC of each probe on the base itself: where the bridge figure's curves start."""
+    return probe_summary(result)["in-domain AUROC"].to_dict()
+
+
+def bridge_probes(result: dict) -> tuple[str, ...]:
+    """The probes the bridge figure follows: the residual probe, one SAE feature, the widest sparse probe."""
+    return RESIDUAL, "SAE k=1", f"SAE k={max(result['ks'])}"
 
 
 def bridge_drop(result: dict) -> dict[str, float]:
@@ -291,13 +312,13 @@ def _word(a: float, b: float, above: str = "above", below: str = "below", tie: s
 
 def headline(result: dict) -> dict[str, Any]:
     """The numbers (and the comparisons, as words) the chapter's prose states."""
-    s = summary_table(result)
+    s = probe_summary(result)
     sae = s[s.index != RESIDUAL]
     best_in, best_out = sae["in-domain AUROC"].idxmax(), sae["out-of-domain AUROC"].idxmax()
     drop = bridge_drop(result)
     k_max = f"SAE k={max(result['ks'])}"
     cos = cosine_table(result)
-    layers = layer_table(result)
+    layers = layer_auroc_table(result)
     examples = result["examples"]
     out = {
         "n_train": sum(e["split"] == "train" for e in examples) // len(result["domains"]),

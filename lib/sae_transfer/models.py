@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 
+from .hooks import stop_layer
+from .zoo.store import Zoo, quiet_to
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_SOURCES = "zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"
 SAE_SOURCES = "zoo:NAME, sae_lens:RELEASE:SAE_ID or local:PATH"
@@ -60,14 +63,17 @@ def parse_spec(spec: str, param: str, sae: bool = False) -> tuple[str, str]:
     return kind, ref
 
 
-def quiet_to(model, device_or_dtype):
-    """``model.to(...)`` without TransformerLens's "Moving model to device" prints, which would land on the
-    chapter pages."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return model.to(device_or_dtype)
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; anything else must be a valid, visible torch device."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SpecError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device={device!r} but no CUDA device is visible; use auto or cpu")
+    return str(dev)
 
 
 def check_dtype(dtype: str) -> torch.dtype:
@@ -83,11 +89,7 @@ def load_tokenizer_for(spec: str, param: str, zoo: str):
 
     kind, ref = parse_spec(spec, param)
     if kind == "zoo":
-        from .zoo.build import zoo_dir
-        from .zoo.recipe import load_recipe
-        from .zoo.tokens import load_tokenizer
-
-        return load_tokenizer(zoo_dir(load_recipe(zoo).profile) / "data" / "tokenizer")
+        return Zoo.open(zoo).tokenizer
     return AutoTokenizer.from_pretrained(ref)
 
 
@@ -116,11 +118,8 @@ def load_sae(spec: str, zoo: str, device: str, dtype: str = "float32"):
 
     kind, ref = parse_spec(spec, "sae", sae=True)
     if kind == "zoo":
-        from .zoo.build import load_zoo_sae, zoo_dir
-        from .zoo.recipe import load_recipe
-
         try:
-            return load_zoo_sae(zoo_dir(load_recipe(zoo).profile), ref, device=device)
+            return Zoo.open(zoo).sae(ref, device=device)
         except ValueError as e:
             raise SpecError(f"sae={spec!r}: {e}") from None
     if kind == "sae_lens":
@@ -167,11 +166,8 @@ def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: t
     """One model from its spec. A hub/local finetune is loaded into the base's architecture (``base_ref``)."""
     kind, ref = parse_spec(spec, param)
     if kind == "zoo":
-        from .zoo.build import load_zoo_model, zoo_dir
-        from .zoo.recipe import load_recipe
-
         try:
-            return quiet_to(load_zoo_model(zoo_dir(load_recipe(zoo).profile), ref, device=device), dtype)
+            return quiet_to(Zoo.open(zoo).model(ref, device=device), dtype)
         except ValueError as e:
             raise SpecError(f"{param}={spec!r}: {e}") from None
     from transformers import AutoModelForCausalLM
@@ -190,17 +186,10 @@ def check_hook(model, hook: str, sae) -> None:
         raise SpecError(f"hook={hook!r} is not a hook of the base model; close matches: {close}")
     with torch.no_grad():
         _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device),
-                                        names_filter=hook, stop_at_layer=_layer_of(hook, model))
+                                        names_filter=hook, stop_at_layer=stop_layer([hook], model.cfg.n_layers))
     width = cache[hook].shape[-1]
     if sae.cfg.d_in != width:
         raise SpecError(f"sae d_in={sae.cfg.d_in} but the model's activation at hook={hook!r} has width {width}")
-
-
-def _layer_of(hook: str, model) -> int | None:
-    parts = hook.split(".")
-    if parts[0] == "blocks" and parts[1].isdigit():
-        return min(int(parts[1]) + 1, model.cfg.n_layers)
-    return None
 
 
 def load_models(base: str, finetune: str, zoo: str = "default", device: str = "auto", dtype: str = "float32",
@@ -211,13 +200,8 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
     ``before_weights(device)`` runs (e.g. to load an SAE) and may return ``from_pretrained`` kwargs;
     ``after_base(model)`` runs once the base is loaded, before the finetune (e.g. to check a hook).
     """
-    from .provenance import resolve_device
-
     torch_dtype = check_dtype(dtype)
-    try:
-        device = resolve_device(device)
-    except ValueError as e:
-        raise SpecError(str(e)) from None
+    device = resolve_device(device)
     base_kind, base_ref = parse_spec(base, "base")
     ft_kind, _ = parse_spec(finetune, "finetune")
     if (base_kind == "zoo") != (ft_kind == "zoo"):
@@ -235,9 +219,13 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
     return base_model, ft_model, base_tok, trimmed
 
 
-def load_pair(base: str, finetune: str, sae: str, hook: str | None = None, zoo: str = "default",
+def load_pair(base: str, finetune: str, sae: str = "", hook: str | None = None, zoo: str = "default",
               device: str = "auto", dtype: str = "float32") -> ModelPair:
-    """Base model, finetuned model, SAE and the shared tokenizer, every cheap check first."""
+    """Base model, finetuned model, SAE (None when ``sae`` is empty) and the shared tokenizer, every cheap
+    check first."""
+    if not sae:
+        base_model, ft_model, tok, trimmed = load_models(base, finetune, zoo, device, dtype)
+        return ModelPair(base_model, ft_model, None, tok, hook or "", {"base": base, "finetune": finetune}, trimmed)
     parse_spec(sae, "sae", sae=True)
     loaded: dict[str, Any] = {}
 

@@ -8,7 +8,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+
+from . import sae_metrics
+from .accumulators import FeaturePairStats, ResidualSimilarity
+from .cache import cached, measurement_key
+from .datasets import TokenSpec, token_batches, token_windows
+from .features import select_groups
+from .hooks import stop_layer
+from .labels import slug
+from .outliers import finite_or_none, outlier_threshold
+from .pairs import PairSetup
+from .sae_metric_tables import density_comparison
+from .stream import run_pass
 
 #: Outcomes (measured with the SAE-metric and feature chapters' code) and predictors, as table columns.
 OUTCOMES = ("delta CE", "CE recovered", "EV per token", "L0 ratio", "density r", "regular act sim")
@@ -28,28 +41,36 @@ class Case:
     dataset: str
 
 
-def zoo_cases(base: str, datasets: list[str], zoo: str) -> list[Case]:
-    """Every saved checkpoint of every zoo finetune of ``base``, on every dataset. Step 0 (the base's own
+def zoo_cases(setup: PairSetup, datasets: list[str]) -> list[Case]:
+    """Every saved checkpoint of every zoo finetune of the base, on every dataset. Step 0 (the base's own
     weights) appears once, as the first finetune's, labelled ``none``."""
-    from .zoo.build import saved_checkpoints
-    from .zoo.recipe import load_recipe
-
-    recipe = load_recipe(zoo)
-    base_name = base.removeprefix("zoo:")
+    zoo = setup.zoo_handle
     cases, have_step0 = [], False
-    for name, m in recipe.models.items():
-        saved = saved_checkpoints(f"zoo:{name}", zoo) if m.parent == base_name else None
+    for name in zoo.finetunes_of(setup.base):
+        m, saved = zoo.recipe.models[name], zoo.checkpoints(f"zoo:{name}")
         if saved is None:
             continue
-        _, steps, tokens_per_step = saved
-        for step in steps:
+        for step in saved.steps:
             if step == 0 and have_step0:
                 continue
             have_step0 |= step == 0
-            for ds in datasets:
-                cases.append(Case(f"zoo:{name}@{step}", "none" if step == 0 else name, step,
-                                  0.0 if step == 0 else m.lr, step * tokens_per_step, tuple(sorted(m.mix)), ds))
+            cases += [Case(f"zoo:{name}@{step}", "none" if step == 0 else name, step, 0.0 if step == 0 else m.lr,
+                           step * saved.tokens_per_step, tuple(sorted(m.mix)), ds) for ds in datasets]
     return cases
+
+
+@dataclass(frozen=True)
+class PredictStudy:
+    """Tokens per case for the outcomes, and the STS settings: ``n_shift`` shifted SAE dimensions, ``sts_examples``
+    (demonstration, query) pairs per case, ``demo_tokens`` of demonstration before each query."""
+
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    outliers: str = "2x"
+    n_shift: int = 100
+    sts_examples: int = 64
+    demo_tokens: int = 96
 
 
 # ------------------------------------------------------------------------------------------ predictors
@@ -80,8 +101,6 @@ def sts(model, sae, hook: str, demos: torch.Tensor, queries: torch.Tensor, n_shi
     and subtracts rows of different prompts position by position): STS_ICL = E_x Σ_{j∈D_N} ||h_j(demos + x) -
     h_j(x)||², STS_act = E_x Σ_{j∈D_N} h_j(x). Expectations run over queries and their token positions.
     """
-    from .stream import stop_layer
-
     stop = stop_layer([hook], model.cfg.n_layers)
     device = model.cfg.device
 
@@ -100,66 +119,49 @@ def sts(model, sae, hook: str, demos: torch.Tensor, queries: torch.Tensor, n_shi
 
 def demo_windows(domains: tuple[str, ...], n: int, length: int, zoo: str, seed: int = 0) -> torch.Tensor:
     """``n`` BOS-led windows [n, length] of the zoo's train split, the domains taking turns (a mixed finetune)."""
-    from .datasets import TokenSpec, token_batches
-
     per = -(-n // len(domains))
-    parts = [torch.cat(list(token_batches(TokenSpec(f"zoo:{d}/train", per * length, length, per, seed), None, zoo)))
-             for d in domains]
+    parts = [token_windows(TokenSpec(f"zoo:{d}/train", per * length, length, per, seed), None, zoo) for d in domains]
     return torch.stack([parts[i % len(domains)][i // len(domains)] for i in range(n)])
 
 
 # ------------------------------------------------------------------------------------------ measuring
 
-def measure_cases(base: str, sae: str, cases: list[Case], n_tokens: int, context_size: int, batch_size: int,
-                  outliers: str, n_shift: int, sts_examples: int, demo_tokens: int, zoo: str, device: str,
-                  dtype: str) -> list[dict]:
+def measure(setup: PairSetup, cases: list[Case], study: PredictStudy) -> list[dict]:
     """One row per case: its description, every outcome and every predictor (each measurement cached)."""
-    from .accumulators import ResidualSimilarity
-    from .datasets import TokenSpec, token_batches
-    from .features import FeaturePairStats, select_groups
-    from .sae_metrics import Loader, Outliers, base_mean_norm, density_comparison, measure, sae_identity
-    from .stream import cached, model_identity, run_pass
-
-    if demo_tokens + 2 > context_size:
-        raise ValueError(f"demo_tokens={demo_tokens} leaves no room for a query in context_size={context_size}")
-    rule = Outliers.parse(outliers)
-    loader = Loader(base, sae, "", zoo, device, dtype)  # cases come checkpoint by checkpoint: one load each
+    if study.demo_tokens + 2 > study.context_size:
+        raise ValueError(f"demo_tokens={study.demo_tokens} leaves no room for a query in "
+                         f"context_size={study.context_size}")
+    loader = setup.loader()  # cases come checkpoint by checkpoint: one load each
     rows = []
     for case in cases:
-        spec = TokenSpec(case.dataset, n_tokens, context_size, batch_size)
-        res = measure(base, [case.finetune], sae, [case.dataset], n_tokens, context_size, batch_size, outliers, "",
-                      zoo, device, dtype, load=loader)
+        spec = TokenSpec(case.dataset, study.n_tokens, study.context_size, study.batch_size)
+        res = sae_metrics.measure(setup, [case.finetune], [spec], study.outliers, loader=loader)
         b, f = res["base"][case.dataset]["kept"], res["finetunes"][case.finetune][case.dataset]["kept"]
-
-        def load(ft: str = case.finetune):
-            return loader(ft)
-        key = {"base": model_identity(base, zoo), "finetune": model_identity(case.finetune, zoo),
-               "sae": sae_identity(sae, zoo), "tokens": spec.as_dict(), "dtype": dtype}
-        threshold = rule.threshold(lambda: base_mean_norm(base, sae, "", spec, zoo, dtype, load))
+        load = lambda ft=case.finetune: loader(ft)  # noqa: E731
+        threshold = outlier_threshold(setup, study.outliers, spec, load)
 
         def pair_pass() -> dict:
             pair = load()
-            sim, feats = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, zoo), [pair.hook],
-                                  [ResidualSimilarity(pair.hook, context_size),
-                                   FeaturePairStats(pair.sae, pair.hook, threshold)], spec.n_batches())
+            sim, feats = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, setup.zoo),
+                                  [pair.hook], [ResidualSimilarity(pair.hook, study.context_size),
+                                                FeaturePairStats(pair.sae, pair.hook, threshold)], spec.n_batches())
             regular = select_groups(feats, 10**9, 0, 0)["regular"]
             act = torch.tensor(feats["act_sim"], dtype=torch.float64)[regular]
             return {"cos": sim["cos_mean"], "regular_act_sim": float(act[~act.isnan()].mean()),
                     "n_regular": len(regular), **weight_deviation(pair.base, pair.finetune)}
-        pp = cached("predict-pair", {**key, "threshold": threshold if math.isfinite(threshold) else None,
-                                     "what": "predict-pair", "v": 2}, pair_pass)
+        pp = cached("predict-pair", measurement_key("predict-pair", __name__, setup, finetune=case.finetune,
+                                                    tokens=spec, threshold=finite_or_none(threshold)), pair_pass)
 
         def sts_run() -> dict:
             pair = load()
-            demos = demo_windows(case.train_domains, sts_examples, demo_tokens, zoo)
-            queries = torch.cat(list(token_batches(TokenSpec(case.dataset, sts_examples * (context_size - demo_tokens),
-                                                             context_size - demo_tokens, sts_examples, seed=1),
-                                                   pair.tokenizer, zoo)))
-            return sts(pair.base, pair.sae, pair.hook, demos, queries, n_shift)
-        st = cached("sts", {"base": model_identity(base, zoo), "sae": sae_identity(sae, zoo),
-                            "train_domains": case.train_domains, "dataset": case.dataset, "n_shift": n_shift,
-                            "examples": sts_examples, "demo_tokens": demo_tokens, "context_size": context_size,
-                            "what": "sts", "v": 1}, sts_run)
+            query_len = study.context_size - study.demo_tokens
+            demos = demo_windows(case.train_domains, study.sts_examples, study.demo_tokens, setup.zoo)
+            queries = token_windows(TokenSpec(case.dataset, study.sts_examples * query_len, query_len,
+                                              study.sts_examples, seed=1), pair.tokenizer, setup.zoo)
+            return sts(pair.base, pair.sae, pair.hook, demos, queries, study.n_shift)
+        st = cached("sts", measurement_key("sts", __name__, setup, train_domains=case.train_domains,
+                                           dataset=case.dataset, n_shift=study.n_shift, examples=study.sts_examples,
+                                           demo_tokens=study.demo_tokens, context_size=study.context_size), sts_run)
         rows.append({**asdict(case), "train_domains": "+".join(case.train_domains),
                      "delta CE": f["delta_ce"], "CE recovered": f["ce_recovered"], "EV per token": f["ev_token"],
                      "L0 ratio": f["l0"] / b["l0"], "density r": density_comparison(b, f)["pearson_log_density"],
@@ -207,18 +209,14 @@ def correlate(x, y, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
 
 def correlation_table(rows: list[dict], n_boot: int = 2000, seed: int = 0):
     """One row per (predictor, outcome): Pearson and Spearman r with bootstrap intervals."""
-    import pandas as pd
-
     df = pd.DataFrame(rows)
     out = [{"predictor": p, "outcome": o, **correlate(df[p], df[o], n_boot, seed)}
            for p in PREDICTORS for o in OUTCOMES]
     return pd.DataFrame(out).set_index(["predictor", "outcome"])
 
 
-def ranking(corr) -> "Any":
+def ranking(corr) -> pd.DataFrame:
     """Predictors ranked by mean |Spearman r| over the outcomes, with how many intervals exclude 0."""
-    import pandas as pd
-
     rows = []
     for p, g in corr.groupby(level="predictor"):
         excl = ((g["spearman_lo"] > 0) | (g["spearman_hi"] < 0)).sum()
@@ -228,12 +226,29 @@ def ranking(corr) -> "Any":
 
 
 def deviation_by_layer(rows: list[dict]):
-    """Weight deviation per block of each finetune's last checkpoint (rows from ``measure_cases``)."""
-    import pandas as pd
-
+    """Weight deviation per block of each finetune's last checkpoint (rows from ``measure``)."""
     table = pd.DataFrame(rows)
     last = table[table["name"] != "none"].sort_values("step").groupby("name").tail(1)
     out = pd.DataFrame({row["name"]: row["weight deviation per layer"] for _, row in last.iterrows()}).T
     out.columns = [f"block {i}" for i in out.columns]
     out.index.name = "finetune"
     return out
+
+
+def cases_table(rows: list[dict]) -> pd.DataFrame:
+    """The cases with their outcomes and predictors, one row per (finetune, step, dataset)."""
+    shown = pd.DataFrame(rows)[["name", "step", "lr", "tokens_seen", "dataset", *OUTCOMES, *PREDICTORS]].copy()
+    shown["dataset"] = shown["dataset"].str.removeprefix("zoo:")
+    return shown.set_index(["name", "step", "dataset"])
+
+
+def headline(rows: list[dict], corr: pd.DataFrame, study: PredictStudy, n_datasets: int, n_boot: int) -> dict:
+    """Case counts, every Spearman r (``sp_<predictor>__<outcome>``), the best predictor and the compute baseline."""
+    ranked = ranking(corr)
+    out = {"n_cases": len(rows), "n_shift": study.n_shift, "n_checkpoints": pd.DataFrame(rows)["finetune"].nunique(),
+           "n_datasets": n_datasets, "n_boot": n_boot,
+           **{f"sp_{slug(f'{p}__{o}').lower()}": r["spearman"] for (p, o), r in corr.iterrows()},
+           "best_predictor": ranked.index[0], "best_mean_abs": float(ranked.iloc[0]["mean |Spearman r|"]),
+           "baseline_mean_abs": float(ranked.loc["steps x lr", "mean |Spearman r|"]),
+           "baseline_rank": int(list(ranked.index).index("steps x lr")) + 1}
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}

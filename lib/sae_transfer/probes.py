@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .stream import stop_layer
+from .hooks import stop_layer
 
 KS = (1, 2, 5, 10, 20, 50)
 CS = np.logspace(-4, 2, 7)  # inverse L2 strengths the cross-validation chooses from
@@ -26,15 +26,6 @@ CS = np.logspace(-4, 2, 7)  # inverse L2 strengths the cross-validation chooses 
 def prompt_ids(tokenizer, text: str) -> list[int]:
     """BOS then the prompt's tokens: how every window in the book starts."""
     return [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def resid_hooks(n_layers: int, layers: Iterable[int] = ()) -> list[str]:
-    """``blocks.L.hook_resid_pre`` for each layer (all when ``layers`` is empty), then the last block's output."""
-    chosen = sorted(set(layers)) or list(range(n_layers))
-    bad = [layer for layer in chosen if not 0 <= layer < n_layers]
-    if bad:
-        raise ValueError(f"layers={list(layers)}: valid layers are 0..{n_layers - 1}")
-    return [f"blocks.{layer}.hook_resid_pre" for layer in chosen] + [f"blocks.{n_layers - 1}.hook_resid_post"]
 
 
 @torch.no_grad()

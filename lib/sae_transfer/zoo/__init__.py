@@ -1,5 +1,8 @@
-"""The offline model zoo: corpora, tokenizer, small TransformerLens models, finetunes, SAEs, the zoo card."""
+"""The offline model zoo: corpora, tokenizer, small TransformerLens models, finetunes, SAEs, the zoo card.
 
-from .build import build_zoo, load_zoo_model, load_zoo_sae, read_card, zoo_dir
+``store.Zoo`` reads a built zoo; ``build`` builds one. Nothing in this package measures."""
 
-__all__ = ["build_zoo", "load_zoo_model", "load_zoo_sae", "read_card", "zoo_dir"]
+from .build import build_zoo
+from .store import Zoo, zoo_dir
+
+__all__ = ["Zoo", "build_zoo", "zoo_dir"]

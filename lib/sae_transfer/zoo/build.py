@@ -1,18 +1,10 @@
-"""Building the zoo: data, tokenizer, models with checkpoints, SAEs and the zoo card, each artifact reused
-when its fingerprint matches and written atomically, so an interrupted build resumes where it stopped.
-
-Layout under ``<cache>/zoo/<profile>/``::
-
-    data/           tokenizer/, tokens/<domain>_<split>.npy, data_card.json, fingerprint.json
-    models/<name>/  model.safetensors, arch.json, train_log.json, checkpoints/step_<n>.safetensors, fingerprint.json
-    saes/<name>/    sae_lens files (cfg.json, sae_weights.safetensors), train_info.json, fingerprint.json
-    card.json       held-out losses, parameter counts, SAE quality: the zoo card
-"""
+"""Building the zoo: data, tokenizer, models with checkpoints, SAEs, the zoo card, and base SAEs fine-tuned on
+a finetune's activations. Each artifact is reused when its fingerprint matches and written atomically, so an
+interrupted build resumes where it stopped. Reading a built zoo is ``store.Zoo``'s job."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,35 +14,20 @@ from tqdm.auto import tqdm
 from ..io import atomic_dir, fingerprint, write_json_atomic
 from ..paths import cache_dir
 from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
-from .recipe import ModelRecipe, SAERecipe, ZooRecipe, load_recipe
-from .tokens import EOT, TokenStream, encode_documents, load_tokenizer, train_tokenizer
+from .fingerprints import card_fingerprint, data_fingerprint, is_current, model_fingerprint, sae_fingerprint
+from .recipe import ModelRecipe, SAERecipe, ZooRecipe
+from .sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
+from .store import Zoo, new_model, save_weights, load_weights
+from .tokens import encode_documents, load_tokenizer, train_tokenizer
 from .train import heldout_ce, train_lm
-
-
-def zoo_dir(profile: str) -> Path:
-    return cache_dir() / "zoo" / profile
-
-
-def _read_fp(path: Path) -> str | None:
-    f = path / "fingerprint.json"
-    return json.loads(f.read_text())["fingerprint"] if f.exists() else None
-
-
-def _is_current(path: Path, fp: str) -> bool:
-    return _read_fp(path) == fp
 
 
 # --------------------------------------------------------------------------------------------- data
 
-def data_fingerprint(recipe: ZooRecipe) -> str:
-    return fingerprint({"data": recipe.data, "seed": recipe.seed, "python": sys.version.split()[0],
-                        "sources": SOURCES_TABLE, "v": 1})
-
-
-def build_data(recipe: ZooRecipe, root: Path) -> Path:
-    out = root / "data"
+def build_data(zoo: Zoo) -> Path:
+    recipe, out = zoo.recipe, zoo.root / "data"
     fp = data_fingerprint(recipe)
-    if _is_current(out, fp):
+    if is_current(out, fp):
         return out
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
@@ -73,13 +50,6 @@ def build_data(recipe: ZooRecipe, root: Path) -> Path:
     return out
 
 
-def token_streams(data: Path, split: str, context_size: int) -> dict[str, TokenStream]:
-    tok = load_tokenizer(data / "tokenizer")
-    bos = tok.convert_tokens_to_ids(EOT)
-    return {d: TokenStream(np.load(data / "tokens" / f"{d}_{split}.npy", mmap_mode="r"), context_size, bos)
-            for d in DOMAINS}
-
-
 # --------------------------------------------------------------------------------------------- models
 
 def architecture(recipe: ZooRecipe, m: ModelRecipe, vocab_size: int) -> dict:
@@ -93,47 +63,19 @@ def architecture(recipe: ZooRecipe, m: ModelRecipe, vocab_size: int) -> dict:
                 original_architecture="zoo")
 
 
-def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
-    m = recipe.models[name]
-    parent = model_fingerprint(recipe, m.parent) if m.parent else None
-    return fingerprint({"model": m, "parent": parent, "data": data_fingerprint(recipe), "seed": recipe.seed,
-                        "ctx": recipe.context_size, "v": 1})
-
-
-def new_model(arch: dict, tokenizer=None):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # HookedTransformer is what sae_lens trains on
-        return HookedTransformer(HookedTransformerConfig(**arch, seed=0), tokenizer=tokenizer)
-
-
-def save_weights(model, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
-
-
-def load_weights(model, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(str(path)))
-
-
-def build_model(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:
-    out = root / "models" / name
+def build_model(zoo: Zoo, name: str, device: str) -> Path:
+    recipe = zoo.recipe
+    out = zoo.root / "models" / name
     fp = model_fingerprint(recipe, name)
-    if _is_current(out, fp):
+    if is_current(out, fp):
         return out
     m = recipe.models[name]
-    data = root / "data"
-    tok = load_tokenizer(data / "tokenizer")
+    tok = load_tokenizer(zoo.root / "data" / "tokenizer")
     arch = architecture(recipe, m, len(tok))
     model = new_model(arch, tok).to(device)
     if m.parent is not None:
-        load_weights(model, build_model(recipe, m.parent, root, device) / "model.safetensors")
-    streams = token_streams(data, "train", recipe.context_size)
+        load_weights(model, build_model(zoo, m.parent, device) / "model.safetensors")
+    streams = zoo.streams("train", recipe.context_size)
     with atomic_dir(out) as tmp:
         ckpt_steps = set(m.checkpoint_steps())
         (tmp / "checkpoints").mkdir()
@@ -159,22 +101,15 @@ def build_model(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:
 
 # --------------------------------------------------------------------------------------------- SAEs
 
-def sae_fingerprint(recipe: ZooRecipe, name: str) -> str:
-    s = recipe.saes[name]
-    # v2: SAE training seeded (v1 SAEs depended on the process's random state before training)
-    return fingerprint({"sae": s, "model": model_fingerprint(recipe, s.model), "seed": recipe.seed, "v": 2})
-
-
-def build_sae(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:
-    from .sae import train_sae
-
-    out = root / "saes" / name
+def build_sae(zoo: Zoo, name: str, device: str) -> Path:
+    recipe = zoo.recipe
+    out = zoo.root / "saes" / name
     fp = sae_fingerprint(recipe, name)
-    if _is_current(out, fp):
+    if is_current(out, fp):
         return out
     s: SAERecipe = recipe.saes[name]
-    model = load_zoo_model(root, s.model, device=device)
-    stream = token_streams(root / "data", "train", recipe.context_size)["prose"]
+    model = zoo.model(s.model, device=device)
+    stream = zoo.streams("train", recipe.context_size)["prose"]
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.sparsity, s.lr, recipe.seed, device,
@@ -185,77 +120,64 @@ def build_sae(recipe: ZooRecipe, name: str, root: Path, device: str) -> Path:
     return out
 
 
-# --------------------------------------------------------------------------------------------- loading
+def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, lr: float, n_checkpoints: int,
+                       device: str = "cpu", data: str = "prose") -> list[dict]:
+    """The zoo SAE ``sae`` fine-tuned on the zoo finetune ``finetune``'s activations, with checkpoints.
 
-def load_zoo_model(root: Path, spec: str, device: str = "cpu"):
-    """``name`` or ``name@step`` (a saved finetune checkpoint) from a built zoo at ``root``."""
-    name, _, step = spec.partition("@")
-    path = root / "models" / name
-    if not (path / "fingerprint.json").exists():
-        built = sorted(p.name for p in (root / "models").glob("*") if (p / "fingerprint.json").exists())
-        raise ValueError(f"zoo model {name!r} is not built in {root}; built models are {built}")
-    tok = load_tokenizer(root / "data" / "tokenizer")
-    model = new_model(json.loads((path / "arch.json").read_text()), tok)
-    if step:
-        ckpt = path / "checkpoints" / f"step_{int(step):06d}.safetensors" if step.isdigit() else None
-        if ckpt is None or not ckpt.exists():
-            steps = json.loads((path / "train_log.json").read_text())["checkpoint_steps"]
-            raise ValueError(f"zoo model {spec!r}: no checkpoint at step {step!r}; saved steps are {steps}")
-        load_weights(model, ckpt)
-    else:
-        load_weights(model, path / "model.safetensors")
-    from ..models import quiet_to
-
-    return quiet_to(model, device).eval()
-
-
-def load_zoo_sae(root: Path, name: str, device: str = "cpu"):
-    from sae_lens import SAE
-
-    path = root / "saes" / name
-    if not (path / "fingerprint.json").exists():
-        built = sorted(p.name for p in (root / "saes").glob("*") if (p / "fingerprint.json").exists())
-        raise ValueError(f"zoo SAE {name!r} is not built in {root}; built SAEs are {built}")
-    return SAE.load_from_disk(str(path), device=device)
+    Trained on the zoo's ``data`` train split, the data every zoo SAE is trained on, so the fine-tuning sees a
+    new model, not new text (as Kissane et al. fine-tuned base SAEs on the chat model's activations). Built
+    once into ``<zoo>/sae-finetunes/``; returns ``[{"tokens": int, "path": str}]`` in token order.
+    """
+    if not (finetune.startswith("zoo:") and sae.startswith("zoo:")):
+        raise ValueError(f"finetune={finetune!r}, sae={sae!r}: SAE fine-tuning needs a zoo model and a zoo SAE "
+                         "(it trains on the zoo's train split)")
+    name = sae.removeprefix("zoo:")
+    key = {"sae": zoo.sae_fingerprint(name), "model": zoo.model_fingerprint(finetune), "tokens": training_tokens,
+           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 1}
+    label = "".join(c if c.isalnum() else "_" for c in f"{name}-on-{finetune.removeprefix('zoo:')}")
+    out = zoo.root / "sae-finetunes" / f"{label}-{fingerprint(key)}"
+    if not (out / "checkpoints.json").exists():
+        model = zoo.model(finetune, device=device)
+        stream = zoo.streams("train", zoo.recipe.context_size)[data]
+        with atomic_dir(out) as tmp:
+            ckpts = finetune_sae(zoo.root / "saes" / name, model, stream, training_tokens, lr, zoo.recipe.seed, tmp,
+                                 device, batch_tokens=zoo.recipe.saes[name].batch_tokens, n_checkpoints=n_checkpoints)
+            write_json_atomic(tmp / "checkpoints.json", {"key": key, "checkpoints": [
+                {"tokens": c["tokens"], "dir": Path(c["path"]).name} for c in ckpts]})
+    ckpts = json.loads((out / "checkpoints.json").read_text())["checkpoints"]
+    return [{"tokens": c["tokens"], "path": str(out / c["dir"])} for c in ckpts]
 
 
 # --------------------------------------------------------------------------------------------- card
 
-def card_fingerprint(recipe: ZooRecipe) -> str:
-    return fingerprint({"models": {n: model_fingerprint(recipe, n) for n in recipe.models},
-                        "saes": {n: sae_fingerprint(recipe, n) for n in recipe.saes},
-                        "eval_windows": recipe.eval_windows, "dead_windows": recipe.dead_windows, "v": 1})
-
-
-def build_card(recipe: ZooRecipe, root: Path, device: str) -> dict:
+def build_card(zoo: Zoo, device: str) -> dict:
     """Held-out CE of every model on every domain, and every SAE's quality (sae_lens evals) on held-out
     prose of its own model; the base SAEs are also evaluated on each finetune of their model."""
-    from .sae import dead_fraction, evaluate_sae
-
+    recipe = zoo.recipe
     fp = card_fingerprint(recipe)
-    path = root / "card.json"
+    path = zoo.root / "card.json"
     if path.exists() and (card := json.loads(path.read_text())).get("fingerprint") == fp:
         return card
-    heldout = token_streams(root / "data", "heldout", recipe.context_size)
+    heldout = zoo.streams("heldout", recipe.context_size)
     models = {}
     for name in tqdm(recipe.models, desc="evaluate models", unit="model", leave=False):
-        model = load_zoo_model(root, name, device)
-        tlog = json.loads((root / "models" / name / "train_log.json").read_text())
+        model = zoo.model(name, device)
+        tlog = zoo.training_log(name)
         models[name] = {
             "parent": recipe.models[name].parent, "n_params": tlog["n_params"],
             "tokens_seen": tlog["tokens_seen"], "train_seconds": tlog["seconds"],
             "final_train_loss": tlog["loss"][-1], "steps": recipe.models[name].steps,
             "lr": recipe.models[name].lr, "mix": recipe.models[name].mix,
             "checkpoint_steps": tlog["checkpoint_steps"],
-            "arch": json.loads((root / "models" / name / "arch.json").read_text()),
+            "arch": json.loads((zoo.root / "models" / name / "arch.json").read_text()),
             "heldout_ce": {d: heldout_ce(model, heldout[d], recipe.eval_windows) for d in DOMAINS},
         }
     saes = {}
     for name, s in tqdm(recipe.saes.items(), desc="evaluate SAEs", unit="sae", leave=False):
-        sae = load_zoo_sae(root, name, device)
-        info = json.loads((root / "saes" / name / "train_info.json").read_text())
-        on = {s.model: load_zoo_model(root, s.model, device)}
-        on.update({n: load_zoo_model(root, n, device) for n, m in recipe.models.items() if m.parent == s.model})
+        sae = zoo.sae(name, device)
+        info = json.loads((zoo.root / "saes" / name / "train_info.json").read_text())
+        on = {s.model: zoo.model(s.model, device)}
+        on.update({n: zoo.model(n, device) for n, m in recipe.models.items() if m.parent == s.model})
         saes[name] = {
             "model": s.model, "hook": s.hook, "d_sae": s.d_sae, "training_tokens": s.training_tokens,
             "architecture": s.architecture, "sparsity": s.sparsity, "train_seconds": info["seconds"],
@@ -266,80 +188,28 @@ def build_card(recipe: ZooRecipe, root: Path, device: str) -> dict:
             "dead_tokens": recipe.dead_windows * recipe.context_size,
         }
     card = {"profile": recipe.profile, "fingerprint": fp, "recipe": recipe.as_dict(),
-            "data": json.loads((root / "data" / "data_card.json").read_text()), "models": models, "saes": saes}
+            "data": json.loads((zoo.root / "data" / "data_card.json").read_text()), "models": models, "saes": saes}
     write_json_atomic(path, card)
     return card
 
 
 def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
-    """Build (or reuse) every artifact of a zoo profile and return its card. Prints what it does."""
-    recipe = load_recipe(profile)
-    root = zoo_dir(recipe.profile)
+    """Build (or reuse) every artifact of a zoo profile and return its card, with each step's seconds."""
+    zoo = Zoo.open(profile)
     timings = {}
     t = time.perf_counter()
-    build_data(recipe, root)
+    build_data(zoo)
     timings["data"] = time.perf_counter() - t
-    for name in recipe.models:
+    for name in zoo.recipe.models:
         t = time.perf_counter()
-        build_model(recipe, name, root, device)
+        build_model(zoo, name, device)
         timings[f"model {name}"] = time.perf_counter() - t
-    for name in recipe.saes:
+    for name in zoo.recipe.saes:
         t = time.perf_counter()
-        build_sae(recipe, name, root, device)
+        build_sae(zoo, name, device)
         timings[f"sae {name}"] = time.perf_counter() - t
     t = time.perf_counter()
-    card = build_card(recipe, root, device)
+    card = build_card(zoo, device)
     timings["card"] = time.perf_counter() - t
     card["last_build_seconds"] = timings
     return card
-
-
-
-def read_card(profile: str) -> dict:
-    """The card of an already built zoo profile (``zoo list``); says how to build it if it is missing."""
-    recipe = load_recipe(profile)
-    path = zoo_dir(recipe.profile) / "card.json"
-    if not path.exists():
-        raise ValueError(f"zoo profile {recipe.profile!r} is not built; run: python -m sae_transfer zoo build "
-                         f"--profile {profile}")
-    card = json.loads(path.read_text())
-    if card.get("fingerprint") != card_fingerprint(recipe):
-        raise ValueError(f"zoo profile {recipe.profile!r} was built from another recipe; rebuild it with: "
-                         f"python -m sae_transfer zoo build --profile {profile}")
-    return card
-
-
-def training_curves(profile: str) -> dict[str, dict[str, list]]:
-    """``{model: {"steps": [...], "loss": [...]}}`` from each built model's training log."""
-    root = zoo_dir(load_recipe(profile).profile)
-    out = {}
-    for name in load_recipe(profile).models:
-        logf = root / "models" / name / "train_log.json"
-        if logf.exists():
-            log_ = json.loads(logf.read_text())
-            out[name] = {"steps": log_["steps"], "loss": log_["loss"], "parent": log_["recipe"]["parent"]}
-    return out
-
-
-# --------------------------------------------------------------------------------------------- finetune facts
-
-def own_domain(spec: str, zoo: str) -> str | None:
-    """``zoo:DOMAIN`` for a ``zoo:NAME[@STEP]`` finetune trained on one zoo domain; None otherwise."""
-    if not spec.startswith("zoo:"):
-        return None
-    m = load_recipe(zoo).models.get(spec.removeprefix("zoo:").partition("@")[0])
-    return f"zoo:{next(iter(m.mix))}" if m is not None and m.parent and len(m.mix) == 1 else None
-
-
-def saved_checkpoints(spec: str, zoo: str) -> tuple[str, list[int], int] | None:
-    """``(name, steps, tokens per step)`` of a zoo finetune's saved checkpoints (step 0, the parent's weights,
-    first); None for hub and local specs and for zoo models saved without checkpoints."""
-    if not spec.startswith("zoo:"):
-        return None
-    recipe = load_recipe(zoo)
-    name = spec.removeprefix("zoo:").partition("@")[0]
-    m = recipe.models.get(name)
-    if m is None or not m.checkpoints:
-        return None
-    log = json.loads((zoo_dir(recipe.profile) / "models" / name / "train_log.json").read_text())
-    return name, log["checkpoint_steps"], m.batch_size * recipe.context_size

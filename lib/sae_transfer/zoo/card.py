@@ -85,3 +85,37 @@ def format_card(card: dict) -> str:
     if "last_build_seconds" in card:
         parts += ["", "build seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in card["last_build_seconds"].items())]
     return "\n".join(parts)
+
+
+def transfer_sae(card: dict) -> str:
+    """The SAE the card also evaluates on finetunes of its model (the base SAE)."""
+    return next(n for n, s in card["saes"].items() if len({k.split("/")[0] for k in s["evals"]}) > 1)
+
+
+def headline(card: dict) -> dict[str, float | int | str]:
+    """Every number the zoo page glues: token counts per domain and split, held-out CE per model and domain
+    (``ce_base_s_prose``), parameter counts, each finetune's CE gain on its own domain over its parent, each SAE's
+    quality and the bars' summary, and the base SAE's explained variance and CE score on each finetune."""
+    out: dict[str, float | int | str] = {"heldout_fraction": card["recipe"]["data"]["heldout_fraction"],
+                                         "vocab_size": card["data"]["vocab_size"]}
+    for (domain, split), row in data_table(card).iterrows():
+        out[f"tokens_{domain}_{split}"] = int(row["tokens"])
+    models = card["models"]
+    for name, m in models.items():
+        key = name.replace("-", "_")
+        out.update({f"ce_{key}_{d}": v for d, v in m["heldout_ce"].items()})
+        out[f"params_{key}"] = m["n_params"]
+        own = next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
+        if own:
+            out[f"ce_gain_{key}"] = models[m["parent"]]["heldout_ce"][own] - m["heldout_ce"][own]
+    if {"code", "math"} <= set(models):
+        out["lr_ratio"] = models["code"]["lr"] / models["math"]["lr"]
+    for name, q in sae_quality(card).items():
+        key = name.replace("-", "_")
+        out.update({f"sae_{key}_{k}": float(v) for k, v in q.items() if not k.startswith("pass_")})
+    out.update({f"saes_{k}": v for k, v in quality_summary(card).items()})
+    for (model, data), row in transfer_table(card, transfer_sae(card)).iterrows():
+        key = f"{model}_{data}".replace("-", "_")
+        out[f"transfer_ev_{key}"] = float(row["explained var."])
+        out[f"transfer_ce_score_{key}"] = float(row["CE loss score"])
+    return out

@@ -79,7 +79,7 @@ def test_bridge_covers_every_checkpoint_and_the_retrained_ceiling(results):
 
 
 def test_bad_parameters_are_refused_before_any_work():
-    from sae_transfer.chapters import ParameterError, get_chapter, resolve_params
+    from sae_transfer.book.chapters import ParameterError, get_chapter, resolve_params
 
     chapter = get_chapter("answerability")
     for name, value, message in (("n_train", "6", "multiple of 4"), ("domains", "[poetry]", "distinct domains"),

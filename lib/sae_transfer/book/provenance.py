@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import resource
 import subprocess
+import sys
+from pathlib import Path
 
-from .paths import PROJECT_ROOT
+from ..paths import PROJECT_ROOT
 
 PACKAGES = (
     "sae-transfer", "torch", "sae-lens", "transformer-lens", "transformers", "tokenizers", "numpy",
@@ -46,16 +49,14 @@ def device_description(device: str | None = None) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; anything else must be a valid torch device."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. On Linux, VmHWM: ``ru_maxrss`` survives ``exec``, so a kernel
+    started by a process that had built the zoo would report the builder's peak as its own."""
     try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but no CUDA device is visible; use auto or cpu")
-    return str(dev)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024**2 if sys.platform == "darwin" else 1024)

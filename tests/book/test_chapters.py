@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from sae_transfer.chapters import ParameterError, chapter_names, get_chapter, resolve_params
+from sae_transfer.book.chapters import ParameterError, chapter_names, get_chapter, resolve_params
 
 
 def test_toc_lists_chapters_with_parameters():
@@ -43,7 +43,7 @@ def test_bad_parameters(kwargs, message):
 
 
 def test_type_errors_name_the_type():
-    from sae_transfer.chapters import Chapter, Parameter, coerce
+    from sae_transfer.book.chapters import Chapter, Parameter, coerce
 
     ch = Chapter("c", "C", None, (Parameter("n", "int", 1, ""), Parameter("x", "float", 1.0, "")))
     assert coerce(ch, "n", "12") == 12 and coerce(ch, "x", "3") == 3.0

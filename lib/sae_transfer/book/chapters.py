@@ -15,7 +15,12 @@ from typing import Any, Callable
 
 import yaml
 
-from .paths import PROJECT_ROOT, notebooks_dir, params_dir
+from .. import answerable
+from ..datasets import TokenSpec, check_token_spec
+from ..models import check_dtype, parse_spec, resolve_device
+from ..outliers import Outliers
+from ..paths import PROJECT_ROOT, notebooks_dir, params_dir
+from ..zoo.recipe import load_recipe
 
 #: Parameters the runner sets itself; never listed, never taken from the user.
 RUNNER_PARAMS = ("run_dir",)
@@ -106,62 +111,44 @@ def _as_parameter_check(check: Callable[[Any], Any], prefix: str = "", each: boo
 
 
 def _zoo_recipe(value: str) -> None:
-    from .zoo.recipe import load_recipe
-
     load_recipe(value)
 
 
 def _device(value: str) -> None:
-    from .provenance import resolve_device
-
     resolve_device(value)
 
 
 def _dtype(value: str) -> None:
-    from .models import check_dtype
-
     check_dtype(value)
 
 
 def _model_spec(name: str):
     def check(value: str) -> None:
-        from .models import parse_spec
-
         parse_spec(value, name)
     return check
 
 
 def _sae_spec(value: str) -> None:
-    from .models import parse_spec
-
     parse_spec(value, "sae", sae=True)
 
 
 def _outliers(value: str) -> None:
-    from .sae_metrics import Outliers
-
     Outliers.parse(value)
 
 
 def _dataset(value: str) -> None:
-    from .datasets import TokenSpec, check_token_spec
-
     check_token_spec(TokenSpec(value, 1, 2, 1))
 
 
 def _answerable(check: str):
     def run(value) -> None:
-        from . import answerable
-
         getattr(answerable, check)(value)
     return run
 
 
 def _probe_sizes(name: str):
     def check(value: int) -> None:
-        from .answerable import check_sizes
-
-        check_sizes(**{"n_train": 4, "n_test": 4, name: value})
+        answerable.check_sizes(**{"n_train": 4, "n_test": 4, name: value})
     return check
 
 

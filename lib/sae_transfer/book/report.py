@@ -16,27 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import resource
-import sys
 from pathlib import Path
 from typing import Any
 
-from .io import write_json_atomic
+from ..io import write_json_atomic
+from .provenance import peak_rss_mb
 
 NUMBERS_FILE = "numbers.json"
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. On Linux, VmHWM: ``ru_maxrss`` survives ``exec``, so a kernel
-    started by a process that had built the zoo would report the builder's peak as its own."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024**2 if sys.platform == "darwin" else 1024)
 
 
 class Report:
@@ -69,6 +55,11 @@ class Report:
         """Numbers, tables and figures share one glue namespace: a name used twice would break the book."""
         if name in self.numbers or name in self.tables or name in self.figures:
             raise ValueError(f"report name {name!r} recorded twice (numbers, tables and figures share names)")
+
+    def numbers(self, values: dict[str, Any]) -> None:
+        """Record every entry of a flat dict (a study's ``headline``) under its own name."""
+        for key, value in values.items():
+            self.number(key, value)
 
     def numbers_from(self, prefix: str, values: dict[str, Any]) -> None:
         """Record every entry of a flat dict as ``<prefix>_<key>``."""

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .chapters import Chapter, read_notebook
-from .io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
-from .paths import PROJECT_ROOT, cache_dir
+from ..io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
+from ..paths import PROJECT_ROOT, cache_dir
+from ..zoo.store import Zoo
 from .provenance import device_description, git_commit, package_versions
 from .report import NUMBERS_FILE
 
@@ -57,10 +58,7 @@ def source_fingerprint(chapter: Chapter, params: dict[str, Any]) -> str:
     lib += sorted((PROJECT_ROOT / "benchmarks" / "results").glob("*.json"))
     zoo_card = None
     if "zoo" in params:
-        from .zoo.build import zoo_dir
-        from .zoo.recipe import load_recipe
-
-        card = zoo_dir(load_recipe(params["zoo"]).profile) / "card.json"
+        card = Zoo.open(params["zoo"]).root / "card.json"
         zoo_card = json.loads(card.read_text()).get("fingerprint") if card.exists() else None
     return fingerprint({"notebook": sha256_file(chapter.source), "params": params, "zoo": zoo_card,
                         "lib": [(str(p.relative_to(PROJECT_ROOT)), sha256_file(p)) for p in lib]})

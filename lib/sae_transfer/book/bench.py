@@ -3,22 +3,24 @@ kept in ``benchmarks/results/<name>.json`` so that chapter appendices can show t
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .paths import PROJECT_ROOT
+import pandas as pd
+
+from ..io import write_json_atomic
+from ..paths import PROJECT_ROOT
+from .provenance import git_commit
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 
 
 def write_record(name: str, rows: list[dict], summary: dict[str, Any], threads: int, **setup: Any) -> Path:
     """Write ``rows`` (one dict per measurement) and ``summary`` with the machine, date and commit (atomic)."""
-    from .io import write_json_atomic
-    from .provenance import git_commit
-
     path = RESULTS / f"{name}.json"
     write_json_atomic(path, {"rows": rows, "summary": summary, "setup": setup, "threads": threads,
                              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "commit": git_commit(),
@@ -29,10 +31,6 @@ def write_record(name: str, rows: list[dict], summary: dict[str, Any], threads: 
 def record_table(name: str, index: list[str], columns: dict[str, str], script: str):
     """The record's rows as a table (``columns`` renames and selects), with a "measured on" column; a one-row
     note naming ``script`` if it was never run."""
-    import json
-
-    import pandas as pd
-
     path = RESULTS / f"{name}.json"
     if not path.exists():
         return pd.DataFrame([{"note": f"not measured yet: run python {script}"}])
@@ -42,3 +40,19 @@ def record_table(name: str, index: list[str], columns: dict[str, str], script: s
     df["measured on"] = (f"{rec['machine']}, {rec['threads']} threads, {rec['measured'][:10]}, "
                          f"commit {rec['commit'][:10]}{dirty}")
     return df.set_index([columns.get(i, i) for i in index]).sort_index()
+
+
+#: How each benchmark's record is shown in a chapter appendix: (index, column labels, the script to run).
+TABLES = {
+    "stream_pass": (["what", "n_tokens"], {"what": "measurement", "n_tokens": "tokens", "wall_s": "wall s",
+                                           "peak_rss_mb": "peak RSS MB"}, "benchmarks/stream_pass.py"),
+    "sae_metrics": (["implementation", "n_tokens"], {
+        "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
+        "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py"),
+}
+
+
+def benchmark_table(name: str):
+    """The last record of ``benchmarks/<name>.py`` as the chapter appendix shows it."""
+    index, columns, script = TABLES[name]
+    return record_table(name, index, columns, script)

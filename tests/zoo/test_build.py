@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from sae_transfer.zoo import build_zoo, load_zoo_model, load_zoo_sae
+from sae_transfer.zoo import Zoo, build_zoo
 from sae_transfer.zoo.card import format_card, sae_quality
 
 
@@ -59,32 +59,31 @@ def test_checkpoints_load_and_differ(smoke_root):
 
     steps = json.loads((smoke_root / "models" / "code" / "train_log.json").read_text())["checkpoint_steps"]
     assert steps[0] == 0 and len(steps) >= 5
-    base = load_zoo_model(smoke_root, "base-s")
-    step0 = load_zoo_model(smoke_root, "code@0")
-    mid = load_zoo_model(smoke_root, f"code@{steps[2]}")
+    zoo = Zoo.open("smoke")
+    base, step0, mid = zoo.model("base-s"), zoo.model("code@0"), zoo.model(f"code@{steps[2]}")
     w = "blocks.0.mlp.W_in"
     assert torch.equal(base.state_dict()[w], step0.state_dict()[w])
     assert not torch.equal(base.state_dict()[w], mid.state_dict()[w])
 
 
 def test_bad_specs_list_valid_choices(smoke_root):
+    zoo = Zoo.open("smoke")
     with pytest.raises(ValueError, match=r"saved steps are \[0, "):
-        load_zoo_model(smoke_root, "code@99999")
-    with pytest.raises(ValueError, match=r"built models are \['base-m', 'base-s', 'code', 'math', 'mix'\]"):
-        load_zoo_model(smoke_root, "poetry")
+        zoo.model("code@99999")
+    with pytest.raises(ValueError, match=r"its models are \['base-m', 'base-s', 'code', 'math', 'mix'\]"):
+        zoo.model("poetry")
     with pytest.raises(ValueError, match="built SAEs are"):
-        load_zoo_sae(smoke_root, "math")
+        zoo.sae("math")
 
 
 def test_sae_training_depends_on_its_seed_not_on_the_process_random_state(smoke_root):
     import torch
 
-    from sae_transfer.zoo.build import token_streams
-    from sae_transfer.zoo.recipe import load_recipe
     from sae_transfer.zoo.sae import train_sae
 
-    model = load_zoo_model(smoke_root, "base-s")
-    stream = token_streams(smoke_root / "data", "train", load_recipe("smoke").context_size)["prose"]
+    zoo = Zoo.open("smoke")
+    model = zoo.model("base-s")
+    stream = zoo.streams("train", zoo.recipe.context_size)["prose"]
 
     def weights(seed: int) -> dict:
         sae = train_sae(model, stream, "blocks.1.hook_resid_pre", 64, 2048, 1.0, 1e-3, seed, batch_tokens=512)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from sae_transfer.chapters import Chapter, Parameter
-from sae_transfer.runner import ChapterFailed, command_line, run_chapter
+from sae_transfer.book.chapters import Chapter, Parameter
+from sae_transfer.book.runner import ChapterFailed, command_line, run_chapter
 
 NOTEBOOK = """\
 ---
@@ -26,7 +26,7 @@ run_dir: str = ""
 ```
 
 ```{code-cell} ipython3
-from sae_transfer.report import Report
+from sae_transfer.book.report import Report
 rep = Report(run_dir)
 rep.number("n_squared", n * n)
 ```
@@ -80,7 +80,7 @@ def test_report_names_are_one_namespace(tmp_path):
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from sae_transfer.report import Report
+    from sae_transfer.book.report import Report
 
     rep = Report(tmp_path)
     rep.table("layers", pd.DataFrame({"a": [1.0]}))

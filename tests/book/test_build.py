@@ -5,14 +5,14 @@ import os
 
 import pytest
 
-from tests import browser
+from tests.book import browser
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def html(smoke_card):
-    from sae_transfer.book import build_book
+    from sae_transfer.book.build import build_book
 
     return build_book("smoke")
 

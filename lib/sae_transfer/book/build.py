@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from .chapters import all_chapters, resolve_params
-from .io import write_text_atomic
-from .paths import PROJECT_ROOT, book_dir, cache_dir
+from ..io import write_text_atomic
+from ..paths import PROJECT_ROOT, book_dir, cache_dir
+from ..zoo.build import build_zoo
 from .runner import cached_results, run_chapter, source_fingerprint
 
 
@@ -20,8 +21,6 @@ def html_dir() -> Path:
 
 def run_all(profile: str, force: bool = False, device: str | None = None) -> list[dict]:
     """Run (or reuse) every chapter with ``profile``'s parameters; copy executed notebooks into the book."""
-    from .zoo.build import build_zoo
-
     chapters = all_chapters()
     params = {c.name: resolve_params(c, profile, overrides=[("device", device)]
                                      if device and "device" in c.defaults() else ())

@@ -1,0 +1,61 @@
+"""What every measurement of a (base, finetune) pair starts from: a ``PairSetup`` (which base, SAE, hook, zoo,
+device and dtype), and the one lazy ``PairLoader`` that loads models only when a measurement is not cached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .models import ModelPair, load_pair, load_tokenizer_for, parse_spec
+from .zoo.store import Zoo
+
+
+@dataclass(frozen=True)
+class PairSetup:
+    """The fixed side of every comparison in a chapter. ``sae`` empty: a study that needs no SAE (residuals).
+
+    ``hook`` empty means the hook the SAE was trained on. ``zoo`` is the profile ``zoo:`` specs refer to.
+    """
+
+    base: str
+    sae: str = ""
+    hook: str = ""
+    zoo: str = "default"
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        parse_spec(self.base, "base")
+        if self.sae:
+            parse_spec(self.sae, "sae", sae=True)
+
+    @property
+    def zoo_handle(self) -> Zoo:
+        return Zoo.open(self.zoo)
+
+    def loader(self) -> "PairLoader":
+        return PairLoader(self)
+
+    def tokenizer(self):
+        """The base's tokenizer, without loading any weights."""
+        return load_tokenizer_for(self.base, "base", self.zoo)
+
+    def with_sae(self, sae: str) -> "PairSetup":
+        return PairSetup(self.base, sae, self.hook, self.zoo, self.device, self.dtype)
+
+
+class PairLoader:
+    """``loader(finetune) -> ModelPair``, loaded on first use; one finetune in memory at a time, so a chapter
+    that walks many checkpoints holds two models, not all of them."""
+
+    def __init__(self, setup: PairSetup):
+        self.setup = setup
+        self._finetune: str | None = None
+        self._pair: ModelPair | None = None
+
+    def __call__(self, finetune: str) -> ModelPair:
+        if self._finetune != finetune:
+            self._pair = None  # free the previous finetune before loading the next
+            s = self.setup
+            self._pair = load_pair(s.base, finetune, s.sae, s.hook or None, s.zoo, s.device, s.dtype)
+            self._finetune = finetune
+        return self._pair

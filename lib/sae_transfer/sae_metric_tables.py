@@ -1,0 +1,145 @@
+"""The SAE-metric chapter's tables and headline numbers, from ``sae_metrics.measure``'s plain results: the
+paper's table beside ours, outlier filtering, per-feature densities, the sweep along finetuning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .labels import short, slug
+
+def log_density(result: dict) -> torch.Tensor:
+    """log10(density + 1e-10) per feature [d_sae], the seed's scale."""
+    return (torch.tensor(result["density"], dtype=torch.float64) + 1e-10).log10()
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson r of two vectors; NaN (never silently dropped) when either is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float((a * b).sum()) / den if den > 0 else float("nan")
+
+
+def density_comparison(base: dict, finetune: dict) -> dict[str, float]:
+    """How the SAE's per-feature densities move from base to finetune (one subset's results each)."""
+    lb, lf = log_density(base), log_density(finetune)
+    alive = (lb > -9.9) | (lf > -9.9)
+    regular = (lb >= -5) & (lb <= -1) & (lf >= -5) & (lf <= -1)
+    return {"pearson_log_density": pearson(lb, lf), "pearson_log_density_alive": pearson(lb[alive], lf[alive]),
+            "dead_base": float((lb <= -9.9).double().mean()), "dead_finetune": float((lf <= -9.9).double().mean()),
+            "dead_both": float(((lb <= -9.9) & (lf <= -9.9)).double().mean()),
+            "regular_frac": float(regular.double().mean()),
+            "mean_abs_log_density_change": float((lb - lf)[alive].abs().mean()) if alive.any() else float("nan")}
+
+
+#: The seed's headline table (Kutsyk et al. 2025, section 4; ../shared/reference/methods.md section A):
+#: their numbers, quoted, for billion-parameter models on the base's pretraining data.
+PAPER_TABLE = {
+    "Mistral-7B (theirs)": {"L0": 83.37, "clean CE": 1.78, "substitution CE": 1.93, "delta CE": 0.15,
+                            "R² pooled": 0.68, "dead %": 0.76},
+    "MetaMath-Mistral-7B (theirs)": {"L0": 90.22, "clean CE": 1.94, "substitution CE": 2.10, "delta CE": 0.16,
+                                     "R² pooled": 0.58, "dead %": 0.64},
+    "Gemma-2b (theirs)": {"L0": 53.59, "clean CE": 2.65, "substitution CE": 3.16, "delta CE": 0.51,
+                          "R² pooled": 0.97, "dead %": 48.1},
+    "Gemma-2b python-codes (theirs)": {"L0": 84.74, "clean CE": 3.29, "substitution CE": 7.50, "delta CE": 4.21,
+                                       "R² pooled": -10.27, "dead %": 0.1},
+}
+
+#: Table columns: (label, result key, scale).
+COLUMNS = (("L0", "l0", 1), ("L0 / width %", "l0_frac", 100), ("clean CE", "ce_clean", 1),
+           ("substitution CE", "ce_spliced", 1), ("delta CE", "delta_ce", 1), ("CE recovered", "ce_recovered", 1),
+           ("KL", "kl", 1), ("R² pooled", "r2_pooled", 1), ("EV per token", "ev_token", 1),
+           ("cosine", "cos", 1), ("norm ratio", "norm_ratio", 1), ("dead %", "dead_frac", 100),
+           ("dense %", "dense_frac", 100))
+
+
+def rows(results: dict, subset: str = "kept"):
+    """``(finetune, dataset, model spec, result)`` for the base and each finetune, base first within a pair."""
+    for ft, by_ds in results["finetunes"].items():
+        for ds, r in by_ds.items():
+            yield ft, ds, None, results["base"][ds][subset]
+            yield ft, ds, ft, r[subset]
+
+
+def results_table(results: dict, subset: str = "kept", with_paper: bool = True):
+    """The paper's table per (pair, dataset): a base row and a finetune row, then the paper's rows (theirs)."""
+    out = []
+    for ft, ds, model, r in rows(results, subset):
+        out.append({"pair": f"base vs {short(ft)}", "data": short(ds), "model": short(model) if model else "base",
+                    **{label: r[key] * scale for label, key, scale in COLUMNS}})
+    if with_paper:
+        for name, vals in PAPER_TABLE.items():
+            out.append({"pair": "paper (theirs)", "data": "base's pretraining data", "model": name, **vals})
+    return pd.DataFrame(out).set_index(["pair", "data", "model"])
+
+
+def filtering_table(results: dict):
+    """Key metrics over all tokens vs without outliers, and the outlier fraction, per model and dataset."""
+    keys = (("L0", "l0"), ("delta CE", "delta_ce"), ("CE recovered", "ce_recovered"), ("EV per token", "ev_token"),
+            ("R² pooled", "r2_pooled"))
+    out = []
+    models = [("base", results["base"])] + [(short(ft), r) for ft, r in results["finetunes"].items()]
+    for name, by_ds in models:
+        for ds, r in by_ds.items():
+            row = {"model": name, "data": short(ds), "outlier %": 100 * r["outlier_frac"],
+                   "outliers at BOS": r["outliers_at_pos0"]}
+            for label, key in keys:
+                row[f"{label} (all)"] = r["all"][key]
+                row[f"{label} (no outliers)"] = r["kept"].get(key, float("nan"))
+            out.append(row)
+    return pd.DataFrame(out).set_index(["model", "data"])
+
+
+def density_table(results: dict, subset: str = "kept"):
+    """``density_comparison`` for every (finetune, dataset)."""
+    out = []
+    for ft, by_ds in results["finetunes"].items():
+        for ds, r in by_ds.items():
+            out.append({"pair": f"base vs {short(ft)}", "data": short(ds),
+                        **density_comparison(results["base"][ds][subset], r[subset])})
+    return pd.DataFrame(out).set_index(["pair", "data"])
+
+
+def checkpoint_table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    return df.set_index(["finetune", "step"]) if rows else df
+
+
+def cross_check_table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["model", "metric", "ours", "sae_lens", "abs diff"])
+    return df.set_index(["model", "metric"])
+
+
+#: Metrics glued per (model, dataset); the finetune's also carry the norm ratio.
+HEADLINE_METRICS = ("l0", "l0_frac", "delta_ce", "ce_recovered", "ev_token", "r2_pooled", "kl", "dead_frac")
+
+
+def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[str, Any]:
+    """Every number the chapter's prose glues: each metric per base/finetune and dataset (``l0_base_prose``,
+    ``delta_ce_code_code``), density agreement per pair, the first and final checkpoint of each finetune,
+    and the largest relative difference from SAELens in the cross-check (0 when it was skipped)."""
+    out: dict[str, Any] = {}
+    for ds, by_subset in results["base"].items():
+        out.update({f"{m}_base_{short(ds)}": by_subset["kept"][m] for m in HEADLINE_METRICS})
+    for ft, by_ds in results["finetunes"].items():
+        for ds, by_subset in by_ds.items():
+            out.update({f"{m}_{slug(ft, ds)}": by_subset["kept"][m] for m in (*HEADLINE_METRICS, "norm_ratio")})
+            if ds in results["base"]:
+                d = density_comparison(results["base"][ds]["kept"], by_subset["kept"])
+                out[f"density_r_{slug(ft, ds)}"] = d["pearson_log_density"]
+                out[f"dead_both_{slug(ft, ds)}"] = d["dead_both"]
+    first = next(iter(results["base"].values()))["all"]
+    out["n_tokens_measured"] = first["n_tokens"]
+    out["d_sae"] = len(first["density"])
+    out["max_outlier_pct"] = float(filtering_table(results)["outlier %"].max())
+    for name, g in pd.DataFrame(checkpoints).groupby("finetune") if checkpoints else ():
+        out.update({f"ckpt_first_step_{name}": int(g["step"].iloc[1]),
+                    f"ckpt_first_delta_ce_{name}": float(g["delta CE"].iloc[1]),
+                    f"ckpt_final_delta_ce_{name}": float(g["delta CE"].iloc[-1]),
+                    f"ckpt_first_ev_{name}": float(g["EV per token"].iloc[1]),
+                    f"ckpt_final_ev_{name}": float(g["EV per token"].iloc[-1])})
+    rel = [r["abs diff"] / max(abs(r["sae_lens"]), 1e-6) for r in check]
+    out["check_max_rel_diff"] = max((x for x in rel if x == x), default=0.0)  # x == x: NaN rows left out
+    return out
