@@ -29,7 +29,7 @@ def child(impl: str, zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
 
     from sae_transfer.datasets import TokenSpec, token_batches
     from sae_transfer.models import load_pair
-    from sae_transfer.report import peak_rss_mb
+    from sae_transfer.book.provenance import peak_rss_mb
     from sae_transfer.sae_metrics import sae_pass
     from sae_transfer.zoo.sae import run_evals_on_windows
 
@@ -80,7 +80,7 @@ def main() -> None:
         "ours_memory_growth_8x": by[("ours", n8)]["peak_rss_mb"] / by[("ours", n1)]["peak_rss_mb"] - 1,
         "run_evals_memory_growth_8x": by[("run_evals", n8)]["peak_rss_mb"] / by[("run_evals", n1)]["peak_rss_mb"] - 1,
     }
-    from sae_transfer.bench import write_record
+    from sae_transfer.book.bench import write_record
 
     out = write_record("sae_metrics", rows, summary, threads=2, zoo=a.zoo, context_size=a.context_size,
                        batch_size=a.batch_size)

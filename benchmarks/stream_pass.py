@@ -25,7 +25,7 @@ def _setup(zoo: str, n_tokens: int, ctx: int, batch: int):
     from sae_transfer.accumulators import ResidualSimilarity
     from sae_transfer.datasets import TokenSpec, token_batches
     from sae_transfer.models import load_models
-    from sae_transfer.residuals import residual_hooks
+    from sae_transfer.hooks import residual_hooks
 
     base, ft, tok, _ = load_models("zoo:base-s", "zoo:code", zoo, "cpu")
     spec = TokenSpec("zoo:code", n_tokens, ctx, batch)
@@ -38,7 +38,7 @@ def one_pass(zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
     """Run the pass once in this process; report peak RSS."""
     from sae_transfer.stream import run_pass
 
-    from sae_transfer.report import peak_rss_mb
+    from sae_transfer.book.provenance import peak_rss_mb
 
     base, ft, batches, hooks, accs = _setup(zoo, n_tokens, ctx, batch)
     before = peak_rss_mb()
@@ -99,7 +99,7 @@ def main() -> None:
         print(f"  peak RSS over {m['n_tokens']:>8,} tokens: {m['peak_rss_mb']:.0f} MB "
               f"(before the pass {m['rss_before_pass_mb']:.0f} MB)")
     print(f"  growth for 8x tokens: {100 * growth:+.1f}% (goal: at most +10%)")
-    from sae_transfer.bench import write_record
+    from sae_transfer.book.bench import write_record
 
     rows = [{"what": "streaming pass (memory)", "n_tokens": m["n_tokens"], "peak_rss_mb": m["peak_rss_mb"],
              "wall_s": None} for m in mem]

@@ -9,7 +9,7 @@ labels of one item, so a fold never holds the partner of a training example.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch

@@ -56,7 +56,7 @@ class Report:
         if name in self.numbers or name in self.tables or name in self.figures:
             raise ValueError(f"report name {name!r} recorded twice (numbers, tables and figures share names)")
 
-    def numbers(self, values: dict[str, Any]) -> None:
+    def headline(self, values: dict[str, Any]) -> None:
         """Record every entry of a flat dict (a study's ``headline``) under its own name."""
         for key, value in values.items():
             self.number(key, value)

@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..labels import short
+
 
 
 def heatmaps(matrices: dict[str, pd.DataFrame]):

@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..labels import short
+
 
 
 def scatter(rows: list[dict], predictors, outcomes):

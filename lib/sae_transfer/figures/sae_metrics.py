@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .common import centers, pair_grid
+from .common import pair_grid
 from ..accumulators import ACT_BINS, DENSITY_BANDS, DENSITY_BINS
 from ..sae_metric_tables import density_comparison, log_density
 from ..labels import short

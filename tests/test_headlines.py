@@ -1,0 +1,73 @@
+"""Each study's ``headline`` on small synthetic results: the glue names the prose uses, and the values."""
+
+import pytest
+
+from sae_transfer import features, predict, residuals, sae_metric_tables
+
+
+def _layer(hook: str, cos: float) -> dict:
+    return {"hook": hook, "cos_mean": cos, "rel_dist_mean": 1 - cos, "pos0": {"cos": 1.0}, "n_tokens": 630}
+
+
+def _record(ft: str, ds: str, coses: list[float]) -> dict:
+    hooks = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(len(coses) - 1)]
+    return {"finetune": ft, "dataset": ds, "layers": [_layer(h, c) for h, c in zip(hooks, coses)]}
+
+
+def test_residuals_headline_names_pairs_by_finetune_and_dataset():
+    records = [_record("zoo:code", "zoo:code", [1.0, 0.9, 0.5]), _record("zoo:math", "zoo:prose", [1.0, 0.99, 0.95])]
+    sweep = [{"finetune": "code", "step": s, "cosine": c} for s, c in ((0, 1.0), (5, 0.8), (50, 0.5))]
+    h = residuals.headline(records, sweep)
+    assert h["cos_code_code"] == 0.9 and h["rel_code_code"] == pytest.approx(0.1)
+    assert h["last_cos_code_code"] == 0.5 and h["embed_cos_math_prose"] == 1.0
+    assert h["summary_hook"] == "blocks.0.hook_resid_post" and h["n_tokens_measured"] == 630
+    assert (h["ckpt_first_step_code"], h["ckpt_first_cos_code"], h["ckpt_final_cos_code"]) == (5, 0.8, 0.5)
+    assert "ckpt_first_cos_math" not in h  # no checkpoints, no sentence about them
+
+
+def _sae_result(l0: float, density: list[float]) -> dict:
+    metrics = {k: 0.5 for k in sae_metric_tables.HEADLINE_METRICS + ("norm_ratio",)}
+    r = {**metrics, "l0": l0, "density": density, "n_tokens": 100}
+    return {"all": r, "kept": r, "outlier_frac": 0.25, "outliers_at_pos0": 1}
+
+
+def test_sae_metric_headline_and_cross_check_ratio():
+    results = {"base": {"zoo:prose": _sae_result(10.0, [0.0, 1e-3, 1e-2, 0.5])},
+               "finetunes": {"zoo:code": {"zoo:prose": _sae_result(20.0, [0.0, 0.0, 1e-2, 0.5])}},
+               "thresholds": {"zoo:prose": None}}
+    check = [{"model": "base", "metric": "l0", "ours": 10.0, "sae_lens": 10.1, "abs diff": 0.1},
+             {"model": "base", "metric": "norm_ratio", "ours": 1.0, "sae_lens": float("nan"), "abs diff": float("nan")}]
+    h = sae_metric_tables.headline(results, [], check)
+    assert h["l0_base_prose"] == 10.0 and h["l0_code_prose"] == 20.0 and h["norm_ratio_code_prose"] == 0.5
+    assert h["d_sae"] == 4 and h["n_tokens_measured"] == 100 and h["max_outlier_pct"] == 25.0
+    assert h["dead_both_code_prose"] == 0.25
+    assert h["check_max_rel_diff"] == pytest.approx(0.1 / 10.1)  # the NaN row is left out, not propagated
+    assert sae_metric_tables.headline(results, [], [])["check_max_rel_diff"] == 0.0
+
+
+def test_features_headline_reads_the_regular_group():
+    n = 6
+    scores = {"act_sim": [0.9, 0.7, 0.95, 0.85, float("nan"), 0.1], "logit_sim": [0.99] * n, "act_error": [0.1] * n,
+              "density_base": [0.01] * n, "density_finetune": [0.01] * n, "max_base": [1.0] * n,
+              "max_finetune": [1.0] * n}
+    result = {"zoo:code": {"scores": scores, "groups": {"regular": [0, 1, 2, 3], "dead_in_base": [5],
+                                                        "dead_in_finetune": []},
+                           "pool_sizes": {"regular": 4, "dead_in_base": 1, "dead_in_finetune": 0},
+                           "unembed_frobenius_ratio": 0.2, "dataset": "zoo:code"}}
+    h = features.headline(result, features.FeatureStudy(8, 8, 4, 2, n_regular=4, n_dead=2))
+    assert h["regular_sim_code"] == pytest.approx((0.9 + 0.7 + 0.95 + 0.85) / 4)
+    assert h["regular_above08_code"] == pytest.approx(75.0)
+    assert h["all_undefined_code"] == 1 and h["pool_dead_in_base_code"] == 1 and h["dataset_code"] == "code"
+    assert (h["n_regular"], h["n_dead"]) == (4, 2)
+
+
+def test_predict_headline_ranks_predictors():
+    rows = [{"finetune": f"zoo:code@{i}", "residual cosine": 1 - i / 10, "weight deviation": i / 10,
+             "STS_ICL": (i * 7) % 5, "STS_act": 1.0 + (i % 2), "steps x lr": float(i % 3),
+             **{o: -i / 10 for o in predict.OUTCOMES}} for i in range(8)]
+    corr = predict.correlation_table(rows, n_boot=50)
+    h = predict.headline(rows, corr, predict.PredictStudy(64, 16, 4), n_datasets=1, n_boot=50)
+    assert h["n_cases"] == 8 and h["n_checkpoints"] == 8
+    assert h["sp_residual_cosine__delta_ce"] == pytest.approx(1.0)
+    assert h["best_predictor"] in ("residual cosine", "weight deviation") and h["best_mean_abs"] == pytest.approx(1.0)
+    assert 1 <= h["baseline_rank"] <= len(predict.PREDICTORS)
