@@ -1,7 +1,7 @@
 """The answerability study: probes trained on each domain and tested on every domain and template, at every
 layer, their directions against the SAE's decoder, and the bridge to finetuning (base probes on finetunes).
 
-``study(...)`` returns plain, JSON-able data (cached on disk like every measurement); the ``*_table``
+``measure(...)`` returns plain, JSON-able data (cached on disk like every measurement); the ``*_table``
 functions turn it into the chapter's tables.
 """
 
@@ -112,7 +112,7 @@ def models_to_probe(setup: PairSetup, finetunes: list[str], checkpoints: bool) -
     return out
 
 
-def study(setup: PairSetup, finetunes: list[str], probe: ProbeStudy) -> dict[str, Any]:
+def measure(setup: PairSetup, finetunes: list[str], probe: ProbeStudy) -> dict[str, Any]:
     """Everything the chapter shows (cached on disk by its inputs). See the module docstring."""
     if not finetunes:
         raise ValueError("finetunes=[]: give at least one finetuned model spec")
