@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, resolve_params
 from .book.build import build_book
-from .book.runner import run_chapter
+from .book.preflight import absolute_paths, preflight
+from .book.runner import check_out_dir, run_chapter
 from .models import resolve_device
 from .zoo import Zoo, build_zoo
 from .zoo.card import format_card
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--file", action="append", default=[], type=Path,
                      help="YAML file of parameters (flat, or one section per chapter); repeatable")
     run.add_argument("--profile", help="start from this profile's parameters (params/book/<profile>.yaml)")
-    run.add_argument("--out", type=Path, help="run directory (default: <cache>/runs/<chapter>/<timestamp>)")
+    run.add_argument("--out", help="run directory (default: <cache>/runs/<chapter>/<timestamp>)")
 
     book = sub.add_parser("book", help="run every chapter (reusing up-to-date runs) and build the HTML book")
     book.add_argument("--profile", default="default", help="parameter profile: smoke or default")
@@ -59,8 +60,10 @@ def cmd_list() -> None:
 
 def cmd_run(args) -> None:
     chapter = get_chapter(args.chapter)
-    params = resolve_params(chapter, args.profile, args.file, args.param)
-    results = run_chapter(chapter, params, args.out)
+    params = absolute_paths(resolve_params(chapter, args.profile, args.file, args.param))
+    out = check_out_dir(Path(args.out)) if args.out is not None else None
+    preflight(params)
+    results = run_chapter(chapter, params, out)
     print(f"chapter {chapter.name!r} done in {results['meta']['wall_seconds']:.0f} s: "
           f"{len(results['numbers'])} numbers, {len(results['figures'])} figures in {results['meta']['run_dir']}")
 
@@ -85,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             build_book(args.profile, force=args.force, device=args.device)
         elif args.cmd == "zoo":
             cmd_zoo(args)
-    except ParameterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # bad recipes, specs and paths from lib raise ValueError with one clear line
-        print(f"error: {e}", file=sys.stderr)
+    except ValueError as e:  # ParameterError, and bad recipes, specs and paths from lib: one clear line
+        _error(e)
         return 2
     except RuntimeError as e:  # ChapterFailed, a failed book build
-        print(f"error: {e}", file=sys.stderr)
+        _error(e)
         return 1
     return 0
+
+
+def _error(e: Exception) -> None:
+    """One line on stderr, whatever the exception's text holds (a cell's error can span lines)."""
+    print("error: " + " ".join(str(e).split("\n")), file=sys.stderr)

@@ -9,7 +9,9 @@ A dataset spec is a string, so it fits a parameter file:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -68,6 +70,31 @@ def check_token_spec(spec: TokenSpec) -> None:
             raise ValueError(f"{name}={getattr(spec, name)} must be positive (context_size at least 2)")
 
 
+def check_dataset_source(dataset: str) -> None:
+    """A ``json:`` file exists, is not empty, and its first record is a JSON object with a ``text`` string.
+
+    Checked before any model loads (the rest of the file is read lazily, a record at a time)."""
+    kind, _, ref = dataset.partition(":")
+    if kind != "json":
+        return
+    path = Path(ref)
+    if not path.is_file():
+        raise ValueError(f"dataset={dataset!r}: {'is a directory' if path.is_dir() else 'no such file'}; "
+                         "give a JSON-lines file with a 'text' field per line")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), None)
+    if first is None:
+        raise ValueError(f"dataset={dataset!r} is empty; give a JSON-lines file with a 'text' field per line")
+    try:
+        record = json.loads(first)
+    except ValueError as e:
+        raise ValueError(f"dataset={dataset!r}: its first line is not JSON ({e.msg} at column {e.colno}); "
+                         "give one JSON object with a 'text' field per line") from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"dataset={dataset!r}: records need a 'text' string; the first record has {found}")
+
+
 def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
     domain, _, split = spec.dataset.partition(":")[2].partition("/")
     handle = Zoo.open(zoo)
@@ -91,6 +118,7 @@ def _text_windows(spec: TokenSpec, tokenizer) -> torch.Tensor:
 
     kind, _, ref = spec.dataset.partition(":")
     if kind == "json":
+        check_dataset_source(spec.dataset)
         ds = load_dataset("json", data_files=ref, split="train", streaming=True)
     else:
         name, _, config = ref.partition(":")

@@ -18,6 +18,7 @@ against the base model before the finetune loads.
 from __future__ import annotations
 
 import difflib
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 
 from .hooks import stop_layer
-from .zoo.store import Zoo, quiet_to
+from .zoo.store import Zoo, build_command, quiet_to, split_spec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_SOURCES = "zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"
@@ -61,6 +62,75 @@ def parse_spec(spec: str, param: str, sae: bool = False) -> tuple[str, str]:
     if kind == "local" and not Path(ref).is_dir():
         raise SpecError(f"{param}={spec!r}: no such directory")
     return kind, ref
+
+
+#: What a directory must hold to load as a model or an SAE, and how to produce it.
+LOCAL_MODEL_FILES = (("config.json",), "save it with model.save_pretrained(DIR)")
+LOCAL_TOKENIZER_FILES = (("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model"),
+                         "save the tokenizer with tokenizer.save_pretrained(DIR)")
+LOCAL_SAE_FILES = (("cfg.json",), "save it with sae_lens (sae.save_inference_model(DIR) or save_model)")
+
+
+def _zoo_check(kind: str, ref: str, param: str, zoo: str) -> None:
+    handle = Zoo.open(zoo)
+    recipe = handle.recipe
+    if kind == "sae":
+        if ref not in recipe.saes:
+            raise SpecError(f"{param}='zoo:{ref}': no SAE {ref!r} in zoo profile {recipe.profile!r}; "
+                            f"its SAEs are {sorted(recipe.saes)}")
+        artifact = handle.root / "saes" / ref
+    else:
+        name, step = split_spec(ref)
+        if name not in recipe.models:
+            raise SpecError(f"{param}='zoo:{ref}': no model {name!r} in zoo profile {recipe.profile!r}; "
+                            f"its models are {sorted(recipe.models)}")
+        m = recipe.models[name]
+        saved = sorted(set(m.checkpoint_steps()) | ({0} if m.checkpoints else set()))
+        if step is not None and step not in saved:
+            raise SpecError(f"{param}='zoo:{ref}': zoo model {name!r} saves no checkpoint at step {step}; "
+                            f"saved steps are {saved}")
+        artifact = handle.root / "models" / name
+    if not (artifact / "fingerprint.json").exists():
+        raise SpecError(f"{param}='zoo:{ref}': zoo profile {recipe.profile!r} is not built; run: "
+                        f"{build_command(handle.source)}")
+
+
+def _missing(directory: Path, wanted: tuple[tuple[str, ...], str]) -> str | None:
+    names, how = wanted
+    if any((directory / n).exists() for n in names):
+        return None
+    return f"holds no {' or '.join(names)}; {how}"
+
+
+def check_source(spec: str, param: str, zoo: str, sae: bool = False) -> None:
+    """What can be known of a spec without loading weights: zoo names, saved steps and that the zoo is built;
+    that a ``local:`` directory holds a model and tokenizer (or an SAE). One-line ``SpecError`` otherwise."""
+    kind, ref = parse_spec(spec, param, sae=sae)
+    if kind == "zoo":
+        _zoo_check("sae" if sae else "model", ref, param, zoo)
+    elif kind == "local":
+        directory = Path(ref)
+        for wanted in ((LOCAL_SAE_FILES,) if sae else (LOCAL_MODEL_FILES, LOCAL_TOKENIZER_FILES)):
+            if problem := _missing(directory, wanted):
+                raise SpecError(f"{param}={spec!r}: the directory {problem}")
+
+
+def check_pair_kinds(base: str, finetune: str) -> None:
+    base_kind, _ = parse_spec(base, "base")
+    ft_kind, _ = parse_spec(finetune, "finetune")
+    if (base_kind == "zoo") != (ft_kind == "zoo"):
+        raise SpecError(f"base={base!r}, finetune={finetune!r}: a zoo model pairs only with a zoo model")
+
+
+def context_limit(spec: str, zoo: str) -> int | None:
+    """The longest context a model takes, where it is known without loading it (zoo recipe, local config)."""
+    kind, ref = parse_spec(spec, "base")
+    if kind == "zoo":
+        return Zoo.open(zoo).recipe.context_size
+    if kind == "local" and (Path(ref) / "config.json").exists():
+        cfg = json.loads((Path(ref) / "config.json").read_text())
+        return next((cfg[k] for k in ("n_positions", "max_position_embeddings", "n_ctx") if k in cfg), None)
+    return None
 
 
 def resolve_device(device: str) -> str:
@@ -204,8 +274,7 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
     device = resolve_device(device)
     base_kind, base_ref = parse_spec(base, "base")
     ft_kind, _ = parse_spec(finetune, "finetune")
-    if (base_kind == "zoo") != (ft_kind == "zoo"):
-        raise SpecError(f"base={base!r}, finetune={finetune!r}: a zoo model pairs only with a zoo model")
+    check_pair_kinds(base, finetune)
     base_tok = load_tokenizer_for(base, "base", zoo)
     trimmed = compare_tokenizers(base_tok, load_tokenizer_for(finetune, "finetune", zoo))
     from_pretrained_kwargs = (before_weights(device) if before_weights else None) or {}

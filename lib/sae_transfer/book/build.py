@@ -12,15 +12,20 @@ from .chapters import all_chapters, resolve_params
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, book_dir, cache_dir
 from ..zoo.build import build_zoo
-from .runner import cached_results, run_chapter, source_fingerprint
+from .preflight import preflight
+from .runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 
 
 def html_dir() -> Path:
     return book_dir() / "_build" / "html"
 
 
-def run_all(profile: str, force: bool = False, device: str | None = None) -> list[dict]:
-    """Run (or reuse) every chapter with ``profile``'s parameters; copy executed notebooks into the book."""
+def run_all(profile: str, force: bool = False, device: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Run (or reuse) every chapter with ``profile``'s parameters and copy executed notebooks into the book.
+
+    Every chapter runs even when one before it fails; a failed chapter's page becomes a short notice. Returns
+    ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error}``.
+    """
     chapters = all_chapters()
     params = {c.name: resolve_params(c, profile, overrides=[("device", device)]
                                      if device and "device" in c.defaults() else ())
@@ -28,25 +33,44 @@ def run_all(profile: str, force: bool = False, device: str | None = None) -> lis
     for zoo in sorted({p["zoo"] for p in params.values() if "zoo" in p}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
-    out = []
+    for c in chapters:
+        preflight(params[c.name])  # after the zoo is built: the models and SAEs named must exist
+    done, failed = [], []
     for c in chapters:
         run_dir = cache_dir() / "runs" / f"book-{profile}" / c.name
         results = None if force else cached_results(run_dir, source_fingerprint(c, params[c.name]))
-        if results is None:
-            print(f"chapter {c.name!r}: executing", flush=True)
-            results = run_chapter(c, params[c.name], run_dir)
-        else:
-            print(f"chapter {c.name!r}: up to date, reusing {run_dir}", flush=True)
-        dest = book_dir() / "chapters" / f"{c.name}.ipynb"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(dest, (run_dir / f"{c.name}.ipynb").read_text())
-        out.append(results)
-    write_status_page(profile, out)
-    return out
+        try:
+            if results is None:
+                print(f"chapter {c.name!r}: executing", flush=True)
+                results = run_chapter(c, params[c.name], run_dir)
+            else:
+                print(f"chapter {c.name!r}: up to date, reusing {run_dir}", flush=True)
+        except ChapterFailed as e:
+            print(f"chapter {c.name!r}: FAILED: {e}", flush=True)
+            failed.append({"chapter": c.name, "title": c.title, "error": str(e)})
+            _page(c.name, failed_page=f"# {c.title}\n\nThis chapter failed in this build; see the "
+                                      f"[status page](../status.md).\n\n```text\n{e}\n```\n")
+            continue
+        _page(c.name, notebook=(run_dir / f"{c.name}.ipynb").read_text())
+        done.append(results)
+    write_status_page(profile, done, failed)
+    return done, failed
 
 
-def write_status_page(profile: str, results: list[dict]) -> None:
-    """``book/status.md``: each chapter's run, from its results.json (generated, git-ignored)."""
+def _page(name: str, notebook: str | None = None, failed_page: str | None = None) -> None:
+    """A chapter's page in the book: its executed notebook, or a notice that it failed (never both)."""
+    ipynb, md = book_dir() / "chapters" / f"{name}.ipynb", book_dir() / "chapters" / f"{name}.md"
+    ipynb.parent.mkdir(parents=True, exist_ok=True)
+    if notebook is not None:
+        md.unlink(missing_ok=True)
+        write_text_atomic(ipynb, notebook)
+    else:
+        ipynb.unlink(missing_ok=True)
+        write_text_atomic(md, failed_page)
+
+
+def write_status_page(profile: str, results: list[dict], failed: list[dict] = ()) -> None:
+    """``book/status.md``: each chapter's run, from its results.json, and every failure (generated, git-ignored)."""
     rows = ["| chapter | parameters | wall time | peak memory | device | commit | executed |",
             "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -54,12 +78,17 @@ def write_status_page(profile: str, results: list[dict]) -> None:
         params = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(m["params"].items()))
         rows.append(f"| [{m['title']}](chapters/{m['chapter']}.ipynb) | {params} | {m['wall_seconds']:.0f} s "
                     f"| {m['peak_rss_mb']:.0f} MB | {m['device']} | `{m['commit'][:12]}` | {m['started']} |")
+    failures = []
+    if failed:
+        failures = ["## Failed chapters", "", "| chapter | error |", "|---|---|",
+                    *[f"| [{f['title']}](chapters/{f['chapter']}.md) | {f['error'].replace('|', '/')} |"
+                      for f in failed], ""]
     versions = results[0]["meta"]["versions"] if results else {}
     text = "\n".join([
         "# Status of this build", "",
         f"Every chapter below was executed by `python -m sae_transfer book --profile {profile}`; this table is "
         "written from each run's `results.json`, so it says what produced the pages you are reading.", "",
-        *rows, "", "Package versions of the run:", "",
+        *rows, "", *failures, "Package versions of the run:", "",
         "| package | version |", "|---|---|", *[f"| {k} | {v} |" for k, v in versions.items()], ""])
     write_text_atomic(book_dir() / "status.md", text)
 
@@ -78,8 +107,13 @@ def build_html(strict: bool = True) -> Path:
 
 
 def build_book(profile: str, force: bool = False, device: str | None = None) -> Path:
+    """Every chapter, then the HTML. Raises ``ChapterFailed`` after building the book if any chapter failed."""
     t0 = time.perf_counter()
-    run_all(profile, force=force, device=device)
+    _, failed = run_all(profile, force=force, device=device)
     html = build_html()
     print(f"book built in {time.perf_counter() - t0:.0f} s: open {html / 'index.html'}", flush=True)
+    if failed:
+        raise ChapterFailed(f"{len(failed)} of {len(all_chapters())} chapters failed "
+                            f"({', '.join(f['chapter'] for f in failed)}); the book holds the others and "
+                            f"{book_dir() / 'status.md'} lists the errors")
     return html

@@ -7,6 +7,7 @@ cell tagged ``parameters``, read with papermill's own inspection (name, type, de
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -162,25 +163,52 @@ def _ks(value: list) -> None:
         raise ValueError(f"ks={value!r}: a non-empty list of positive feature counts, e.g. [1, 2, 5, 10, 20, 50]")
 
 
-def _check_positive(name: str, allow_zero: bool = False):
+def _check_positive(name: str, allow_zero: bool = False, least: int = 1):
     def check(value: int) -> None:
-        if value < (0 if allow_zero else 1):
-            raise ParameterError(f"{name}={value} must be a {'non-negative' if allow_zero else 'positive'} integer")
+        if allow_zero and value < 0:
+            raise ParameterError(f"{name}={value} must be a non-negative integer")
+        if not allow_zero and value < least:
+            raise ParameterError(f"{name}={value} must be an integer of at least {least}"
+                                 + (" (BOS and one token)" if name == "context_size" else ""))
     return check
+
+
+def _check_positive_float(name: str):
+    def check(value: float) -> None:
+        if not value > 0 or value != value or value == float("inf"):
+            raise ParameterError(f"{name}={value} must be a positive, finite number")
+    return check
+
+
+def _non_empty(name: str):
+    def check(value: list) -> None:
+        if not value:
+            raise ParameterError(f"{name}=[]: give at least one")
+    return check
+
+
+def _all(*checks):
+    def run(value) -> None:
+        for check in checks:
+            check(value)
+    return run
 
 
 #: Checks by parameter name, shared by every chapter that has a parameter of that name.
 VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "zoo": _as_parameter_check(_zoo_recipe, "zoo: "), "device": _as_parameter_check(_device),
     "dtype": _as_parameter_check(_dtype), "base": _as_parameter_check(_model_spec("base")),
-    "finetunes": _as_parameter_check(_model_spec("finetunes"), each=True),
-    "datasets": _as_parameter_check(_dataset, "datasets: ", each=True),
+    "finetunes": _all(_non_empty("finetunes"), _as_parameter_check(_model_spec("finetunes"), each=True)),
+    "datasets": _all(_non_empty("datasets"), _as_parameter_check(_dataset, "datasets: ", each=True)),
     "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
     "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
-    "domains": _as_parameter_check(_answerable("check_domains")), "layers": _as_parameter_check(_layers),
+    "layers": _as_parameter_check(_layers),
     "ks": _as_parameter_check(_ks),
     **{n: _as_parameter_check(_probe_sizes(n)) for n in ("n_train", "n_test")},
-    **{n: _check_positive(n) for n in ("n_tokens", "context_size", "batch_size", "checkpoint_tokens", "n_select",
+    "context_size": _check_positive("context_size", least=2),
+    "domains": _all(_non_empty("domains"), _as_parameter_check(_answerable("check_domains"))),
+    "sae_finetune_lr": _check_positive_float("sae_finetune_lr"),
+    **{n: _check_positive(n) for n in ("n_tokens", "batch_size", "checkpoint_tokens", "n_select",
                                        "n_regular", "n_dead", "recovery_tokens", "n_show", "n_shift",
                                        "sts_examples", "demo_tokens", "n_boot", "max_tokens",
                                        "context_chars")},
@@ -217,7 +245,50 @@ def profile_params(profile: str, chapter: str) -> dict[str, Any]:
     path = params_dir() / "book" / f"{profile}.yaml"
     if not path.exists():
         raise ParameterError(f"unknown profile {profile!r}; valid profiles are {profiles()}")
-    return dict((yaml.safe_load(path.read_text()) or {}).get(chapter) or {})
+    return dict((read_yaml(path, "profile") or {}).get(chapter) or {})
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content, or a one-line ``ParameterError`` naming the file and the problem."""
+    if not path.exists():
+        raise ParameterError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ParameterError(f"{what} {str(path)!r} is a directory; give a YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ParameterError(f"{what} {str(path)!r} is not valid YAML: {problem}{where}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParameterError(f"{what} {str(path)!r} cannot be read: {e}") from None
+
+
+def file_params(path: Path, chapter: Chapter) -> dict[str, Any]:
+    """This chapter's parameters from a file that is flat (``name: value``) or has one section per chapter.
+
+    A key holding a mapping is a section (no chapter parameter is a mapping); a file with sections holds only
+    sections, each named after a chapter.
+    """
+    data = read_yaml(path, "parameter file") or {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"parameter file {str(path)!r} must hold a mapping of parameter names to values")
+    dict_params = {p.name for p in chapter.parameters if p.type == "dict"}
+    sections = [k for k, v in data.items() if isinstance(v, dict) and k not in dict_params]
+    if not sections:
+        return data
+    names = chapter_names()
+    for key in data:
+        if key not in sections:
+            raise ParameterError(f"parameter file {str(path)!r} mixes sections ({sections[0]!r}) with a flat "
+                                 f"parameter ({key!r}); put every parameter under its chapter's section")
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParameterError(f"parameter file {str(path)!r}: section {key!r} is not a chapter{hint}; "
+                                 f"valid sections are {names}")
+    return data.get(chapter.name) or {}
 
 
 def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Path] = (),
@@ -231,15 +302,7 @@ def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Pat
     if profile:
         layers.append(profile_params(profile, chapter.name))
     for f in files:
-        f = Path(f)
-        if not f.exists():
-            raise ParameterError(f"parameter file {str(f)!r} does not exist")
-        data = yaml.safe_load(f.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ParameterError(f"parameter file {str(f)!r} must hold a mapping of parameter names to values")
-        # Sectioned when every key is a chapter holding a mapping (``zoo: smoke`` is a flat parameter).
-        sectioned = bool(data) and all(k in chapter_names() and isinstance(v, dict) for k, v in data.items())
-        layers.append((data.get(chapter.name) or {}) if sectioned else data)
+        layers.append(file_params(Path(f), chapter))
     layers.append(dict(overrides))
     for layer in layers:
         for name, value in layer.items():

@@ -1,22 +1,28 @@
 """Executing one chapter with papermill into a run directory.
 
 A run directory holds ``run.json`` (what was asked), the executed ``<chapter>.ipynb``, ``figures/``, tables
-as CSV and, only after a successful run, ``results.json`` (every number the chapter reports, its parameters,
-package versions, commit, device, wall time, peak memory). A failed run keeps its partial notebook for
-inspection and never leaves a ``results.json``.
+as CSV and ``results.json`` (every number the chapter reports, its parameters, package versions, commit,
+device, wall time, peak memory). A run executes in a fresh directory that replaces the run directory when it
+ends, so a run directory never mixes two runs' files; a failed run holds its partial notebook and no
+``results.json``. One run at a time per run directory (a lock).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .chapters import Chapter, read_notebook
+from .chapters import Chapter, ParameterError, read_notebook
 from ..io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
 from ..paths import PROJECT_ROOT, cache_dir
 from ..zoo.store import Zoo
@@ -31,24 +37,33 @@ class ChapterFailed(RuntimeError):
     """A cell raised: the message names the chapter, the cell and the exception."""
 
 
+#: The kernel logs only errors: its "running over TCP without encryption" warning (a local kernel on loopback)
+#: would otherwise open every run's output.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def ensure_kernel() -> str:
     """Register this interpreter's kernel under the fixed name the runner asks papermill for."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    specs = KernelSpecManager().find_kernel_specs()
-    if KERNEL_NAME not in specs or not _kernel_is_this_python(Path(specs[KERNEL_NAME])):
-        from ipykernel.kernelspec import install
+    manager = KernelSpecManager()
+    specs = manager.find_kernel_specs()
+    if KERNEL_NAME not in specs or not _kernel_is_ours(Path(specs[KERNEL_NAME])):
+        from ipykernel.kernelspec import write_kernel_spec
 
-        install(kernel_name=KERNEL_NAME, display_name="Python (sae-transfer)", prefix=sys.prefix)
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = write_kernel_spec(Path(tmp) / KERNEL_NAME, extra_arguments=KERNEL_ARGS,
+                                     overrides={"display_name": "Python (sae-transfer)"})
+            manager.install_kernel_spec(str(spec), KERNEL_NAME, prefix=sys.prefix, replace=True)
     return KERNEL_NAME
 
 
-def _kernel_is_this_python(spec_dir: Path) -> bool:
+def _kernel_is_ours(spec_dir: Path) -> bool:
     try:
         argv = json.loads((spec_dir / "kernel.json").read_text())["argv"]
     except (OSError, KeyError, ValueError):
         return False
-    return Path(argv[0]).resolve() == Path(sys.executable).resolve()
+    return Path(argv[0]).resolve() == Path(sys.executable).resolve() and argv[-len(KERNEL_ARGS):] == KERNEL_ARGS
 
 
 def source_fingerprint(chapter: Chapter, params: dict[str, Any]) -> str:
@@ -88,15 +103,76 @@ def cached_results(run_dir: Path, fp: str) -> dict | None:
     return None
 
 
+def check_out_dir(out: Path) -> Path:
+    """``--out`` as an absolute directory path that can be created; one-line ``ParameterError`` otherwise."""
+    if str(out).strip() in ("", "."):
+        raise ParameterError("--out is empty; give a directory for the run (or leave --out out for the default)")
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {str(out)!r} is a file; give a directory")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ParameterError(f"--out {str(out)!r} cannot be created: {str(parent)!r} is not a writable directory")
+    return out
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one run: a second run into the same directory is refused, not interleaved."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ParameterError(f"--out {str(out)!r} is in use by another run; wait for it to finish or choose "
+                                 "another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Put the finished run ``new`` at ``final``; whatever was there goes (never mixed with the new files)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(new, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None = None,
                 progress: bool = True) -> dict:
-    """Execute ``chapter`` with already-validated ``params``; return the results written to results.json."""
+    """Execute ``chapter`` with already-validated ``params``; return the results written to results.json.
+
+    The run executes in a fresh directory beside ``run_dir`` that then replaces it, so ``run_dir`` holds one
+    run's files and never a mix: a success with its ``results.json``, or a failure with its partial notebook and
+    no ``results.json``. Two runs into one ``run_dir`` at once: the second is refused.
+    """
+    final = check_out_dir(Path(run_dir) if run_dir is not None else default_run_dir(chapter.name))
+    with run_lock(final):
+        for stale in final.parent.glob(f".tmp-{final.name}-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+        try:
+            results = _execute(chapter, params, work, final, progress)
+        except BaseException as e:
+            # The failed run's own files (run.json, the partial notebook) replace the directory: an earlier
+            # run's results.json left there would read as this run's success.
+            _replace_dir(work, final)
+            if isinstance(e, ChapterFailed):
+                raise ChapterFailed(str(e).replace(str(work), str(final))) from None
+            raise
+        _replace_dir(work, final)
+    return results
+
+
+def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Path, progress: bool) -> dict:
     import papermill as pm
 
-    run_dir = Path(run_dir or default_run_dir(chapter.name)).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (RESULTS_FILE, NUMBERS_FILE):
-        (run_dir / stale).unlink(missing_ok=True)
     fp = source_fingerprint(chapter, params)
     commit = git_commit()
     command = command_line(chapter, params)
@@ -123,7 +199,7 @@ def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None =
         "chapter": chapter.name, "title": chapter.title, "params": params, "command": command,
         "commit": commit, "versions": package_versions(), "device": device_description(params.get("device")),
         "started": started, "wall_seconds": wall, "peak_rss_mb": recorded["kernel"].get("peak_rss_mb"),
-        "peak_cuda_mb": recorded["kernel"].get("peak_cuda_mb"), "fingerprint": fp, "run_dir": str(run_dir),
+        "peak_cuda_mb": recorded["kernel"].get("peak_cuda_mb"), "fingerprint": fp, "run_dir": str(final),
     }
     # Provenance goes into the notebook too, so a downloaded .ipynb still says how it was made.
     import nbformat

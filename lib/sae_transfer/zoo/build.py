@@ -14,10 +14,11 @@ from tqdm.auto import tqdm
 from ..io import atomic_dir, fingerprint, write_json_atomic
 from ..paths import cache_dir
 from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
-from .fingerprints import card_fingerprint, data_fingerprint, is_current, model_fingerprint, sae_fingerprint
+from .fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint, sae_fingerprint,
+                           write_record)
 from .recipe import ModelRecipe, SAERecipe, ZooRecipe
 from .sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
-from .store import Zoo, new_model, save_weights, load_weights
+from .store import Zoo, load_weights, new_model, quiet_to, save_weights
 from .tokens import encode_documents, load_tokenizer, train_tokenizer
 from .train import heldout_ce, train_lm
 
@@ -46,7 +47,7 @@ def build_data(zoo: Zoo) -> Path:
                                          "characters": sum(map(len, corpora[domain][split]))}
         write_json_atomic(tmp / "data_card.json", {"splits": counts, "sources": SOURCES_TABLE,
                                                    "vocab_size": len(tok), "seconds": time.perf_counter() - t0})
-        write_json_atomic(tmp / "fingerprint.json", {"fingerprint": fp})
+        write_record(tmp, fp)
     return out
 
 
@@ -72,7 +73,7 @@ def build_model(zoo: Zoo, name: str, device: str) -> Path:
     m = recipe.models[name]
     tok = load_tokenizer(zoo.root / "data" / "tokenizer")
     arch = architecture(recipe, m, len(tok))
-    model = new_model(arch, tok).to(device)
+    model = quiet_to(new_model(arch, tok), device)
     if m.parent is not None:
         load_weights(model, build_model(zoo, m.parent, device) / "model.safetensors")
     streams = zoo.streams("train", recipe.context_size)
@@ -95,7 +96,7 @@ def build_model(zoo: Zoo, name: str, device: str) -> Path:
             "recipe": m, "steps": tlog.steps, "loss": tlog.loss, "tokens_seen": tlog.tokens_seen,
             "seconds": tlog.seconds, "n_params": n_params, "device": device,
             "checkpoint_steps": sorted(ckpt_steps | ({0} if m.checkpoints else set()))})
-        write_json_atomic(tmp / "fingerprint.json", {"fingerprint": fp})
+        write_record(tmp, fp)
     return out
 
 
@@ -116,7 +117,7 @@ def build_sae(zoo: Zoo, name: str, device: str) -> Path:
                   batch_tokens=s.batch_tokens, out_dir=tmp, architecture=s.architecture)
         write_json_atomic(tmp / "train_info.json", {"recipe": s, "seconds": time.perf_counter() - t0,
                                                     "trained_on": "prose train split", "device": device})
-        write_json_atomic(tmp / "fingerprint.json", {"fingerprint": fp})
+        write_record(tmp, fp)
     return out
 
 
@@ -156,8 +157,12 @@ def build_card(zoo: Zoo, device: str) -> dict:
     recipe = zoo.recipe
     fp = card_fingerprint(recipe)
     path = zoo.root / "card.json"
-    if path.exists() and (card := json.loads(path.read_text())).get("fingerprint") == fp:
-        return card
+    try:
+        card = json.loads(path.read_text())
+        if card.get("fingerprint") == fp:
+            return card
+    except (OSError, ValueError):
+        pass  # missing or damaged: evaluate again
     heldout = zoo.streams("heldout", recipe.context_size)
     models = {}
     for name in tqdm(recipe.models, desc="evaluate models", unit="model", leave=False):

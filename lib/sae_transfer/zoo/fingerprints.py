@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from ..io import fingerprint
+import numpy as np
+
+from ..io import fingerprint, sha256_file, write_json_atomic
 from .data import SOURCES_TABLE
 from .recipe import ZooRecipe
 
@@ -36,10 +39,81 @@ def card_fingerprint(recipe: ZooRecipe) -> str:
                         "eval_windows": recipe.eval_windows, "dead_windows": recipe.dead_windows, "v": 1})
 
 
+RECORD = "fingerprint.json"
+
+
+def read_record(path: Path) -> dict | None:
+    """An artifact's ``fingerprint.json`` (its recipe fingerprint and, since v2, every file's size and sha256);
+    None when it is missing or does not parse (then the artifact is rebuilt)."""
+    try:
+        return json.loads((path / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def stored_fingerprint(path: Path) -> str | None:
-    f = path / "fingerprint.json"
-    return json.loads(f.read_text())["fingerprint"] if f.exists() else None
+    record = read_record(path)
+    return record.get("fingerprint") if record else None
+
+
+def write_record(path: Path, fp: str) -> None:
+    """Written last into a finished artifact: its fingerprint and the size and sha256 of every file in it."""
+    files = {str(f.relative_to(path)): [f.stat().st_size, sha256_file(f)]
+             for f in sorted(path.rglob("*")) if f.is_file() and f.name != RECORD}
+    write_json_atomic(path / RECORD, {"fingerprint": fp, "files": files})
+
+
+def _loads(f: Path) -> bool:
+    """Whether a file of an artifact recorded before sizes and hashes were (v1) reads back whole."""
+    try:
+        if f.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            load_file(str(f))
+        elif f.suffix == ".json":
+            json.loads(f.read_text())
+        elif f.suffix == ".npy":
+            np.load(f, mmap_mode="r")[-1:].copy()
+        return True
+    except Exception:  # noqa: BLE001 - any failure to read back means damaged
+        return False
+
+
+def damaged_files(path: Path) -> list[str]:
+    """Files of a built artifact that are missing or differ from what was recorded at build time. A v1 record
+    (no file list) is checked by reading every file back, and upgraded to v2 when all read."""
+    record = read_record(path)
+    if record is None:
+        return [RECORD]
+    if "files" not in record:
+        bad = [str(f.relative_to(path)) for f in sorted(path.rglob("*")) if f.is_file() and not _loads(f)]
+        if not bad:
+            write_record(path, record["fingerprint"])
+        return bad
+    bad = []
+    for rel, (size, digest) in record["files"].items():
+        f = path / rel
+        if not f.is_file() or f.stat().st_size != size or sha256_file(f) != digest:
+            bad.append(rel)
+    return bad
+
+
+def check_size(path: Path, rel: str) -> None:
+    """Cheap check before loading one file of an artifact: it exists and has its recorded size."""
+    record = read_record(path) or {}
+    want = record.get("files", {}).get(rel)
+    f = path / rel
+    if not f.is_file() or (want is not None and f.stat().st_size != want[0]):
+        got = f"{f.stat().st_size} bytes" if f.is_file() else "missing"
+        raise ValueError(f"zoo file {f} is damaged ({got}, {want[0] if want else '?'} bytes at build time); "
+                         "run: python -m sae_transfer zoo build (it rebuilds what is damaged)")
 
 
 def is_current(path: Path, fp: str) -> bool:
-    return stored_fingerprint(path) == fp
+    """Built from this recipe and whole: every file as it was written (damaged artifacts are rebuilt)."""
+    if stored_fingerprint(path) != fp:
+        return False
+    bad = damaged_files(path)
+    if bad:
+        warnings.warn(f"zoo artifact {path} is damaged ({', '.join(bad[:3])}); rebuilding it", stacklevel=2)
+    return not bad

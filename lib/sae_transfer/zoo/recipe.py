@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -81,14 +81,36 @@ def _fail(msg: str):
     raise ValueError(msg)
 
 
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _check_types(where: str, cls, spec: dict) -> None:
+    """Each scalar field of ``spec`` has its declared type (``n_layers: two`` is named, not a missing key)."""
+    for f in fields(cls):
+        if f.name not in spec or spec[f.name] is None:
+            continue
+        kind = str(f.type).split(" | ")[0]
+        want = _SCALARS.get(kind)
+        value = spec[f.name]
+        if want and (isinstance(value, bool) or not isinstance(value, want)):
+            _fail(f"zoo recipe: {where}.{f.name}={value!r} must be {'a number' if kind == 'float' else kind}")
+        if want and kind in ("int", "float") and (value < 0 if f.name == "warmup" else value <= 0):
+            _fail(f"zoo recipe: {where}.{f.name}={value!r} must be positive")
+
+
 def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     """Validate a recipe dict; every error names the offending key and what would be valid."""
     known = {"seed", "context_size", "eval_windows", "dead_windows", "data", "models", "saes"}
     if unknown := set(raw) - known:
         _fail(f"zoo recipe: unknown key(s) {sorted(unknown)}; valid keys are {sorted(known)}")
     models: dict[str, ModelRecipe] = {}
+    if not isinstance(raw.get("models") or {}, dict) or not isinstance(raw.get("saes") or {}, dict):
+        _fail("zoo recipe: models and saes must be mappings of names to settings")
     for name, spec in (raw.get("models") or {}).items():
+        if not isinstance(spec, dict):
+            _fail(f"zoo recipe: models.{name} must be a mapping of settings, got {spec!r}")
         spec = dict(spec)
+        _check_types(f"models.{name}", ModelRecipe, spec)
         if "checkpoints" in spec:
             spec["checkpoints"] = tuple(float(x) for x in spec["checkpoints"])
         try:
@@ -105,6 +127,9 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: models.{m.name}.parent={m.parent!r}; valid parents are {sorted(models)}")
     saes: dict[str, SAERecipe] = {}
     for name, spec in (raw.get("saes") or {}).items():
+        if not isinstance(spec, dict):
+            _fail(f"zoo recipe: saes.{name} must be a mapping of settings, got {spec!r}")
+        _check_types(f"saes.{name}", SAERecipe, spec)
         try:
             s = SAERecipe(name=name, **spec)
         except TypeError as e:
@@ -117,6 +142,10 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: saes.{name} needs {'l1' if s.architecture == 'standard' else 'k'} "
                   f"for architecture {s.architecture!r}")
         saes[name] = s
+    for key in ("seed", "context_size", "eval_windows", "dead_windows"):
+        if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
+            _fail(f"zoo recipe: {key}={raw[key]!r} must be an integer")
+    _check_types("data", DataRecipe, dict(raw.get("data") or {}))
     eval_windows = int(raw.get("eval_windows", 64))
     return ZooRecipe(profile=profile, seed=int(raw.get("seed", 0)), context_size=int(raw.get("context_size", 128)),
                      eval_windows=eval_windows, dead_windows=int(raw.get("dead_windows", 4 * eval_windows)),
@@ -137,4 +166,14 @@ def load_recipe(profile_or_path: str) -> ZooRecipe:
                   "or a path to a .yaml recipe")
     elif not path.exists():
         _fail(f"zoo recipe file {str(path)!r} does not exist")
-    return parse_recipe(yaml.safe_load(path.read_text()) or {}, profile=path.stem)
+    if path.is_dir():
+        _fail(f"zoo recipe {str(path)!r} is a directory; give a .yaml recipe")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        _fail(f"zoo recipe {str(path)!r} is not valid YAML: {getattr(e, 'problem', None) or type(e).__name__}{where}")
+    if not isinstance(raw, dict):
+        _fail(f"zoo recipe {str(path)!r} must hold a mapping (seed, context_size, data, models, saes)")
+    return parse_recipe(raw, profile=path.stem)

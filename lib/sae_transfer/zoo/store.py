@@ -28,7 +28,7 @@ import numpy as np
 from ..io import fingerprint
 from ..paths import cache_dir
 from .data import DOMAINS
-from .fingerprints import card_fingerprint, data_fingerprint, model_fingerprint, sae_fingerprint
+from .fingerprints import card_fingerprint, check_size, data_fingerprint, model_fingerprint, sae_fingerprint
 from .recipe import ZooRecipe, load_recipe
 from .tokens import EOT, TokenStream, load_tokenizer
 
@@ -70,7 +70,7 @@ def new_model(arch: dict, tokenizer=None):
     """A HookedTransformer of the zoo's architecture (``arch.json``: ``HookedTransformerConfig`` kwargs)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", DeprecationWarning)  # HookedTransformer is what sae_lens trains on
         return HookedTransformer(HookedTransformerConfig(**arch, seed=0), tokenizer=tokenizer)
 
@@ -98,6 +98,7 @@ class Zoo:
 
     recipe: ZooRecipe
     root: Path
+    source: str  # the profile name or recipe path it was opened with: what ``zoo build --profile`` takes
 
     @staticmethod
     def open(profile: str) -> "Zoo":
@@ -105,7 +106,7 @@ class Zoo:
         recipe = load_recipe(profile)
         key = fingerprint([profile, recipe.as_dict(), str(cache_dir())])
         if key not in _OPEN:
-            _OPEN[key] = Zoo(recipe, zoo_dir(recipe.profile))
+            _OPEN[key] = Zoo(recipe, zoo_dir(recipe.profile), profile)
         return _OPEN[key]
 
     @property
@@ -121,11 +122,11 @@ class Zoo:
         """The zoo card; a one-line error with the build command if the zoo is missing or stale."""
         path = self.root / "card.json"
         if not path.exists():
-            raise ValueError(f"zoo profile {self.profile!r} is not built; run: {build_command(self.profile)}")
+            raise ValueError(f"zoo profile {self.profile!r} is not built; run: {build_command(self.source)}")
         card = json.loads(path.read_text())
         if card.get("fingerprint") != card_fingerprint(self.recipe):
             raise ValueError(f"zoo profile {self.profile!r} was built from another recipe; rebuild it with: "
-                             f"{build_command(self.profile)}")
+                             f"{build_command(self.source)}")
         return card
 
     # -------------------------------------------------------------------- fingerprints
@@ -146,6 +147,8 @@ class Zoo:
     def streams(self, split: str, context_size: int) -> dict[str, TokenStream]:
         """One ``TokenStream`` per domain of ``split`` (train or heldout), memory-mapped."""
         bos = self.tokenizer.convert_tokens_to_ids(EOT)
+        for d in DOMAINS:
+            check_size(self.root / "data", f"tokens/{d}_{split}.npy")
         tokens = self.root / "data" / "tokens"
         return {d: TokenStream(np.load(tokens / f"{d}_{split}.npy", mmap_mode="r"), context_size, bos)
                 for d in DOMAINS}
@@ -159,7 +162,7 @@ class Zoo:
                              f"its models are {sorted(self.recipe.models)}")
         path = self.root / "models" / name
         if not (path / "fingerprint.json").exists():
-            raise ValueError(f"zoo model {name!r} is not built in {self.root}; run: {build_command(self.profile)}")
+            raise ValueError(f"zoo model {name!r} is not built in {self.root}; run: {build_command(self.source)}")
         model = new_model(json.loads((path / "arch.json").read_text()), self.tokenizer)
         weights = path / "model.safetensors"
         if step is not None:
@@ -167,6 +170,7 @@ class Zoo:
             if not weights.exists():
                 raise ValueError(f"zoo model {spec!r}: no checkpoint at step {step}; saved steps are "
                                  f"{self.training_log(name)['checkpoint_steps']}")
+        check_size(path, str(weights.relative_to(path)))
         load_weights(model, weights)
         return quiet_to(model, device).eval()
 
@@ -178,6 +182,7 @@ class Zoo:
         if not (path / "fingerprint.json").exists():
             built = sorted(p.name for p in (self.root / "saes").glob("*") if (p / "fingerprint.json").exists())
             raise ValueError(f"zoo SAE {name!r} is not built in {self.root}; built SAEs are {built}")
+        check_size(path, "sae_weights.safetensors")
         return SAE.load_from_disk(str(path), device=device)
 
     # -------------------------------------------------------------------- facts about models

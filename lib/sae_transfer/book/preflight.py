@@ -1,0 +1,54 @@
+"""Checks a chapter's parameters against the world before any kernel starts: that the zoo it names is built and
+holds the models, SAEs and checkpoints asked for, that local directories hold what they must, that JSON datasets
+are readable, that base and finetune can be paired, and that the context fits the model. Each failure is one
+line naming the parameter (``SpecError`` / ``ValueError``: exit status 2 from the CLI).
+
+``chapters.resolve_params`` checks syntax and values alone; this needs the file system and a built zoo, so the
+book runs it after building the zoo and ``run`` right after resolving parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..datasets import check_dataset_source
+from ..models import SpecError, check_pair_kinds, check_source, context_limit
+
+
+def _absolute(spec: str) -> str:
+    kind, sep, ref = spec.partition(":")
+    if sep and kind in ("local", "json") and ref and not Path(ref).is_absolute():
+        return f"{kind}:{Path(ref).resolve()}"
+    return spec
+
+
+def absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """``local:`` and ``json:`` paths resolved against the directory the command runs in (the kernel runs in
+    the run directory, where a relative path would name nothing), so the run records where they were."""
+    out = dict(params)
+    for name, value in params.items():
+        if isinstance(value, str):
+            out[name] = _absolute(value)
+        elif isinstance(value, list):
+            out[name] = [_absolute(v) if isinstance(v, str) else v for v in value]
+    return out
+
+
+def preflight(params: dict[str, Any]) -> None:
+    zoo = params.get("zoo", "default")
+    base, finetunes = params.get("base"), params.get("finetunes", [])
+    if base:
+        check_source(base, "base", zoo)
+    for ft in finetunes:
+        check_source(ft, "finetunes", zoo)
+        if base:
+            check_pair_kinds(base, ft)
+    if params.get("sae"):
+        check_source(params["sae"], "sae", zoo, sae=True)
+    for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
+        check_dataset_source(dataset)
+    limit = context_limit(base, zoo) if base else None
+    if limit and params.get("context_size", 0) > limit:
+        raise SpecError(f"context_size={params['context_size']} exceeds the base model's context of {limit} "
+                        f"tokens; use context_size <= {limit}")

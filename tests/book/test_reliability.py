@@ -1,0 +1,184 @@
+"""Every careless input is one line on stderr and exit status 2 before any kernel starts, and nothing is left
+half-written or silently mixed: concurrent runs, failed runs over good ones, damaged zoo files, failing
+chapters in a book."""
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from sae_transfer.book.chapters import Chapter, Parameter, ParameterError
+from sae_transfer.book.runner import ChapterFailed, run_chapter
+from tests.book.test_runner import NOTEBOOK
+
+SLOW_NOTEBOOK = NOTEBOOK.replace('rep.number("n_squared", n * n)', 'import time\ntime.sleep(6)\nrep.number("n_squared", n * n)')
+
+
+def cli(*argv, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sae_transfer", *map(str, argv)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def _files(tmp_path):
+    """Inputs the cases below point at."""
+    (tmp_path / "bad.yaml").write_text("n_tokens: [1, 2\n")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty_dir").mkdir()
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    (tmp_path / "broken.jsonl").write_text('{"text": "unterminated\n')
+    (tmp_path / "notext.jsonl").write_text('{"body": "hello"}\n')
+    (tmp_path / "featurs.yaml").write_text("featurs:\n  n_tokens: 8\n")
+    (tmp_path / "mixed.yaml").write_text("n_tokens: 8\nresiduals:\n  n_tokens: 8\n")
+    local = tmp_path / "local_model"
+    local.mkdir()
+    (local / "config.json").write_text('{"model_type": "gpt2", "n_positions": 64}')
+    (local / "tokenizer.json").write_text("{}")
+    from sae_transfer.paths import params_dir
+
+    shutil.copy(params_dir() / "zoo" / "smoke.yaml", tmp_path / "unbuilt.yaml")
+    recipe = (params_dir() / "zoo" / "smoke.yaml").read_text().replace("n_layers: 2,", "n_layers: two,", 1)
+    (tmp_path / "typo_recipe.yaml").write_text(recipe)
+    (tmp_path / "bad_recipe.yaml").write_text("models: {a: [1\n")
+
+
+SMOKE = ["--profile", "smoke"]
+CASES = {
+    "yaml_malformed": (["run", "residuals", *SMOKE, "-f", "{t}/bad.yaml"], "is not valid YAML: "),
+    "yaml_is_dir": (["run", "residuals", *SMOKE, "-f", "{t}/adir"], "is a directory; give a YAML file"),
+    "recipe_malformed": (["run", "residuals", "-p", "zoo", "{t}/bad_recipe.yaml"], "is not valid YAML"),
+    "recipe_bad_value": (["zoo", "build", "--profile", "{t}/typo_recipe.yaml"], "n_layers='two' must be int"),
+    "out_empty": (["run", "residuals", *SMOKE, "--out", ""], "--out is empty"),
+    "out_is_file": (["run", "residuals", *SMOKE, "--out", "{t}/afile"], "is a file; give a directory"),
+    "out_uncreatable": (["run", "residuals", *SMOKE, "--out", "{t}/afile/sub"], "cannot be created"),
+    "zoo_not_built": (["run", "residuals", "-p", "zoo", "{t}/unbuilt.yaml"], "is not built; run: python -m "
+                      "sae_transfer zoo build --profile {t}/unbuilt.yaml"),
+    "zoo_no_such_model": (["run", "residuals", *SMOKE, "-p", "base", "zoo:nosuch"], "no model 'nosuch' in zoo"),
+    "zoo_no_such_step": (["run", "residuals", *SMOKE, "-p", "finetunes", "[zoo:code@99999]"],
+                         "saves no checkpoint at step 99999; saved steps are [0, "),
+    "finetunes_empty": (["run", "residuals", *SMOKE, "-p", "finetunes", "[]"], "finetunes=[]: give at least one"),
+    "local_empty_dir": (["run", "residuals", "-p", "base", "local:{t}/empty_dir", "-p", "finetunes",
+                         "[local:{t}/empty_dir]"], "holds no config.json"),
+    "local_sae_empty_dir": (["run", "sae_metrics", *SMOKE, "-p", "sae", "local:{t}/empty_dir"], "holds no cfg.json"),
+    "json_missing": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/nope.jsonl]"], "no such file"),
+    "json_empty": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/empty.jsonl]"], "is empty"),
+    "json_malformed": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/broken.jsonl]"],
+                       "its first line is not JSON"),
+    "json_no_text": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/notext.jsonl]"],
+                     "records need a 'text' string; the first record has ['body']"),
+    "context_too_small": (["run", "residuals", *SMOKE, "-p", "context_size", "1"], "context_size=1 must be an "
+                          "integer of at least 2"),
+    "context_too_large": (["run", "residuals", *SMOKE, "-p", "context_size", "4096"],
+                          "exceeds the base model's context of"),
+    "section_misspelled": (["run", "features", *SMOKE, "-f", "{t}/featurs.yaml"],
+                           "section 'featurs' is not a chapter (did you mean 'features'?)"),
+    "sections_mixed": (["run", "residuals", *SMOKE, "-f", "{t}/mixed.yaml"], "mixes sections"),
+    "zoo_with_local": (["run", "residuals", *SMOKE, "-p", "finetunes", "[local:{t}/local_model]"],
+                       "a zoo model pairs only with a zoo model"),
+    "negative_lr": (["run", "features", *SMOKE, "-p", "sae_finetune_lr", "-1"],
+                    "sae_finetune_lr=-1.0 must be a positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card):
+    _files(tmp_path)
+    argv, message = CASES[case]
+    argv = [a.replace("{t}", str(tmp_path)) for a in argv]
+    message = message.replace("{t}", str(tmp_path))
+    t0 = time.perf_counter()
+    proc = cli(*argv, "--out", tmp_path / "out") if "--out" not in argv and argv[0] == "run" else cli(*argv)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()  # no kernel started, nothing written
+    assert time.perf_counter() - t0 < 60
+
+
+# ------------------------------------------------------------------------------------------ run directories
+
+def _chapter(tmp_path, text=NOTEBOOK, name="failing"):
+    src = tmp_path / f"{name}.md"
+    src.write_text(text)
+    return Chapter(name, name.title(), src, (Parameter("n", "int", 1, "a number"),))
+
+
+def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
+    slow = _chapter(tmp_path, SLOW_NOTEBOOK)
+    out = tmp_path / "out"
+    first = {}
+    thread = threading.Thread(target=lambda: first.update(run_chapter(slow, {"n": 2}, out, progress=False)))
+    thread.start()
+    while not list(tmp_path.glob(".tmp-out-*")):
+        time.sleep(0.05)
+    with pytest.raises(ParameterError, match="is in use by another run"):
+        run_chapter(slow, {"n": 5}, out, progress=False)
+    thread.join()
+    results = json.loads((out / "results.json").read_text())
+    assert results["numbers"] == {"n_squared": 4} and results["meta"]["params"] == {"n": 2}
+    assert json.loads((out / "run.json").read_text())["params"] == {"n": 2}
+
+
+def test_a_failed_run_never_mixes_with_the_run_before(tmp_path):
+    chapter = _chapter(tmp_path)
+    out = tmp_path / "out"
+    run_chapter(chapter, {"n": 1}, out, progress=False)
+    (out / "table_from_the_old_run.csv").write_text("a\n1\n")
+    with pytest.raises(ChapterFailed, match=f"partial notebook kept at {out}/failing.ipynb"):
+        run_chapter(chapter, {"n": 3}, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["failing.ipynb", "figures", "run.json"]
+    assert json.loads((out / "run.json").read_text())["params"] == {"n": 3}
+    assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob(".old-*"))
+
+
+def test_a_killed_runs_leftovers_are_cleared(tmp_path):
+    chapter = _chapter(tmp_path)
+    (tmp_path / ".tmp-out-abc123").mkdir()  # as kill -9 leaves it
+    run_chapter(chapter, {"n": 1}, tmp_path / "out", progress=False)
+    assert not (tmp_path / ".tmp-out-abc123").exists()
+
+
+# ------------------------------------------------------------------------------------------ damaged zoo files
+
+def test_a_damaged_zoo_file_is_named_and_rebuilt(tmp_path, monkeypatch, smoke_root):
+    from sae_transfer.zoo import Zoo
+    from sae_transfer.zoo.fingerprints import is_current, model_fingerprint
+
+    copy = tmp_path / "cache" / "zoo" / "smoke"
+    shutil.copytree(smoke_root, copy)
+    monkeypatch.setenv("SAE_TRANSFER_CACHE", str(tmp_path / "cache"))
+    zoo = Zoo.open("smoke")
+    assert zoo.root == copy
+    model_dir = copy / "models" / "base-s"
+    assert is_current(model_dir, model_fingerprint(zoo.recipe, "base-s"))
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as a full disk leaves it
+    with pytest.raises(ValueError, match=f"zoo file {weights} is damaged"):
+        zoo.model("base-s")
+    with pytest.warns(UserWarning, match="is damaged .model.safetensors.; rebuilding it"):
+        assert not is_current(model_dir, model_fingerprint(zoo.recipe, "base-s"))  # zoo build rebuilds it
+
+
+# ------------------------------------------------------------------------------------------ the book
+
+def test_the_book_runs_every_chapter_and_lists_failures(tmp_path, monkeypatch):
+    from sae_transfer.book import build
+
+    ok, bad, ok2 = (_chapter(tmp_path, NOTEBOOK, "first"), _chapter(tmp_path, NOTEBOOK, "broken"),
+                    _chapter(tmp_path, NOTEBOOK, "last"))
+    monkeypatch.setenv("SAE_TRANSFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(build, "all_chapters", lambda: [ok, bad, ok2])
+    monkeypatch.setattr(build, "resolve_params", lambda c, *a, **k: {"n": 3 if c.name == "broken" else 1})
+    monkeypatch.setattr(build, "book_dir", lambda: tmp_path / "book")
+    monkeypatch.setattr(build, "build_html", lambda: tmp_path / "book" / "_build" / "html")
+    with pytest.raises(ChapterFailed, match=r"1 of 3 chapters failed \(broken\)"):
+        build.build_book("smoke")
+    pages = sorted(p.name for p in (tmp_path / "book" / "chapters").iterdir())
+    assert pages == ["broken.md", "first.ipynb", "last.ipynb"]  # the chapter after the failure ran too
+    status = (tmp_path / "book" / "status.md").read_text()
+    assert "## Failed chapters" in status and "ZeroDivisionError: boom at n=3" in status
+    assert "[First]" in status and "[Last]" in status
