@@ -2,6 +2,8 @@
 (tiny random GPT-2), and SAEs from the zoo and from disk; and every bad input it must refuse."""
 
 
+import shutil
+
 import pytest
 import torch
 
@@ -130,3 +132,29 @@ def test_zoo_pair(smoke_card):
     torch.testing.assert_close(pair.base(tokens), pair.finetune(tokens))  # step 0 is the base itself
     with pytest.raises(SpecError, match="finetune=.zoo:poetry.*its models are"):
         load_pair("zoo:base-s", "zoo:poetry", "zoo:base-s", zoo="smoke", device="cpu")
+
+
+def test_sae_in_the_training_format_loads(tmp_path):
+    """``save_model`` of a BatchTopK training SAE (architecture ``batchtopk``) loads as its inference form."""
+    from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    from sae_transfer.models import load_sae
+
+    torch.manual_seed(0)
+    cfg = BatchTopKTrainingSAEConfig(d_in=D, d_sae=64, k=4, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_post"))
+    trained = BatchTopKTrainingSAE(cfg)
+    trained.save_model(str(tmp_path / "sae"))
+    sae = load_sae(f"local:{tmp_path / 'sae'}", "smoke", "cpu")
+    assert sae.cfg.d_sae == 64 and sae.cfg.metadata.hook_name == "blocks.0.hook_resid_post"
+    # sae_lens folds decoder norms into the inference form: the directions are the trained ones
+    cos = torch.nn.functional.cosine_similarity(sae.W_dec, trained.W_dec, dim=1)
+    torch.testing.assert_close(cos, torch.ones(64), atol=1e-5, rtol=0)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "cfg.json").write_text('{"architecture": "crosscoder", "d_in": 32}')
+    with pytest.raises(SpecError, match=r"holds no sae_weights.safetensors \(found \['cfg.json'\]\)"):
+        load_sae(f"local:{tmp_path / 'other'}", "smoke", "cpu")
+    shutil.copy(tmp_path / "sae" / "sae_weights.safetensors", tmp_path / "other")
+    with pytest.raises(SpecError, match="sae_lens cannot load it in its inference or training format "
+                                        r"\(architecture 'crosscoder'"):
+        load_sae(f"local:{tmp_path / 'other'}", "smoke", "cpu")

@@ -62,7 +62,7 @@ def cmd_run(args) -> None:
     chapter = get_chapter(args.chapter)
     params = absolute_paths(resolve_params(chapter, args.profile, args.file, args.param))
     out = check_out_dir(Path(args.out)) if args.out is not None else None
-    preflight(params)
+    preflight(params, chapter.name)
     results = run_chapter(chapter, params, out)
     print(f"chapter {chapter.name!r} done in {results['meta']['wall_seconds']:.0f} s: "
           f"{len(results['numbers'])} numbers, {len(results['figures'])} figures in {results['meta']['run_dir']}")

@@ -195,7 +195,33 @@ def load_sae(spec: str, zoo: str, device: str, dtype: str = "float32"):
     if kind == "sae_lens":
         release, sae_id = ref.split(":", 1)
         return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
-    return SAE.load_from_disk(ref, device=device, dtype=dtype)
+    return load_local_sae(Path(ref), device, dtype)
+
+
+def load_local_sae(path: Path, device: str, dtype: str = "float32"):
+    """An SAE directory in either of sae_lens's save formats: inference (``save_inference_model``) or training
+    (``save_model``, whose architecture names a training class such as ``batchtopk``). A training save is
+    turned into its inference form by sae_lens itself (BatchTopK becomes JumpReLU, as sae_lens does on save)."""
+    import tempfile
+
+    from sae_lens import SAE, TrainingSAE
+
+    if not (path / "sae_weights.safetensors").exists():
+        raise SpecError(f"sae='local:{path}': the directory holds no sae_weights.safetensors (found "
+                        f"{sorted(p.name for p in path.iterdir())}); save the SAE with sae_lens")
+    try:
+        return SAE.load_from_disk(str(path), device=device, dtype=dtype)
+    except KeyError as inference_error:
+        try:
+            training = TrainingSAE.load_from_disk(str(path), device)
+        except Exception:  # noqa: BLE001 - neither format: say what was found
+            arch = json.loads((path / "cfg.json").read_text()).get("architecture", "none")
+            raise SpecError(f"sae='local:{path}': sae_lens cannot load it in its inference or training format "
+                            f"(architecture {arch!r}, files {sorted(p.name for p in path.iterdir())}); "
+                            f"{inference_error!r}") from None
+        with tempfile.TemporaryDirectory() as tmp:
+            training.save_inference_model(tmp)
+            return SAE.load_from_disk(tmp, device=device, dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------ models

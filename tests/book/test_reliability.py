@@ -79,6 +79,8 @@ CASES = {
     "sections_mixed": (["run", "residuals", *SMOKE, "-f", "{t}/mixed.yaml"], "mixes sections"),
     "zoo_with_local": (["run", "residuals", *SMOKE, "-p", "finetunes", "[local:{t}/local_model]"],
                        "a zoo model pairs only with a zoo model"),
+    "predict_needs_zoo": (["run", "predict", "-p", "base", "local:{t}/local_model"],
+                          "chapter 'predict' needs a zoo base"),
     "negative_lr": (["run", "features", *SMOKE, "-p", "sae_finetune_lr", "-1"],
                     "sae_finetune_lr=-1.0 must be a positive"),
 }

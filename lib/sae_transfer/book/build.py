@@ -34,7 +34,7 @@ def run_all(profile: str, force: bool = False, device: str | None = None) -> tup
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
     for c in chapters:
-        preflight(params[c.name])  # after the zoo is built: the models and SAEs named must exist
+        preflight(params[c.name], c.name)  # after the zoo is built: the models and SAEs named must exist
     done, failed = [], []
     for c in chapters:
         run_dir = cache_dir() / "runs" / f"book-{profile}" / c.name

@@ -35,9 +35,16 @@ def absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preflight(params: dict[str, Any]) -> None:
+#: Chapters whose study is built from the zoo itself, not from the pairs given: they refuse other bases.
+ZOO_ONLY = {"predict": "its cases are the saved checkpoints of the zoo's finetunes of the base"}
+
+
+def preflight(params: dict[str, Any], chapter: str = "") -> None:
     zoo = params.get("zoo", "default")
     base, finetunes = params.get("base"), params.get("finetunes", [])
+    if chapter in ZOO_ONLY and base and not base.startswith("zoo:"):
+        raise SpecError(f"base={base!r}: chapter {chapter!r} needs a zoo base ({ZOO_ONLY[chapter]}); "
+                        "run it on the zoo, or run residuals, sae_metrics and features on your pair")
     if base:
         check_source(base, "base", zoo)
     for ft in finetunes:
