@@ -56,11 +56,11 @@ def browser(user_data_dir: Path):
         driver.quit()
 
 
-if __name__ == "__main__":  # python tests/browser.py PAGE.html OUT.png: screenshot a page of the built book
+if __name__ == "__main__":  # python tests/book/browser.py PAGE.html OUT.png: screenshot a page of the built book
     import sys
     import tempfile
 
-    html = Path(__file__).resolve().parents[1] / "book" / "_build" / "html"
+    html = Path(__file__).resolve().parents[2] / "book" / "_build" / "html"
     with serve(html) as url, browser(Path(tempfile.mkdtemp())) as d:
         d.get(f"{url}/{sys.argv[1]}")
         d.set_window_size(1280, d.execute_script("return document.body.scrollHeight") + 100)

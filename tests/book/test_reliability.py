@@ -113,7 +113,7 @@ def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
     slow = _chapter(tmp_path, SLOW_NOTEBOOK)
     out = tmp_path / "out"
     first = {}
-    thread = threading.Thread(target=lambda: first.update(run_chapter(slow, {"n": 2}, out, progress=False)))
+    thread = threading.Thread(target=lambda: first.update(run_chapter(slow, {"n": 1}, out, progress=False)))
     thread.start()
     while not list(tmp_path.glob(".tmp-out-*")):
         time.sleep(0.05)
@@ -121,8 +121,8 @@ def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
         run_chapter(slow, {"n": 5}, out, progress=False)
     thread.join()
     results = json.loads((out / "results.json").read_text())
-    assert results["numbers"] == {"n_squared": 4} and results["meta"]["params"] == {"n": 2}
-    assert json.loads((out / "run.json").read_text())["params"] == {"n": 2}
+    assert results["numbers"] == {"n_squared": 1} == first["numbers"] and results["meta"]["params"] == {"n": 1}
+    assert json.loads((out / "run.json").read_text())["params"] == {"n": 1}
 
 
 def test_a_failed_run_never_mixes_with_the_run_before(tmp_path):

@@ -56,6 +56,10 @@ def test_successful_run_writes_results_with_provenance(chapter, tmp_path):
     assert meta["versions"]["torch"].startswith("2.13") and meta["commit"]
     nb = json.loads((out / "failing.ipynb").read_text())
     assert nb["metadata"]["sae_transfer"]["fingerprint"] == meta["fingerprint"]
+    tags = [c["metadata"].get("tags", []) for c in nb["cells"]]
+    # the injected cell names the scratch directory the run executed in: never on the page
+    assert any("injected-parameters" in t and "remove-cell" in t for t in tags)
+    assert any("parameters" in t and "hide-input" in t for t in tags)
 
 
 def test_failing_cell_is_reported_and_leaves_no_results(chapter, tmp_path):

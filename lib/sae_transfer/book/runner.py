@@ -206,6 +206,12 @@ def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Pat
 
     nb = nbformat.read(out_nb, as_version=4)
     nb.metadata["sae_transfer"] = meta
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags:  # the Reproduce box says it better, and this names a scratch directory
+            tags.append("remove-cell")
+        elif "parameters" in tags:
+            tags.append("hide-input")  # the defaults, one click away
     write_text_atomic(out_nb, nbformat.writes(nb))
     results = {"meta": meta, "numbers": recorded["numbers"], "tables": recorded["tables"],
                "figures": recorded["figures"]}
