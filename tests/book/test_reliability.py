@@ -184,3 +184,17 @@ def test_the_book_runs_every_chapter_and_lists_failures(tmp_path, monkeypatch):
     status = (tmp_path / "book" / "status.md").read_text()
     assert "## Failed chapters" in status and "ZeroDivisionError: boom at n=3" in status
     assert "[First]" in status and "[Last]" in status
+
+
+def test_relative_paths_resolve_where_the_command_runs(tmp_path, monkeypatch):
+    from sae_transfer.book.preflight import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    params = {"base": "local:ft", "finetunes": ["local:../x", "zoo:code"], "datasets": ["json:d.jsonl", "zoo:prose"],
+              "zoo": "recipes/mine.yaml", "sae": "sae_lens:rel:id", "n_tokens": 8}
+    out = absolute_paths(params)
+    assert out["base"] == f"local:{tmp_path / 'ft'}" and out["finetunes"] == [f"local:{tmp_path.parent / 'x'}",
+                                                                             "zoo:code"]
+    assert out["datasets"] == [f"json:{tmp_path / 'd.jsonl'}", "zoo:prose"]
+    assert out["zoo"] == str(tmp_path / "recipes" / "mine.yaml")
+    assert out["sae"] == "sae_lens:rel:id" and out["n_tokens"] == 8

@@ -24,11 +24,14 @@ def _absolute(spec: str) -> str:
 
 
 def absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
-    """``local:`` and ``json:`` paths resolved against the directory the command runs in (the kernel runs in
-    the run directory, where a relative path would name nothing), so the run records where they were."""
+    """``local:`` and ``json:`` paths and a zoo recipe path resolved against the directory the command runs in
+    (the kernel runs in the run directory, where a relative path would name nothing), so the run records where
+    they were."""
     out = dict(params)
     for name, value in params.items():
-        if isinstance(value, str):
+        if name == "zoo" and Path(value).suffix in (".yaml", ".yml") and not Path(value).is_absolute():
+            out[name] = str(Path(value).resolve())  # a recipe path, read again inside the kernel
+        elif isinstance(value, str):
             out[name] = _absolute(value)
         elif isinstance(value, list):
             out[name] = [_absolute(v) if isinstance(v, str) else v for v in value]
