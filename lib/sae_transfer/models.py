@@ -133,6 +133,21 @@ def context_limit(spec: str, zoo: str) -> int | None:
     return None
 
 
+def n_layers_of(spec: str, zoo: str) -> int | None:
+    """A model's number of blocks where it is known without loading it (zoo recipe, local config)."""
+    kind, ref = parse_spec(spec, "base")
+    if kind == "zoo":
+        recipe = Zoo.open(zoo).recipe
+        m = recipe.models.get(split_spec(ref)[0])
+        while m is not None and m.parent is not None:
+            m = recipe.models[m.parent]
+        return m.n_layers if m is not None else None
+    if kind == "local" and (Path(ref) / "config.json").exists():
+        cfg = json.loads((Path(ref) / "config.json").read_text())
+        return next((cfg[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), None)
+    return None
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; anything else must be a valid, visible torch device."""
     if device == "auto":

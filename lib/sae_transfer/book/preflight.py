@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets import check_dataset_source
-from ..models import SpecError, check_pair_kinds, check_source, context_limit
+from ..hooks import block_of
+from ..models import SpecError, check_pair_kinds, check_source, context_limit, n_layers_of
+from ..zoo.store import Zoo
 
 
 def _absolute(spec: str) -> str:
@@ -62,3 +64,38 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
     if limit and params.get("context_size", 0) > limit:
         raise SpecError(f"context_size={params['context_size']} exceeds the base model's context of {limit} "
                         f"tokens; use context_size <= {limit}")
+    if base:
+        _check_blocks(params, n_layers_of(base, zoo))
+        _check_zoo_text(params, zoo)
+
+
+def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:
+    """``hook`` and ``layers`` name blocks the base has."""
+    if not n_layers:
+        return
+    block = block_of(params.get("hook") or "")
+    if block is not None and block >= n_layers:
+        raise SpecError(f"hook={params['hook']!r} names block {block} but the base model has blocks "
+                        f"0..{n_layers - 1}")
+    bad = [layer for layer in params.get("layers", []) if layer >= n_layers]
+    if bad:
+        raise SpecError(f"layers={params['layers']!r}: the base model has blocks 0..{n_layers - 1}")
+
+
+def _check_zoo_text(params: dict[str, Any], zoo: str) -> None:
+    """Each zoo dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``)."""
+    if "n_tokens" not in params or "context_size" not in params:
+        return
+    ctx = params["context_size"]
+    need = params["n_tokens"] + params.get("n_select", 0)
+    asked = "n_tokens" if "n_select" not in params else "n_select + n_tokens"
+    datasets = [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]
+    if "dataset" in params and not params["dataset"]:  # each zoo finetune on its own domain
+        handle = Zoo.open(zoo)
+        datasets += [d for ft in params.get("finetunes", []) if (d := handle.own_domain(ft))]
+    for dataset in dict.fromkeys(d for d in datasets if d.startswith("zoo:")):
+        domain, _, split = dataset.removeprefix("zoo:").partition("/")
+        available = Zoo.open(zoo).streams(split or "heldout", ctx)[domain].n_windows()
+        if -(-need // ctx) > available:
+            raise SpecError(f"{asked}={need} needs {-(-need // ctx)} windows of {ctx} tokens but {dataset} holds "
+                            f"{available}; use {asked} <= {available * ctx}")
