@@ -29,4 +29,4 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
 
 clean-book:
-	rm -rf book/_build book/chapters/*.ipynb book/chapters/*.md book/status.md
+	rm -rf book/_build book/chapters/*.ipynb book/status.md

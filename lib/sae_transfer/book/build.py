@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
+
 from .chapters import all_chapters, resolve_params
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, book_dir, cache_dir
@@ -48,25 +50,26 @@ def run_all(profile: str, force: bool = False, device: str | None = None) -> tup
         except ChapterFailed as e:
             print(f"chapter {c.name!r}: FAILED: {e}", flush=True)
             failed.append({"chapter": c.name, "title": c.title, "error": str(e)})
-            _page(c.name, failed_page=f"# {c.title}\n\nThis chapter failed in this build; see the "
-                                      f"[status page](../status.md).\n\n```text\n{e}\n```\n")
+            _page(c.name, failed_notice(c.title, str(e)))
             continue
-        _page(c.name, notebook=(run_dir / f"{c.name}.ipynb").read_text())
+        _page(c.name, (run_dir / f"{c.name}.ipynb").read_text())
         done.append(results)
     write_status_page(profile, done, failed)
     return done, failed
 
 
-def _page(name: str, notebook: str | None = None, failed_page: str | None = None) -> None:
-    """A chapter's page in the book: its executed notebook, or a notice that it failed (never both)."""
-    ipynb, md = book_dir() / "chapters" / f"{name}.ipynb", book_dir() / "chapters" / f"{name}.md"
-    ipynb.parent.mkdir(parents=True, exist_ok=True)
-    if notebook is not None:
-        md.unlink(missing_ok=True)
-        write_text_atomic(ipynb, notebook)
-    else:
-        ipynb.unlink(missing_ok=True)
-        write_text_atomic(md, failed_page)
+def failed_notice(title: str, error: str) -> str:
+    """A failed chapter's page: a one-cell notebook at the chapter's own path, so every link to it resolves."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        f"# {title}\n\nThis chapter failed in this build; see the [status page](../status.md).\n\n"
+        f"```text\n{error}\n```\n"))
+    return nbformat.writes(nb)
+
+
+def _page(name: str, notebook: str) -> None:
+    """A chapter's page in the book: its executed notebook, or the notice that it failed."""
+    write_text_atomic(book_dir() / "chapters" / f"{name}.ipynb", notebook)
 
 
 def write_status_page(profile: str, results: list[dict], failed: list[dict] = ()) -> None:
@@ -81,7 +84,7 @@ def write_status_page(profile: str, results: list[dict], failed: list[dict] = ()
     failures = []
     if failed:
         failures = ["## Failed chapters", "", "| chapter | error |", "|---|---|",
-                    *[f"| [{f['title']}](chapters/{f['chapter']}.md) | {f['error'].replace('|', '/')} |"
+                    *[f"| [{f['title']}](chapters/{f['chapter']}.ipynb) | {f['error'].replace('|', '/')} |"
                       for f in failed], ""]
     versions = results[0]["meta"]["versions"] if results else {}
     text = "\n".join([
