@@ -95,7 +95,9 @@ def check_dataset_source(dataset: str) -> None:
         raise ValueError(f"dataset={dataset!r}: records need a 'text' string; the first record has {found}")
 
 
-def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
+def zoo_stream(spec: TokenSpec, zoo: str, asked: str = "n_tokens"):
+    """The zoo token stream behind ``spec``, after checking that it holds the windows ``spec`` asks for
+    (``asked`` names the parameters they come from in the error)."""
     domain, _, split = spec.dataset.partition(":")[2].partition("/")
     handle = Zoo.open(zoo)
     if spec.context_size > handle.recipe.context_size:
@@ -104,10 +106,16 @@ def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
     stream = handle.streams(split or "heldout", spec.context_size)[domain]
     available = stream.n_windows()
     if spec.skip + spec.n_windows() > available:
-        raise ValueError(f"n_tokens={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} but "
-                         f"{spec.dataset} holds {available - spec.skip}"
+        raise ValueError(f"{asked}={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} tokens "
+                         f"but {spec.dataset} holds {available - spec.skip}"
                          f"{f' after the {spec.skip} set aside' if spec.skip else ''}; "
-                         f"use n_tokens <= {(available - spec.skip) * spec.context_size}")
+                         f"use {asked} <= {(available - spec.skip) * spec.context_size}")
+    return stream
+
+
+def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
+    stream = zoo_stream(spec, zoo)
+    available = stream.n_windows()
     # A seeded choice of windows, the same for every model measured on this spec.
     order = np.random.default_rng(spec.seed).permutation(available)[spec.skip: spec.skip + spec.n_windows()]
     return torch.cat(list(stream.sequential(1 << 16)))[torch.from_numpy(np.sort(order))]

@@ -25,11 +25,6 @@ def depth_order(hook: str) -> tuple[int, bool]:
     return block_of(hook) or 0, hook.endswith("post")
 
 
-def middle_hook(hooks: list[str]) -> str:
-    """The middle of a list of residual hooks (``residual_hooks``): where the zoo's SAEs read."""
-    return hooks[len(hooks) // 2]
-
-
 def layer_label(hook: str) -> str:
     """``blocks.0.hook_resid_pre`` -> ``embed``; ``blocks.3.hook_resid_post`` -> ``L3``."""
     return "embed" if hook == "blocks.0.hook_resid_pre" else f"L{hook.split('.')[1]}"

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
+
 
 def _json_default(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -74,3 +76,21 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content, or a one-line ``ValueError`` naming ``what`` it is, the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory; give a YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{what} {str(path)!r} is not valid YAML: "
+                         f"{getattr(e, 'problem', None) or type(e).__name__}{where}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} {str(path)!r} cannot be read: {e}") from None

@@ -10,7 +10,7 @@ import pandas as pd
 from .accumulators import ResidualSimilarity
 from .cache import cached, measurement_key
 from .datasets import TokenSpec, check_token_spec, token_batches
-from .hooks import layer_label, middle_hook, residual_hooks
+from .hooks import layer_label, residual_hooks
 from .labels import short, slug
 from .pairs import PairSetup
 from .stream import run_pass
@@ -114,4 +114,4 @@ def by_hook(records: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
 
 
 __all__ = ["PAPER_COSINE", "by_hook", "checkpoint_table", "headline", "layer_table", "measure",
-           "measure_checkpoints", "middle", "middle_hook", "summary_table"]
+           "measure_checkpoints", "middle", "summary_table"]

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .. import answerable
+from .. import answerable, io
 from ..datasets import TokenSpec, check_token_spec
 from ..models import check_dtype, parse_spec, resolve_device
 from ..outliers import Outliers
@@ -249,20 +249,10 @@ def profile_params(profile: str, chapter: str) -> dict[str, Any]:
 
 
 def read_yaml(path: Path, what: str) -> Any:
-    """A YAML file's content, or a one-line ``ParameterError`` naming the file and the problem."""
-    if not path.exists():
-        raise ParameterError(f"{what} {str(path)!r} does not exist")
-    if path.is_dir():
-        raise ParameterError(f"{what} {str(path)!r} is a directory; give a YAML file")
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or type(e).__name__
-        raise ParameterError(f"{what} {str(path)!r} is not valid YAML: {problem}{where}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ParameterError(f"{what} {str(path)!r} cannot be read: {e}") from None
+        return io.read_yaml(path, what)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
 
 
 def file_params(path: Path, chapter: Chapter) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..datasets import check_dataset_source
+from ..datasets import TokenSpec, check_dataset_source, zoo_stream
 from ..hooks import block_of
 from ..models import SpecError, check_pair_kinds, check_source, context_limit, n_layers_of
 from ..zoo.store import Zoo
@@ -94,8 +94,4 @@ def _check_zoo_text(params: dict[str, Any], zoo: str) -> None:
         handle = Zoo.open(zoo)
         datasets += [d for ft in params.get("finetunes", []) if (d := handle.own_domain(ft))]
     for dataset in dict.fromkeys(d for d in datasets if d.startswith("zoo:")):
-        domain, _, split = dataset.removeprefix("zoo:").partition("/")
-        available = Zoo.open(zoo).streams(split or "heldout", ctx)[domain].n_windows()
-        if -(-need // ctx) > available:
-            raise SpecError(f"{asked}={need} needs {-(-need // ctx)} windows of {ctx} tokens but {dataset} holds "
-                            f"{available}; use {asked} <= {available * ctx}")
+        zoo_stream(TokenSpec(dataset, need, ctx, 1), zoo, asked)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
 
+from ..io import read_yaml
 from ..paths import params_dir
 from .data import DOMAINS
 
@@ -166,14 +166,7 @@ def load_recipe(profile_or_path: str) -> ZooRecipe:
                   "or a path to a .yaml recipe")
     elif not path.exists():
         _fail(f"zoo recipe file {str(path)!r} does not exist")
-    if path.is_dir():
-        _fail(f"zoo recipe {str(path)!r} is a directory; give a .yaml recipe")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        _fail(f"zoo recipe {str(path)!r} is not valid YAML: {getattr(e, 'problem', None) or type(e).__name__}{where}")
+    raw = read_yaml(path, "zoo recipe") or {}
     if not isinstance(raw, dict):
         _fail(f"zoo recipe {str(path)!r} must hold a mapping (seed, context_size, data, models, saes)")
     return parse_recipe(raw, profile=path.stem)

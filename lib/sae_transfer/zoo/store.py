@@ -114,10 +114,6 @@ class Zoo:
         return self.recipe.profile
 
     # -------------------------------------------------------------------- what is built
-    def is_built(self) -> bool:
-        card = self.root / "card.json"
-        return card.exists() and json.loads(card.read_text()).get("fingerprint") == card_fingerprint(self.recipe)
-
     def card(self) -> dict:
         """The zoo card; a one-line error with the build command if the zoo is missing or stale."""
         path = self.root / "card.json"
