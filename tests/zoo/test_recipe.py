@@ -31,5 +31,38 @@ def test_bad_recipes_name_the_key(raw, message):
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"valid profiles are \['default', 'smoke'\]"):
+    with pytest.raises(ValueError, match=r"valid profiles are \['default', 'smoke', 'smollm2', 'smollm2-smoke'\]"):
         load_recipe("huge")
+
+
+TOY = {"steps": 1, "lr": 1.0, "mix": {"code": 1.0}, "n_layers": 1, "d_model": 8, "n_heads": 1, "d_mlp": 8}
+
+
+@pytest.mark.parametrize("models, message", [
+    ({"r": {"pretrained": "gpt-9"}}, "valid pretrained models are ['smollm2-135m-instruct']"),
+    ({"r": {"pretrained": "smollm2-135m-instruct", "n_layers": 2}}, "it takes no ['n_layers']"),
+    ({"r": {"pretrained": "smollm2-135m-instruct"}, "t": TOY}, "one zoo holds one tokenizer"),
+])
+def test_bad_pretrained_recipes_name_the_key(models, message):
+    with pytest.raises(ValueError) as e:
+        parse_recipe({"models": models}, "t")
+    assert message in str(e.value)
+
+
+def test_real_family_recipes_parse():
+    for profile in ("smollm2", "smollm2-smoke"):
+        r = load_recipe(profile)
+        assert r.pretrained == "smollm2-135m-instruct"
+        assert r.root("code").name == r.root("math").name == "smollm2"
+        assert r.saes["smollm2"].normalize == "expected_average_only_in"
+
+
+def test_toy_fingerprints_are_unchanged_by_the_fields_real_families_added():
+    """Recorded when pretrained models, SAE input scaling and BOS exclusion were added: a toy zoo built before
+    them must stay current (rebuilding the default zoo costs 20 minutes). A deliberate change updates these."""
+    from sae_transfer.zoo.store import Zoo
+
+    zoo = Zoo.open("default")
+    assert zoo.model_fingerprint("code") == "9fe8926ae3d00e2a"
+    assert zoo.sae_fingerprint("base-s") == "cbed12bee46afa95"
+    assert zoo.data_fingerprint() == "39ed346ea6434a61"

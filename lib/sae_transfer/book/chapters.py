@@ -241,11 +241,23 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in (params_dir() / "book").glob("*.yaml"))
 
 
-def profile_params(profile: str, chapter: str) -> dict[str, Any]:
+def _profile(profile: str) -> dict[str, Any]:
     path = params_dir() / "book" / f"{profile}.yaml"
     if not path.exists():
         raise ParameterError(f"unknown profile {profile!r}; valid profiles are {profiles()}")
-    return dict((read_yaml(path, "profile") or {}).get(chapter) or {})
+    return read_yaml(path, "profile") or {}
+
+
+def profile_params(profile: str, chapter: str) -> dict[str, Any]:
+    return dict(_profile(profile).get(chapter) or {})
+
+
+def profile_parts(profile: str) -> list:
+    """Further parts of a profile's book: ``[{profile, caption}]``, each every chapter with another profile."""
+    parts = _profile(profile).get("parts") or []
+    if not isinstance(parts, list):
+        raise ParameterError(f"profile {profile!r}: parts must be a list of {{profile, caption}} mappings")
+    return parts
 
 
 def read_yaml(path: Path, what: str) -> Any:

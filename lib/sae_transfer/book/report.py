@@ -51,6 +51,20 @@ class Report:
         glue(name, value, display=False)
         return value
 
+    def text(self, name: str, markdown: str) -> None:
+        """Record and glue a paragraph written from results (``{glue:md}`name``` on the page), for prose that
+        must read right for any model: which models, how many, which one transfers least."""
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        self._claim(name)
+        self.numbers[name] = markdown
+        glue(name, Markdown(markdown), display=False)
+
+    def texts(self, prefix: str, paragraphs: dict[str, str]) -> None:
+        for key, markdown in paragraphs.items():
+            self.text(f"{prefix}_{key}", markdown)
+
     def _claim(self, name: str) -> None:
         """Numbers, tables and figures share one glue namespace: a name used twice would break the book."""
         if name in self.numbers or name in self.tables or name in self.figures:

@@ -13,11 +13,13 @@ def training_curves(curves: dict[str, dict[str, list]]):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     for name, c in curves.items():
         ax = axes[1] if c.get("parent") else axes[0]
-        ax.plot(c["steps"], c["loss"], label=name)
-    for ax, title in zip(axes, ("pretraining", "finetuning (from base-s)")):
+        if c["steps"]:  # a pretrained root has no training curve of its own
+            ax.plot(c["steps"], c["loss"], label=f"{name} (from {c['parent']})" if c.get("parent") else name)
+    for ax, title in zip(axes, ("pretraining", "finetuning")):
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     axes[0].set_ylabel("training loss (nats/token)")
     fig.tight_layout()
     return fig

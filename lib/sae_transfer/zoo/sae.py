@@ -25,27 +25,31 @@ def token_dataset(stream: TokenStream, n_windows: int):
 ARCHITECTURES = ("standard", "batchtopk")
 
 
-def _sae_config(architecture: str, d_in: int, d_sae: int, sparsity: float, n_steps: int, device: str):
+def _sae_config(architecture: str, d_in: int, d_sae: int, sparsity: float, n_steps: int, device: str,
+                normalize: str = "none"):
     """``standard``: ReLU with an L1 penalty of weight ``sparsity``. ``batchtopk``: ``sparsity`` features active
     per token on average over a batch, saved by sae_lens as a JumpReLU SAE, so L0 is free to change on a finetune."""
     from sae_lens import BatchTopKTrainingSAEConfig, StandardTrainingSAEConfig
 
     if architecture == "standard":
         return StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=sparsity,
-                                         l1_warm_up_steps=max(1, n_steps // 10), dtype="float32", device=device)
+                                         l1_warm_up_steps=max(1, n_steps // 10), dtype="float32", device=device,
+                                         normalize_activations=normalize)
     if architecture == "batchtopk":
-        return BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=sparsity, dtype="float32", device=device)
+        return BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=sparsity, dtype="float32", device=device,
+                                          normalize_activations=normalize)
     raise ValueError(f"architecture={architecture!r}; valid architectures are {list(ARCHITECTURES)}")
 
 
 def _runner_config(model, hook_name: str, d_sae: int, context_size: int, training_tokens: int, sparsity: float,
                    lr: float, seed: int, device: str, batch_tokens: int, out_dir: Path | None,
-                   architecture: str = "standard"):
+                   architecture: str = "standard", exclude_special: bool | list[int] = False,
+                   normalize: str = "none"):
     from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig
 
     n_steps = training_tokens // batch_tokens
     return LanguageModelSAERunnerConfig(
-        sae=_sae_config(architecture, model.cfg.d_model, d_sae, sparsity, n_steps, device),
+        sae=_sae_config(architecture, model.cfg.d_model, d_sae, sparsity, n_steps, device, normalize),
         model_name="zoo", hook_name=hook_name, dataset_path="", is_dataset_tokenized=True, streaming=False,
         context_size=context_size, prepend_bos=False, training_tokens=training_tokens,
         train_batch_size_tokens=batch_tokens, store_batch_size_prompts=32,
@@ -55,16 +59,17 @@ def _runner_config(model, hook_name: str, d_sae: int, context_size: int, trainin
         dead_feature_window=max(1, n_steps // 4), feature_sampling_window=max(1, n_steps // 4),
         seed=seed, device=device, dtype="float32", n_checkpoints=0, save_final_checkpoint=False,
         output_path=str(out_dir) if out_dir is not None else None, verbose=False,
-        logger=LoggingConfig(log_to_wandb=False), exclude_special_tokens=False,
+        logger=LoggingConfig(log_to_wandb=False), exclude_special_tokens=exclude_special,
     )
 
 
 def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_tokens: int, sparsity: float,
               lr: float, seed: int, device: str = "cpu", batch_tokens: int = 4096, out_dir: Path | None = None,
-              architecture: str = "standard"):
+              architecture: str = "standard", exclude_special: bool | list[int] = False, normalize: str = "none"):
     """Train an SAE on ``model``'s activations at ``hook_name``; save it to ``out_dir``.
 
     ``sparsity`` is the L1 coefficient (``standard``) or the mean number of active features k (``batchtopk``).
+    ``exclude_special``: token ids whose positions the SAE never trains on (sae_lens's ``exclude_special_tokens``).
 
     Returns the trained sae_lens SAE. Windows are taken in order from ``stream`` (the train split).
     """
@@ -72,7 +77,7 @@ def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_t
 
     n_windows = -(-training_tokens // stream.ctx) + 64
     cfg = _runner_config(model, hook_name, d_sae, stream.ctx, training_tokens, sparsity, lr, seed, device,
-                         batch_tokens, out_dir, architecture)
+                         batch_tokens, out_dir, architecture, exclude_special, normalize)
     # The runner never seeds torch with cfg.seed: the SAE's initialisation and the activation buffer's shuffling
     # draw from the global generator, so without this the SAE would depend on what the process did before.
     with torch.random.fork_rng():
@@ -84,10 +89,12 @@ def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_t
         return runner.run()
 
 
-def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16) -> dict[str, float]:
+def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16,
+                 exclude_special: bool | list[int] = False) -> dict[str, float]:
     """sae_lens's own evals (L0, explained variance, CE loss score, KL score, dead fraction) on ``stream``.
 
     A reference the project's streaming metrics are cross-checked against; not the book's main metric code.
+    ``exclude_special``: token ids left out of every metric and never spliced (sae_lens's convention).
     """
     from sae_lens import ActivationsStore
     from sae_lens.evals import EvalConfig, run_evals
@@ -105,7 +112,7 @@ def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts:
                      compute_featurewise_density_statistics=True)
     with contextlib.redirect_stdout(io.StringIO()):
         metrics, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg,
-                                             exclude_special_tokens=False)
+                                             exclude_special_tokens=exclude_special)
     density = torch.tensor(feature_metrics["feature_density"])
     return {
         "l0": float(metrics["sparsity"]["l0"]),
@@ -120,7 +127,8 @@ def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts:
     }
 
 
-def dead_fraction(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16) -> float:
+def dead_fraction(sae, model, stream: TokenStream, n_windows: int, batch_prompts: int = 16,
+                  exclude_special: bool | list[int] = False) -> float:
     """Share of features that never fire on ``n_windows`` windows of ``stream`` (sae_lens's sparsity evals
     only: one forward pass per batch, no CE or KL)."""
     from sae_lens import ActivationsStore
@@ -136,7 +144,8 @@ def dead_fraction(sae, model, stream: TokenStream, n_windows: int, batch_prompts
                      n_eval_sparsity_variance_batches=max(1, n_windows // batch_prompts),
                      compute_sparsity_metrics=True, compute_featurewise_density_statistics=True)
     with contextlib.redirect_stdout(io.StringIO()):
-        _, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg, exclude_special_tokens=False)
+        _, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg,
+                                       exclude_special_tokens=exclude_special)
     return float((torch.tensor(feature_metrics["feature_density"]) == 0).float().mean())
 
 

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..convert import quiet_to
 from ..io import fingerprint
 from ..paths import cache_dir
 from .data import DOMAINS
 from .fingerprints import card_fingerprint, check_size, data_fingerprint, model_fingerprint, sae_fingerprint
 from .recipe import ZooRecipe, load_recipe
-from .tokens import EOT, TokenStream, load_tokenizer
+from .tokens import TokenStream, bos_id, load_tokenizer
 
 
 def zoo_dir(profile: str) -> Path:
@@ -59,12 +60,6 @@ class Checkpoints:
 
 
 # ------------------------------------------------------------------------------------------ TransformerLens
-
-def quiet_to(model, device_or_dtype):
-    """``model.to(...)`` without TransformerLens's "Moving model to device" prints (they would land on pages)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return model.to(device_or_dtype)
-
 
 def new_model(arch: dict, tokenizer=None):
     """A HookedTransformer of the zoo's architecture (``arch.json``: ``HookedTransformerConfig`` kwargs)."""
@@ -140,9 +135,14 @@ class Zoo:
     def tokenizer(self):
         return load_tokenizer(self.root / "data" / "tokenizer")
 
+    @property
+    def bos_id(self) -> int | None:
+        """The token every window of this zoo starts with (the tokenizer's BOS; the toy tokenizer's is EOT)."""
+        return bos_id(self.tokenizer)
+
     def streams(self, split: str, context_size: int) -> dict[str, TokenStream]:
         """One ``TokenStream`` per domain of ``split`` (train or heldout), memory-mapped."""
-        bos = self.tokenizer.convert_tokens_to_ids(EOT)
+        bos = self.bos_id
         for d in DOMAINS:
             check_size(self.root / "data", f"tokens/{d}_{split}.npy")
         tokens = self.root / "data" / "tokens"

@@ -40,9 +40,27 @@ def load_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def check_vocab(tokenizer) -> None:
+    """Token streams are stored as uint16: a tokenizer with more ids cannot be stored (one line, before any text
+    is tokenized)."""
+    if len(tokenizer) > np.iinfo(np.uint16).max + 1:
+        raise ValueError(f"tokenizer of {len(tokenizer)} tokens: zoo token streams hold at most 65,536 token ids")
+
+
+def separator_id(tokenizer) -> int:
+    """The token between documents: ``<|endoftext|>`` where the vocabulary has it, else the tokenizer's EOS."""
+    vocab = tokenizer.get_vocab()
+    return vocab[EOT] if EOT in vocab or tokenizer.eos_token_id is None else tokenizer.eos_token_id
+
+
+def bos_id(tokenizer) -> int | None:
+    """The token every window starts with: the tokenizer's BOS; None for a model that has none."""
+    return tokenizer.bos_token_id
+
+
 def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
-    """Concatenate documents into one uint16 stream, each followed by the end-of-text token. Shape [n_tokens]."""
-    eot = tokenizer.convert_tokens_to_ids(EOT)
+    """Concatenate documents into one uint16 stream, each followed by the separator token. Shape [n_tokens]."""
+    eot = separator_id(tokenizer)
     if not texts:
         return np.zeros(0, dtype=np.uint16)
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -54,19 +72,23 @@ def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
 class TokenStream:
     """Windows of a token stream, each starting with BOS, as TransformerLens models expect.
 
-    ``stream``: uint16 array [n_tokens]. Every window is [bos, t_i, ..., t_{i+ctx-2}].
+    ``stream``: uint16 array [n_tokens]. Every window is [bos, t_i, ..., t_{i+ctx-2}]; with ``bos=None`` (a model
+    without one) it is [t_i, ..., t_{i+ctx-1}].
     """
 
-    def __init__(self, stream: np.ndarray, context_size: int, bos: int):
+    def __init__(self, stream: np.ndarray, context_size: int, bos: int | None):
         if len(stream) < context_size:
             raise ValueError(f"stream of {len(stream)} tokens is shorter than context_size={context_size}")
         self.stream = stream
         self.ctx = context_size
         self.bos = bos
+        self.body = context_size - (bos is not None)
 
     def _windows(self, starts: np.ndarray) -> torch.Tensor:
-        idx = starts[:, None] + np.arange(self.ctx - 1)[None, :]
+        idx = starts[:, None] + np.arange(self.body)[None, :]
         body = torch.from_numpy(self.stream[idx].astype(np.int64))
+        if self.bos is None:
+            return body
         return torch.cat([torch.full((len(starts), 1), self.bos, dtype=torch.long), body], dim=1)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> torch.Tensor:
@@ -74,11 +96,11 @@ class TokenStream:
         return self._windows(rng.integers(0, len(self.stream) - self.ctx + 1, size=batch_size))
 
     def n_windows(self) -> int:
-        return len(self.stream) // (self.ctx - 1)
+        return len(self.stream) // self.body
 
     def sequential(self, batch_size: int, n_windows: int | None = None):
         """Consecutive non-overlapping windows in batches of [<=batch_size, ctx] (evaluation, deterministic)."""
         total = self.n_windows() if n_windows is None else min(n_windows, self.n_windows())
-        starts = np.arange(total) * (self.ctx - 1)
+        starts = np.arange(total) * self.body
         for i in range(0, total, batch_size):
             yield self._windows(starts[i:i + batch_size])

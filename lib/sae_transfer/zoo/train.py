@@ -30,14 +30,26 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def tl_loss(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean next-token CE of a HookedTransformer on ``tokens`` [batch, ctx]."""
+    return model(tokens, return_type="loss")
+
+
+def hf_loss(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean next-token CE of a Hugging Face causal LM on ``tokens`` [batch, ctx]."""
+    return model(input_ids=tokens, labels=tokens).loss
+
+
 def train_lm(model, streams: dict[str, TokenStream], mix: dict[str, float], steps: int, batch_size: int,
              lr: float, seed: int, warmup: int = 50, weight_decay: float = 0.1,
-             on_step: Callable[[int], None] | None = None, desc: str = "train") -> TrainLog:
+             on_step: Callable[[int], None] | None = None, desc: str = "train",
+             loss_of: Callable | None = None) -> TrainLog:
     """Train every parameter of ``model`` with AdamW on windows drawn from ``streams`` in proportion ``mix``.
 
-    ``on_step(step)`` runs after each optimiser step (1-based), e.g. to save checkpoints.
-    Losses are computed in fp32 (the zoo trains in fp32).
+    ``on_step(step)`` runs after each optimiser step (1-based), e.g. to save checkpoints. ``loss_of(model,
+    tokens)``: ``tl_loss`` (default) or ``hf_loss``. Losses are computed in fp32 (the zoo trains in fp32).
     """
+    loss_of = loss_of or tl_loss
     if set(mix) - set(streams):
         raise ValueError(f"mix names domains {sorted(set(mix) - set(streams))} that have no stream")
     torch.manual_seed(seed)
@@ -56,7 +68,7 @@ def train_lm(model, streams: dict[str, TokenStream], mix: dict[str, float], step
         tokens = torch.cat([streams[d].sample(int(c), rng) for d, c in zip(domains, counts) if c > 0]).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
-        loss = model(tokens, return_type="loss")
+        loss = loss_of(model, tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -74,9 +86,11 @@ def train_lm(model, streams: dict[str, TokenStream], mix: dict[str, float], step
 
 
 @torch.no_grad()
-def heldout_ce(model, stream: TokenStream, n_windows: int, batch_size: int = 32) -> float:
-    """Mean next-token cross-entropy (nats, fp32) over the first ``n_windows`` held-out windows."""
+def heldout_ce(model, stream: TokenStream, n_windows: int, logits_bytes: int = 1 << 28) -> float:
+    """Mean next-token cross-entropy (nats, fp32) over the first ``n_windows`` held-out windows, in batches whose
+    fp32 logits [batch, ctx, vocab] fit in ``logits_bytes`` (32 windows for the toy models, fewer for real ones)."""
     device = next(model.parameters()).device
+    batch_size = max(1, min(32, logits_bytes // (stream.ctx * model.cfg.d_vocab * 4)))
     total, count = 0.0, 0
     for tokens in stream.sequential(batch_size, n_windows):
         per_token = model(tokens.to(device), return_type="loss", loss_per_token=True)  # [batch, ctx-1]
