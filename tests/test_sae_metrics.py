@@ -156,3 +156,28 @@ def test_streamed_metrics_agree_with_run_evals(smoke_card):
             r = by[(model, metric)]
             assert r["ours"] == pytest.approx(r["sae_lens"], rel=1e-4, abs=1e-6), (model, metric)
     assert by[("base", "l0")]["ours"] > 0
+
+
+def _subset(n_batches: int, seed: int = 0):
+    from sae_transfer.accumulators import _Subset
+
+    sub = _Subset(4, 8)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n_batches):
+        x = torch.randn(16, 4, generator=g)
+        ce = {k: torch.rand(16, generator=g) + j for j, k in enumerate(("clean", "spliced", "zero"))}
+        sub.add(_Subset.batch_sums(x, torch.rand(16, 8, generator=g), x + 0.3 * torch.randn(16, 4, generator=g), ce,
+                                   torch.ones(16, dtype=torch.bool), {k: torch.rand(16, generator=g)
+                                                                      for k in ("spliced", "zero")}))
+    return sub.result(8)
+
+
+def test_intervals_over_token_batches_hold_the_estimate_and_narrow_with_more_batches():
+    few, many = _subset(8), _subset(128)
+    for metric in ("delta_ce", "ce_recovered", "ev_token", "ev_global", "kl"):
+        for r in (few, many):
+            lo, hi = r["ci"][metric]
+            assert lo < r[metric] < hi, (metric, lo, r[metric], hi)
+        assert many["ci"][metric][1] - many["ci"][metric][0] < 0.5 * (few["ci"][metric][1] - few["ci"][metric][0])
+    assert _subset(8)["ci"] == few["ci"]  # seeded: the same batches give the same interval
+    assert _subset(3)["ci"] == {}  # too few batches to resample

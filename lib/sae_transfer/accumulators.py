@@ -142,6 +142,9 @@ class _Subset:
         self.fires = torch.zeros(d_sae, dtype=torch.long)
         self.act_sum = torch.zeros(d_sae, **f64)
         self.hist = torch.zeros(ACT_BINS.n, dtype=torch.long)
+        # Each batch's scalar sums and sum_x [d_in], kept for intervals over token batches (a few numbers a
+        # batch: the running sums above stay the only per-feature state).
+        self.per_batch: list[tuple[list[float], torch.Tensor]] = []
 
     @staticmethod
     def batch_sums(x, feats, x_hat, ce, ce_valid, kl) -> dict[str, Any] | None:
@@ -176,6 +179,7 @@ class _Subset:
         for k, v in b["s"].items():
             self.s[k] += v
         self.sum_x += b["sum_x"]
+        self.per_batch.append(([float(b["n"]), float(b["n_ce"]), *(b["s"][k] for k in BATCH_SUMS)], b["sum_x"]))
         self.fires += b["fires"]
         self.act_sum += b["act_sum"]
         self.hist += b["hist"]
@@ -210,7 +214,52 @@ class _Subset:
             "mean_act": (self.act_sum / n).tolist(),
             "act_hist": self.hist.tolist(),
             "zero_acts": n * d_sae - int(self.fires.sum()),
+            "ci": batch_intervals(self.per_batch),
         }
+
+
+#: The per-batch sums kept for intervals, after (n, n_ce).
+BATCH_SUMS = ("l0", "rss", "sq_norm", "ev_token", "ce_clean", "ce_spliced", "ce_zero", "kl_spliced", "kl_zero")
+#: Metrics given a 95% interval over token batches.
+CI_METRICS = ("l0", "delta_ce", "ce_recovered", "ev_token", "ev_global", "kl")
+
+
+def _metrics_of(totals: "np.ndarray", sum_x: "np.ndarray") -> dict[str, "np.ndarray"]:
+    """The metrics of ``CI_METRICS`` from summed batches: ``totals`` [..., 2 + len(BATCH_SUMS)], ``sum_x``
+    [..., d_in] (one row per bootstrap resample)."""
+    import numpy as np
+
+    t = {k: totals[..., i] for i, k in enumerate(("n", "n_ce", *BATCH_SUMS))}
+    n, n_ce = t["n"], np.maximum(t["n_ce"], 1)
+    ce = {k: t[f"ce_{k}"] / n_ce for k in ("clean", "spliced", "zero")}
+    var_dim = t["sq_norm"] / n - ((sum_x / n[..., None]) ** 2).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"l0": t["l0"] / n, "delta_ce": ce["spliced"] - ce["clean"],
+                "ce_recovered": (ce["zero"] - ce["spliced"]) / (ce["zero"] - ce["clean"]),
+                "ev_token": t["ev_token"] / n, "ev_global": 1 - (t["rss"] / n) / var_dim, "kl": t["kl_spliced"] / n}
+
+
+def batch_intervals(per_batch: list, n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile intervals of ``CI_METRICS`` from resampling whole token batches with replacement
+    (``scipy.stats.bootstrap``): what the measured tokens can resolve. Empty with fewer than 4 batches."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if len(per_batch) < 4:
+        return {}
+    totals = np.array([b[0] for b in per_batch])  # [batches, 2 + len(BATCH_SUMS)]
+    sum_x = torch.stack([b[1] for b in per_batch]).numpy()  # [batches, d_in]
+    out = {}
+    for metric in CI_METRICS:
+        def statistic(idx, axis=-1):
+            idx = idx.astype(int)
+            return _metrics_of(totals[idx].sum(-2), sum_x[idx].sum(-2))[metric]
+        res = bootstrap((np.arange(len(per_batch)),), statistic, n_resamples=n_boot, method="percentile",
+                        vectorized=True, random_state=np.random.default_rng(seed))
+        lo, hi = res.confidence_interval
+        if np.isfinite(lo) and np.isfinite(hi):
+            out[metric] = [float(lo), float(hi)]
+    return out
 
 
 class SAEMetrics:

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, resolve_params
-from .book.build import build_book
+from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, read_yaml, resolve_params
+from .book.build import Book, build_book
 from .book.preflight import absolute_paths, preflight
 from .book.runner import check_out_dir, run_chapter
 from .models import resolve_device
@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: <cache>/runs/<chapter>/<timestamp>)")
 
     book = sub.add_parser("book", help="run every chapter (reusing up-to-date runs) and build the HTML book")
-    book.add_argument("--profile", default="default", help="parameter profile: smoke or default")
+    book.add_argument("--profile", help="parameter profile (params/book/<profile>.yaml); default: default")
+    book.add_argument("-f", "--file", action="append", default=[], type=Path,
+                      help="your own parameter file (a section per chapter); repeatable; needs --out")
+    book.add_argument("--out", type=Path, help="directory to build a book of your parameter files in")
     book.add_argument("--force", action="store_true", help="re-execute every chapter even if up to date")
     book.add_argument("--device", help="override the device parameter of every chapter (e.g. cuda)")
 
@@ -68,6 +71,22 @@ def cmd_run(args) -> None:
           f"{len(results['numbers'])} numbers, {len(results['figures'])} figures in {results['meta']['run_dir']}")
 
 
+def _book(args) -> Book:
+    if args.file or args.out:
+        if args.profile:
+            raise ParameterError("book: give --profile, or -f FILE with --out DIR, not both")
+        if not (args.file and args.out):
+            raise ParameterError("book: -f FILE and --out DIR go together (a book of your parameter files is built "
+                                 "in a directory of its own)")
+        for f in args.file:
+            read_yaml(f, "parameter file")  # a missing or broken file fails here, in one line
+        return Book.from_files(args.file, check_out_dir(args.out))
+    profile = args.profile or "default"
+    if profile not in profiles():
+        raise ParameterError(f"unknown profile {profile!r}; valid profiles are {profiles()}")
+    return Book.from_profile(profile)
+
+
 def cmd_zoo(args) -> None:
     if args.zoo_cmd == "build":
         print(format_card(build_zoo(args.profile, device=resolve_device(args.device))))
@@ -83,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "run":
             cmd_run(args)
         elif args.cmd == "book":
-            if args.profile not in profiles():
-                raise ParameterError(f"unknown profile {args.profile!r}; valid profiles are {profiles()}")
-            build_book(args.profile, force=args.force, device=args.device)
+            build_book(_book(args), force=args.force, device=args.device)
         elif args.cmd == "zoo":
             cmd_zoo(args)
     except ValueError as e:  # ParameterError, and bad recipes, specs and paths from lib: one clear line

@@ -116,6 +116,15 @@ def cross_check_table(rows: list[dict]) -> pd.DataFrame:
 HEADLINE_METRICS = ("l0", "l0_frac", "delta_ce", "ce_recovered", "ev_token", "r2_pooled", "kl", "dead_frac")
 
 
+#: Metrics whose 95% interval over token batches the prose quotes (``ev_token_code_code_lo`` / ``_hi``).
+INTERVAL_METRICS = ("delta_ce", "ce_recovered", "ev_token")
+
+
+def _intervals(result: dict, key: str) -> dict[str, float]:
+    return {f"{m}_{key}_{end}": v for m in INTERVAL_METRICS if m in result.get("ci", {})
+            for end, v in zip(("lo", "hi"), result["ci"][m])}
+
+
 def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[str, Any]:
     """Every number the chapter's prose glues: each metric per base/finetune and dataset (``l0_base_prose``,
     ``delta_ce_code_code``), density agreement per pair, the first and final checkpoint of each finetune,
@@ -123,9 +132,11 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
     out: dict[str, Any] = {}
     for ds, by_subset in results["base"].items():
         out.update({f"{m}_base_{short(ds)}": by_subset["kept"][m] for m in HEADLINE_METRICS})
+        out.update(_intervals(by_subset["kept"], f"base_{short(ds)}"))
     for ft, by_ds in results["finetunes"].items():
         for ds, by_subset in by_ds.items():
             out.update({f"{m}_{slug(ft, ds)}": by_subset["kept"][m] for m in (*HEADLINE_METRICS, "norm_ratio")})
+            out.update(_intervals(by_subset["kept"], slug(ft, ds)))
             if ds in results["base"]:
                 d = density_comparison(results["base"][ds]["kept"], by_subset["kept"])
                 out[f"density_r_{slug(ft, ds)}"] = d["pearson_log_density"]

@@ -91,6 +91,13 @@ CASES = {
                                 "layers=[7]: the base model has blocks 0..1"),
     "negative_lr": (["run", "features", *SMOKE, "-p", "sae_finetune_lr", "-1"],
                     "sae_finetune_lr=-1.0 must be a positive"),
+    "too_few_batches": (["run", "sae_metrics", *SMOKE, "-p", "n_tokens", "128"], "give at least 4"),
+    "book_unknown_profile": (["book", "--profile", "huge"], "unknown profile 'huge'; valid profiles are"),
+    "book_file_without_out": (["book", "-f", "{t}/featurs.yaml"], "-f FILE and --out DIR go together"),
+    "book_file_and_profile": (["book", *SMOKE, "-f", "{t}/featurs.yaml", "--out", "{t}/out"], "not both"),
+    "book_file_missing": (["book", "-f", "{t}/nope.yaml", "--out", "{t}/out"], "nope.yaml' does not exist"),
+    "book_file_bad_section": (["book", "-f", "{t}/featurs.yaml", "--out", "{t}/out"],
+                              "section 'featurs' is not a chapter (did you mean 'features'?)"),
 }
 
 
@@ -182,11 +189,12 @@ def test_the_book_runs_every_chapter_and_lists_failures(tmp_path, monkeypatch):
                     _chapter(tmp_path, NOTEBOOK, "last"))
     monkeypatch.setenv("SAE_TRANSFER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(build, "all_chapters", lambda: [ok, bad, ok2])
+    monkeypatch.setattr(build, "chapter_names", lambda: ["first", "broken", "last"])
     monkeypatch.setattr(build, "resolve_params", lambda c, *a, **k: {"n": 3 if c.name == "broken" else 1})
-    monkeypatch.setattr(build, "book_dir", lambda: tmp_path / "book")
-    monkeypatch.setattr(build, "build_html", lambda: tmp_path / "book" / "_build" / "html")
-    with pytest.raises(ChapterFailed, match=r"1 of 3 chapters failed \(broken\)"):
-        build.build_book("smoke")
+    monkeypatch.setattr(build, "build_html", lambda book: book.html_dir)
+    book = build.Book(tmp_path, (build.Part("smoke", "Chapters", "chapters"),), tmp_path / "runs", "test")
+    with pytest.raises(ChapterFailed, match=r"1 of 3 chapters failed \(chapters/broken\)"):
+        build.build_book(book)
     pages = sorted(p.name for p in (tmp_path / "book" / "chapters").iterdir())
     # the chapter after the failure ran too; the failed one's notice sits at its own path, where links point
     assert pages == ["broken.ipynb", "first.ipynb", "last.ipynb"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,28 +14,81 @@ import nbformat
 import yaml
 
 from .chapters import ParameterError, all_chapters, chapter_names, profile_parts, profiles, resolve_params
+from .compare import page as compare_page
 from ..io import write_text_atomic
-from ..paths import PROJECT_ROOT, book_dir, cache_dir
+from ..paths import PROJECT_ROOT, cache_dir
 from ..zoo.build import build_zoo
-from .preflight import preflight
+from .preflight import absolute_paths, preflight
 from .runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 
 
-def html_dir() -> Path:
-    return book_dir() / "_build" / "html"
+#: What a book's source tree holds besides its pages: configuration and the static pages every book has.
+STATIC = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/bibliography.md",
+          "book/references.bib")
 
 
 @dataclass(frozen=True)
 class Part:
-    """A run of every chapter with one profile's parameters: the book's main part (pages in
-    ``book/chapters/``) or a further part a profile lists under ``parts`` (pages in ``book/<profile>/``)."""
+    """A run of every chapter with one set of parameters: a profile's (``params/book/<profile>.yaml``) or a user's
+    parameter files. The main part's pages go to ``book/chapters/``, a further part's to ``book/<profile>/``."""
 
-    profile: str
+    profile: str | None
     caption: str
     pages: str  # directory under book/ that holds the part's pages
+    files: tuple[Path, ...] = ()
 
     def page(self, chapter: str) -> str:
         return f"book/{self.pages}/{chapter}"
+
+
+@dataclass(frozen=True)
+class Book:
+    """Where a book is built (``root``: _config.yml, the toc, book/), its parts, where their chapter runs live and
+    the command that builds it (for the status page)."""
+
+    root: Path
+    parts: tuple[Part, ...]
+    runs: Path
+    command: str
+
+    @classmethod
+    def from_profile(cls, profile: str) -> "Book":
+        """The project's own book: ``profile`` and every part it lists, built in the project tree."""
+        return cls(PROJECT_ROOT, tuple(book_parts(profile)), cache_dir() / "runs",
+                   f"python -m sae_transfer book --profile {profile}")
+
+    @classmethod
+    def from_files(cls, files: list[Path], out: Path) -> "Book":
+        """A book of the user's own parameter files (flat, or a section per chapter), built in ``out`` with
+        its runs beside it."""
+        files = tuple(Path(f).resolve() for f in files)
+        return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files),), Path(out).resolve() / "runs",
+                   "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}")
+
+    @property
+    def book_dir(self) -> Path:
+        return self.root / "book"
+
+    @property
+    def html_dir(self) -> Path:
+        return self.book_dir / "_build" / "html"
+
+    def run_dir(self, part: Part, chapter: str) -> Path:
+        return self.runs / (f"book-{part.profile}" if part.profile else "book") / chapter
+
+    def params(self, part: Part, chapter, device: str | None = None) -> dict:
+        overrides = [("device", device)] if device and "device" in chapter.defaults() else []
+        params = resolve_params(chapter, part.profile, list(part.files), overrides)
+        return absolute_paths(params) if part.files else params
+
+    def prepare(self) -> None:
+        """A book outside the project gets the project's configuration and static pages."""
+        if self.root == PROJECT_ROOT:
+            return
+        for rel in STATIC:
+            dest = self.root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(PROJECT_ROOT / rel, dest)
 
 
 def book_parts(profile: str) -> list[Part]:
@@ -53,54 +107,59 @@ def book_parts(profile: str) -> list[Part]:
     return parts
 
 
-def run_all(profile: str, force: bool = False, device: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Run (or reuse) every chapter of every part of ``profile`` and copy executed notebooks into the book.
+def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Run (or reuse) every chapter of every part of ``book`` and copy executed notebooks into it.
 
     Every chapter runs even when one before it fails; a failed chapter's page becomes a short notice. Returns
-    ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, part}``.
+    ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
     """
     chapters = all_chapters()
-    parts = book_parts(profile)
-    params = {(part, c.name): resolve_params(c, part.profile, overrides=[("device", device)]
-                                             if device and "device" in c.defaults() else ())
-              for part in parts for c in chapters}  # every parameter checked before anything heavy starts
+    params = {(part, c.name): book.params(part, c, device)
+              for part in book.parts for c in chapters}  # every parameter checked before anything heavy starts
     for zoo in sorted({p["zoo"] for p in params.values() if "zoo" in p}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
     for (part, name), p in params.items():
         preflight(p, name)  # after the zoo is built: the models and SAEs named must exist
+    book.prepare()
     done, failed = [], []
-    for part in parts:
+    for part in book.parts:
         for c in chapters:
-            p = params[(part, c.name)]
-            run_dir = cache_dir() / "runs" / f"book-{part.profile}" / c.name
+            p, run_dir = params[(part, c.name)], book.run_dir(part, c.name)
+            label = f"chapter {c.name!r}" + (f" ({part.profile})" if len(book.parts) > 1 else "")
             results = None if force else cached_results(run_dir, source_fingerprint(c, p))
             try:
                 if results is None:
-                    print(f"chapter {c.name!r} ({part.profile}): executing", flush=True)
+                    print(f"{label}: executing", flush=True)
                     results = run_chapter(c, p, run_dir)
                 else:
-                    print(f"chapter {c.name!r} ({part.profile}): up to date, reusing {run_dir}", flush=True)
+                    print(f"{label}: up to date, reusing {run_dir}", flush=True)
             except ChapterFailed as e:
-                print(f"chapter {c.name!r} ({part.profile}): FAILED: {e}", flush=True)
+                print(f"{label}: FAILED: {e}", flush=True)
                 failed.append({"chapter": c.name, "title": c.title, "error": str(e), "page": part.page(c.name)})
-                _page(part, c.name, failed_notice(c.title, str(e)))
+                _page(book, part, c.name, failed_notice(c.title, str(e)))
                 continue
-            _page(part, c.name, (run_dir / f"{c.name}.ipynb").read_text())
-            done.append({**results, "page": part.page(c.name)})
-    write_toc(parts)
-    write_status_page(profile, done, failed)
+            _page(book, part, c.name, (run_dir / f"{c.name}.ipynb").read_text())
+            done.append({**results, "page": part.page(c.name), "part": part.caption})
+    if len(book.parts) > 1:
+        by_part = {part.caption: {r["meta"]["chapter"]: r for r in done if r["part"] == part.caption}
+                   for part in book.parts}
+        write_text_atomic(book.book_dir / "compare.md", compare_page(by_part))
+    write_toc(book)
+    write_status_page(book, done, failed)
     return done, failed
 
 
-def write_toc(parts: list[Part]) -> Path:
+def write_toc(book: Book) -> Path:
     """``book/_toc.yml``: the tracked ``_toc.yml`` (intro, the main part's chapters, reference pages) with a
     caption and every chapter for each further part, before the reference pages. What ``build_html`` builds."""
     toc = yaml.safe_load((PROJECT_ROOT / "_toc.yml").read_text())
     extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()]}
-             for part in parts[1:]]
+             for part in book.parts[1:]]
+    if extra:
+        extra.append({"caption": "Compared", "chapters": [{"file": "book/compare"}]})
     toc["parts"] = toc["parts"][:-1] + extra + toc["parts"][-1:]
-    path = book_dir() / "_toc.yml"
+    path = book.book_dir / "_toc.yml"
     write_text_atomic(path, "# Written by python -m sae_transfer book from the project's _toc.yml; do not edit.\n"
                       + yaml.safe_dump(toc, sort_keys=False))
     return path
@@ -115,12 +174,12 @@ def failed_notice(title: str, error: str) -> str:
     return nbformat.writes(nb)
 
 
-def _page(part: Part, name: str, notebook: str) -> None:
+def _page(book: Book, part: Part, name: str, notebook: str) -> None:
     """A chapter's page in the book: its executed notebook, or the notice that it failed."""
-    write_text_atomic(book_dir() / part.pages / f"{name}.ipynb", notebook)
+    write_text_atomic(book.book_dir / part.pages / f"{name}.ipynb", notebook)
 
 
-def write_status_page(profile: str, results: list[dict], failed: list[dict] = ()) -> None:
+def write_status_page(book: Book, results: list[dict], failed: list[dict] = ()) -> None:
     """``book/status.md``: each chapter's run, from its results.json, and every failure (generated, git-ignored)."""
     rows = ["| chapter | parameters | wall time | peak memory | device | commit | executed |",
             "|---|---|---|---|---|---|---|"]
@@ -137,35 +196,34 @@ def write_status_page(profile: str, results: list[dict], failed: list[dict] = ()
     versions = results[0]["meta"]["versions"] if results else {}
     text = "\n".join([
         "# Status of this build", "",
-        f"Every chapter below was executed by `python -m sae_transfer book --profile {profile}`; this table is "
+        f"Every chapter below was executed by `{book.command}`; this table is "
         "written from each run's `results.json`, so it says what produced the pages you are reading.", "",
         *rows, "", *failures, "Package versions of the run:", "",
         "| package | version |", "|---|---|", *[f"| {k} | {v} |" for k, v in versions.items()], ""])
-    write_text_atomic(book_dir() / "status.md", text)
+    write_text_atomic(book.book_dir / "status.md", text)
 
 
-def build_html(strict: bool = True) -> Path:
-    """``jupyter-book build`` of the project root into ``book/_build/html`` (warnings are errors)."""
+def build_html(book: Book, strict: bool = True) -> Path:
+    """``jupyter-book build`` of the book's root into ``book/_build/html`` (warnings are errors)."""
     jb = Path(sys.executable).with_name("jupyter-book")
-    toc = book_dir() / "_toc.yml"
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(PROJECT_ROOT), "--path-output",
-           str(book_dir()), "--all", "--toc", str(toc if toc.exists() else PROJECT_ROOT / "_toc.yml")]
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book.root), "--path-output",
+           str(book.book_dir), "--all", "--toc", str(book.book_dir / "_toc.yml")]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT)
+    proc = subprocess.run(cmd, cwd=book.root)
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
-    return html_dir()
+    return book.html_dir
 
 
-def build_book(profile: str, force: bool = False, device: str | None = None) -> Path:
+def build_book(book: Book, force: bool = False, device: str | None = None) -> Path:
     """Every chapter, then the HTML. Raises ``ChapterFailed`` after building the book if any chapter failed."""
     t0 = time.perf_counter()
-    _, failed = run_all(profile, force=force, device=device)
-    html = build_html()
+    done, failed = run_all(book, force=force, device=device)
+    html = build_html(book)
     print(f"book built in {time.perf_counter() - t0:.0f} s: open {html / 'index.html'}", flush=True)
     if failed:
-        raise ChapterFailed(f"{len(failed)} of {len(all_chapters())} chapters failed "
-                            f"({', '.join(f['chapter'] for f in failed)}); the book holds the others and "
-                            f"{book_dir() / 'status.md'} lists the errors")
+        raise ChapterFailed(f"{len(failed)} of {len(done) + len(failed)} chapters failed "
+                            f"({', '.join(f['page'].removeprefix('book/') for f in failed)}); the book holds the "
+                            f"others and {book.book_dir / 'status.md'} lists the errors")
     return html

@@ -67,6 +67,12 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
     if base:
         _check_blocks(params, n_layers_of(base, zoo))
         _check_zoo_text(params, zoo)
+    if chapter == "sae_metrics":
+        n_batches = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"]).n_batches()
+        if n_batches < 4:
+            raise SpecError(f"n_tokens={params['n_tokens']} makes {n_batches} batch(es) of {params['batch_size']} "
+                            f"windows; the intervals resample whole batches, so give at least 4 (a smaller "
+                            f"batch_size or more n_tokens)")
 
 
 def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:

@@ -56,6 +56,9 @@ def _runner_config(model, hook_name: str, d_sae: int, context_size: int, trainin
         # sae_lens sizes its mixing buffer as n_batches_in_buffer * context_size tokens; keep two batches.
         n_batches_in_buffer=2 * -(-batch_tokens // context_size),
         lr=lr, lr_warm_up_steps=max(1, n_steps // 20), lr_decay_steps=max(1, n_steps // 5),
+        # The input scale (normalize="expected_average_only_in") from 32 batches of 32 windows, not sae_lens's
+        # default 1,000: a mean norm settles long before, and 1,000 batches of a real model are minutes of CPU.
+        n_batches_for_norm_estimate=32,
         dead_feature_window=max(1, n_steps // 4), feature_sampling_window=max(1, n_steps // 4),
         seed=seed, device=device, dtype="float32", n_checkpoints=0, save_final_checkpoint=False,
         output_path=str(out_dir) if out_dir is not None else None, verbose=False,
