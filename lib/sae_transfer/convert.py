@@ -29,29 +29,169 @@ def quiet_to(model, device_or_dtype):
         return model.to(device_or_dtype)
 
 
+# ------------------------------------------------------------------------------------------ local directories
+
+#: Families TransformerLens configures only from an official hub name (its config code never reads their
+#: ``config.json``): a local checkpoint of one is converted through the official configuration of its family
+#: named here, with every shape taken from the checkpoint's own ``config.json``.
+NAME_ONLY_FAMILIES = {"gemma": "google/gemma-2b", "gemma2": "google/gemma-2-2b", "gemma3_text": "google/gemma-3-1b-pt"}
+
+#: Fields of a TransformerLens config derived from others: recomputed for the checkpoint, never copied from the
+#: template (Gemma-2b's attention scale of 16 = sqrt(256) on a model with 16-dimensional heads was the bug).
+_DERIVED = {"n_params", "attn_scale", "d_vocab_out", "rotary_dim", "model_name", "tokenizer_name"}
+
+
+def supported_architectures() -> list[str]:
+    """Hugging Face architectures TransformerLens converts from a local ``config.json``, and the name-only ones."""
+    import inspect
+    import re
+
+    from transformer_lens import loading_from_pretrained as loading
+
+    found = set(re.findall(r'architecture == "(\w+ForCausalLM|\w+LMHeadModel)"',
+                           inspect.getsource(loading.convert_hf_model_config)))
+    return sorted(found)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((Path(directory) / "config.json").read_text())
+
+
+def check_convertible(directory: Path) -> None:
+    """Whether TransformerLens can convert the checkpoint in ``directory``, from its ``config.json`` alone
+    (before any weights load): a one-line ``ValueError`` naming its architecture and the supported ones."""
+    cfg = read_config(directory)
+    arch = (cfg.get("architectures") or ["?"])[0]
+    if cfg.get("model_type") in NAME_ONLY_FAMILIES or arch in supported_architectures():
+        return
+    raise ValueError(f"{directory}: architecture {arch} (model_type {cfg.get('model_type')!r}) is not one "
+                     f"TransformerLens converts; supported: {', '.join(supported_architectures())}")
+
+
+def _name_only_config(directory: Path, template: str, fold_ln: bool, device: str, dtype: torch.dtype):
+    """The official ``template`` configuration with the checkpoint's shapes: a TransformerLens config for a local
+    checkpoint of a family TransformerLens configures only by name."""
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens import loading_from_pretrained as loading
+
+    c = read_config(directory)
+    base = loading.get_pretrained_model_config(template, fold_ln=fold_ln, device=device, dtype=dtype)
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init and f.name not in _DERIVED}
+    head = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    rope = c.get("rope_parameters") or {}
+    theta = rope.get("rope_theta") or c.get("rope_theta") or rope.get("full_attention", {}).get("rope_theta")
+    fields.update(d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=c["num_attention_heads"],
+                  d_head=head, d_mlp=c["intermediate_size"], d_vocab=c["vocab_size"], rotary_dim=head,
+                  n_key_value_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
+                  n_ctx=min(c.get("max_position_embeddings") or base.n_ctx, base.n_ctx), eps=c["rms_norm_eps"],
+                  act_fn=c.get("hidden_activation") or c.get("hidden_act") or base.act_fn, model_name=directory.name)
+    if theta:
+        fields["rotary_base"] = theta
+    if c.get("query_pre_attn_scalar"):
+        fields["attn_scale"] = c["query_pre_attn_scalar"] ** 0.5
+    if fields.get("use_local_attn"):
+        types = c.get("layer_types") or [("sliding_attention" if i % 2 == 0 else "full_attention")
+                                         for i in range(c["num_hidden_layers"])]
+        fields["attn_types"] = ["local" if t == "sliding_attention" else "global" for t in types]
+        fields["window_size"] = c.get("sliding_window") or base.window_size
+        local_theta = rope.get("sliding_attention", {}).get("rope_theta") or c.get("rope_local_base_freq")
+        if local_theta and "rotary_base_local" in fields:
+            fields["rotary_base_local"] = local_theta
+    for ours, theirs in (("attn_scores_soft_cap", "attn_logit_softcapping"),
+                         ("output_logits_soft_cap", "final_logit_softcapping")):
+        if ours in fields and fields[ours] not in (None, -1.0):
+            fields[ours] = c.get(theirs) if c.get(theirs) is not None else -1.0
+    return HookedTransformerConfig(**fields)
+
+
+@contextlib.contextmanager
+def _neutral_path(directory: Path):
+    """``directory`` as TransformerLens should see it: under a name that says nothing (it picks some families by
+    words in the path, "llama" or "gemma", so ``my-llama-ft`` of another family would be misread), and with the
+    artifacts of a dequantized save left out of ``config.json`` (``"quantization_config": null`` breaks it).
+    Every other file is a symlink to the original."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sae-transfer-") as tmp:
+        view = Path(tmp) / "checkpoint"
+        view.mkdir()
+        for f in Path(directory).resolve().iterdir():
+            if f.name != "config.json":
+                (view / f.name).symlink_to(f)
+        cfg = read_config(directory)
+        if cfg.get("quantization_config", {}) is None:
+            del cfg["quantization_config"]
+        if cfg.get("model_type") == "gpt2" and "n_ctx" not in cfg:
+            cfg["n_ctx"] = cfg["n_positions"]  # the legacy field TransformerLens reads; transformers 5 omits it
+        (view / "config.json").write_text(json.dumps(cfg))
+        yield str(view)
+
+
+@torch.no_grad()
+def verify_logits(model, hf_model, n_tokens: int = 8, seed: int = 0) -> float:
+    """Largest difference between the HookedTransformer's and the Hugging Face model's centred logits on
+    ``n_tokens`` random tokens (TransformerLens centres the unembedding, which shifts every logit of a position
+    alike). Raises when it exceeds 1e-3 times the logits' spread (fp32; 5e-2 in half precision)."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, model.cfg.d_vocab, (1, n_tokens), generator=g).to(model.cfg.device)
+    ours = model(tokens).float()
+    training = hf_model.training  # a model being finetuned is checked at each saved step: leave it as it was
+    theirs = hf_model.eval().to(model.cfg.device)(tokens).logits.float()[..., : ours.shape[-1]]
+    hf_model.train(training)
+    centred = lambda t: t - t.mean(-1, keepdim=True)
+    diff = float((centred(ours) - centred(theirs)).abs().max())
+    tol = (1e-3 if model.cfg.dtype == torch.float32 else 5e-2) * max(1.0, float(theirs.std()))
+    if not diff <= tol:
+        raise ValueError(f"the converted model's logits differ from the Hugging Face model's by {diff:.3g} "
+                         f"(tolerance {tol:.3g}): TransformerLens does not convert this checkpoint faithfully")
+    return diff
+
+
 def hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: torch.dtype,
-                   from_pretrained_kwargs: dict[str, Any] | None = None):
+                   from_pretrained_kwargs: dict[str, Any] | None = None, verify: bool = True):
     """A HookedTransformer of ``hf_model``'s weights (``name_or_dir``'s own when None).
 
-    The steps of ``HookedTransformer.from_pretrained(BASE, hf_model=FINETUNE)``, the seed's way, with one
-    difference: a local ``save_pretrained`` directory stands in for an official hub name (TransformerLens's
-    config and weight conversion accept directories; ``from_pretrained`` itself does not). Hub names and local
-    directories therefore take the same code, which the tests exercise offline.
+    The steps of ``HookedTransformer.from_pretrained(BASE, hf_model=FINETUNE)``, the seed's way, with two
+    differences for a local ``save_pretrained`` directory: it stands in for an official hub name (TransformerLens's
+    config and weight conversion accept directories; ``from_pretrained`` itself does not), and a family that
+    TransformerLens configures only by name (Gemma 1/2/3) is converted through its official configuration with
+    the checkpoint's shapes. A local checkpoint is then checked against the Hugging Face model (``verify_logits``).
     """
     from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
 
     kwargs = {**PROCESSING_DEFAULTS, **(from_pretrained_kwargs or {})}
     processing = {k: kwargs.pop(k) for k in PROCESSING_DEFAULTS}
-    official = name_or_dir if Path(name_or_dir).is_dir() else loading.get_official_model_name(name_or_dir)
-    with warnings.catch_warnings():
+    local = Path(name_or_dir).is_dir()
+    if local and hf_model is None:
+        from transformers import AutoModelForCausalLM
+
+        hf_model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
+    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
         warnings.simplefilter("ignore", DeprecationWarning)
-        cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
-                                                  dtype=dtype, **kwargs)
+        if local:
+            template = NAME_ONLY_FAMILIES.get(read_config(Path(name_or_dir)).get("model_type"))
+            if template:
+                cfg = _name_only_config(Path(name_or_dir), template, processing["fold_ln"], device, dtype)
+                official = template
+            else:
+                official = stack.enter_context(_neutral_path(Path(name_or_dir)))
+                cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
+                                                          dtype=dtype, **kwargs)
+        else:
+            official = loading.get_official_model_name(name_or_dir)
+            cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
+                                                      dtype=dtype, **kwargs)
         state = loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
         model.load_and_process_state_dict(state, **processing)
-    return quiet_to(model, device).eval()
+    model = quiet_to(model, device).eval()
+    if local and verify:
+        verify_logits(model, hf_model)
+    return model
 
 
 #: Config fields that describe where and how a model runs, not what it is: never stored in ``arch.json``.

@@ -26,9 +26,8 @@ from typing import Any
 
 import torch
 
-from .convert import hooked_from_hf
+from .convert import check_convertible, hooked_from_hf, quiet_to
 from .hooks import stop_layer
-from .convert import quiet_to
 from .zoo.pretrained import PRETRAINED
 from .zoo.store import Zoo, build_command, split_spec
 
@@ -116,6 +115,11 @@ def check_source(spec: str, param: str, zoo: str, sae: bool = False) -> None:
         for wanted in ((LOCAL_SAE_FILES,) if sae else (LOCAL_MODEL_FILES, LOCAL_TOKENIZER_FILES)):
             if problem := _missing(directory, wanted):
                 raise SpecError(f"{param}={spec!r}: the directory {problem}")
+        if not sae:
+            try:
+                check_convertible(directory)
+            except ValueError as e:
+                raise SpecError(f"{param}={spec!r}: {e}") from None
 
 
 def check_pair_kinds(base: str, finetune: str) -> None:

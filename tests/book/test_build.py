@@ -19,13 +19,33 @@ def html(smoke_card):
 
 def test_book_pages_exist(html):
     for page in ("book/intro.html", "book/chapters/zoo.html", "book/chapters/residuals.html", "book/methods.html",
-                 "book/status.html"):
+                 "book/status.html", "book/smollm2-smoke/zoo.html", "book/smollm2-smoke/answerability.html",
+                 "book/compare.html"):
         assert (html / page).exists(), page
     import re
 
     status = re.sub(r"<[^>]+>", "", (html / "book" / "status.html").read_text())
     assert "python -m sae_transfer book --profile smoke" in status
     assert "zoo=&quot;smoke&quot;" in status or 'zoo="smoke"' in status
+    assert "zoo=&quot;smollm2-smoke&quot;" in status or 'zoo="smollm2-smoke"' in status  # the real part ran
+
+
+def test_the_comparison_page_reads_both_parts(html):
+    import re
+
+    from sae_transfer.book.compare import compare
+    from sae_transfer.paths import cache_dir
+
+    runs = cache_dir() / "runs"
+    parts = {part: {c: json.loads((runs / f"book-{part}" / c / "results.json").read_text())
+                    for c in ("residuals", "sae_metrics", "features")} for part in ("smoke", "smollm2-smoke")}
+    rows = compare(parts)
+    assert len(rows) >= 5  # both parts answered nearly every question
+    text = re.sub(r"<[^>]+>", "", (html / "book" / "compare.html").read_text())
+    agree = sum(r["agree"] for r in rows)
+    assert f"{agree} of {len(rows)} comparisons agree" in text
+    first = rows[0]["answers"]["smoke"][0]
+    assert f"{first['code']:.3f} / {first['math']:.3f}" in text
 
 
 @pytest.mark.browser

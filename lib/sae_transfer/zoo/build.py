@@ -88,10 +88,9 @@ def build_pretrained(zoo: Zoo, name: str, device: str) -> Path:
         write_json_atomic(tmp / "arch.json", arch)
         agreement = check_conversion(tmp / "hf", arch, tmp / "model.safetensors", tok,
                                      zoo.streams("heldout", recipe.context_size)["prose"])
-        n_params = sum(p.numel() for p in model.parameters())
         write_json_atomic(tmp / "train_log.json", {
             "recipe": m, "steps": [], "loss": [], "tokens_seen": 0, "seconds": time.perf_counter() - t0,
-            "n_params": n_params, "device": device, "checkpoint_steps": [],
+            "n_params": agreement.pop("n_params"), "device": device, "checkpoint_steps": [],
             "pretrained": {"source": PRETRAINED[m.pretrained].upstream, "conversion": agreement}})
         write_record(tmp, fp)
     return out
@@ -100,12 +99,14 @@ def build_pretrained(zoo: Zoo, name: str, device: str) -> Path:
 @torch.no_grad()
 def check_conversion(hf_dir: Path, arch: dict, weights: Path, tokenizer, stream, atol: float = 1e-3) -> dict:
     """Logits of the stored HookedTransformer against the Hugging Face model's on one held-out window, both
-    centred (TransformerLens centres the unembedding). Raises if they differ by more than ``atol``."""
+    centred (TransformerLens centres the unembedding). Raises if they differ by more than ``atol``; returns the
+    agreement and the Hugging Face model's parameter count."""
     from transformers import AutoModelForCausalLM
 
     tokens = next(stream.sequential(1, 1))
     hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     want = hf(tokens).logits
+    n_params = sum(p.numel() for p in hf.parameters())  # as the model is published (tied embeddings once)
     del hf
     model = new_model(arch, tokenizer)
     load_weights(model, weights)
@@ -114,7 +115,8 @@ def check_conversion(hf_dir: Path, arch: dict, weights: Path, tokenizer, stream,
     diff = float((centred(got) - centred(want)).abs().max())
     if not diff <= atol:
         raise RuntimeError(f"converted model differs from {hf_dir}: max |logit difference| {diff:.2e} > {atol}")
-    return {"max_abs_logit_diff": diff, "atol": atol, "logit_std": float(want.std()), "tokens": tokens.numel()}
+    return {"max_abs_logit_diff": diff, "atol": atol, "logit_std": float(want.std()), "tokens": tokens.numel(),
+            "n_params": n_params}
 
 
 def build_model(zoo: Zoo, name: str, device: str) -> Path:

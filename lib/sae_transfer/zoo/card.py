@@ -215,7 +215,7 @@ def describe(card: dict) -> dict[str, str]:
         conv = root["pretrained"]["conversion"]
         parts.append(f"`{roots[0]}` is a real pretrained model ({root['pretrained']['source']}): "
                      f"{root['arch']['n_layers']} layers, d_model {root['arch']['d_model']}, "
-                     f"{root['n_params'] / 1e6:.0f}M parameters in its TransformerLens form. It is dequantized to "
+                     f"{root['n_params'] / 1e6:.0f}M parameters. It is dequantized to "
                      f"fp32, saved with `save_pretrained` and converted by TransformerLens; the converted model's "
                      f"logits match the Hugging Face model's to {conv['max_abs_logit_diff']:.1e} (logit standard "
                      f"deviation {conv['logit_std']:.1f}).")
