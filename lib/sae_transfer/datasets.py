@@ -2,7 +2,8 @@
 
 A dataset spec is a string, so it fits a parameter file:
 
-    zoo:DOMAIN[/SPLIT]    a zoo corpus (prose, code, math), held-out split unless ``/train`` is given
+    zoo:DOMAIN[/SPLIT]    a zoo corpus (prose, code, math), held-out split unless ``/train`` is given: its tokens
+                          for the zoo's models, its text (tokenized by the model's tokenizer) for any other
     hub:NAME[:CONFIG]     a Hugging Face dataset with a ``text`` column, streamed (GPU users with hub access)
     json:PATH             a local JSON-lines file with a ``text`` field (same code path as ``hub:``)
 """
@@ -121,25 +122,29 @@ def _zoo_windows(spec: TokenSpec, zoo: str) -> torch.Tensor:
     return torch.cat(list(stream.sequential(1 << 16)))[torch.from_numpy(np.sort(order))]
 
 
-def _text_windows(spec: TokenSpec, tokenizer) -> torch.Tensor:
+def _text_windows(spec: TokenSpec, tokenizer, zoo: str = "default") -> torch.Tensor:
     from datasets import load_dataset
 
     kind, _, ref = spec.dataset.partition(":")
-    if kind == "json":
+    if kind == "zoo":  # the zoo's text, for a model with its own tokenizer
+        domain, _, split = ref.partition("/")
+        ds = load_dataset("json", data_files=str(Zoo.open(zoo).text_file(domain, split or "heldout")),
+                          split="train", streaming=True)
+    elif kind == "json":
         check_dataset_source(spec.dataset)
         ds = load_dataset("json", data_files=ref, split="train", streaming=True)
     else:
         name, _, config = ref.partition(":")
         ds = load_dataset(name, config or None, split="train", streaming=True)
     ds = ds.shuffle(seed=spec.seed, buffer_size=1000) if kind == "hub" else ds
-    bos = tokenizer.bos_token_id
-    body = spec.context_size - 1
+    bos = tokenizer.bos_token_id  # None: a model without one reads windows of text alone
+    body = spec.context_size - (bos is not None)
     rows, buf = [], []
     want = spec.skip + spec.n_windows()
     for item in ds:
         buf.extend(tokenizer(item["text"], add_special_tokens=False)["input_ids"])
         while len(buf) >= body and len(rows) < want:
-            rows.append([bos] + buf[:body])
+            rows.append(([bos] if bos is not None else []) + buf[:body])
             buf = buf[body:]
         if len(rows) == want:
             break
@@ -151,9 +156,13 @@ def _text_windows(spec: TokenSpec, tokenizer) -> torch.Tensor:
 
 
 def token_windows(spec: TokenSpec, tokenizer=None, zoo: str = "default") -> torch.Tensor:
-    """Every window of ``spec`` [n_windows, context_size], each starting with BOS."""
+    """Every window of ``spec`` [n_windows, context_size], each starting with the tokenizer's BOS (where it has
+    one). One rule for ``zoo:DOMAIN``: the zoo's token stream for a model that shares the zoo's tokenizer, and the
+    zoo's text of that domain, tokenized by the model's own tokenizer, for any other model."""
     check_token_spec(spec)
-    return _zoo_windows(spec, zoo) if spec.dataset.startswith("zoo:") else _text_windows(spec, tokenizer)
+    if spec.dataset.startswith("zoo:") and Zoo.open(zoo).shares_tokenizer(tokenizer):
+        return _zoo_windows(spec, zoo)
+    return _text_windows(spec, tokenizer, zoo)
 
 
 def token_batches(spec: TokenSpec, tokenizer=None, zoo: str = "default") -> Iterator[torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from . import sae_metrics
 from .datasets import TokenSpec
 from .features import pair_stats
-from .labels import short
+from .labels import short, slug
 from .models import load_sae, resolve_device
 from .outliers import outlier_threshold
 from .pairs import PairSetup
@@ -145,12 +145,13 @@ def headline(result: dict, setup: PairSetup, study: DriftStudy, n_show: int) -> 
     the first and final checkpoint's similarity. Plus the parameters the prose quotes."""
     out: dict[str, Any] = {"sae_finetune_tokens": study.sae_finetune_tokens, "n_show": n_show}
     for ft, s in result["summary"].items():
-        k = short(ft)
+        k = slug(ft)
         out.update({f"dec_cos_regular_{k}": s["decoder cos (regular)"], f"enc_cos_regular_{k}": s["encoder cos (regular)"],
                     f"moved_regular_{k}": 100 * s["share of regular with decoder cos < 0.9"],
                     f"spearman_{k}": s["Spearman: activation sim vs decoder cos (regular)"]})
     rec = pd.DataFrame(result["recovery"])
-    for name, g in rec.groupby("finetune") if len(rec) else ():
+    for label, g in rec.groupby("finetune") if len(rec) else ():
+        name = slug(label)
         tuned, native = g[g["fine-tuning tokens"].notna()], g[g["fine-tuning tokens"].isna()]
         out.update({f"rec_base_ev_{name}": float(g["EV per token"].iloc[0]),
                     f"rec_first_tokens_{name}": int(g["fine-tuning tokens"].iloc[1]),
@@ -168,4 +169,4 @@ def headline(result: dict, setup: PairSetup, study: DriftStudy, n_show: int) -> 
         out.update({f"ckpt_first_step_{name}": int(g["step"].iloc[1]),
                     f"ckpt_first_sim_{name}": float(g["regular: activation sim"].iloc[1]),
                     f"ckpt_final_sim_{name}": float(g["regular: activation sim"].iloc[-1])})
-    return out
+    return {k: v for k, v in out.items() if v == v}  # no regular features, no mean: left out, not NaN

@@ -19,7 +19,7 @@ import torch
 from .accumulators import REGULAR, FeaturePairStats
 from .cache import cached, measurement_key
 from .datasets import TokenSpec, check_token_spec, token_batches, token_windows
-from .labels import short
+from .labels import short, slug
 from .outliers import finite_or_none, outlier_threshold
 from .pairs import PairSetup
 from .stream import run_pass
@@ -190,15 +190,16 @@ def headline(results: dict[str, dict], study: FeatureStudy) -> dict[str, Any]:
     summary, everything = groups_table(results), all_features_table(results)
     out: dict[str, Any] = {"n_regular": study.n_regular, "n_dead": study.n_dead}
     for ft, r in results.items():
-        k = short(ft)
-        reg = summary.loc[(k, "regular")]
+        row, k = short(ft), slug(ft)  # table rows by short name; glue names glue-safe
+        reg = summary.loc[(row, "regular")]
         out.update({f"regular_sim_{k}": reg["activation sim (mean)"], f"regular_above08_{k}": 100 * reg["share above 0.8"],
                     f"regular_logit_{k}": reg["logit sim (mean)"],
-                    f"all_sim_{k}": everything.loc[k, "activation sim (mean)"],
-                    f"all_undefined_{k}": int(everything.loc[k, "undefined (constant in a model)"]),
+                    f"all_sim_{k}": everything.loc[row, "activation sim (mean)"],
+                    f"all_undefined_{k}": int(everything.loc[row, "undefined (constant in a model)"]),
                     f"frobenius_{k}": r["unembed_frobenius_ratio"], f"dataset_{k}": short(r["dataset"]),
                     **{f"pool_{g}_{k}": n for g, n in r["pool_sizes"].items()}})
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
+    out = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
+    return {k: v for k, v in out.items() if v == v}  # a group with no features has no mean: left out, not NaN
 
 
 # ------------------------------------------------------------------------------------------ contexts

@@ -153,4 +153,4 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
                     f"ckpt_final_ev_{name}": float(g["EV per token"].iloc[-1])})
     rel = [r["abs diff"] / max(abs(r["sae_lens"]), 1e-6) for r in check]
     out["check_max_rel_diff"] = max((x for x in rel if x == x), default=0.0)  # x == x: NaN rows left out
-    return out
+    return {k: v for k, v in out.items() if v == v}  # undefined (a correlation of constants): left out, not NaN

@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .chapters import ParameterError, all_chapters, chapter_names, profile_parts, profiles, resolve_params
+from .chapters import (ParameterError, all_chapters, chapter_names, profile_parts, profiles, read_yaml,
+                       resolve_params)
 from .compare import page as compare_page
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, cache_dir
@@ -50,6 +51,7 @@ class Book:
     parts: tuple[Part, ...]
     runs: Path
     command: str
+    chapters: tuple[str, ...] = ()  # the chapters it holds, in book order; empty: every chapter
 
     @classmethod
     def from_profile(cls, profile: str) -> "Book":
@@ -62,8 +64,14 @@ class Book:
         """A book of the user's own parameter files (flat, or a section per chapter), built in ``out`` with
         its runs beside it."""
         files = tuple(Path(f).resolve() for f in files)
+        sections = {k for f in files for k, v in (read_yaml(f, "parameter file") or {}).items()
+                    if isinstance(v, dict)}
+        chapters = tuple(c for c in chapter_names() if c in sections) if sections else ()
         return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files),), Path(out).resolve() / "runs",
-                   "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}")
+                   "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}", chapters)
+
+    def holds(self, chapter: str) -> bool:
+        return not self.chapters or chapter in self.chapters
 
     @property
     def book_dir(self) -> Path:
@@ -82,13 +90,21 @@ class Book:
         return absolute_paths(params) if part.files else params
 
     def prepare(self) -> None:
-        """A book outside the project gets the project's configuration and static pages."""
+        """A book outside the project gets the project's configuration and reference pages, and an introduction
+        of its own that lists the chapters it holds and the command that built it."""
         if self.root == PROJECT_ROOT:
             return
         for rel in STATIC:
             dest = self.root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(PROJECT_ROOT / rel, dest)
+        titles = {c.name: c.title for c in all_chapters()}
+        listed = [f"1. [{titles[c]}](chapters/{c}.ipynb)" for c in chapter_names() if self.holds(c)]
+        write_text_atomic(self.book_dir / "intro.md", "\n".join([
+            "# Do SAEs trained on a base model still work on its finetunes?", "",
+            f"This book was built from your parameter files by `{self.command}`. Each chapter opens with the exact "
+            "command and parameters that produced it; the [status page](status.md) lists every run, and the "
+            "[methods page](methods.md) defines every metric.", "", *listed, ""]))
 
 
 def book_parts(profile: str) -> list[Part]:
@@ -113,7 +129,7 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     Every chapter runs even when one before it fails; a failed chapter's page becomes a short notice. Returns
     ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
     """
-    chapters = all_chapters()
+    chapters = [c for c in all_chapters() if book.holds(c.name)]
     params = {(part, c.name): book.params(part, c, device)
               for part in book.parts for c in chapters}  # every parameter checked before anything heavy starts
     for zoo in sorted({p["zoo"] for p in params.values() if "zoo" in p}):
@@ -154,7 +170,12 @@ def write_toc(book: Book) -> Path:
     """``book/_toc.yml``: the tracked ``_toc.yml`` (intro, the main part's chapters, reference pages) with a
     caption and every chapter for each further part, before the reference pages. What ``build_html`` builds."""
     toc = yaml.safe_load((PROJECT_ROOT / "_toc.yml").read_text())
-    extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()]}
+    for part in toc["parts"]:  # the chapters the book does not hold are left out of it
+        part["chapters"] = [e for e in part["chapters"] if not e["file"].startswith("book/chapters/")
+                            or book.holds(e["file"].removeprefix("book/chapters/"))]
+    toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
+    extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()
+                                                    if book.holds(c)]}
              for part in book.parts[1:]]
     if extra:
         extra.append({"caption": "Compared", "chapters": [{"file": "book/compare"}]})

@@ -89,7 +89,14 @@ def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:
 
 
 def _check_zoo_text(params: dict[str, Any], zoo: str) -> None:
-    """Each zoo dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``)."""
+    """Each zoo dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``);
+    for a base that is not a zoo model, ``zoo:`` datasets are the zoo's text, which must be built."""
+    datasets = [*params.get("datasets", []), *([params.get("dataset")] if params.get("dataset") else [])]
+    if not params.get("base", "zoo:").startswith("zoo:"):
+        for d in (d for d in datasets if d.startswith("zoo:")):
+            domain, _, split = d.removeprefix("zoo:").partition("/")
+            Zoo.open(zoo).text_file(domain, split or "heldout")
+        return
     if "n_tokens" not in params or "context_size" not in params:
         return
     ctx = params["context_size"]

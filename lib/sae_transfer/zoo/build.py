@@ -18,9 +18,9 @@ from ..paths import cache_dir
 from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
 from .fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint, sae_fingerprint,
                            write_record)
+from .pretrained import PRETRAINED, dequantize, save_tokenizer
 from .recipe import ModelRecipe, SAERecipe, ZooRecipe
 from .sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
-from .pretrained import PRETRAINED, dequantize, save_tokenizer
 from .store import Zoo, load_weights, new_model, save_weights
 from .tokens import check_vocab, encode_documents, load_tokenizer, train_tokenizer
 from .train import heldout_ce, hf_loss, train_lm
@@ -54,6 +54,24 @@ def build_data(zoo: Zoo) -> Path:
                                          "characters": sum(map(len, corpora[domain][split]))}
         write_json_atomic(tmp / "data_card.json", {"splits": counts, "sources": SOURCES_TABLE,
                                                    "vocab_size": len(tok), "seconds": time.perf_counter() - t0})
+        write_record(tmp, fp)
+    return out
+
+
+def build_text(zoo: Zoo) -> Path:
+    """The zoo's corpora as text, ``text/<domain>_<split>.jsonl`` (one ``{"text": ...}`` per document): what
+    ``zoo:DOMAIN`` means for a model that does not share the zoo's tokenizer, which tokenizes it itself."""
+    recipe, out = zoo.recipe, zoo.root / "text"
+    fp = data_fingerprint(recipe)
+    if is_current(out, fp):
+        return out
+    with atomic_dir(out) as tmp:
+        corpora = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
+                                recipe.data.heldout_fraction, recipe.data.max_chars)
+        for domain in DOMAINS:
+            for split in SPLITS:
+                lines = "".join(json.dumps({"text": t}) + "\n" for t in corpora[domain][split])
+                (tmp / f"{domain}_{split}.jsonl").write_text(lines)
         write_record(tmp, fp)
     return out
 
@@ -285,6 +303,7 @@ def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
     timings = {}
     t = time.perf_counter()
     build_data(zoo)
+    build_text(zoo)
     timings["data"] = time.perf_counter() - t
     for name in zoo.recipe.models:
         t = time.perf_counter()

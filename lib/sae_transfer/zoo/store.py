@@ -149,6 +149,19 @@ class Zoo:
         return {d: TokenStream(np.load(tokens / f"{d}_{split}.npy", mmap_mode="r"), context_size, bos)
                 for d in DOMAINS}
 
+    def text_file(self, domain: str, split: str) -> Path:
+        """``text/<domain>_<split>.jsonl``: the corpus as text, for models with a tokenizer of their own."""
+        path = self.root / "text" / f"{domain}_{split}.jsonl"
+        if not (self.root / "text" / "fingerprint.json").exists():
+            raise ValueError(f"zoo profile {self.profile!r} holds no text yet (zoo:{domain} for a model with its "
+                             f"own tokenizer); run: {build_command(self.source)}")
+        check_size(self.root / "text", path.name)
+        return path
+
+    def shares_tokenizer(self, tokenizer) -> bool:
+        """Whether ``tokenizer`` is this zoo's (then ``zoo:`` datasets are its token streams, else its text)."""
+        return tokenizer is None or tokenizer.get_vocab() == self.tokenizer.get_vocab()
+
     # -------------------------------------------------------------------- models and SAEs
     def model(self, spec: str, device: str = "cpu"):
         """``name`` or ``name@step`` (a saved finetune checkpoint), as an eval-mode HookedTransformer."""
