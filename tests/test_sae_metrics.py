@@ -181,3 +181,20 @@ def test_intervals_over_token_batches_hold_the_estimate_and_narrow_with_more_bat
         assert many["ci"][metric][1] - many["ci"][metric][0] < 0.5 * (few["ci"][metric][1] - few["ci"][metric][0])
     assert _subset(8)["ci"] == few["ci"]  # seeded: the same batches give the same interval
     assert _subset(3)["ci"] == {}  # too few batches to resample
+
+
+def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
+    from sae_transfer.sae_metric_tables import describe
+
+    def r(ev, delta_ce=0.1):
+        return {"kept": {"ev_token": ev, "ce_recovered": 0.9, "l0": 10.0, "kl": 0.1, "delta_ce": delta_ce,
+                         "ci": {"ev_token": [ev - 0.01, ev + 0.01]}}}
+
+    results = {"base": {"json:a.jsonl": r(0.80), "zoo:code": r(0.70)},
+               "finetunes": {"local:/x/ft-a": {"json:a.jsonl": r(0.79, -0.05)}, "hub:org/ft-b": {"zoo:code": r(0.30)}}}
+    text = describe(results, [("local:/x/ft-a", "json:a.jsonl"), ("hub:org/ft-b", "zoo:code")])
+    assert "On `/x/ft-a`, on a.jsonl, the base SAE **still works**" in text["verdicts"]
+    assert "On `org/ft-b`, on code, the base SAE **breaks**" in text["verdicts"]
+    assert "(95% interval over token batches 0.780 to 0.800)" in text["verdicts"]
+    assert "It transfers least to `org/ft-b` (a drop in explained variance of 0.400)" in text["verdicts"]
+    assert "*lowers* the loss of `/x/ft-a` (delta CE -0.050)" in text["prose_ce"]

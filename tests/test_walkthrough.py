@@ -115,3 +115,30 @@ def test_a_book_of_your_own_parameter_file_describing_only_the_real_family(tmp_p
     assert results["meta"]["params"]["zoo"] == "smollm2-smoke"
     assert results["numbers"]["ev_token_code_code_lo"] <= results["numbers"]["ev_token_code_code"] \
         <= results["numbers"]["ev_token_code_code_hi"]
+
+
+def test_answerability_trains_its_probes_on_your_own_pair(tmp_path, smoke_card):
+    """A local Gemma pair with a real-sized vocabulary (the smoke zoo's tokenizer: its prompts fit the context)."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    from sae_transfer.zoo import Zoo
+
+    tok = Zoo.open("smoke").tokenizer
+    torch.manual_seed(0)
+    model = GemmaForCausalLM(GemmaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         head_dim=16, max_position_embeddings=128, initializer_range=0.1))
+    for name in ("base", "ft"):
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+    _sae(tmp_path / "sae", training_format=False)
+    proc = cli("run", "answerability", "-p", "zoo", "smoke", "-p", "base", "local:base", "-p", "finetunes",
+               "[local:ft]", "-p", "sae", "local:sae", "-p", "n_train", "40", "-p", "n_test", "20", "-p", "ks",
+               "[1, 2]", "-p", "max_tokens", "100", "-p", "context_chars", "100", "-p", "batch_size", "8",
+               "-p", "n_boot", "100", "--out", "runs/answerability", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    numbers = json.loads((tmp_path / "runs" / "answerability" / "results.json").read_text())["numbers"]
+    assert numbers["h_n_train"] == 40 and 0.0 <= numbers["h_residual_in"] <= 1.0

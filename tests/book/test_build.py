@@ -12,9 +12,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def html(smoke_card):
-    from sae_transfer.book.build import build_book
+    from sae_transfer.book.build import Book, build_book
 
-    return build_book("smoke")
+    return build_book(Book.from_profile("smoke"))
 
 
 def test_book_pages_exist(html):
@@ -77,7 +77,7 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
             if chapter in results:
                 assert len(images) >= len(results[chapter]["figures"])
                 glued = driver.find_elements(By.CSS_SELECTOR, "span.pasted-text")
-                assert len(glued) >= 15
+                assert len(glued) >= (4 if chapter == "zoo" else 15)  # the zoo page's prose is glued Markdown
                 assert all(g.text.strip() and g.text.strip() not in ("nan", "None") for g in glued)
                 body = driver.find_element(By.TAG_NAME, "body").text
                 assert "Reproduce this chapter" in body

@@ -46,3 +46,28 @@ def test_token_stream_windows_start_with_bos():
     seq = torch.cat(list(stream.sequential(7)))
     assert seq.shape == (stream.n_windows(), 16)
     assert seq[1, 1] == seq[0, -1] + 1  # non-overlapping, no gap
+
+
+def test_zoo_datasets_are_text_for_a_model_with_its_own_tokenizer(smoke_card, tmp_path):
+    """One rule: ``zoo:DOMAIN`` is the zoo's token stream for zoo models and the zoo's text, tokenized by the
+    model's own tokenizer and led by its BOS, for any other model."""
+    import json
+
+    from transformers import PreTrainedTokenizerFast
+
+    from sae_transfer.datasets import TokenSpec, token_windows
+    from sae_transfer.zoo import Zoo
+    from sae_transfer.zoo.tokens import train_tokenizer
+
+    zoo = Zoo.open("smoke")
+    spec = TokenSpec("zoo:code", 640, 64, 4)
+    own = token_windows(spec, zoo.tokenizer, "smoke")
+    assert torch.equal(own, token_windows(spec, None, "smoke"))  # the zoo's tokenizer: its token stream
+    other = train_tokenizer({"code": ["def f(x):\n    return x + 1\n" * 50]}, 400, tmp_path / "tok", seed=0)
+    other = PreTrainedTokenizerFast.from_pretrained(tmp_path / "tok", bos_token="<|endoftext|>")
+    windows = token_windows(spec, other, "smoke")
+    assert windows.shape == own.shape and (windows[:, 0] == other.bos_token_id).all()
+    assert not torch.equal(windows, own)
+    first = json.loads(zoo.text_file("code", "heldout").read_text().splitlines()[0])["text"]
+    want = other(first, add_special_tokens=False)["input_ids"][:63]
+    assert windows[0, 1:1 + len(want)].tolist() == want[:63]  # the held-out text, in file order

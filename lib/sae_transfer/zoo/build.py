@@ -5,6 +5,8 @@ interrupted build resumes where it stopped. Reading a built zoo is ``store.Zoo``
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -137,6 +139,18 @@ def check_conversion(hf_dir: Path, arch: dict, weights: Path, tokenizer, stream,
             "n_params": n_params}
 
 
+def _link_or(existing: Path | None, dest: Path, save) -> None:
+    """``dest`` as a hard link to ``existing`` (the same weights, already converted and written: a real model's
+    conversion and 0.5 GB write cost seconds each), or ``save(dest)`` when there is none to share."""
+    if existing is None:
+        save(dest)
+        return
+    try:
+        os.link(existing, dest)
+    except OSError:  # another file system
+        shutil.copyfile(existing, dest)
+
+
 def build_model(zoo: Zoo, name: str, device: str) -> Path:
     recipe = zoo.recipe
     m = recipe.models[name]
@@ -177,11 +191,13 @@ def build_model(zoo: Zoo, name: str, device: str) -> Path:
             if step in ckpt_steps:
                 save(tmp / "checkpoints" / f"step_{step:06d}.safetensors")
 
-        if m.checkpoints:
-            save(tmp / "checkpoints" / "step_000000.safetensors")  # the base itself, step 0
+        if m.checkpoints:  # the base itself, step 0: its parent's stored weights when they are the same form
+            step0 = tmp / "checkpoints" / "step_000000.safetensors"
+            _link_or(parent / "model.safetensors" if hf_dir is not None else None, step0, save)
         tlog = train_lm(model, streams, m.mix, m.steps, m.batch_size, m.lr, recipe.seed + 1, m.warmup,
                         on_step=on_step, desc=f"train {name}", loss_of=loss_of)
-        save(tmp / "model.safetensors")
+        last = tmp / "checkpoints" / f"step_{m.steps:06d}.safetensors"
+        _link_or(last if last.exists() else None, tmp / "model.safetensors", save)
         write_json_atomic(tmp / "arch.json", arch)
         n_params = sum(p.numel() for p in model.parameters())
         write_json_atomic(tmp / "train_log.json", {

@@ -104,8 +104,11 @@ def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts:
     from sae_lens.training.activation_scaler import ActivationScaler
 
     ds = token_dataset(stream, n_windows)
+    batch_prompts = min(batch_prompts, n_windows)
+    # A buffer of two batches: the evals read n_windows windows, and a larger buffer would run the model over the
+    # dataset again and again to fill it (32 batches of 16 windows: minutes of a real model's time per eval).
     store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=stream.ctx, streaming=False,
-                                      store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2 * batch_prompts,
+                                      store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2,
                                       train_batch_size_tokens=batch_prompts * stream.ctx,
                                       device=str(next(model.parameters()).device))
     n_batches = max(1, n_windows // batch_prompts)
@@ -138,9 +141,10 @@ def dead_fraction(sae, model, stream: TokenStream, n_windows: int, batch_prompts
     from sae_lens.evals import EvalConfig, run_evals
     from sae_lens.training.activation_scaler import ActivationScaler
 
+    batch_prompts = min(batch_prompts, n_windows)
     store = ActivationsStore.from_sae(model=model, sae=sae, dataset=token_dataset(stream, n_windows),
                                       context_size=stream.ctx, streaming=False, store_batch_size_prompts=batch_prompts,
-                                      n_batches_in_buffer=2 * batch_prompts,
+                                      n_batches_in_buffer=2,
                                       train_batch_size_tokens=batch_prompts * stream.ctx,
                                       device=str(next(model.parameters()).device))
     cfg = EvalConfig(batch_size_prompts=batch_prompts,
@@ -206,10 +210,14 @@ def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int
 
     from sae_lens import LanguageModelSAETrainingRunner, TrainingSAE
 
+    import json
+
     original = TrainingSAE.load_from_disk(str(sae_dir), device)
     meta = original.cfg.metadata
-    arch = meta.training_architecture if hasattr(meta, "training_architecture") else original.cfg.architecture()
-    details = getattr(meta, "training_architecture_details", None) or {}
+    # The architecture it was trained as: a BatchTopK SAE is saved as JumpReLU, and continues as BatchTopK.
+    saved = json.loads((Path(sae_dir) / "cfg.json").read_text()).get("metadata", {})
+    arch = saved.get("training_architecture") or original.cfg.architecture()
+    details = saved.get("training_architecture_details") or {}
     sparsity = details.get("l1_coefficient", details.get("k"))
     n_windows = -(-training_tokens // stream.ctx) + 64
     cfg = _runner_config(model, meta.hook_name, original.cfg.d_sae, stream.ctx, training_tokens, sparsity, lr, seed,
@@ -221,7 +229,13 @@ def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int
     cfg.save_final_checkpoint = True
     torch.manual_seed(seed)
     fresh = TrainingSAE.from_dict(cfg.get_training_sae_cfg_dict())
-    fresh.load_state_dict(original.state_dict())
+    # The dictionary (encoder, decoder, biases) carries over; a JumpReLU threshold has no BatchTopK counterpart
+    # (BatchTopK learns its own while training), so only the parameters both forms have are copied.
+    shared = {k: v for k, v in original.state_dict().items() if k in fresh.state_dict()}
+    missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(shared)
+    if missing:
+        raise ValueError(f"SAE {sae_dir}: cannot continue training it as {arch}: it has no {sorted(missing)}")
+    fresh.load_state_dict(shared, strict=False)
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_sae=fresh,
                                             override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
     logging.getLogger("sae_lens").setLevel(logging.WARNING)
