@@ -31,9 +31,9 @@ def test_profile_file_and_overrides_layer(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"overrides": [("zooo", "smoke")]}, "unknown parameter 'zooo' for chapter 'zoo'; valid parameters are"),
-    ({"overrides": [("zoo", "tiny")]}, "valid profiles are ['default', 'smoke']"),
+    ({"overrides": [("zoo", "tiny")]}, "valid profiles are ['default', 'smoke', 'smollm2', 'smollm2-smoke']"),
     ({"overrides": [("device", "gpu0")]}, "device='gpu0' is not a torch device"),
-    ({"profile": "huge"}, "unknown profile 'huge'; valid profiles are ['default', 'smoke']"),
+    ({"profile": "huge"}, "unknown profile 'huge'; valid profiles are ['default', 'smoke', 'smollm2', 'smollm2-smoke']"),
     ({"files": ["missing.yaml"]}, "parameter file 'missing.yaml' does not exist"),
 ])
 def test_bad_parameters(kwargs, message):
