@@ -190,11 +190,14 @@ def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
         return {"kept": {"ev_token": ev, "ce_recovered": 0.9, "l0": 10.0, "kl": 0.1, "delta_ce": delta_ce,
                          "ci": {"ev_token": [ev - 0.01, ev + 0.01]}}}
 
-    results = {"base": {"json:a.jsonl": r(0.80), "zoo:code": r(0.70)},
+    results = {"base": {"json:a.jsonl": r(0.80), "zoo:code": r(0.70), "zoo:math": r(0.30)},
                "finetunes": {"local:/x/ft-a": {"json:a.jsonl": r(0.79, -0.05)}, "hub:org/ft-b": {"zoo:code": r(0.30)}}}
     text = describe(results, [("local:/x/ft-a", "json:a.jsonl"), ("hub:org/ft-b", "zoo:code")])
     assert "On `/x/ft-a`, on a.jsonl, the base SAE **still works**" in text["verdicts"]
     assert "On `org/ft-b`, on code, the base SAE **breaks**" in text["verdicts"]
-    assert "(95% interval over token batches 0.780 to 0.800)" in text["verdicts"]
+    assert "0.790 (0.780 to 0.800) against 0.800 (0.790 to 0.810)" in text["verdicts"]
+    assert text["verdicts"].startswith("Intervals in parentheses are 95% intervals over token batches.")
     assert "It transfers least to `org/ft-b` (a drop in explained variance of 0.400)" in text["verdicts"]
     assert "*lowers* the loss of `/x/ft-a` (delta CE -0.050)" in text["prose_ce"]
+    poor = describe({**results, "finetunes": {"zoo:m": {"zoo:math": r(0.31)}}}, [("zoo:m", "zoo:math")])
+    assert "the base SAE **does as poorly as on the base, where it already explains little**" in poor["verdicts"]

@@ -163,8 +163,15 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
 KEEPS, BREAKS = 0.02, 0.2
 
 
+#: Below this explained variance on the base itself, the SAE never worked on that data: nothing to transfer.
+POOR = 0.5
+
+
 def verdict(base_ev: float, ft_ev: float) -> str:
     drop = base_ev - ft_ev
+    if base_ev < POOR:
+        return ("does as poorly as on the base, where it already explains little" if drop <= KEEPS else
+                "does worse than on the base, where it already explains little")
     if drop <= KEEPS:
         return "still works"
     return "breaks" if drop > BREAKS or ft_ev < 0 else "degrades"
@@ -178,8 +185,7 @@ def describe(results: dict, own: list[tuple[str, str]]) -> dict[str, str]:
     lines, ranked = [], []
     for ft, ds in own:
         b, f = base[ds]["kept"], fts[ft][ds]["kept"]
-        ci = lambda r, m: (f" (95% interval over token batches {r['ci'][m][0]:.3f} to {r['ci'][m][1]:.3f})"
-                           if m in r.get("ci", {}) else "")
+        ci = lambda r, m: f" ({r['ci'][m][0]:.3f} to {r['ci'][m][1]:.3f})" if m in r.get("ci", {}) else ""
         word = verdict(b["ev_token"], f["ev_token"])
         ranked.append((b["ev_token"] - f["ev_token"], short(ft)))
         lines.append(f"On `{short(ft)}`, on {short(ds)}, the base SAE **{word}**: explained variance per token "
@@ -190,9 +196,10 @@ def describe(results: dict, own: list[tuple[str, str]]) -> dict[str, str]:
     ranked.sort(reverse=True)
     if len(ranked) > 1:
         lines.append(f"It transfers least to `{ranked[0][1]}` (a drop in explained variance of {ranked[0][0]:.3f}) "
-                     f"and best to `{ranked[-1][1]}` ({ranked[-1][0]:.3f}). The seed found the same contrast "
-                     "between Gemma/Python (broken: delta CE 4.21 on the finetune) and Mistral/MetaMath (working: "
-                     "0.16), their numbers.")
+                     f"and best to `{ranked[-1][1]}` ({ranked[-1][0]:.3f}). The seed contrasted Gemma/Python "
+                     "(broken: delta CE 4.21 on the finetune) with Mistral/MetaMath (working: 0.16), their numbers.")
+    if any("ci" in fts[ft][ds]["kept"] for ft, ds in own):
+        lines.insert(0, "Intervals in parentheses are 95% intervals over token batches.")
     first = next(iter(base))
     lowered = [(short(ft), r[first]["kept"]["delta_ce"]) for ft, r in fts.items()
                if first in r and r[first]["kept"]["delta_ce"] < 0]
