@@ -158,7 +158,8 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
             _page(book, part, c.name, (run_dir / f"{c.name}.ipynb").read_text())
             done.append({**results, "page": part.page(c.name), "part": part.caption})
     if len(book.parts) > 1:
-        by_part = {part.caption: {r["meta"]["chapter"]: r for r in done if r["part"] == part.caption}
+        label = lambda part: part.caption if part is not book.parts[0] else f"{part.profile} profile"
+        by_part = {label(part): {r["meta"]["chapter"]: r for r in done if r["part"] == part.caption}
                    for part in book.parts}
         write_text_atomic(book.book_dir / "compare.md", compare_page(by_part))
     write_toc(book)
@@ -196,7 +197,10 @@ def failed_notice(title: str, error: str) -> str:
 
 
 def _page(book: Book, part: Part, name: str, notebook: str) -> None:
-    """A chapter's page in the book: its executed notebook, or the notice that it failed."""
+    """A chapter's page in the book: its executed notebook, or the notice that it failed. A further part's figure
+    labels take the part's name, so one book can hold the same chapter twice (Sphinx labels are global)."""
+    if part.pages != "chapters":
+        notebook = notebook.replace(":name: fig-", f":name: {part.pages}-fig-")
     write_text_atomic(book.book_dir / part.pages / f"{name}.ipynb", notebook)
 
 
