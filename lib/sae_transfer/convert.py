@@ -62,8 +62,11 @@ def read_config(directory: Path) -> dict[str, Any]:
 def check_convertible(directory: Path) -> None:
     """Whether TransformerLens can convert the checkpoint in ``directory``, from its ``config.json`` alone
     (before any weights load): a one-line ``ValueError`` naming its architecture and the supported ones."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
     cfg = read_config(directory)
-    arch = (cfg.get("architectures") or ["?"])[0]
+    # A config without "architectures" names its causal-LM class through its model_type.
+    arch = (cfg.get("architectures") or [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(cfg.get("model_type"), "?")])[0]
     if cfg.get("model_type") in NAME_ONLY_FAMILIES or arch in supported_architectures():
         return
     raise ValueError(f"{directory}: architecture {arch} (model_type {cfg.get('model_type')!r}) is not one "

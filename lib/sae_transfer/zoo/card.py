@@ -13,7 +13,7 @@ REAL_MODEL_BARS = {**QUALITY_BARS, "l0_over_width": ("<=", 0.02)}
 
 def is_real(card: dict) -> bool:
     """Whether the card is a real pretrained family's (its root model is ``pretrained``)."""
-    return any(m.get("pretrained") for m in card["recipe"]["models"].values())
+    return any(m.get("pretrained") for m in card.get("recipe", {}).get("models", {}).values())
 
 
 def quality_bars(card: dict) -> dict[str, tuple[str, float]]:
