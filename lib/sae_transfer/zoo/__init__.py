@@ -1,4 +1,5 @@
-"""The offline model zoo: corpora, tokenizer, small TransformerLens models, finetunes, SAEs, the zoo card.
+"""The offline model zoo: corpora, tokenizer, small TransformerLens models or a real pretrained family, finetunes,
+SAEs, the zoo card.
 
 ``store.Zoo`` reads a built zoo; ``build`` builds one. Nothing in this package measures."""
 

@@ -7,7 +7,9 @@ and fingerprints. Nothing here builds (``zoo.build`` does) and nothing here meas
 Layout under ``<cache>/zoo/<profile>/``::
 
     data/             tokenizer/, tokens/<domain>_<split>.npy, data_card.json, fingerprint.json
+    text/             <domain>_<split>.jsonl: the corpora as text, for models with a tokenizer of their own
     models/<name>/    model.safetensors, arch.json, train_log.json, checkpoints/step_<n>.safetensors
+                      (a pretrained root also keeps hf/, its dequantized save_pretrained directory)
     saes/<name>/      sae_lens files (cfg.json, sae_weights.safetensors), train_info.json, fingerprint.json
     sae-finetunes/    base SAEs fine-tuned on a finetune's activations, one fingerprinted directory each
     card.json         held-out losses, parameter counts, SAE quality: the zoo card
