@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import io
+import json
+import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,10 +46,8 @@ _DERIVED = {"n_params", "attn_scale", "d_vocab_out", "rotary_dim", "model_name",
 
 
 def supported_architectures() -> list[str]:
-    """Hugging Face architectures TransformerLens converts from a local ``config.json``, and the name-only ones."""
-    import inspect
-    import re
-
+    """Hugging Face architectures TransformerLens converts from a local ``config.json`` (read from its config code:
+    it keeps no list)."""
     from transformer_lens import loading_from_pretrained as loading
 
     found = set(re.findall(r'architecture == "(\w+ForCausalLM|\w+LMHeadModel)"',
@@ -54,8 +56,6 @@ def supported_architectures() -> list[str]:
 
 
 def read_config(directory: Path) -> dict[str, Any]:
-    import json
-
     return json.loads((Path(directory) / "config.json").read_text())
 
 
@@ -115,9 +115,6 @@ def _neutral_path(directory: Path):
     words in the path, "llama" or "gemma", so ``my-llama-ft`` of another family would be misread), and with the
     artifacts of a dequantized save left out of ``config.json`` (``"quantization_config": null`` breaks it).
     Every other file is a symlink to the original."""
-    import json
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="sae-transfer-") as tmp:
         view = Path(tmp) / "checkpoint"
         view.mkdir()

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .convert import check_convertible, hooked_from_hf, quiet_to
+from .convert import check_convertible, hooked_from_hf, quiet_to, read_config
 from .hooks import stop_layer
 from .zoo.pretrained import PRETRAINED
 from .zoo.store import Zoo, build_command, split_spec
@@ -135,7 +135,7 @@ def context_limit(spec: str, zoo: str) -> int | None:
     if kind == "zoo":
         return Zoo.open(zoo).recipe.context_size
     if kind == "local" and (Path(ref) / "config.json").exists():
-        cfg = json.loads((Path(ref) / "config.json").read_text())
+        cfg = read_config(Path(ref))
         return next((cfg[k] for k in ("n_positions", "max_position_embeddings", "n_ctx") if k in cfg), None)
     return None
 
@@ -151,7 +151,7 @@ def n_layers_of(spec: str, zoo: str) -> int | None:
         root = recipe.root(name)
         return PRETRAINED[root.pretrained].n_layers if root.pretrained else root.n_layers
     if kind == "local" and (Path(ref) / "config.json").exists():
-        cfg = json.loads((Path(ref) / "config.json").read_text())
+        cfg = read_config(Path(ref))
         return next((cfg[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), None)
     return None
 

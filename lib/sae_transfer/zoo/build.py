@@ -30,6 +30,19 @@ from .train import heldout_ce, hf_loss, train_lm
 
 # --------------------------------------------------------------------------------------------- data
 
+_CORPORA: dict[str, dict] = {}
+
+
+def corpora_of(recipe: ZooRecipe) -> dict[str, dict[str, list[str]]]:
+    """The recipe's corpora, built once per process: the tokens and the text of a zoo come from the same build."""
+    key = data_fingerprint(recipe)
+    if key not in _CORPORA:
+        _CORPORA.clear()  # one zoo's text at a time is all a build needs in memory
+        _CORPORA[key] = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
+                                      recipe.data.heldout_fraction, recipe.data.max_chars)
+    return _CORPORA[key]
+
+
 def build_data(zoo: Zoo) -> Path:
     recipe, out = zoo.recipe, zoo.root / "data"
     fp = data_fingerprint(recipe)
@@ -37,8 +50,7 @@ def build_data(zoo: Zoo) -> Path:
         return out
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        corpora = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
-                                recipe.data.heldout_fraction, recipe.data.max_chars)
+        corpora = corpora_of(recipe)
         if recipe.pretrained:  # a real model's zoo: its own tokenizer, the same texts
             tok = save_tokenizer(PRETRAINED[recipe.pretrained], cache_dir() / "downloads", tmp / "tokenizer")
             check_vocab(tok)
@@ -68,8 +80,7 @@ def build_text(zoo: Zoo) -> Path:
     if is_current(out, fp):
         return out
     with atomic_dir(out) as tmp:
-        corpora = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
-                                recipe.data.heldout_fraction, recipe.data.max_chars)
+        corpora = corpora_of(recipe)
         for domain in DOMAINS:
             for split in SPLITS:
                 lines = "".join(json.dumps({"text": t}) + "\n" for t in corpora[domain][split])
@@ -98,16 +109,21 @@ def build_pretrained(zoo: Zoo, name: str, device: str) -> Path:
     fp = model_fingerprint(recipe, name)
     if is_current(out, fp):
         return out
+    from transformers import AutoModelForCausalLM
+
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         dequantize(PRETRAINED[m.pretrained], cache_dir() / "downloads", tmp / "hf")
         tok = load_tokenizer(zoo.root / "data" / "tokenizer")
-        model = hooked_from_hf(str(tmp / "hf"), None, tok, device, torch.float32)
+        hf = AutoModelForCausalLM.from_pretrained(str(tmp / "hf"), dtype=torch.float32).eval()
+        model = hooked_from_hf(str(tmp / "hf"), hf, tok, device, torch.float32)
         arch = arch_of(model)
         save_weights(model, tmp / "model.safetensors")
         write_json_atomic(tmp / "arch.json", arch)
-        agreement = check_conversion(tmp / "hf", arch, tmp / "model.safetensors", tok,
+        del model
+        agreement = check_conversion(hf, arch, tmp / "model.safetensors", tok,
                                      zoo.streams("heldout", recipe.context_size)["prose"])
+        del hf
         write_json_atomic(tmp / "train_log.json", {
             "recipe": m, "steps": [], "loss": [], "tokens_seen": 0, "seconds": time.perf_counter() - t0,
             "n_params": agreement.pop("n_params"), "device": device, "checkpoint_steps": [],
@@ -117,24 +133,21 @@ def build_pretrained(zoo: Zoo, name: str, device: str) -> Path:
 
 
 @torch.no_grad()
-def check_conversion(hf_dir: Path, arch: dict, weights: Path, tokenizer, stream, atol: float = 1e-3) -> dict:
-    """Logits of the stored HookedTransformer against the Hugging Face model's on one held-out window, both
-    centred (TransformerLens centres the unembedding). Raises if they differ by more than ``atol``; returns the
-    agreement and the Hugging Face model's parameter count."""
-    from transformers import AutoModelForCausalLM
-
+def check_conversion(hf, arch: dict, weights: Path, tokenizer, stream, atol: float = 1e-3) -> dict:
+    """Logits of the HookedTransformer as stored (``arch`` and ``weights``, read back) against the Hugging Face
+    model ``hf``'s on one held-out window, both centred (TransformerLens centres the unembedding). Raises if they
+    differ by more than ``atol``; returns the agreement and the Hugging Face model's parameter count."""
     tokens = next(stream.sequential(1, 1))
-    hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     want = hf(tokens).logits
     n_params = sum(p.numel() for p in hf.parameters())  # as the model is published (tied embeddings once)
-    del hf
     model = new_model(arch, tokenizer)
     load_weights(model, weights)
     got = model(tokens)
     centred = lambda t: t - t.mean(-1, keepdim=True)
     diff = float((centred(got) - centred(want)).abs().max())
     if not diff <= atol:
-        raise RuntimeError(f"converted model differs from {hf_dir}: max |logit difference| {diff:.2e} > {atol}")
+        raise RuntimeError(f"stored model differs from the Hugging Face one: max |logit difference| {diff:.2e} > "
+                           f"{atol}")
     return {"max_abs_logit_diff": diff, "atol": atol, "logit_std": float(want.std()), "tokens": tokens.numel(),
             "n_params": n_params}
 
@@ -332,5 +345,6 @@ def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
     t = time.perf_counter()
     card = build_card(zoo, device)
     timings["card"] = time.perf_counter() - t
+    _CORPORA.clear()
     card["last_build_seconds"] = timings
     return card

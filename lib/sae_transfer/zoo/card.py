@@ -107,6 +107,11 @@ def transfer_sae(card: dict) -> str:
     return next(n for n, s in card["saes"].items() if len({k.split("/")[0] for k in s["evals"]}) > 1)
 
 
+def _own_domain(m: dict) -> str | None:
+    """The one zoo domain a finetune trained on; None for roots and mixed-domain finetunes."""
+    return next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
+
+
 def headline(card: dict) -> dict[str, float | int | str]:
     """Every number the zoo page glues: token counts per domain and split, held-out CE per model and domain
     (``ce_base_s_prose``), parameter counts, each finetune's CE gain on its own domain over its parent, each SAE's
@@ -120,7 +125,7 @@ def headline(card: dict) -> dict[str, float | int | str]:
         key = name.replace("-", "_")
         out.update({f"ce_{key}_{d}": v for d, v in m["heldout_ce"].items()})
         out[f"params_{key}"] = m["n_params"]
-        own = next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
+        own = _own_domain(m)
         if own:
             out[f"ce_gain_{key}"] = models[m["parent"]]["heldout_ce"][own] - m["heldout_ce"][own]
     if {"code", "math"} <= set(models):
@@ -136,62 +141,7 @@ def headline(card: dict) -> dict[str, float | int | str]:
     return out
 
 
-def family_headline(card: dict, prefix: str = "real") -> dict[str, float | int | str]:
-    """The numbers a page glues about one model family, keyed by role, never by model name: the root model
-    (``{prefix}_base``, its size), each finetune by the domain it was trained on (``{prefix}_gain_code``: its CE
-    gain there over its parent), the SAE on the root (quality and bars), and that SAE on each finetune's own
-    domain (``{prefix}_transfer_ev_code``), with the finetune it transfers to least named."""
-    models, saes = card["models"], card["saes"]
-    root = next(n for n, m in models.items() if m["parent"] is None)
-    sae = transfer_sae(card) if any(len({k.split("/")[0] for k in s["evals"]}) > 1 for s in saes.values()) \
-        else next(iter(saes))
-    q = sae_quality(card)[sae]
-    arch = models[root]["arch"]
-    out: dict[str, float | int | str] = {
-        f"{prefix}_base": root, f"{prefix}_params": models[root]["n_params"], f"{prefix}_layers": arch["n_layers"],
-        f"{prefix}_d_model": arch["d_model"], f"{prefix}_vocab": card["data"]["vocab_size"],
-        f"{prefix}_sae": sae, f"{prefix}_sae_hook": saes[sae]["hook"], f"{prefix}_sae_width": saes[sae]["d_sae"],
-        f"{prefix}_n_finetunes": sum(1 for m in models.values() if m["parent"]),
-        **{f"{prefix}_sae_{k}": float(v) for k, v in q.items() if not k.startswith("pass_")},
-        **{f"{prefix}_ce_base_{d}": v for d, v in models[root]["heldout_ce"].items()},
-    }
-    conversion = (models[root].get("pretrained") or {}).get("conversion")
-    if conversion:
-        out[f"{prefix}_conversion_diff"] = conversion["max_abs_logit_diff"]
-    worst = None
-    for name, m in models.items():
-        own = next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
-        if own is None:
-            continue
-        parent = models[m["parent"]]
-        out[f"{prefix}_gain_{own}"] = parent["heldout_ce"][own] - m["heldout_ce"][own]
-        out[f"{prefix}_lr_{own}"] = m["lr"]
-        out[f"{prefix}_tokens_{own}"] = m["tokens_seen"]
-        e = saes[sae]["evals"].get(f"{name}/{own}")
-        if e is not None:
-            out[f"{prefix}_transfer_ev_{own}"] = e["explained_variance"]
-            out[f"{prefix}_transfer_ce_score_{own}"] = e["ce_loss_score"]
-            if worst is None or e["explained_variance"] < worst[1]:
-                worst = (name, e["explained_variance"], own)
-    if worst is not None:
-        out.update({f"{prefix}_worst_finetune": worst[0], f"{prefix}_worst_ev": worst[1],
-                    f"{prefix}_worst_domain": worst[2]})
-    seconds = card.get("build_seconds") or {}
-    if seconds:
-        out[f"{prefix}_build_minutes"] = sum(seconds.values()) / 60
-    return out
-
-
 # ------------------------------------------------------------------------------------------ prose
-
-def _own_domain(m: dict) -> str | None:
-    return next(iter(m["mix"])) if m["parent"] and len(m["mix"]) == 1 else None
-
-
-def _names(names: list[str]) -> str:
-    quoted = [f"`{n}`" for n in names]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
-
 
 def describe(card: dict) -> dict[str, str]:
     """The zoo page's prose for any zoo, written from its card: ``tokenizer``, ``models``, ``saes`` and
