@@ -172,7 +172,8 @@ class _Subset:
                 "act_sum": feats.sum(0, dtype=f64).cpu(), "hist": ACT_BINS.counts(feats[fire].log10()).cpu()}
 
     def add(self, b: dict[str, Any] | None) -> None:
-        if b is None:
+        if b is None:  # an empty subset still takes its batch's place, so two models' batches stay paired
+            self.per_batch.append(([0.0] * (2 + len(BATCH_SUMS)), torch.zeros_like(self.sum_x)))
             return
         self.n += b["n"]
         self.n_ce += b["n_ce"]
@@ -224,7 +225,7 @@ BATCH_SUMS = ("l0", "rss", "sq_norm", "ev_token", "ce_clean", "ce_spliced", "ce_
 CI_METRICS = ("l0", "delta_ce", "ce_recovered", "ev_token", "ev_global", "kl")
 
 
-def _metrics_of(totals: "np.ndarray", sum_x: "np.ndarray") -> dict[str, "np.ndarray"]:
+def metrics_of_sums(totals: "np.ndarray", sum_x: "np.ndarray") -> dict[str, "np.ndarray"]:
     """The metrics of ``CI_METRICS`` from summed batches: ``totals`` [..., 2 + len(BATCH_SUMS)], ``sum_x``
     [..., d_in] (one row per bootstrap resample)."""
     import numpy as np
@@ -253,7 +254,7 @@ def batch_intervals(per_batch: list, n_boot: int = 1000, seed: int = 0) -> dict[
     for metric in CI_METRICS:
         def statistic(idx, axis=-1):
             idx = idx.astype(int)
-            return _metrics_of(totals[idx].sum(-2), sum_x[idx].sum(-2))[metric]
+            return metrics_of_sums(totals[idx].sum(-2), sum_x[idx].sum(-2))[metric]
         res = bootstrap((np.arange(len(per_batch)),), statistic, n_resamples=n_boot, method="percentile",
                         vectorized=True, random_state=np.random.default_rng(seed))
         lo, hi = res.confidence_interval
@@ -309,13 +310,19 @@ class FeaturePairStats:
 
     ``update(tokens, base, finetune)`` as every streaming-pass accumulator. Position 0 (BOS) and tokens where
     either model's residual norm exceeds ``threshold`` (outliers) are left out. Memory: O(d_sae * top_k),
-    whatever the number of tokens.
+    whatever the number of tokens. ``keep_batches``: also keep each batch's sums (``batch_moments``, one
+    [7, d_sae] fp64 tensor a batch, rows ``BATCH_ROWS``; ``batch_n``, its token count) for intervals over token
+    batches: memory then grows with the number of batches, never with the number of tokens.
     """
 
     SUMS = ("x", "y", "xx", "yy", "xy", "log_err")
+    BATCH_ROWS = ("x", "y", "xx", "yy", "xy", "fires_x", "fires_y")
 
-    def __init__(self, sae, hook: str, threshold: float = math.inf, top_k: int = 0):
+    def __init__(self, sae, hook: str, threshold: float = math.inf, top_k: int = 0, keep_batches: bool = False):
         self.sae, self.hook, self.threshold, self.k = sae, hook, threshold, top_k
+        self.keep_batches = keep_batches
+        self.batch_moments: list[torch.Tensor] = []
+        self.batch_n: list[int] = []
         d = sae.cfg.d_sae
         self.n = 0
         self.n_outliers = 0
@@ -348,6 +355,10 @@ class FeaturePairStats:
         s["yy"] += (y * y).sum(0)
         s["xy"] += (x * y).sum(0)
         s["log_err"] += ((x + EPS).log10() - (y + EPS).log10()).abs().sum(0)
+        if self.keep_batches:
+            self.batch_n.append(fx.shape[0])
+            self.batch_moments.append(torch.stack([x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0), (x * y).sum(0),
+                                                   (fx > FIRING).sum(0).double(), (fy > FIRING).sum(0).double()]))
         for m, f in (("x", fx), ("y", fy)):
             self.fires[m] += (f > FIRING).sum(0)
             self.max[m] = torch.maximum(self.max[m], f.double().max(0).values)

@@ -1,4 +1,5 @@
-"""``python -m sae_transfer``: list and run chapters, build the book, build and describe the zoo.
+"""``python -m sae_transfer``: list and run chapters, build the book, build and describe the zoo, check an SAE
+on a finetune.
 
 Bad input (unknown chapter, parameter, profile, wrong type or value, missing file) prints one line naming
 what is wrong and what would be valid, and exits with status 2 before any kernel starts.
@@ -15,7 +16,8 @@ from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, 
 from .book.build import Book, build_book
 from .book.preflight import absolute_paths, preflight
 from .book.runner import check_out_dir, run_chapter
-from .models import resolve_device
+from .models import context_limit, resolve_device
+from .paths import cache_dir
 from .zoo import Zoo, build_zoo
 from .zoo.card import format_card
 
@@ -50,6 +52,34 @@ def _parser() -> argparse.ArgumentParser:
     zb.add_argument("--device", default="auto")
     zl = zsub.add_parser("list", help="print the zoo card of a built profile")
     zl.add_argument("--profile", default="default")
+
+    chk = sub.add_parser("check", help="does a base SAE still work on a finetune? exit 0 transfers, 1 degraded, "
+                                       "3 broken (2: bad input)")
+    chk.add_argument("--base", required=True, help="the model the SAE was trained on: zoo:NAME, hub:ORG/NAME, local:DIR")
+    chk.add_argument("--finetune", action="append", default=[],
+                     help="the finetune to check (same sources); repeat for a series of checkpoints")
+    chk.add_argument("--watch", help="every checkpoint of a zoo finetune (zoo:NAME) or every model directory in DIR, "
+                                     "in training order")
+    chk.add_argument("--sae", required=True, help="zoo:NAME, sae_lens:RELEASE:SAE_ID or local:DIR")
+    chk.add_argument("--dataset", action="append", default=[],
+                     help="zoo:DOMAIN, json:PATH or hub:NAME; repeatable (default: a zoo finetune's own domain)")
+    chk.add_argument("--hook", default="", help="hook to splice at (default: the SAE's own)")
+    chk.add_argument("--zoo", default="default", help="zoo profile that zoo: specs refer to")
+    chk.add_argument("--tokens", type=int, default=16384, help="at most this many tokens per dataset")
+    chk.add_argument("--min-tokens", type=int, help="measure at least this many before stopping early "
+                                                    "(default: half of --tokens)")
+    chk.add_argument("--no-early-stop", action="store_true", help="measure every token even once decided")
+    chk.add_argument("--context-size", type=int, help="tokens per window (default: 128, or the model's context)")
+    chk.add_argument("--batch-size", type=int, default=8, help="windows per batch")
+    chk.add_argument("--outliers", default="2x", help="outlier norm: none, NX (times the base's mean norm) or N")
+    chk.add_argument("--device", default="auto")
+    chk.add_argument("--dtype", default="float32")
+    chk.add_argument("--out", type=Path, help="report directory (default: <cache>/checks/<time>)")
+    chk.add_argument("--json", action="store_true", help="print check.json to stdout instead of the verdict lines")
+    chk.add_argument("--adapt", action="store_true",
+                     help="fine-tune the SAE on the (last) finetune and report it before and after")
+    chk.add_argument("--adapt-tokens", type=int, default=100_000, help="tokens of SAE fine-tuning for --adapt")
+    chk.add_argument("--adapt-lr", type=float, default=1e-3, help="learning rate of SAE fine-tuning for --adapt")
     return p
 
 
@@ -94,9 +124,52 @@ def cmd_zoo(args) -> None:
         print(format_card(Zoo.open(args.profile).card()))
 
 
+def check_request(args):
+    """The ``check`` arguments as a ``CheckRequest``, every cheap check done (one-line errors)."""
+    from .check import CheckRequest, CheckSpec, preflight, watch_series
+    from .check.measure import MIN_BATCHES
+
+    if args.watch and args.finetune:
+        raise ParameterError("check: give --finetune or --watch, not both")
+    finetunes = watch_series(args.watch, args.zoo) if args.watch else tuple(args.finetune)
+    limit = context_limit(args.base, args.zoo) if ":" in args.base or Path(args.base).is_dir() else None
+    ctx = args.context_size or min(128, limit or 128)
+    min_tokens = args.min_tokens if args.min_tokens is not None else min(
+        args.tokens, max(args.tokens // 2, MIN_BATCHES * ctx * args.batch_size))
+    spec = CheckSpec(max_tokens=args.tokens, min_tokens=min_tokens, context_size=ctx, batch_size=args.batch_size,
+                     outliers=args.outliers, early_stop=not args.no_early_stop)
+    if args.adapt and args.adapt_tokens <= 0:
+        raise ParameterError(f"adapt_tokens={args.adapt_tokens}: give a positive number of tokens for --adapt")
+    return preflight(CheckRequest(args.base, finetunes, args.sae, tuple(args.dataset), args.hook, args.zoo,
+                                  args.device, args.dtype, spec, args.adapt_tokens if args.adapt else 0, args.adapt_lr))
+
+
+def cmd_check(args) -> int:
+    import time
+
+    from .check import run
+    from .check.report import line, provenance, write
+
+    req = check_request(args)
+    out = check_out_dir(args.out if args.out is not None else
+                        cache_dir() / "checks" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    data = run(req, out)
+    data["provenance"] = provenance(req.device)
+    write(out, data)
+    if args.json:
+        print((out / "check.json").read_text(), end="")
+    else:
+        for r in data["results"]:
+            print(line(r))
+        print(f"report: {out / 'report.html'}")
+    return data["exit_status"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.cmd == "check":
+            return cmd_check(args)
         if args.cmd == "list":
             cmd_list()
         elif args.cmd == "run":

@@ -212,7 +212,6 @@ def top_contexts(setup: PairSetup, result: dict, features: list[int], before: in
     tokenizer = setup.tokenizer()
     ev = result["eval"]
     windows = token_windows(TokenSpec(**result["eval_spec"]), tokenizer, setup.zoo)
-    context_size = windows.shape[1]
     rows = []
     for f in features:
         for model in ("base", "finetune"):
@@ -220,13 +219,19 @@ def top_contexts(setup: PairSetup, result: dict, features: list[int], before: in
             for rank, (v, t) in enumerate(zip(top["values"][f][:n], top["tokens"][f][:n])):
                 if t < 0 or v <= 0:
                     continue
-                w, p = divmod(int(t), context_size)
-                ids = windows[w].tolist()
-                text = (tokenizer.decode(ids[max(1, p - before):p]) + "⟦" + tokenizer.decode([ids[p]]) + "⟧"
-                        + tokenizer.decode(ids[p + 1:p + 1 + after]))
                 rows.append({"feature": f, "model": model, "rank": rank + 1, "activation": float(v),
-                             "context": text.replace("\n", "⏎")})
+                             "context": context_text(tokenizer, windows, int(t), before, after)})
     return rows
+
+
+def context_text(tokenizer, windows: torch.Tensor, token: int, before: int = 12, after: int = 3) -> str:
+    """The text around the ``token``-th token of ``windows`` [n, ctx] (counted across windows, as the feature
+    accumulator's top-k records it), the token itself wrapped in ⟦ ⟧ and newlines shown as ⏎."""
+    w, p = divmod(token, windows.shape[1])
+    ids = windows[w].tolist()
+    text = (tokenizer.decode(ids[max(1, p - before):p]) + "⟦" + tokenizer.decode([ids[p]]) + "⟧"
+            + tokenizer.decode(ids[p + 1:p + 1 + after]))
+    return text.replace("\n", "⏎")
 
 
 def contexts_table(setup: PairSetup, results: dict[str, dict], n_show: int) -> pd.DataFrame:

@@ -290,8 +290,7 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
     """
     torch_dtype = check_dtype(dtype)
     device = resolve_device(device)
-    base_kind, base_ref = parse_spec(base, "base")
-    ft_kind, _ = parse_spec(finetune, "finetune")
+    parse_spec(base, "base")
     check_pair_kinds(base, finetune)
     base_tok = load_tokenizer_for(base, "base", zoo)
     trimmed = compare_tokenizers(base_tok, load_tokenizer_for(finetune, "finetune", zoo))
@@ -300,10 +299,22 @@ def load_models(base: str, finetune: str, zoo: str = "default", device: str = "a
                             from_pretrained_kwargs=from_pretrained_kwargs)
     if after_base is not None:
         after_base(base_model)
-    ft_model = load_model(finetune, "finetune", zoo, base_tok, device, torch_dtype,
-                          base_ref=None if ft_kind == "zoo" else base_ref, n_trim=len(trimmed),
-                          from_pretrained_kwargs=from_pretrained_kwargs)
+    ft_model = load_finetune(base, finetune, zoo, base_tok, device, dtype, trimmed, from_pretrained_kwargs)
     return base_model, ft_model, base_tok, trimmed
+
+
+def load_finetune(base: str, finetune: str, zoo: str, base_tokenizer, device: str, dtype: str,
+                  trimmed: list[str] | None = None, from_pretrained_kwargs: dict | None = None):
+    """A finetune of an already loaded base: a hub/local finetune goes into the base's architecture, special
+    tokens it appends trimmed. ``trimmed``: ``compare_tokenizers``'s answer, when the caller already has it."""
+    check_pair_kinds(base, finetune)
+    if trimmed is None:
+        trimmed = compare_tokenizers(base_tokenizer, load_tokenizer_for(finetune, "finetune", zoo))
+    _, base_ref = parse_spec(base, "base")
+    ft_kind, _ = parse_spec(finetune, "finetune")
+    return load_model(finetune, "finetune", zoo, base_tokenizer, resolve_device(device), check_dtype(dtype),
+                      base_ref=None if ft_kind == "zoo" else base_ref, n_trim=len(trimmed),
+                      from_pretrained_kwargs=from_pretrained_kwargs)
 
 
 def load_pair(base: str, finetune: str, sae: str = "", hook: str | None = None, zoo: str = "default",

@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 
 from .labels import short, slug
+from .verdict import ev_wording
+
 
 def log_density(result: dict) -> torch.Tensor:
     """log10(density + 1e-10) per feature [d_sae], the seed's scale."""
@@ -158,25 +160,6 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
 
 # ------------------------------------------------------------------------------------------ prose
 
-#: How much explained variance per token the base SAE may lose on a finetune (against the base, same data) and
-#: still be said to work on it, and past which it is said to break (the seed: Gemma/Python lost most of it).
-KEEPS, BREAKS = 0.02, 0.2
-
-
-#: Below this explained variance on the base itself, the SAE never worked on that data: nothing to transfer.
-POOR = 0.5
-
-
-def verdict(base_ev: float, ft_ev: float) -> str:
-    drop = base_ev - ft_ev
-    if base_ev < POOR:
-        return ("does as poorly as on the base, where it already explains little" if drop <= KEEPS else
-                "does worse than on the base, where it already explains little")
-    if drop <= KEEPS:
-        return "still works"
-    return "breaks" if drop > BREAKS or ft_ev < 0 else "degrades"
-
-
 def describe(results: dict, own: list[tuple[str, str]]) -> dict[str, str]:
     """The chapter's verdict paragraphs, written from the results for any finetunes: ``verdicts`` (each finetune
     on its own data against the base on the same data, with intervals over token batches) and ``prose_ce`` (what
@@ -186,7 +169,7 @@ def describe(results: dict, own: list[tuple[str, str]]) -> dict[str, str]:
     for ft, ds in own:
         b, f = base[ds]["kept"], fts[ft][ds]["kept"]
         ci = lambda r, m: f" ({r['ci'][m][0]:.3f} to {r['ci'][m][1]:.3f})" if m in r.get("ci", {}) else ""
-        word = verdict(b["ev_token"], f["ev_token"])
+        word = ev_wording(b["ev_token"], f["ev_token"])
         ranked.append((b["ev_token"] - f["ev_token"], short(ft)))
         lines.append(f"On `{short(ft)}`, on {short(ds)}, the base SAE **{word}**: explained variance per token "
                      f"{f['ev_token']:.3f}{ci(f, 'ev_token')} against {b['ev_token']:.3f}{ci(b, 'ev_token')} on the "

@@ -65,28 +65,36 @@ def _forward_from(model, hook: str, start: int | None, tokens, act):
 
 
 @torch.no_grad()
+def sae_batch(model, sae, hook: str, start: int | None, tokens: torch.Tensor, threshold: float,
+              acc: SAEMetrics) -> torch.Tensor:
+    """One batch of the pass: ``model`` runs cleanly, then from ``hook`` on with the SAE's reconstruction and with
+    zeros spliced in; ``acc`` gets the batch. Returns the clean activation at ``hook`` [B, T, d_in] (for pair
+    accumulators that need it). ``tokens`` [B, T] on the model's device; ``start`` from ``resume_layer``."""
+    logits, cache = model.run_with_cache(tokens, names_filter=hook)
+    x = cache[hook]
+    del cache
+    outlier = x.float().norm(dim=-1) > threshold
+    feats = sae.encode(x.to(sae.dtype))
+    x_hat = sae.decode(feats).to(x.dtype)
+    # Few vocabulary-sized tensors alive at a time: logits of 7B models are gigabytes per batch.
+    clean = CleanLogits(logits, tokens)
+    del logits
+    ce, kl = {"clean": clean.ce}, {}
+    for name, act in (("spliced", torch.where(outlier[..., None], x, x_hat)),
+                      ("zero", torch.where(outlier[..., None], x, torch.zeros_like(x)))):
+        ce[name], kl[name] = clean.compare(_forward_from(model, hook, start, tokens, act))
+    acc.update(x, feats, x_hat, outlier, ce, kl)
+    return x
+
+
+@torch.no_grad()
 def sae_pass(model, sae, hook: str, batches: Iterable[torch.Tensor], threshold: float,
              n_batches: int | None = None, desc: str = "sae metrics") -> dict[str, Any]:
     """``SAEMetrics`` of ``model`` with ``sae`` at ``hook`` over ``batches`` of token ids [batch, pos]."""
     acc = SAEMetrics(sae.cfg.d_in, sae.cfg.d_sae, threshold)
     start = resume_layer(hook, model.cfg.positional_embedding_type)
-    device = model.cfg.device
     for tokens in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False):
-        tokens = tokens.to(device)
-        logits, cache = model.run_with_cache(tokens, names_filter=hook)
-        x = cache[hook]
-        del cache
-        outlier = x.float().norm(dim=-1) > threshold
-        feats = sae.encode(x.to(sae.dtype))
-        x_hat = sae.decode(feats).to(x.dtype)
-        # Few vocabulary-sized tensors alive at a time: logits of 7B models are gigabytes per batch.
-        clean = CleanLogits(logits, tokens)
-        del logits
-        ce, kl = {"clean": clean.ce}, {}
-        for name, act in (("spliced", torch.where(outlier[..., None], x, x_hat)),
-                          ("zero", torch.where(outlier[..., None], x, torch.zeros_like(x)))):
-            ce[name], kl[name] = clean.compare(_forward_from(model, hook, start, tokens, act))
-        acc.update(x, feats, x_hat, outlier, ce, kl)
+        sae_batch(model, sae, hook, start, tokens.to(model.cfg.device), threshold, acc)
     return acc.result()
 
 

@@ -264,8 +264,10 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
     if not (out / "checkpoints.json").exists():
         model = zoo.model(finetune, device=device)
         stream = zoo.streams("train", zoo.recipe.context_size)[data]
+        n_windows = min(-(-training_tokens // stream.ctx) + 64, stream.n_windows())  # a margin for the buffer
+        windows = torch.cat(list(stream.sequential(1024, n_windows)))
         with atomic_dir(out) as tmp:
-            ckpts = finetune_sae(zoo.root / "saes" / name, model, stream, training_tokens, lr, zoo.recipe.seed, tmp,
+            ckpts = finetune_sae(zoo.root / "saes" / name, model, windows, training_tokens, lr, zoo.recipe.seed, tmp,
                                  device, batch_tokens=zoo.recipe.saes[name].batch_tokens, n_checkpoints=n_checkpoints)
             write_json_atomic(tmp / "checkpoints.json", {"key": key, "checkpoints": [
                 {"tokens": c["tokens"], "dir": Path(c["path"]).name} for c in ckpts]})

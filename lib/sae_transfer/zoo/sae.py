@@ -198,9 +198,10 @@ def run_evals_on_windows(sae, model, windows: torch.Tensor, batch_prompts: int) 
             "dead_frac": float((density == 0).float().mean())}
 
 
-def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int, lr: float, seed: int,
+def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: int, lr: float, seed: int,
                  out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3) -> list[dict]:
-    """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery).
+    """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery) over
+    ``windows`` [n, ctx] of BOS-led token ids, read in order.
 
     Same architecture and sparsity penalty as the original, no L1 warm-up (the penalty is already at full
     strength), a short learning-rate warm-up. Saves ``n_checkpoints`` evenly spaced intermediate SAEs and the
@@ -219,8 +220,8 @@ def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int
     arch = saved.get("training_architecture") or original.cfg.architecture()
     details = saved.get("training_architecture_details") or {}
     sparsity = details.get("l1_coefficient", details.get("k"))
-    n_windows = -(-training_tokens // stream.ctx) + 64
-    cfg = _runner_config(model, meta.hook_name, original.cfg.d_sae, stream.ctx, training_tokens, sparsity, lr, seed,
+    ctx = windows.shape[1]
+    cfg = _runner_config(model, meta.hook_name, original.cfg.d_sae, ctx, training_tokens, sparsity, lr, seed,
                          device, batch_tokens, out_dir, arch)
     if hasattr(cfg.sae, "l1_warm_up_steps"):
         cfg.sae.l1_warm_up_steps = 0
@@ -236,8 +237,10 @@ def finetune_sae(sae_dir: Path, model, stream: TokenStream, training_tokens: int
     if missing:
         raise ValueError(f"SAE {sae_dir}: cannot continue training it as {arch}: it has no {sorted(missing)}")
     fresh.load_state_dict(shared, strict=False)
+    from datasets import Dataset
+
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_sae=fresh,
-                                            override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
+                                            override_dataset=Dataset.from_dict({"tokens": windows.tolist()}))
     logging.getLogger("sae_lens").setLevel(logging.WARNING)
     runner.run()
     out = []

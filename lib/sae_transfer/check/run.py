@@ -1,0 +1,167 @@
+"""``check``: one request (base, one finetune or a series of checkpoints, SAE, datasets), every cheap check
+first, models loaded once, one streamed pass per (finetune, dataset), an optional SAE adaptation; plain data out.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import verdict as V
+from ..datasets import check_dataset_source, token_windows
+from ..models import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune, load_local_sae,
+                      load_pair, parse_spec, resolve_device)
+from ..outliers import Outliers, outlier_threshold
+from ..pairs import PairSetup
+from ..sae_metrics import sae_pass
+from ..zoo.store import Zoo, split_spec
+from .adapt import adapt, adaptation_windows, training_tokens_spec
+from .measure import CheckSpec, add_contexts, check_pass
+
+#: The version of ``check.json``'s layout (its fields are documented in the README).
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """What to check. ``finetunes``: one model, or checkpoints in training order (``--watch``). ``datasets``
+    empty: a zoo finetune's own domain. ``adapt_tokens`` > 0: fine-tune the SAE on the last finetune for that
+    many tokens at ``adapt_lr`` and measure it again."""
+
+    base: str
+    finetunes: tuple[str, ...]
+    sae: str
+    datasets: tuple[str, ...] = ()
+    hook: str = ""
+    zoo: str = "default"
+    device: str = "auto"
+    dtype: str = "float32"
+    spec: CheckSpec = field(default_factory=CheckSpec)
+    adapt_tokens: int = 0
+    adapt_lr: float = 3e-4
+
+    @property
+    def setup(self) -> PairSetup:
+        return PairSetup(self.base, self.sae, self.hook, self.zoo, self.device, self.dtype)
+
+
+def step_of(spec: str, index: int, zoo: str) -> int:
+    """A checkpoint's position in training: a zoo spec's ``@STEP`` (its last step without one), the last number
+    in a directory's name (``checkpoint-500``), else its index in the series."""
+    kind, ref = parse_spec(spec, "finetune")
+    if kind == "zoo":
+        name, step = split_spec(ref)
+        return step if step is not None else Zoo.open(zoo).recipe.models[name].steps
+    numbers = re.findall(r"\d+", Path(ref).name)
+    return int(numbers[-1]) if numbers else index
+
+
+def watch_series(target: str, zoo: str) -> tuple[str, ...]:
+    """The checkpoints ``--watch`` means: every saved checkpoint (step > 0) of a zoo finetune ``zoo:NAME``, or
+    every model directory inside ``DIR`` (ordered by the last number in its name)."""
+    if target.startswith("zoo:"):
+        check_source(target, "watch", zoo)
+        saved = Zoo.open(zoo).checkpoints(target)
+        if saved is None:
+            raise ValueError(f"watch={target!r}: that zoo model saves no checkpoints")
+        return tuple(f"{target}@{s}" for s in saved.steps if s > 0)
+    root = Path(target.removeprefix("local:"))
+    if not root.is_dir():
+        raise ValueError(f"watch={target!r}: no such directory; give zoo:NAME or a directory of checkpoints")
+    dirs = [d for d in root.iterdir() if (d / "config.json").exists()]
+    if not dirs:
+        raise ValueError(f"watch={target!r}: no model directory (one with a config.json) inside it")
+    key = lambda d: (int(re.findall(r"\d+", d.name)[-1]) if re.findall(r"\d+", d.name) else -1, d.name)  # noqa: E731
+    return tuple(f"local:{d}" for d in sorted(dirs, key=key))
+
+
+def preflight(req: CheckRequest) -> CheckRequest:
+    """Every check that needs no weights, with one-line errors naming the parameter; returns the request with
+    its datasets and context size resolved."""
+    if not req.finetunes:
+        raise ValueError("finetune: give --finetune SPEC or --watch (zoo:NAME or a directory of checkpoints)")
+    check_source(req.base, "base", req.zoo)
+    for ft in req.finetunes:
+        check_source(ft, "finetune", req.zoo)
+        check_pair_kinds(req.base, ft)
+    check_source(req.sae, "sae", req.zoo, sae=True)
+    check_dtype(req.dtype)
+    resolve_device(req.device)
+    Outliers.parse(req.spec.outliers)
+    datasets = req.datasets
+    if not datasets:
+        own = Zoo.open(req.zoo).own_domain(req.finetunes[-1]) if req.finetunes[-1].startswith("zoo:") else None
+        if not own:
+            raise ValueError("dataset: give --dataset zoo:DOMAIN, json:PATH or hub:NAME (only a single-domain zoo "
+                             "finetune has a default: its own domain)")
+        datasets = (own,)
+    limit = context_limit(req.base, req.zoo)
+    spec = req.spec
+    if limit is not None and spec.context_size > limit:
+        raise ValueError(f"context_size={spec.context_size} exceeds the base model's context of {limit} tokens; "
+                         f"use context_size <= {limit}")
+    for ds in datasets:
+        spec.validate(ds)
+        check_dataset_source(ds)
+    if req.adapt_tokens < 0 or req.adapt_lr <= 0:
+        raise ValueError(f"adapt_tokens={req.adapt_tokens}, adapt_lr={req.adapt_lr}: tokens must be >= 0 and the "
+                         "learning rate positive")
+    return replace(req, datasets=tuple(datasets))
+
+
+def run(req: CheckRequest, out: Path) -> dict[str, Any]:
+    """The whole check as plain data (``check.json``'s content); the adapted SAE, if asked for, goes to
+    ``out/adapted-sae``."""
+    req = preflight(req)
+    started = time.time()
+    spec = req.spec
+    pair = load_pair(req.base, req.finetunes[0], req.sae, req.hook or None, req.zoo, req.device, req.dtype)
+    kwargs = dict(getattr(pair.sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
+    windows = {ds: token_windows(spec.tokens(ds), pair.tokenizer, req.zoo) for ds in req.datasets}
+    setup = replace(req.setup, hook=pair.hook)
+    thresholds = {ds: outlier_threshold(setup, spec.outliers, spec.tokens(ds), lambda: pair) for ds in req.datasets}
+    results = []
+    for i, ft in enumerate(req.finetunes):
+        if i:
+            pair.finetune = None  # free the previous checkpoint first
+            pair.finetune = load_finetune(req.base, ft, req.zoo, pair.tokenizer, req.device, req.dtype,
+                                          from_pretrained_kwargs=kwargs)
+        for ds in req.datasets:
+            t0 = time.time()
+            r = check_pass(pair.base, pair.finetune, pair.sae, pair.hook, windows[ds], thresholds[ds], spec,
+                           desc=f"check {ft} on {ds}")
+            add_contexts(r, pair.tokenizer, windows[ds])
+            results.append({"finetune": ft, "step": step_of(ft, i, req.zoo), "dataset": ds, **r,
+                            "seconds": time.time() - t0})
+    adapted = _adapt(req, pair, windows, thresholds, results, out) if req.adapt_tokens else None
+    worst = V.worst(r["verdict"] for r in results)
+    return {"schema": SCHEMA, "thresholds": V.thresholds(), "verdict": worst, "exit_status": V.EXIT_STATUS[worst],
+            "request": {**{k: v for k, v in asdict(req).items() if k != "spec"}, "hook": pair.hook,
+                        "spec": asdict(spec)},
+            "results": results, "adapt": adapted, "seconds": time.time() - started}
+
+
+def _adapt(req: CheckRequest, pair, windows: dict, thresholds: dict, results: list[dict], out: Path) -> dict:
+    """Fine-tune the SAE on the last finetune (first dataset) and measure base SAE and adapted SAE on the same
+    tokens the check measured."""
+    ds, spec = req.datasets[0], req.spec
+    measured = next(r for r in results if r["finetune"] == req.finetunes[-1] and r["dataset"] == ds)
+    train_spec = training_tokens_spec(ds, req.adapt_tokens, spec.context_size, spec.tokens(ds))
+    path = adapt(req.sae, pair.sae, pair.finetune, adaptation_windows(train_spec, pair.tokenizer, req.zoo),
+                 req.adapt_tokens, req.adapt_lr, spec.seed, out / "adapted-sae", req.zoo,
+                 resolve_device(req.device))
+    adapted = load_local_sae(path, resolve_device(req.device), req.dtype)
+    tokens = windows[ds][: measured["batches"] * spec.batch_size]
+
+    def metrics(model, sae) -> dict:
+        r = sae_pass(model, sae, pair.hook, tokens.split(spec.batch_size), thresholds[ds],
+                     measured["batches"], desc="adapted SAE")["kept"]
+        return {k: r[k] for k in ("ev_token", "ce_recovered", "delta_ce", "kl", "l0", "dead_frac")} | {
+            "ci": r.get("ci", {})}
+    return {"finetune": req.finetunes[-1], "dataset": ds, "training_dataset": train_spec.dataset,
+            "training_tokens": req.adapt_tokens, "lr": req.adapt_lr, "path": str(path),
+            "base_sae_on_base": metrics(pair.base, pair.sae), "base_sae_on_finetune": metrics(pair.finetune, pair.sae),
+            "adapted_sae_on_finetune": metrics(pair.finetune, adapted)}
