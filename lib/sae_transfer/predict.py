@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from . import sae_metrics
+from . import verdict as V
 from .accumulators import FeaturePairStats, ResidualSimilarity
 from .cache import cached, measurement_key
 from .datasets import TokenSpec, token_batches, token_windows
@@ -252,3 +253,60 @@ def headline(rows: list[dict], corr: pd.DataFrame, study: PredictStudy, n_datase
            "baseline_mean_abs": float(ranked.loc["steps x lr", "mean |Spearman r|"]),
            "baseline_rank": int(list(ranked.index).index("steps x lr")) + 1}
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------ calibration
+
+def calibration(rows: list[dict]) -> pd.DataFrame:
+    """How ``check``'s thresholds (``verdict.CRITERIA``) classify every case: each finetune checkpoint against the
+    base (the step-0 case) on the same dataset. One row per case with the three criteria's values, each
+    criterion's class, the verdict, and the two views it combines: ``reconstruction`` (EV and CE-recovered
+    drops) and ``features`` (regular activation similarity)."""
+    df = pd.DataFrame(rows)
+    base = df[df["step"] == 0].set_index("dataset")
+    out = []
+    for _, r in df[df["step"] > 0].iterrows():
+        b = base.loc[r["dataset"]]
+        values = {"ev_drop": b["EV per token"] - r["EV per token"],
+                  "ce_recovered_drop": b["CE recovered"] - r["CE recovered"],
+                  "regular_act_sim": r["regular act sim"]}
+        classes = V.classify(values)
+        out.append({"name": r["name"], "step": r["step"], "dataset": r["dataset"].removeprefix("zoo:"),
+                    **{c.label: values[c.key] for c in V.CRITERIA},
+                    "reconstruction": V.worst([classes["ev_drop"], classes["ce_recovered_drop"]]),
+                    "features": classes["regular_act_sim"], "verdict": classes["verdict"]})
+    return pd.DataFrame(out).set_index(["name", "step", "dataset"])
+
+
+def calibration_headline(table: pd.DataFrame, own: dict[str, str]) -> dict[str, Any]:
+    """Counts per verdict (``cal_transfers`` ...), how often the reconstruction and feature views agree
+    (``cal_views_agree`` of ``cal_n``), and each finetune's verdict at its last checkpoint on its own domain
+    (``cal_final_<name>``; ``own`` maps finetune names to their domain)."""
+    t = table.reset_index()
+    out: dict[str, Any] = {"cal_n": len(t), "cal_version": V.VERSION,
+                           "cal_views_agree": int((t["reconstruction"] == t["features"]).sum())}
+    out.update({f"cal_{v}": int((t["verdict"] == v).sum()) for v in V.VERDICTS})
+    for name, domain in own.items():
+        g = t[(t["name"] == name) & (t["dataset"] == domain.removeprefix("zoo:"))].sort_values("step")
+        if len(g):
+            out[f"cal_final_{slug(name)}"] = g["verdict"].iloc[-1]
+    return out
+
+
+def calibration_text(table: pd.DataFrame, own: dict[str, str]) -> str:
+    """The calibration's reading in Markdown, written from the table for any finetunes."""
+    h = calibration_headline(table, own)
+    finals = [f"`{name}` is **{h[f'cal_final_{slug(name)}']}**" for name in own if f"cal_final_{slug(name)}" in h]
+    t = table.reset_index()
+    split = t[t["reconstruction"] != t["features"]]
+    first = (f"At its last checkpoint, on the domain it was finetuned on, {', '.join(finals)}. " if finals else "")
+    disagree = ""
+    if len(split):
+        only_feat = int(((split["features"].map(V.VERDICTS.index)) > split["reconstruction"].map(V.VERDICTS.index)).sum())
+        disagree = (f" Where they disagree, the feature view is the harsher in {only_feat} of {len(split)} cases: "
+                    + ("a monitor built on features would be warned before the reconstruction shows it."
+                       if only_feat * 2 > len(split) else "the reconstruction fails before the features do."))
+    return (first + f"Over all {h['cal_n']} cases (every checkpoint after step 0, on every dataset), "
+            f"{h['cal_transfers']} transfer, {h['cal_degraded']} are degraded and {h['cal_broken']} broken. The "
+            f"reconstruction view (EV and CE-recovered drops) and the feature view (regular activation similarity) "
+            f"give the same class in {h['cal_views_agree']} of {h['cal_n']} cases.{disagree}")

@@ -71,3 +71,27 @@ def watch(results: list[dict]):
     axes[0][0].legend(fontsize=8, title="data", title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def calibration(table: pd.DataFrame):
+    """The calibration cases (``predict.calibration``): EV drop against regular activation similarity, coloured by
+    verdict, the thresholds drawn; the third criterion (CE recovered drop) shows in the colour only."""
+    t = table.reset_index()
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    ev, sim = V.EV_DROP, V.REGULAR_ACT_SIM
+    colours = {"transfers": "#1a7f37", "degraded": "#d97706", "broken": "#c00000"}
+    markers = dict(zip(sorted(t["dataset"].unique()), "osD^v"))
+    for (verdict, ds), g in t.groupby(["verdict", "dataset"]):
+        ax.scatter(g[ev.label], g[sim.label], color=colours[verdict], marker=markers[ds], s=28,
+                   label=f"{verdict}, {ds}")
+    for x in (ev.keep, ev.breaks):
+        ax.axvline(x, color="grey", lw=0.8, ls="--")
+    for y in (sim.keep, sim.breaks):
+        ax.axhline(y, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(left=min(1.5 * float(t[ev.label].min()), -0.005))
+    ax.set_xlabel("EV drop (base minus finetune; symlog)")
+    ax.set_ylabel("regular activation similarity")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
