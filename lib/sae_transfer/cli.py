@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="print check.json to stdout instead of the verdict lines")
     chk.add_argument("--adapt", action="store_true",
                      help="fine-tune the SAE on the (last) finetune and report it before and after")
-    chk.add_argument("--adapt-tokens", type=int, default=100_000, help="tokens of SAE fine-tuning for --adapt")
+    chk.add_argument("--adapt-tokens", type=int, default=200_000, help="tokens of SAE fine-tuning for --adapt")
     chk.add_argument("--adapt-lr", type=float, default=1e-3, help="learning rate of SAE fine-tuning for --adapt")
     return p
 

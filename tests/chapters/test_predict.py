@@ -39,6 +39,22 @@ def test_tables_and_figures(results):
     # a percentile interval need not contain the estimate, but nearly always does
     inside = [row["spearman_lo"] - 1e-9 <= row["spearman"] <= row["spearman_hi"] + 1e-9 for row in defined]
     assert sum(inside) >= 0.8 * len(defined)
-    assert set(r["figures"]) == {"scatter", "compute"}
+    assert set(r["figures"]) == {"scatter", "compute", "calibration_map"}
     for f in r["figures"].values():
         assert (out / f["png"]).stat().st_size > 5000
+
+
+def test_the_calibration_reads_the_book_as_the_book_does(results):
+    """check's thresholds on the chapter's cases: the aggressive code finetune ends broken, the gentle math one
+    transfers or is degraded; the counts add up and the reading names both."""
+    n, r = results[1]["numbers"], results[1]
+    assert n["cal_final_code"] == "broken"
+    assert n["cal_final_math"] in ("transfers", "degraded")
+    assert n["cal_transfers"] + n["cal_degraded"] + n["cal_broken"] == n["cal_n"] == n["n_cases"] - 3
+    assert 0 <= n["cal_views_agree"] <= n["cal_n"]
+    table = r["tables"]["calibration"]
+    assert len(table) == n["cal_n"]
+    order = ("transfers", "degraded", "broken")
+    for row in table:  # the verdict is the worst of the two views
+        assert order.index(row["verdict"]) == max(order.index(row["reconstruction"]), order.index(row["features"]))
+    assert "`code` is **broken**" in n["calibration_reading"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from ..datasets import TokenSpec, token_windows
@@ -39,7 +40,11 @@ def adapt(sae_spec: str, sae, finetune_model, windows, training_tokens: int, lr:
     """Fine-tune ``sae`` (loaded from ``sae_spec``) on ``finetune_model``'s activations over ``windows``
     [n, ctx] for ``training_tokens`` at ``lr``; the result is written atomically to ``out`` (an sae_lens
     directory, loadable as ``local:OUT``)."""
-    with tempfile.TemporaryDirectory() as scratch, atomic_dir(out) as tmp:
+    with tempfile.TemporaryDirectory() as scratch, atomic_dir(out) as tmp, warnings.catch_warnings():
+        # A small training set is read for several epochs on purpose; sae_lens warns of it at every pass.
+        for message in ("The training dataset contains fewer samples", "All samples in the training dataset",
+                        "To copy construct from a tensor"):
+            warnings.filterwarnings("ignore", message=message)
         source = sae_directory(sae_spec, sae, zoo, Path(scratch) / "sae")
         ckpts = finetune_sae(source, finetune_model, windows, training_tokens, lr, seed, Path(scratch) / "train",
                              device, batch_tokens=min(batch_tokens, training_tokens), n_checkpoints=0)

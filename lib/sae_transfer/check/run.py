@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,9 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
     req = preflight(req)
     started = time.time()
     spec = req.spec
+    # The models are converted with the processing the SAE's metadata asks for (``convert.py``); sae_lens's advice
+    # to load them another way does not apply.
+    warnings.filterwarnings("ignore", message="This SAE has non-empty model_from_pretrained_kwargs")
     pair = load_pair(req.base, req.finetunes[0], req.sae, req.hook or None, req.zoo, req.device, req.dtype)
     kwargs = dict(getattr(pair.sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
     windows = {ds: token_windows(spec.tokens(ds), pair.tokenizer, req.zoo) for ds in req.datasets}
