@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,8 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
     req = preflight(req)
     started = time.time()
     spec = req.spec
-    # The models are converted with the processing the SAE's metadata asks for (``convert.py``); sae_lens's advice
-    # to load them another way does not apply.
-    warnings.filterwarnings("ignore", message="This SAE has non-empty model_from_pretrained_kwargs")
-    pair = load_pair(req.base, req.finetunes[0], req.sae, req.hook or None, req.zoo, req.device, req.dtype)
+    with _no_loading_advice():
+        pair = load_pair(req.base, req.finetunes[0], req.sae, req.hook or None, req.zoo, req.device, req.dtype)
     kwargs = dict(getattr(pair.sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
     windows = {ds: token_windows(spec.tokens(ds), pair.tokenizer, req.zoo) for ds in req.datasets}
     setup = replace(req.setup, hook=pair.hook)
@@ -131,8 +130,9 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
     for i, ft in enumerate(req.finetunes):
         if i:
             pair.finetune = None  # free the previous checkpoint first
-            pair.finetune = load_finetune(req.base, ft, req.zoo, pair.tokenizer, req.device, req.dtype,
-                                          from_pretrained_kwargs=kwargs)
+            with _no_loading_advice():
+                pair.finetune = load_finetune(req.base, ft, req.zoo, pair.tokenizer, req.device, req.dtype,
+                                              from_pretrained_kwargs=kwargs)
         for ds in req.datasets:
             t0 = time.time()
             r = check_pass(pair.base, pair.finetune, pair.sae, pair.hook, windows[ds], thresholds[ds], spec,
@@ -148,24 +148,36 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
             "results": results, "adapt": adapted, "seconds": time.time() - started}
 
 
+@contextmanager
+def _no_loading_advice():
+    """The models are converted with the processing the SAE's metadata asks for (``convert.py``): sae_lens's advice
+    to load them another way, printed at every SAE load, does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        yield
+
+
 def _adapt(req: CheckRequest, pair, windows: dict, thresholds: dict, results: list[dict], out: Path) -> dict:
-    """Fine-tune the SAE on the last finetune (first dataset) and measure base SAE and adapted SAE on the same
-    tokens the check measured."""
+    """Fine-tune the SAE on the last finetune (first dataset) and measure the adapted SAE on the tokens the check
+    measured, beside the check's own numbers for the base SAE on base and finetune."""
     ds, spec = req.datasets[0], req.spec
     measured = next(r for r in results if r["finetune"] == req.finetunes[-1] and r["dataset"] == ds)
     train_spec = training_tokens_spec(ds, req.adapt_tokens, spec.context_size, spec.tokens(ds))
     path = adapt(req.sae, pair.sae, pair.finetune, adaptation_windows(train_spec, pair.tokenizer, req.zoo),
                  req.adapt_tokens, req.adapt_lr, spec.seed, out / "adapted-sae", req.zoo,
                  resolve_device(req.device))
-    adapted = load_local_sae(path, resolve_device(req.device), req.dtype)
+    with _no_loading_advice():
+        adapted = load_local_sae(path, resolve_device(req.device), req.dtype)
     tokens = windows[ds][: measured["batches"] * spec.batch_size]
+    r = sae_pass(pair.finetune, adapted, pair.hook, tokens.split(spec.batch_size), thresholds[ds],
+                 measured["batches"], desc="adapted SAE")["kept"]
+    m = {k: v["value"] for k, v in measured["metrics"].items()}
 
-    def metrics(model, sae) -> dict:
-        r = sae_pass(model, sae, pair.hook, tokens.split(spec.batch_size), thresholds[ds],
-                     measured["batches"], desc="adapted SAE")["kept"]
-        return {k: r[k] for k in ("ev_token", "ce_recovered", "delta_ce", "kl", "l0", "dead_frac")} | {
-            "ci": r.get("ci", {})}
+    def of(model: str) -> dict:
+        l0 = m["l0_base"] * (1.0 if model == "base" else m["l0_ratio"])
+        return {"ev_token": m[f"ev_{model}"], "ce_recovered": m[f"ce_recovered_{model}"],
+                "delta_ce": m[f"delta_ce_{model}"], "kl": m[f"kl_{model}"], "l0": l0}
     return {"finetune": req.finetunes[-1], "dataset": ds, "training_dataset": train_spec.dataset,
             "training_tokens": req.adapt_tokens, "lr": req.adapt_lr, "path": str(path),
-            "base_sae_on_base": metrics(pair.base, pair.sae), "base_sae_on_finetune": metrics(pair.finetune, pair.sae),
-            "adapted_sae_on_finetune": metrics(pair.finetune, adapted)}
+            "base_sae_on_base": of("base"), "base_sae_on_finetune": of("finetune"),
+            "adapted_sae_on_finetune": {k: r[k] for k in ("ev_token", "ce_recovered", "delta_ce", "kl", "l0")}}
