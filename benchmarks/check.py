@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--predict-run", type=Path, help="a predict chapter run directory (its results.json)")
     a = ap.parse_args()
 
+    from sae_transfer import predict
     from sae_transfer.book.bench import write_record
     from sae_transfer.check import CheckRequest, CheckSpec, run
     from sae_transfer.zoo import Zoo
@@ -41,9 +42,10 @@ def main() -> None:
     zoo = Zoo.open(a.zoo)
     datasets = ("zoo:prose", "zoo:code", "zoo:math")
     calibration = {}
-    if a.predict_run:
-        table = json.loads((a.predict_run / "results.json").read_text())["tables"]["calibration"]
-        calibration = {(r["name"], r["step"], f"zoo:{r['dataset']}"): r["verdict"] for r in table}
+    if a.predict_run:  # the chapter's cases, classified as its calibration section does
+        cases = json.loads((a.predict_run / "results.json").read_text())["tables"]["cases"]
+        table = predict.calibration(cases).reset_index()
+        calibration = {(r["name"], r["step"], f"zoo:{r['dataset']}"): r["verdict"] for _, r in table.iterrows()}
     rows = []
     for name in zoo.finetunes_of("zoo:base-s"):
         saved = zoo.checkpoints(f"zoo:{name}")

@@ -57,14 +57,18 @@ def test_layers_point_one_way():
     science = ("sae_transfer.residuals", "sae_transfer.sae_metric", "sae_transfer.feature", "sae_transfer.predict",
                "sae_transfer.generalization", "sae_transfer.probes", "sae_transfer.answerable", "sae_transfer.stream",
                "sae_transfer.accumulators", "sae_transfer.cache", "sae_transfer.pairs", "sae_transfer.models",
-               "sae_transfer.datasets", "sae_transfer.outliers", "sae_transfer.hooks")
+               "sae_transfer.datasets", "sae_transfer.outliers", "sae_transfer.hooks", "sae_transfer.verdict")
     # the zoo builds and serves models; it never measures, plots or runs chapters
     assert _layer_violations("sae_transfer.zoo", science + ("sae_transfer.book", "sae_transfer.figures")) == []
     # measurements never reach up into figures or the book machinery
     for m in science:
-        assert _layer_violations(m, ("sae_transfer.book", "sae_transfer.figures", "sae_transfer.cli")) == []
-    # figures draw plain data; they never run the book
-    assert _layer_violations("sae_transfer.figures", ("sae_transfer.book", "sae_transfer.cli")) == []
+        assert _layer_violations(m, ("sae_transfer.book", "sae_transfer.figures", "sae_transfer.cli",
+                                     "sae_transfer.check")) == []
+    # figures draw plain data; they never run the book or a check
+    assert _layer_violations("sae_transfer.figures", ("sae_transfer.book", "sae_transfer.cli",
+                                                      "sae_transfer.check")) == []
+    # the check command builds on the studies; the book never needs it
+    assert _layer_violations("sae_transfer.book", ("sae_transfer.check",)) == []
 
 
 def test_package_imports_sit_at_the_top_of_files():

@@ -173,8 +173,7 @@ class _Subset:
 
     def add(self, b: dict[str, Any] | None) -> None:
         if b is None:  # an empty subset still takes its batch's place, so two models' batches stay paired
-            self.per_batch.append(([0.0] * (2 + len(BATCH_SUMS)), torch.zeros_like(self.sum_x)))
-            return
+            return self.per_batch.append(([0.0] * (2 + len(BATCH_SUMS)), torch.zeros_like(self.sum_x)))
         self.n += b["n"]
         self.n_ce += b["n_ce"]
         for k, v in b["s"].items():

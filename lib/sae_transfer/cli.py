@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, read_yaml, resolve_params
 from .book.build import Book, build_book
 from .book.preflight import absolute_paths, preflight
 from .book.runner import check_out_dir, run_chapter
+from .check import CheckRequest, CheckSpec, preflight, run, watch_series
+from .check.measure import MIN_BATCHES
+from .check.report import line, provenance, write
 from .models import context_limit, resolve_device
 from .paths import cache_dir
 from .zoo import Zoo, build_zoo
@@ -126,9 +130,6 @@ def cmd_zoo(args) -> None:
 
 def check_request(args):
     """The ``check`` arguments as a ``CheckRequest``, every cheap check done (one-line errors)."""
-    from .check import CheckRequest, CheckSpec, preflight, watch_series
-    from .check.measure import MIN_BATCHES
-
     if args.watch and args.finetune:
         raise ParameterError("check: give --finetune or --watch, not both")
     finetunes = watch_series(args.watch, args.zoo) if args.watch else tuple(args.finetune)
@@ -145,11 +146,6 @@ def check_request(args):
 
 
 def cmd_check(args) -> int:
-    import time
-
-    from .check import run
-    from .check.report import line, provenance, write
-
     req = check_request(args)
     out = check_out_dir(args.out if args.out is not None else
                         cache_dir() / "checks" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))

@@ -278,6 +278,13 @@ def calibration(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out).set_index(["name", "step", "dataset"])
 
 
+def own_domains(setup: PairSetup) -> dict[str, str]:
+    """Each single-domain zoo finetune of the base, by name, with the domain it was finetuned on."""
+    zoo = setup.zoo_handle
+    own = {name: zoo.own_domain(f"zoo:{name}") for name in zoo.finetunes_of(setup.base)}
+    return {name: domain for name, domain in own.items() if domain}
+
+
 def calibration_headline(table: pd.DataFrame, own: dict[str, str]) -> dict[str, Any]:
     """Counts per verdict (``cal_transfers`` ...), how often the reconstruction and feature views agree
     (``cal_views_agree`` of ``cal_n``), and each finetune's verdict at its last checkpoint on its own domain

@@ -46,7 +46,7 @@ def results_table(data: dict) -> pd.DataFrame:
 
 
 def recheck_table(r: dict) -> pd.DataFrame:
-    rows = [{"feature": f["feature"], "activation sim": round(f["act_sim"], 3), "model": m,
+    rows = [{"feature": f["feature"], "activation sim": f"{f['act_sim']:.3f}", "model": m,
              "top contexts": " | ".join(c["text"] for c in f["contexts"][m])}
             for f in r["recheck"] for m in ("base", "finetune")]
     return pd.DataFrame(rows)
@@ -80,17 +80,21 @@ def write(out: Path, data: dict) -> list[Path]:
 
 def _html(data: dict, figs: list[str]) -> str:
     req, esc = data["request"], html.escape
-    parts = [f"<h1>Does <code>{esc(req['sae'])}</code> still work on the finetune?</h1>",
+    fts = req["finetunes"]
+    which = (f"<code>{esc(short(fts[0]))}</code>" if len(fts) == 1 else
+             f"{len(fts)} checkpoints, <code>{esc(short(fts[0]))}</code> to <code>{esc(short(fts[-1]))}</code>")
+    parts = [f"<h1>Does the SAE <code>{esc(short(req['sae']))}</code> still work on {which}?</h1>",
              f"<p class='verdict {data['verdict']}'>Verdict: <b>{data['verdict']}</b> "
              f"(exit status {data['exit_status']}); base <code>{esc(req['base'])}</code>, hook "
              f"<code>{esc(req['hook'])}</code>.</p>",
              "<p>Each criterion compares the finetune with the base on the same tokens, with 95% intervals over token "
              f"batches (thresholds version {data['thresholds']['version']}): "
-             + "; ".join(f"<b>{esc(c['label'])}</b>: {esc(c['rule'])}" for c in data["thresholds"]["criteria"].values())
+             + "; ".join(f"<b>{esc(c['label'])}</b>: {esc(c['rule'])}"
+                         for c in (data["thresholds"]["criteria"][k.key] for k in V.CRITERIA))
              + ". The verdict is the worst of the three.</p>",
              results_table(data).to_html(index=False, border=0)]
     parts += [f"<img src='{f}' alt='{f}'>" for f in figs]
-    for r in data["results"]:
+    for r in (r for r in data["results"] if r["finetune"] == fts[-1]):  # a series: the checkpoint that ships
         if r["recheck"]:
             parts += [f"<h2>Features to re-check: {esc(short(r['finetune']))} on {esc(short(r['dataset']))}</h2>",
                       "<p>The regular features whose activation similarity fell most, with the contexts they fire "

@@ -29,7 +29,7 @@ def _zones(ax, c: V.Criterion, lo: float, hi: float, vertical: bool) -> tuple[fl
 def criteria(results: list[dict]):
     """One panel per criterion; one row per (finetune, dataset) with its value and 95% interval."""
     labels = [f"{short(r['finetune'])} on {short(r['dataset'])}" for r in results]
-    fig, axes = plt.subplots(1, len(V.CRITERIA), figsize=(3.4 * len(V.CRITERIA), 0.5 + 0.42 * len(results)),
+    fig, axes = plt.subplots(1, len(V.CRITERIA), figsize=(3.4 * len(V.CRITERIA), max(1.8, 0.7 + 0.42 * len(results))),
                              sharey=True, squeeze=False)
     for ax, c in zip(axes[0], V.CRITERIA):
         m = [r["metrics"][c.key] for r in results]
