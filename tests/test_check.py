@@ -156,3 +156,17 @@ def test_an_sae_of_another_width_is_refused(smoke_card, tmp_path, capsys):
             "--hook", "blocks.1.hook_resid_pre", "--out", str(tmp_path / "out")]
     assert main(args) == 2
     assert "sae d_in=96 but the model's activation" in capsys.readouterr().err
+
+
+def test_watch_orders_a_directory_of_checkpoints_by_the_number_in_their_names(tmp_path):
+    from sae_transfer.check.run import step_of, watch_series
+
+    for name in ("checkpoint-1000", "checkpoint-500", "checkpoint-50", "notes"):
+        (tmp_path / name).mkdir()
+    for name in ("checkpoint-1000", "checkpoint-500", "checkpoint-50"):
+        (tmp_path / name / "config.json").write_text("{}")
+    series = watch_series(str(tmp_path), "smoke")
+    assert [s.rsplit("/", 1)[1] for s in series] == ["checkpoint-50", "checkpoint-500", "checkpoint-1000"]
+    assert [step_of(s, i, "smoke") for i, s in enumerate(series)] == [50, 500, 1000]
+    with pytest.raises(ValueError, match="no model directory"):
+        watch_series(str(tmp_path / "notes"), "smoke")
