@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer.predict import correlate, correlation_table, ranking, sts, weight_deviation
+from sae_transfer.predict import correlate, correlation_table, ranking, weight_deviation
+from sae_transfer.sts import sts, unigram_similarity
 
 
 def _model(seed: int, positional: str = "standard"):
@@ -47,8 +48,56 @@ def test_sts_is_zero_when_the_hook_cannot_see_the_context():
     queries = torch.randint(1, 50, (6, 9), generator=g)
     r = sts(model, _ReluSAE(16, 40), "blocks.0.hook_resid_pre", demos, queries, n_shift=10)
     assert r["sts_icl"] == 0.0 and len(r["shifted"]) == 10 and r["sts_act"] > 0
+    assert r["raw_icl"] == 0.0 and set(r["by_n"]) == {"10", "30"}  # N = 100 and 300 exceed the 40 features
+    assert all(v["sts_icl"] == 0.0 for v in r["by_n"].values())
     deeper = sts(model, _ReluSAE(16, 40), "blocks.1.hook_resid_pre", demos, queries, n_shift=10)
-    assert deeper["sts_icl"] > 0  # after attention, the demonstrations shift the features
+    assert deeper["sts_icl"] > 0 and deeper["raw_icl"] > 0  # after attention, the demonstrations shift the features
+    assert deeper["by_n"]["10"]["sts_icl"] == deeper["sts_icl"] <= deeper["by_n"]["30"]["sts_icl"]
+
+
+def test_demonstrations_identical_to_the_query_still_shift_a_causal_model():
+    """The shift is what the context does to the query's tokens: the same text before them is still context."""
+    model = _model(1, positional="rotary")
+    queries = torch.randint(1, 50, (6, 9), generator=torch.Generator().manual_seed(2))
+    r = sts(model, _ReluSAE(16, 40), "blocks.1.hook_resid_pre", queries.clone(), queries, n_shift=10)
+    assert r["sts_icl"] > 0
+
+
+def test_unigram_similarity_of_windows():
+    a = torch.tensor([[0, 5, 6, 7], [0, 5, 5, 6]])
+    assert unigram_similarity(a, a) == pytest.approx(1.0)
+    assert unigram_similarity(a, torch.tensor([[0, 8, 9, 9]])) == 0.0  # no token in common (BOS left out)
+
+
+def _claim_rows():
+    """Two finetunes x two checkpoints x two domains; CE change grows with a planted score on the final ones."""
+    rows = []
+    for name, lr in (("a", 1e-3), ("b", 1e-4)):
+        for step in (5, 10):
+            for k, ds in enumerate(("zoo:prose", "zoo:code")):
+                score = (1 + k) * (10 if name == "a" else 1)
+                rows.append({"name": name, "step": step, "dataset": ds, "CE change": -0.01 * score * step / 10,
+                             "STS_ICL": score, "STS_act": 1.0 + k, "raw ICL shift": 2.0, "unigram similarity": 0.5,
+                             "steps x lr": step * lr, "STS by N": {"10": {"sts_icl": score}, "30": {"sts_icl": -score}}})
+    return rows + [{**rows[0], "step": 0, "name": "none"}]
+
+
+def test_the_claim_is_scored_on_final_checkpoints_and_on_all():
+    from sae_transfer import sts as S
+
+    cases = S.claim_cases(_claim_rows())
+    assert len(cases) == 8 and cases["final"].sum() == 4 and (cases["|CE change|"] > 0).all()
+    table = S.claim_table(_claim_rows(), n_boot=200)
+    final = table.loc[("final checkpoints", "STS_ICL")]
+    assert final["n"] == 4 and final["pearson"] == pytest.approx(1.0)
+    assert math.isnan(table.loc[("final checkpoints", "raw ICL shift"), "pearson"])  # constant: undefined
+    assert table.loc[("all checkpoints", "STS_ICL"), "n"] == 8
+    sweep = S.sweep_table(_claim_rows(), n_boot=200)
+    assert sweep.loc[10, "pearson"] == pytest.approx(1.0) and sweep.loc[30, "pearson"] == pytest.approx(-1.0)
+    h = S.claim_headline(table)
+    assert h["claim_final_sts_icl"] == pytest.approx(1.0) and h["claim_n_final"] == 4
+    text = S.claim_text(table)
+    assert "STS_ICL 1.00" in text and "0.60 to 0.90" in text and "little power" in text
 
 
 def test_correlations_and_their_intervals():

@@ -7,7 +7,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -15,13 +14,14 @@ from . import sae_metrics
 from . import verdict as V
 from .accumulators import FeaturePairStats, ResidualSimilarity
 from .cache import cached, measurement_key
-from .datasets import TokenSpec, token_batches, token_windows
+from .datasets import TokenSpec, token_batches
 from .features import select_groups
-from .hooks import stop_layer
 from .labels import slug
 from .outliers import finite_or_none, outlier_threshold
 from .pairs import PairSetup
 from .sae_metric_tables import density_comparison
+from .stats import correlate
+from .sts import SWEEP, sts, sts_inputs, unigram_similarity
 from .stream import run_pass
 
 #: Outcomes (measured with the SAE-metric and feature chapters' code) and predictors, as table columns.
@@ -91,40 +91,6 @@ def weight_deviation(base_model, ft_model) -> dict[str, Any]:
             "per_layer": [math.sqrt(num[f"blocks.{i}"] / den[f"blocks.{i}"]) for i in range(n_layers)]}
 
 
-@torch.no_grad()
-def sts(model, sae, hook: str, demos: torch.Tensor, queries: torch.Tensor, n_shift: int = 100) -> dict[str, Any]:
-    """The SAE-based Transferability Score of Zhang et al. (ICLR 2026), from the base model alone.
-
-    ``demos`` [n, Ld]: BOS-led windows of the finetuning data (in-context demonstrations); ``queries`` [n, Lq]:
-    BOS-led windows of the evaluated domain. ``h(x)``: the SAE's features at the query's tokens read alone;
-    ``h(demos + x)``: at the same tokens after the demonstration. Shifted dimensions D_N: the ``n_shift`` features
-    with the largest E||h_j(demos + x) - h_j(x)||². Per the paper (not their notebook, which squares activations
-    and subtracts rows of different prompts position by position): STS_ICL = E_x Σ_{j∈D_N} ||h_j(demos + x) -
-    h_j(x)||², STS_act = E_x Σ_{j∈D_N} h_j(x). Expectations run over queries and their token positions.
-    """
-    stop = stop_layer([hook], model.cfg.n_layers)
-    device = model.cfg.device
-
-    def feats(tokens: torch.Tensor, last: int) -> torch.Tensor:
-        _, cache = model.run_with_cache(tokens.to(device), names_filter=hook, stop_at_layer=stop, return_type=None)
-        return sae.encode(cache[hook][:, -last:].to(sae.dtype)).double().cpu()  # [n, last, d_sae]
-
-    body = queries.shape[1] - 1
-    alone = feats(queries, body)
-    primed = feats(torch.cat([demos, queries[:, 1:]], 1), body)
-    shift = (primed - alone).pow(2).mean((0, 1))  # [d_sae]
-    top = shift.topk(min(n_shift, len(shift))).indices
-    return {"sts_icl": float(shift[top].sum()), "sts_act": float(alone[..., top].sum(-1).mean()),
-            "shifted": sorted(top.tolist())}
-
-
-def demo_windows(domains: tuple[str, ...], n: int, length: int, zoo: str, seed: int = 0) -> torch.Tensor:
-    """``n`` BOS-led windows [n, length] of the zoo's train split, the domains taking turns (a mixed finetune)."""
-    per = -(-n // len(domains))
-    parts = [token_windows(TokenSpec(f"zoo:{d}/train", per * length, length, per, seed), None, zoo) for d in domains]
-    return torch.stack([parts[i % len(domains)][i // len(domains)] for i in range(n)])
-
-
 # ------------------------------------------------------------------------------------------ measuring
 
 def measure(setup: PairSetup, cases: list[Case], study: PredictStudy) -> list[dict]:
@@ -155,58 +121,27 @@ def measure(setup: PairSetup, cases: list[Case], study: PredictStudy) -> list[di
 
         def sts_run() -> dict:
             pair = load()
-            query_len = study.context_size - study.demo_tokens
-            demos = demo_windows(case.train_domains, study.sts_examples, study.demo_tokens, setup.zoo)
-            queries = token_windows(TokenSpec(case.dataset, study.sts_examples * query_len, query_len,
-                                              study.sts_examples, seed=1), pair.tokenizer, setup.zoo)
-            return sts(pair.base, pair.sae, pair.hook, demos, queries, study.n_shift)
+            demos, queries = sts_inputs(case.train_domains, case.dataset, pair.tokenizer, setup.zoo,
+                                        study.sts_examples, study.demo_tokens, study.context_size)
+            return {**sts(pair.base, pair.sae, pair.hook, demos, queries, study.n_shift),
+                    "unigram_similarity": unigram_similarity(demos, queries)}
         st = cached("sts", measurement_key("sts", __name__, setup, train_domains=case.train_domains,
                                            dataset=case.dataset, n_shift=study.n_shift, examples=study.sts_examples,
-                                           demo_tokens=study.demo_tokens, context_size=study.context_size), sts_run)
+                                           demo_tokens=study.demo_tokens, context_size=study.context_size,
+                                           sweep=SWEEP), sts_run)
         rows.append({**asdict(case), "train_domains": "+".join(case.train_domains),
                      "delta CE": f["delta_ce"], "CE recovered": f["ce_recovered"], "EV per token": f["ev_token"],
                      "L0 ratio": f["l0"] / b["l0"], "density r": density_comparison(b, f)["pearson_log_density"],
                      "regular act sim": pp["regular_act_sim"],
                      "residual cosine": pp["cos"], "weight deviation": pp["overall"],
                      "weight deviation per layer": pp["per_layer"],
-                     "STS_ICL": st["sts_icl"], "STS_act": st["sts_act"], "steps x lr": case.step * case.lr})
+                     "STS_ICL": st["sts_icl"], "STS_act": st["sts_act"], "steps x lr": case.step * case.lr,
+                     "CE change": f["ce_clean"] - b["ce_clean"], "raw ICL shift": st["raw_icl"],
+                     "unigram similarity": st["unigram_similarity"], "STS by N": st["by_n"]})
     return rows
 
 
 # ------------------------------------------------------------------------------------------ analysis
-
-def _rank(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank (as Spearman's r needs)."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = x - x.mean(), y - y.mean()
-    den = math.sqrt(float((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum()) / den if den > 0 else float("nan")
-
-
-def correlate(x, y, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Pearson and Spearman r of two per-case vectors, each with a 95% percentile bootstrap interval over cases
-    (resamples where either side is constant give no correlation and are left out of the interval)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[ok], y[ok]
-    rng = np.random.default_rng(seed)
-    out = {"n": int(len(x))}
-    for name, fn in (("pearson", _pearson), ("spearman", lambda a, b: _pearson(_rank(a), _rank(b)))):
-        boots = []
-        for _ in range(n_boot):
-            i = rng.integers(0, len(x), len(x))
-            r = fn(x[i], y[i])
-            if not math.isnan(r):
-                boots.append(r)
-        out[name] = fn(x, y)
-        out[f"{name}_lo"], out[f"{name}_hi"] = (np.percentile(boots, [2.5, 97.5]).tolist() if boots
-                                                else [float("nan")] * 2)
-    return out
-
 
 def correlation_table(rows: list[dict], n_boot: int = 2000, seed: int = 0):
     """One row per (predictor, outcome): Pearson and Spearman r with bootstrap intervals."""

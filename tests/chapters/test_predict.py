@@ -58,3 +58,20 @@ def test_the_calibration_reads_the_book_as_the_book_does(results):
     for row in table:  # the verdict is the worst of the two views
         assert order.index(row["verdict"]) == max(order.index(row["reconstruction"]), order.index(row["features"]))
     assert "`code` is **broken**" in n["calibration_reading"]
+
+
+def test_sts_is_tested_on_its_own_claim(results):
+    """The seed's claim: STS forecasts the magnitude of each domain's performance change. Recorded for the final
+    checkpoints and for every checkpoint, with the paper's baselines and the sweep over N."""
+    n, r = results[1]["numbers"], results[1]
+    assert n["claim_n_final"] == 9 and n["claim_n_all"] == n["n_cases"] - 3  # 3 finetunes x 3 domains; step 0 out
+    assert -1 <= n["claim_final_sts_icl"] <= 1 and n["claim_final_sts_icl_lo"] <= n["claim_final_sts_icl_hi"]
+    predictors = {row["predictor"] for row in r["tables"]["claim"]}
+    assert predictors == {"STS_ICL", "STS_act", "raw ICL shift", "unigram similarity", "steps x lr"}
+    scopes = {row["cases"] for row in r["tables"]["claim"]}
+    assert {"final checkpoints", "all checkpoints", "finetune code", "finetune math", "finetune mix"} == scopes
+    assert [row["N"] for row in r["tables"]["claim_sweep"]] == [10, 30, 100, 300]
+    cases = r["tables"]["claim_cases"]
+    assert all(c["|CE change|"] == pytest.approx(abs(c["CE change"])) for c in cases)
+    assert all(0 <= c["unigram similarity"] <= 1 and c["raw ICL shift"] > 0 for c in cases)
+    assert "0.60 to 0.90" in n["claim_reading"] and "the claim" in n["claim_reading"]
