@@ -74,4 +74,4 @@ def test_sts_is_tested_on_its_own_claim(results):
     cases = r["tables"]["claim_cases"]
     assert all(c["|CE change|"] == pytest.approx(abs(c["CE change"])) for c in cases)
     assert all(0 <= c["unigram similarity"] <= 1 and c["raw ICL shift"] > 0 for c in cases)
-    assert "0.60 to 0.90" in n["claim_reading"] and "the claim" in n["claim_reading"]
+    assert "0.60 to 0.90" in n["claim_reading"] and "Here STS_ICL **" in n["claim_reading"]
