@@ -170,3 +170,10 @@ def test_watch_orders_a_directory_of_checkpoints_by_the_number_in_their_names(tm
     assert [step_of(s, i, "smoke") for i, s in enumerate(series)] == [50, 500, 1000]
     with pytest.raises(ValueError, match="no model directory"):
         watch_series(str(tmp_path / "notes"), "smoke")
+
+
+def test_the_cli_keeps_the_chapters_preflight_apart_from_the_checks(smoke_card, tmp_path, capsys):
+    """``run`` and ``check`` each reach their own preflight (a shadowed import once broke ``run``)."""
+    out = tmp_path / "r"
+    assert main(["run", "residuals", "--profile", "smoke", "-p", "base", "zoo:nope", "--out", str(out)]) == 2
+    assert "no model 'nope'" in capsys.readouterr().err

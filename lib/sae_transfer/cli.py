@@ -17,7 +17,7 @@ from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, 
 from .book.build import Book, build_book
 from .book.preflight import absolute_paths, preflight
 from .book.runner import check_out_dir, run_chapter
-from .check import CheckRequest, CheckSpec, preflight, run, watch_series
+from . import check
 from .check.measure import MIN_BATCHES
 from .check.report import line, provenance, write
 from .models import context_limit, resolve_device
@@ -132,16 +132,16 @@ def check_request(args):
     """The ``check`` arguments as a ``CheckRequest``, every cheap check done (one-line errors)."""
     if args.watch and args.finetune:
         raise ParameterError("check: give --finetune or --watch, not both")
-    finetunes = watch_series(args.watch, args.zoo) if args.watch else tuple(args.finetune)
+    finetunes = check.watch_series(args.watch, args.zoo) if args.watch else tuple(args.finetune)
     limit = context_limit(args.base, args.zoo) if ":" in args.base or Path(args.base).is_dir() else None
     ctx = args.context_size or min(128, limit or 128)
     min_tokens = args.min_tokens if args.min_tokens is not None else min(
         args.tokens, max(args.tokens // 2, MIN_BATCHES * ctx * args.batch_size))
-    spec = CheckSpec(max_tokens=args.tokens, min_tokens=min_tokens, context_size=ctx, batch_size=args.batch_size,
+    spec = check.CheckSpec(max_tokens=args.tokens, min_tokens=min_tokens, context_size=ctx, batch_size=args.batch_size,
                      outliers=args.outliers, early_stop=not args.no_early_stop)
     if args.adapt and args.adapt_tokens <= 0:
         raise ParameterError(f"adapt_tokens={args.adapt_tokens}: give a positive number of tokens for --adapt")
-    return preflight(CheckRequest(args.base, finetunes, args.sae, tuple(args.dataset), args.hook, args.zoo,
+    return check.preflight(check.CheckRequest(args.base, finetunes, args.sae, tuple(args.dataset), args.hook, args.zoo,
                                   args.device, args.dtype, spec, args.adapt_tokens if args.adapt else 0, args.adapt_lr))
 
 
@@ -149,7 +149,7 @@ def cmd_check(args) -> int:
     req = check_request(args)
     out = check_out_dir(args.out if args.out is not None else
                         cache_dir() / "checks" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
-    data = run(req, out)
+    data = check.run(req, out)
     data["provenance"] = provenance(req.device)
     write(out, data)
     if args.json:
