@@ -126,3 +126,13 @@ def test_ranking_orders_predictors():
     ranked = ranking(corr)
     assert ranked.index[0] == "residual cosine" and ranked.iloc[0]["mean |Spearman r|"] > 0.9
     assert ranked.loc["residual cosine", "outcomes with interval excluding 0"] == "6 of 6"
+
+
+def test_the_claims_verdict_reads_estimate_and_interval():
+    from sae_transfer.sts import verdict
+
+    assert verdict({"pearson": 0.8, "pearson_lo": 0.3}) == "supports the claim"
+    assert verdict({"pearson": 0.4, "pearson_lo": 0.1}).startswith("agrees in sign")
+    assert verdict({"pearson": 0.7, "pearson_lo": -0.3}).startswith("reaches the paper's range in its estimate")
+    assert verdict({"pearson": 0.2, "pearson_lo": -0.5}) == "does not support the claim"
+    assert verdict({"pearson": float("nan"), "pearson_lo": float("nan")}) == "does not support the claim"
