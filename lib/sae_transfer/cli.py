@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser("check", help="does a base SAE still work on a finetune? exit 0 transfers, 1 degraded, "
                                        "3 broken (2: bad input)")
-    chk.add_argument("--base", required=True, help="the model the SAE was trained on: zoo:NAME, hub:ORG/NAME, local:DIR")
+    chk.add_argument("--base", required=True,
+                     help="the model the SAE was trained on: zoo:NAME, hub:ORG/NAME or local:DIR")
     chk.add_argument("--finetune", action="append", default=[],
                      help="the finetune to check (same sources); repeat for a series of checkpoints")
     chk.add_argument("--watch", help="every checkpoint of a zoo finetune (zoo:NAME) or every model directory in DIR, "

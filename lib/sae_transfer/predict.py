@@ -244,7 +244,8 @@ def calibration_text(table: pd.DataFrame, own: dict[str, str]) -> str:
     first = (f"At its last checkpoint, on the domain it was finetuned on, {', '.join(finals)}. " if finals else "")
     disagree = ""
     if len(split):
-        only_feat = int(((split["features"].map(V.VERDICTS.index)) > split["reconstruction"].map(V.VERDICTS.index)).sum())
+        rank = V.VERDICTS.index
+        only_feat = int((split["features"].map(rank) > split["reconstruction"].map(rank)).sum())
         disagree = (f" Where they disagree, the feature view is the harsher in {only_feat} of {len(split)} cases: "
                     + ("a monitor built on features would be warned before the reconstruction shows it."
                        if only_feat * 2 > len(split) else "the reconstruction fails before the features do."))

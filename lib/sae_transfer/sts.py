@@ -157,7 +157,8 @@ def claim_text(table: pd.DataFrame) -> str:
     final = table.loc[("final checkpoints", "STS_ICL")]
     n = int(final["n"])
     return (f"Over the {n} cases of a finetune's last checkpoint on a domain (one finetuned model per finetuning "
-            f"dataset, the paper's setting), Pearson r with the magnitude of the CE change is: {says('final checkpoints', 'STS_ICL')}, "
+            f"dataset, the paper's setting), Pearson r with the magnitude of the CE change is: "
+            f"{says('final checkpoints', 'STS_ICL')}, "
             f"{says('final checkpoints', 'STS_act')}; the baselines {says('final checkpoints', 'raw ICL shift')}, "
             f"{says('final checkpoints', 'unigram similarity')}. The paper reports {PAPER['STS']} for STS, "
             f"{PAPER['raw activations']} for raw activations and {PAPER['data similarity']} for data similarity "
@@ -165,8 +166,8 @@ def claim_text(table: pd.DataFrame) -> str:
             + (f" (with {n} cases an interval is wide: the test has little power)." if n < 20 else ".")
             + f" The trivial baseline, finetuning compute, known before finetuning too: "
             f"{says('final checkpoints', 'steps x lr')}. Over every checkpoint ({says('all checkpoints', 'STS_ICL')}; "
-            f"compute {says('all checkpoints', 'steps x lr')}), STS cannot follow the change along training: it is computed "
-            "before finetuning, so it is the same for every checkpoint of a finetune on a domain.")
+            f"compute {says('all checkpoints', 'steps x lr')}), STS cannot follow the change along training: it is "
+            "computed before finetuning, so it is the same for every checkpoint of a finetune on a domain.")
 
 
 def sts_inputs(train_domains: tuple[str, ...], dataset: str, tokenizer, zoo: str, examples: int, demo_tokens: int,

@@ -196,7 +196,8 @@ def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold:
     crit, is_decided = _criteria(est)
     stats = feats.result()
     return {"tokens": n_tokens, "batches": done, "token_budget": spec.max_tokens, "stopped_early": stopped,
-            "decided": is_decided, "criteria": crit, "verdict": crit["verdict"], "metrics": est, "n_regular": len(regular),
+            "decided": is_decided, "criteria": crit, "verdict": crit["verdict"], "metrics": est,
+            "n_regular": len(regular),
             "outlier_threshold": _num(threshold), "n_outliers": stats["n_outliers"],
             "poor_on_base": (est["ev_base"]["value"] or 0.0) < V.POOR,
             "recheck": _recheck(stats, regular, spec.n_recheck)}

@@ -29,7 +29,8 @@ def line(r: dict) -> str:
     crit = "; ".join(f"{c.label} {_fmt(r['metrics'][c.key])}" for c in V.CRITERIA)
     how = ("decided early" if r["stopped_early"] else "decided") if r["decided"] else "not decided at this budget"
     poor = "; the SAE explains little even on the base here" if r["poor_on_base"] else ""
-    return f"{r['verdict']:<10} {short(r['finetune'])} on {short(r['dataset'])}: {crit}; {r['tokens']:,} tokens, {how}{poor}"
+    where = f"{short(r['finetune'])} on {short(r['dataset'])}"
+    return f"{r['verdict']:<10} {where}: {crit}; {r['tokens']:,} tokens, {how}{poor}"
 
 
 def provenance(device: str) -> dict:
