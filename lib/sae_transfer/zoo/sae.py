@@ -209,6 +209,7 @@ def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: i
     """
     import shutil
 
+    from datasets import Dataset
     from sae_lens import LanguageModelSAETrainingRunner, TrainingSAE
 
     import json
@@ -237,8 +238,6 @@ def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: i
     if missing:
         raise ValueError(f"SAE {sae_dir}: cannot continue training it as {arch}: it has no {sorted(missing)}")
     fresh.load_state_dict(shared, strict=False)
-    from datasets import Dataset
-
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_sae=fresh,
                                             override_dataset=Dataset.from_dict({"tokens": windows.tolist()}))
     logging.getLogger("sae_lens").setLevel(logging.WARNING)
