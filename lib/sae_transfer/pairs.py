@@ -59,3 +59,10 @@ class PairLoader:
             self._pair = load_pair(s.base, finetune, s.sae, s.hook or None, s.zoo, s.device, s.dtype)
             self._finetune = finetune
         return self._pair
+
+
+def own_domain_pairs(setup: PairSetup, finetunes: list[str], datasets: list[str]) -> list[tuple[str, str]]:
+    """(finetune, dataset) with each finetune on the zoo domain it was finetuned on, when that is measured;
+    otherwise on the first dataset (hub, local and mixed-domain finetunes)."""
+    own = {ft: setup.zoo_handle.own_domain(ft) if ft.startswith("zoo:") else None for ft in finetunes}
+    return [(ft, own[ft] if own[ft] in datasets else datasets[0]) for ft in finetunes]

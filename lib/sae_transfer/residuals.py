@@ -108,10 +108,37 @@ def headline(records: list[dict], checkpoints: list[dict]) -> dict[str, Any]:
     return out
 
 
+def describe(records: list[dict], checkpoints: list[dict], own: dict[str, str]) -> str:
+    """The chapter's reading in Markdown, written from the records for any finetunes: each finetune on its own
+    data (``own``: finetune -> dataset) and on the first dataset, its checkpoints' path where it has them, and,
+    for the pair that moved most, how the layers and the BOS position compare."""
+    rec = {(r["finetune"], r["dataset"]): r for r in records}
+    first = records[0]["dataset"]
+    lines = []
+    for ft, ds in own.items():
+        r = middle(rec[(ft, ds)])
+        on_first = (f"; on {short(first)}, {middle(rec[(ft, first)])['cos_mean']:.3f}"
+                    if ds != first and (ft, first) in rec else "")
+        lines.append(f"`{short(ft)}` on {short(ds)}: mean cosine {r['cos_mean']:.3f} with the base at the middle "
+                     f"layer (relative distance {r['rel_dist_mean']:.3f}){on_first}.")
+    for name, g in pd.DataFrame(checkpoints).groupby("finetune", sort=False) if checkpoints else ():
+        lines.append(f"After {int(g['step'].iloc[1])} steps `{name}` is already at {g['cosine'].iloc[1]:.3f} and "
+                     f"ends at {g['cosine'].iloc[-1]:.3f} after {int(g['step'].iloc[-1])}.")
+    ft, ds = min(own.items(), key=lambda kv: middle(rec[kv])["cos_mean"])
+    layers = rec[(ft, ds)]["layers"]
+    low = min(layers, key=lambda r: r["cos_mean"])
+    lowest = (", the lowest of all" if low is layers[-1] else
+              f"; the lowest is {low['cos_mean']:.3f}, at {layer_label(low['hook'])}")
+    lines.append(f"For the pair that moved most, `{short(ft)}` on {short(ds)}, the embeddings keep cosine "
+                 f"{layers[0]['cos_mean']:.3f} and the last layer {layers[-1]['cos_mean']:.3f}{lowest}; the BOS "
+                 f"position, left out above, has {middle(rec[(ft, ds)])['pos0']['cos']:.3f} at the middle layer.")
+    return " ".join(lines)
+
+
 def by_hook(records: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
     """``{(finetune, dataset): {hook: result}}``: the records as the figures read them."""
     return {(rec["finetune"], rec["dataset"]): {r["hook"]: r for r in rec["layers"]} for rec in records}
 
 
-__all__ = ["PAPER_COSINE", "by_hook", "checkpoint_table", "headline", "layer_table", "measure",
+__all__ = ["PAPER_COSINE", "by_hook", "checkpoint_table", "describe", "headline", "layer_table", "measure",
            "measure_checkpoints", "middle", "summary_table"]

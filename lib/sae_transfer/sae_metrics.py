@@ -27,7 +27,7 @@ from .cache import cached, measurement_key
 from .datasets import TokenSpec, check_token_spec, token_batches, token_windows
 from .hooks import resume_layer
 from .outliers import finite_or_none, outlier_threshold
-from .pairs import PairLoader, PairSetup
+from .pairs import PairLoader, PairSetup, own_domain_pairs  # noqa: F401 (the chapter reads it here)
 from .zoo.sae import run_evals_on_windows
 
 
@@ -160,13 +160,6 @@ def measure_checkpoints(setup: PairSetup, finetunes: list[str], n_tokens: int, c
                         "delta CE": r["delta_ce"], "CE recovered": r["ce_recovered"], "EV per token": r["ev_token"],
                         "L0": r["l0"], "dead %": 100 * r["dead_frac"], "KL": r["kl"]})
     return out
-
-
-def own_domain_pairs(setup: PairSetup, finetunes: list[str], datasets: list[str]) -> list[tuple[str, str]]:
-    """(finetune, dataset) with each finetune on the zoo domain it was finetuned on, when that is measured;
-    otherwise on the first dataset (hub, local and mixed-domain finetunes)."""
-    own = {ft: setup.zoo_handle.own_domain(ft) if ft.startswith("zoo:") else None for ft in finetunes}
-    return [(ft, own[ft] if own[ft] in datasets else datasets[0]) for ft in finetunes]
 
 
 # ------------------------------------------------------------------------------------------ cross-check

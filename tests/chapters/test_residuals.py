@@ -43,3 +43,15 @@ def test_tables_and_figures_recorded(results):
     for f in r["figures"].values():
         assert (out / f["png"]).stat().st_size > 5000
     assert r["numbers"]["n_tokens_measured"] == (16384 // 64) * 63
+
+
+def test_the_reading_is_written_from_the_numbers_for_each_finetune(results):
+    """The prose names each finetune on its own domain with its recorded cosine, and the pair that moved most."""
+    n = results[1]["numbers"]
+    text = n["residuals_reading"]
+    for ft in ("code", "math"):
+        assert f"`{ft}` on {ft}: mean cosine" in text
+    assert f"`code` on code: mean cosine {n['cos_code_code']:.3f}" in text
+    assert f"After {n['ckpt_first_step_code']} steps `code` is already at {n['ckpt_first_cos_code']:.3f}" in text
+    moved = min(("code", "math"), key=lambda ft: n[f"cos_{ft}_{ft}"])
+    assert f"For the pair that moved most, `{moved}` on {moved}" in text
