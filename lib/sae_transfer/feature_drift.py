@@ -170,3 +170,63 @@ def headline(result: dict, setup: PairSetup, study: DriftStudy, n_show: int) -> 
                     f"ckpt_first_sim_{name}": float(g["regular: activation sim"].iloc[1]),
                     f"ckpt_final_sim_{name}": float(g["regular: activation sim"].iloc[-1])})
     return {k: v for k, v in out.items() if v == v}  # no regular features, no mean: left out, not NaN
+
+
+def describe(feats: dict[str, Any], drift: dict[str, Any], finetunes: list[str]) -> dict[str, str]:
+    """The chapter's reading in Markdown, written from the two headlines (``features.headline`` and ``headline``)
+    for any finetunes: ``transfer`` (which features keep their meaning), ``unembedding`` (what logit similarity
+    sees), ``drift`` (dead features and moved directions), ``recovery`` (SAE fine-tuning and the checkpoints)."""
+    f, d = feats, drift
+    names = [(ft, slug(ft)) for ft in finetunes if f"regular_sim_{slug(ft)}" in f]
+    keeps = "; ".join(f"`{short(ft)}` keeps {f[f'regular_above08_{k}']:.1f}% of its regular features above 0.8 "
+                      f"activation similarity on {f[f'dataset_{k}']} (mean {f[f'regular_sim_{k}']:.3f})"
+                      for ft, k in names)
+    logit = ", ".join(f"{f[f'regular_logit_{k}']:.3f} for `{short(ft)}`" for ft, k in names)
+    frob = ", ".join(f"{f[f'frobenius_{slug(ft)}']:.3f} for `{short(ft)}`" for ft in finetunes)
+    out = {"unembedding": "The relative change of the unembedding, ‖W_U(finetune) − W_U(base)‖ / ‖W_U(base)‖, "
+                          f"is {frob}; logit similarities near 1 say little more than that."}
+    out["transfer"] = ((f"On its own domain, {keeps}. " if names else "No finetune has regular features to score. ")
+                       + "The seed found about 10% for Gemma/Python and a mean of 0.958 for Mistral/MetaMath (their "
+                       f"numbers). Logit similarity of the regular features ({logit or 'none'}) follows the "
+                       "unembedding's own move: as computed, it cannot see the features.")
+    drift_lines = [f"{f.get(f'pool_dead_in_finetune_{k}', 0)} features fire in the base and never in `{short(ft)}`, "
+                   f"{f.get(f'pool_dead_in_base_{k}', 0)} the reverse." for ft, k in names]
+    spearman = []
+    for ft, k in ((ft, slug(ft)) for ft in finetunes if f"dec_cos_regular_{slug(ft)}" in d):
+        drift_lines.append(
+            f"Fine-tuning the SAE on `{short(ft)}` turns its regular features' decoder rows to a mean cosine of "
+            f"{d[f'dec_cos_regular_{k}']:.3f} with their old directions ({d[f'moved_regular_{k}']:.1f}% below 0.9) "
+            f"and their encoder columns to {d[f'enc_cos_regular_{k}']:.3f}.")
+        if f"spearman_{k}" in d:
+            spearman.append(f"{d[f'spearman_{k}']:.2f} for `{short(ft)}`")
+    if spearman:
+        weak = all(abs(d[f"spearman_{slug(ft)}"]) < 0.3 for ft in finetunes if f"spearman_{slug(ft)}" in d)
+        drift_lines.append(f"The Spearman correlation between a feature's direction change and its activation "
+                           f"similarity is {', '.join(spearman)}" + (
+                               ": how far a direction moved says little about whether the feature still fires on "
+                               "the same tokens." if weak else "."))
+    out["drift"] = " ".join(drift_lines) or "No zoo pair was fine-tuned (sae_finetune_tokens is 0)."
+    rec = []
+    for ft in finetunes:
+        k = slug(ft)
+        if f"rec_base_ev_{k}" in d:
+            rec.append(f"After {d[f'rec_first_tokens_{k}']:,} tokens of fine-tuning, the base SAE's explained "
+                       f"variance per token on `{short(ft)}` goes from {d[f'rec_base_ev_{k}']:.3f} to "
+                       f"{d[f'rec_first_ev_{k}']:.3f}, and to {d[f'rec_final_ev_{k}']:.3f} after "
+                       f"{d['sae_finetune_tokens']:,}; delta CE from {d[f'rec_base_delta_ce_{k}']:.3f} to "
+                       f"{d[f'rec_final_delta_ce_{k}']:.3f}.")
+            if f"rec_native_ev_{k}" in d:
+                caught_up = d[f"rec_final_ev_{k}"] >= d[f"rec_native_ev_{k}"] - 0.01
+                rec.append(f"The SAE the zoo trained on `{short(ft)}` from scratch "
+                           f"({d[f'rec_native_tokens_{k}']:,} tokens) reaches {d[f'rec_native_ev_{k}']:.3f} "
+                           f"(delta CE {d[f'rec_native_delta_ce_{k}']:.3f})"
+                           + (": starting from the base SAE is the cheaper way to an SAE for the finetune, as Kissane "
+                              "et al. found for Mistral's chat model." if caught_up else
+                              ": the fine-tuned base SAE has not caught up with it in this budget."))
+        name = short(ft).split("@")[0]
+        if f"ckpt_first_sim_{name}" in d:
+            rec.append(f"Along `{name}`'s own training, the regular features' mean activation similarity goes from "
+                       f"{d[f'ckpt_first_sim_{name}']:.3f} after {d[f'ckpt_first_step_{name}']} steps to "
+                       f"{d[f'ckpt_final_sim_{name}']:.3f}.")
+    out["recovery"] = " ".join(rec) or "No pair was fine-tuned or has checkpoints here."
+    return out

@@ -39,3 +39,15 @@ def test_tables_figures_and_contexts(results):
         assert (out / f["png"]).stat().st_size > 5000
     native = [row for row in r["tables"]["recovery_table"] if row["sae"].startswith("native")]
     assert len(native) == 1 and native[0]["finetune"] == "code"  # the zoo has an SAE trained on code only
+
+
+def test_the_reading_is_written_from_the_numbers_for_each_finetune(results):
+    """The chapter's prose names each finetune with the numbers it recorded, whatever the finetunes are called."""
+    n = results[1]["numbers"]
+    assert (f"`code` keeps {n['regular_above08_code']:.1f}% of its regular features above 0.8 activation similarity "
+            f"on {n['dataset_code']} (mean {n['regular_sim_code']:.3f})") in n["features_transfer"]
+    assert f"{n['frobenius_math']:.3f} for `math`" in n["features_unembedding"]
+    assert f"a mean cosine of {n['dec_cos_regular_code']:.3f}" in n["features_drift"]
+    assert f"to {n['rec_final_ev_code']:.3f} after {n['sae_finetune_tokens']:,}" in n["features_recovery"]
+    assert f"The SAE the zoo trained on `code` from scratch" in n["features_recovery"]
+    assert f"to {n['ckpt_final_sim_math']:.3f}." in n["features_recovery"]

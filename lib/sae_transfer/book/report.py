@@ -70,10 +70,12 @@ class Report:
         if name in self.numbers or name in self.tables or name in self.figures:
             raise ValueError(f"report name {name!r} recorded twice (numbers, tables and figures share names)")
 
-    def headline(self, values: dict[str, Any]) -> None:
-        """Record every entry of a flat dict (a study's ``headline``) under its own name."""
+    def headline(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Record every entry of a flat dict (a study's ``headline``) under its own name; returns the dict, for
+        prose written from the same numbers."""
         for key, value in values.items():
             self.number(key, value)
+        return values
 
     def numbers_from(self, prefix: str, values: dict[str, Any]) -> None:
         """Record every entry of a flat dict as ``<prefix>_<key>``."""
