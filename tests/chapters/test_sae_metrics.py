@@ -46,3 +46,11 @@ def test_cross_check_and_records(results):
     for f in r["figures"].values():
         assert (out / f["png"]).stat().st_size > 5000
     assert r["numbers"]["n_tokens_measured"] == 8192
+
+
+def test_the_reading_is_written_from_the_numbers_for_each_finetune(results):
+    n = results[1]["numbers"]
+    assert f"costs {n['delta_ce_base_prose']:.3f} nats of CE" in n["sae_base"]
+    assert f"{n['density_r_code_code']:.2f} for `code` on code" in n["sae_densities"]
+    assert (f"`code`'s explained variance per token goes from {n['ckpt_first_ev_code']:.3f} after "
+            f"{n['ckpt_first_step_code']} steps") in n["sae_checkpoints"]
