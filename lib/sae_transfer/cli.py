@@ -134,16 +134,16 @@ def check_request(args):
     if args.watch and args.finetune:
         raise ParameterError("check: give --finetune or --watch, not both")
     finetunes = check.watch_series(args.watch, args.zoo) if args.watch else tuple(args.finetune)
-    limit = context_limit(args.base, args.zoo) if ":" in args.base or Path(args.base).is_dir() else None
-    ctx = args.context_size or min(128, limit or 128)
+    ctx = args.context_size or min(128, context_limit(args.base, args.zoo) or 128)
     min_tokens = args.min_tokens if args.min_tokens is not None else min(
         args.tokens, max(args.tokens // 2, MIN_BATCHES * ctx * args.batch_size))
-    spec = check.CheckSpec(max_tokens=args.tokens, min_tokens=min_tokens, context_size=ctx, batch_size=args.batch_size,
-                     outliers=args.outliers, early_stop=not args.no_early_stop)
+    spec = check.CheckSpec(max_tokens=args.tokens, min_tokens=min_tokens, context_size=ctx,
+                           batch_size=args.batch_size, outliers=args.outliers, early_stop=not args.no_early_stop)
     if args.adapt and args.adapt_tokens <= 0:
         raise ParameterError(f"adapt_tokens={args.adapt_tokens}: give a positive number of tokens for --adapt")
-    return check.preflight(check.CheckRequest(args.base, finetunes, args.sae, tuple(args.dataset), args.hook, args.zoo,
-                                  args.device, args.dtype, spec, args.adapt_tokens if args.adapt else 0, args.adapt_lr))
+    return check.preflight(check.CheckRequest(
+        args.base, finetunes, args.sae, tuple(args.dataset), args.hook, args.zoo, args.device, args.dtype, spec,
+        args.adapt_tokens if args.adapt else 0, args.adapt_lr))
 
 
 def cmd_check(args) -> int:

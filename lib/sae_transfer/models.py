@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,21 @@ def compare_tokenizers(base_tok, ft_tok) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ SAEs
 
+@contextmanager
+def _no_loading_advice():
+    """sae_lens warns, on building an SAE whose metadata carries model kwargs, to load the model another way; the
+    models here are converted with those kwargs already (``convert.py``), so the advice does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        yield
+
+
 def load_sae(spec: str, zoo: str, device: str, dtype: str = "float32"):
+    with _no_loading_advice():
+        return _load_sae(spec, zoo, device, dtype)
+
+
+def _load_sae(spec: str, zoo: str, device: str, dtype: str):
     from sae_lens import SAE
 
     kind, ref = parse_spec(spec, "sae", sae=True)
@@ -233,7 +248,8 @@ def load_local_sae(path: Path, device: str, dtype: str = "float32"):
         raise SpecError(f"sae='local:{path}': the directory holds no sae_weights.safetensors (found "
                         f"{sorted(p.name for p in path.iterdir())}); save the SAE with sae_lens")
     try:
-        return SAE.load_from_disk(str(path), device=device, dtype=dtype)
+        with _no_loading_advice():
+            return SAE.load_from_disk(str(path), device=device, dtype=dtype)
     except KeyError as inference_error:
         try:
             training = TrainingSAE.load_from_disk(str(path), device)
@@ -242,7 +258,7 @@ def load_local_sae(path: Path, device: str, dtype: str = "float32"):
             raise SpecError(f"sae='local:{path}': sae_lens cannot load it in its inference or training format "
                             f"(architecture {arch!r}, files {sorted(p.name for p in path.iterdir())}); "
                             f"{inference_error!r}") from None
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _no_loading_advice():
             training.save_inference_model(tmp)
             return SAE.load_from_disk(tmp, device=device, dtype=dtype)
 

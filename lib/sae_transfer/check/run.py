@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -120,8 +118,7 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
     req = preflight(req)
     started = time.time()
     spec = req.spec
-    with _no_loading_advice():
-        pair = load_pair(req.base, req.finetunes[0], req.sae, req.hook or None, req.zoo, req.device, req.dtype)
+    pair = load_pair(req.base, req.finetunes[0], req.sae, req.hook or None, req.zoo, req.device, req.dtype)
     kwargs = dict(getattr(pair.sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
     windows = {ds: token_windows(spec.tokens(ds), pair.tokenizer, req.zoo) for ds in req.datasets}
     setup = replace(req.setup, hook=pair.hook)
@@ -130,9 +127,8 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
     for i, ft in enumerate(req.finetunes):
         if i:
             pair.finetune = None  # free the previous checkpoint first
-            with _no_loading_advice():
-                pair.finetune = load_finetune(req.base, ft, req.zoo, pair.tokenizer, req.device, req.dtype,
-                                              from_pretrained_kwargs=kwargs)
+            pair.finetune = load_finetune(req.base, ft, req.zoo, pair.tokenizer, req.device, req.dtype,
+                                          from_pretrained_kwargs=kwargs)
         for ds in req.datasets:
             t0 = time.time()
             r = check_pass(pair.base, pair.finetune, pair.sae, pair.hook, windows[ds], thresholds[ds], spec,
@@ -148,15 +144,6 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
             "results": results, "adapt": adapted, "seconds": time.time() - started}
 
 
-@contextmanager
-def _no_loading_advice():
-    """The models are converted with the processing the SAE's metadata asks for (``convert.py``): sae_lens's advice
-    to load them another way, printed at every SAE load, does not apply."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
-        yield
-
-
 def _adapt(req: CheckRequest, pair, windows: dict, thresholds: dict, results: list[dict], out: Path) -> dict:
     """Fine-tune the SAE on the last finetune (first dataset) and measure the adapted SAE on the tokens the check
     measured, beside the check's own numbers for the base SAE on base and finetune."""
@@ -166,8 +153,7 @@ def _adapt(req: CheckRequest, pair, windows: dict, thresholds: dict, results: li
     path = adapt(req.sae, pair.sae, pair.finetune, adaptation_windows(train_spec, pair.tokenizer, req.zoo),
                  req.adapt_tokens, req.adapt_lr, spec.seed, out / "adapted-sae", req.zoo,
                  resolve_device(req.device))
-    with _no_loading_advice():
-        adapted = load_local_sae(path, resolve_device(req.device), req.dtype)
+    adapted = load_local_sae(path, resolve_device(req.device), req.dtype)
     tokens = windows[ds][: measured["batches"] * spec.batch_size]
     r = sae_pass(pair.finetune, adapted, pair.hook, tokens.split(spec.batch_size), thresholds[ds],
                  measured["batches"], desc="adapted SAE")["kept"]
