@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
-from sae_transfer.accumulators import FIRING, SAEMetrics
+from sae_transfer.accumulators import FIRING
+from sae_transfer.sae_accumulator import SAEMetrics
 from sae_transfer.hooks import resume_layer
 from sae_transfer.outliers import Outliers
 from sae_transfer.sae_metric_tables import density_comparison
-from sae_transfer.sae_metrics import CleanLogits, _forward_from
+from sae_transfer.sae_metrics import _final_resid
 
 
 def test_outlier_rules_parse_and_resolve():
@@ -32,13 +33,43 @@ def _fake_batch(g, B=3, T=6, d=8, d_sae=16, V=11):
     return x, feats, x_hat, tokens, logits
 
 
+def _ce_kl(logits, tokens):
+    """Direct CE and KL(clean || intervened) from whole logit tensors [B, T, V]: the reference."""
+    logp = {k: torch.log_softmax(v, -1) for k, v in logits.items()}
+    ce = {}
+    for k, lp in logp.items():
+        ce[k] = torch.zeros(tokens.shape)
+        ce[k][:, :-1] = -lp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+    p = logp["clean"].exp()
+    return ce, {k: (p * (logp["clean"] - logp[k])).sum(-1) for k in ("spliced", "zero")}
+
+
 def _feed(acc, x, feats, x_hat, tokens, logits, outlier):
-    clean = CleanLogits(logits["clean"], tokens)
-    ce, kl = {"clean": clean.ce}, {}
-    for k in ("spliced", "zero"):
-        ce[k], kl[k] = clean.compare(logits[k])
+    ce, kl = _ce_kl(logits, tokens)
     acc.update(x, feats, x_hat, outlier, ce, kl)
     return ce, kl
+
+
+def test_a_batch_in_parts_sums_to_the_whole_batch():
+    """Micro-batches (a memory matter) give the metrics of the whole batch, the per-token explained variance
+    included: it centres on the whole batch's mean, outliers or not."""
+    g = torch.Generator().manual_seed(3)
+    x, feats, x_hat, tokens, logits = _fake_batch(g, B=4)
+    ce, kl = _ce_kl(logits, tokens)
+    outlier = torch.zeros(tokens.shape, dtype=torch.bool)
+    outlier[2, 1] = True
+    whole, parts = SAEMetrics(8, 16, 5.0), SAEMetrics(8, 16, 5.0)
+    whole.update(x, feats, x_hat, outlier, ce, kl)
+    parts.start_batch(x, outlier)
+    for sl in (slice(0, 1), slice(1, 3), slice(3, 4)):
+        parts.add_part(x[sl], feats[sl], x_hat[sl], outlier[sl], {k: v[sl] for k, v in ce.items()},
+                       {k: v[sl] for k, v in kl.items()})
+    parts.end_batch()
+    a, b = whole.result(), parts.result()
+    for subset in ("all", "kept"):
+        for metric in ("ev_token", "ev_global", "l0", "mse", "ce_clean", "kl", "ce_recovered"):
+            assert b[subset][metric] == pytest.approx(a[subset][metric], rel=1e-6), (subset, metric)
+    assert len(parts.all.per_batch) == 1 and b["outlier_frac"] == a["outlier_frac"]
 
 
 def test_accumulator_matches_direct_computation():
@@ -117,8 +148,8 @@ def test_resumed_forward_equals_hooked_forward(smoke_card):
     for hook in ("blocks.1.hook_resid_pre", "blocks.0.hook_resid_post"):
         assert resume_layer(hook, model.cfg.positional_embedding_type) == 1
         act = torch.randn(2, 16, model.cfg.d_model, generator=torch.Generator().manual_seed(1))
-        fast = _forward_from(model, hook, 1, tokens, act)
-        slow = _forward_from(model, hook, None, tokens, act)
+        fast = _final_resid(model, hook, 1, tokens, act)
+        slow = _final_resid(model, hook, None, tokens, act)
         assert torch.allclose(fast, slow, atol=1e-4)
     assert resume_layer("blocks.1.hook_mlp_out", "standard") is None
     assert resume_layer("hook_embed", "standard") is None
@@ -159,7 +190,7 @@ def test_streamed_metrics_agree_with_run_evals(smoke_card):
 
 
 def _subset(n_batches: int, seed: int = 0):
-    from sae_transfer.accumulators import _Subset
+    from sae_transfer.sae_accumulator import _Subset
 
     sub = _Subset(4, 8)
     g = torch.Generator().manual_seed(seed)
@@ -168,7 +199,7 @@ def _subset(n_batches: int, seed: int = 0):
         ce = {k: torch.rand(16, generator=g) + j for j, k in enumerate(("clean", "spliced", "zero"))}
         sub.add(_Subset.batch_sums(x, torch.rand(16, 8, generator=g), x + 0.3 * torch.randn(16, 4, generator=g), ce,
                                    torch.ones(16, dtype=torch.bool), {k: torch.rand(16, generator=g)
-                                                                      for k in ("spliced", "zero")}))
+                                                                      for k in ("spliced", "zero")}, x.mean(0)))
     return sub.result(8)
 
 

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--outliers", default="2x", help="outlier norm: none, NX (times the base's mean norm) or N")
     chk.add_argument("--device", default="auto")
     chk.add_argument("--dtype", default="float32")
+    chk.add_argument("--memory", default="auto", help="memory a pass may take beyond the weights: auto (half of "
+                     "what is free), a size (8GB) or a share (30%%)")
     chk.add_argument("--out", type=Path, help="report directory (default: <cache>/checks/<time>)")
     chk.add_argument("--json", action="store_true", help="print check.json to stdout instead of the verdict lines")
     chk.add_argument("--adapt", action="store_true",
@@ -143,7 +145,7 @@ def check_request(args):
         raise ParameterError(f"adapt_tokens={args.adapt_tokens}: give a positive number of tokens for --adapt")
     return check.preflight(check.CheckRequest(
         args.base, finetunes, args.sae, tuple(args.dataset), args.hook, args.zoo, args.device, args.dtype, spec,
-        args.adapt_tokens if args.adapt else 0, args.adapt_lr))
+        args.adapt_tokens if args.adapt else 0, args.adapt_lr, args.memory))
 
 
 def cmd_check(args) -> int:

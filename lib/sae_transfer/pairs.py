@@ -1,10 +1,11 @@
 """What every measurement of a (base, finetune) pair starts from: a ``PairSetup`` (which base, SAE, hook, zoo,
-device and dtype), and the one lazy ``PairLoader`` that loads models only when a measurement is not cached."""
+device, dtype and memory budget), and the one lazy ``PairLoader`` that loads models only when a measurement is not cached."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .memory import check_memory
 from .models import ModelPair, load_pair, load_tokenizer_for, parse_spec
 from .zoo.store import Zoo
 
@@ -14,6 +15,8 @@ class PairSetup:
     """The fixed side of every comparison in a chapter. ``sae`` empty: a study that needs no SAE (residuals).
 
     ``hook`` empty means the hook the SAE was trained on. ``zoo`` is the profile ``zoo:`` specs refer to.
+    ``memory`` bounds what a pass allocates on top of the weights (``memory.py``); it changes how batches are cut,
+    never a result, so no cache key holds it.
     """
 
     base: str
@@ -22,9 +25,11 @@ class PairSetup:
     zoo: str = "default"
     device: str = "auto"
     dtype: str = "float32"
+    memory: str = "auto"
 
     def __post_init__(self) -> None:
         parse_spec(self.base, "base")
+        check_memory(self.memory)
         if self.sae:
             parse_spec(self.sae, "sae", sae=True)
 
@@ -40,7 +45,7 @@ class PairSetup:
         return load_tokenizer_for(self.base, "base", self.zoo)
 
     def with_sae(self, sae: str) -> "PairSetup":
-        return PairSetup(self.base, sae, self.hook, self.zoo, self.device, self.dtype)
+        return PairSetup(self.base, sae, self.hook, self.zoo, self.device, self.dtype, self.memory)
 
 
 class PairLoader:

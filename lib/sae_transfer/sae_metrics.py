@@ -22,10 +22,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .accumulators import SAEMetrics
+from .sae_accumulator import SAEMetrics
 from .cache import cached, measurement_key
 from .datasets import TokenSpec, check_token_spec, token_batches, token_windows
 from .hooks import resume_layer
+from .memory import PassShape, Plan, budget_bytes, plan
 from .outliers import finite_or_none, outlier_threshold
 from .pairs import PairLoader, PairSetup, own_domain_pairs  # noqa: F401 (the chapter reads it here)
 from .zoo.sae import run_evals_on_windows
@@ -33,68 +34,116 @@ from .zoo.sae import run_evals_on_windows
 
 # ------------------------------------------------------------------------------------------ the pass
 
-def next_token_ce(logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Per-token next-token CE [B, T] from log-probabilities [B, T, vocab]; the last position (no next token)
-    gets 0 and must be masked out."""
-    ce = torch.zeros(tokens.shape, dtype=torch.float32, device=logp.device)
-    ce[:, :-1] = -logp[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return ce
+def next_token_ce(logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-position CE [n] of log-probabilities ``logp`` [n, vocab] against ``targets`` [n] (the next tokens)."""
+    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
-class CleanLogits:
-    """The clean pass's log-probabilities [B, T, vocab] (fp32) and what every intervention compares against."""
-
-    def __init__(self, logits: torch.Tensor, tokens: torch.Tensor):
-        self.logp = torch.log_softmax(logits.float(), dim=-1)
-        self.p = self.logp.exp()
-        self.neg_entropy = (self.p * self.logp).sum(-1)  # [B, T]
-        self.tokens = tokens
-        self.ce = next_token_ce(self.logp, tokens)
-
-    def compare(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(CE [B, T], KL(clean || intervened) [B, T]) of intervened ``logits`` [B, T, vocab], in fp32."""
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        return next_token_ce(logp, self.tokens), self.neg_entropy - (self.p * logp).sum(-1)
+def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
+    """fp32 log-probabilities [n, vocab] from final residuals [n, d_model] (before the final norm), as
+    TransformerLens's forward makes them: final norm, unembedding, soft cap."""
+    x = resid.unsqueeze(0)  # TransformerLens's components expect [batch, pos, d_model]
+    if model.cfg.normalization_type is not None:
+        x = model.ln_final(x)
+    logits = model.unembed(x)[0].float()
+    cap = model.cfg.output_logits_soft_cap  # Gemma 2's final soft cap; <= 0 means none
+    if cap and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return torch.log_softmax(logits, dim=-1)
 
 
-def _forward_from(model, hook: str, start: int | None, tokens, act):
-    """Logits [B, T, vocab] of ``model`` on ``tokens`` with ``act`` in place of the activation at ``hook``."""
+def logit_stats(model, tokens: torch.Tensor, clean: torch.Tensor, others: dict[str, torch.Tensor],
+                rows: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Next-token CE and KL(clean || other) from final residuals, ``rows`` positions at a time, so that no
+    vocabulary-sized tensor larger than [rows, vocab] exists.
+
+    ``tokens`` [B, T]; ``clean`` and each of ``others`` [B, T, d_model]. Returns (CE {"clean", *others} [B, T],
+    KL {*others} [B, T]), fp32; CE at the last position (no next token) is 0 and must be masked out.
+    """
+    B, T = tokens.shape
+    targets = torch.zeros_like(tokens)
+    targets[:, :-1] = tokens[:, 1:]
+    targets = targets.flatten()
+    flat = {"clean": clean.flatten(0, 1), **{k: v.flatten(0, 1) for k, v in others.items()}}
+    ce = {k: torch.empty(B * T, device=tokens.device) for k in flat}
+    kl = {k: torch.empty(B * T, device=tokens.device) for k in others}
+    for i in range(0, B * T, rows):
+        sl = slice(i, i + rows)
+        logp = log_probs(model, flat["clean"][sl])
+        ce["clean"][sl] = next_token_ce(logp, targets[sl])
+        p = logp.exp()
+        neg_entropy = torch.einsum("nv,nv->n", p, logp)  # no [rows, vocab] temporary
+        del logp
+        for k in others:
+            other = log_probs(model, flat[k][sl])
+            ce[k][sl] = next_token_ce(other, targets[sl])
+            kl[k][sl] = neg_entropy - torch.einsum("nv,nv->n", p, other)
+            del other
+    ce = {k: v.view(B, T) for k, v in ce.items()}
+    for v in ce.values():
+        v[:, -1] = 0.0
+    return ce, {k: v.view(B, T) for k, v in kl.items()}
+
+
+def _final_resid(model, hook: str, start: int | None, tokens, act=None):
+    """The residual after the last block [b, T, d_model] of ``model`` on ``tokens`` with ``act`` spliced in at
+    ``hook`` (None: the clean pass), resuming at block ``start`` where the hook allows it. With ``act`` None,
+    also returns the clean activation at ``hook``."""
+    n = model.cfg.n_layers
+    if act is None:
+        if start is not None:
+            x = model(tokens, stop_at_layer=start)
+            return model(x, start_at_layer=start, stop_at_layer=n), x
+        resid, cache = model.run_with_cache(tokens, names_filter=hook, stop_at_layer=n)
+        return resid, cache[hook]
     if start is not None:
-        return model(act, start_at_layer=start)
-    return model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: act.to(a.dtype))])
+        return model(act, start_at_layer=start, stop_at_layer=n)
+    return model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: act.to(a.dtype))], stop_at_layer=n)
+
+
+def pass_plan(model, sae, context: int, batch_size: int, memory: str = "auto") -> Plan:
+    """The micro-batch and logit chunk of the pass for ``model`` with ``sae`` (``memory``: see ``memory.py``)."""
+    shape = PassShape.of(model.cfg, sae.cfg.d_sae, context)
+    return plan(shape, batch_size, budget_bytes(memory, model.cfg.device), memory)
 
 
 @torch.no_grad()
 def sae_batch(model, sae, hook: str, start: int | None, tokens: torch.Tensor, threshold: float,
-              acc: SAEMetrics) -> torch.Tensor:
+              acc: SAEMetrics, plan: Plan | None = None) -> torch.Tensor:
     """One batch of the pass: ``model`` runs cleanly, then from ``hook`` on with the SAE's reconstruction and with
-    zeros spliced in; ``acc`` gets the batch. Returns the clean activation at ``hook`` [B, T, d_in] (for pair
+    zeros spliced in; ``acc`` gets the batch. ``plan`` cuts the batch into micro-batches of whole windows and its
+    logits into chunks (default: all at once). Returns the clean activation at ``hook`` [B, T, d_in] (for pair
     accumulators that need it). ``tokens`` [B, T] on the model's device; ``start`` from ``resume_layer``."""
-    logits, cache = model.run_with_cache(tokens, names_filter=hook)
-    x = cache[hook]
-    del cache
+    micro = plan.micro_batch if plan else len(tokens)
+    parts = [(t, *_final_resid(model, hook, start, t)) for t in tokens.split(micro)]
+    x = torch.cat([p[2] for p in parts])
     outlier = x.float().norm(dim=-1) > threshold
-    feats = sae.encode(x.to(sae.dtype))
-    x_hat = sae.decode(feats).to(x.dtype)
-    # Few vocabulary-sized tensors alive at a time: logits of 7B models are gigabytes per batch.
-    clean = CleanLogits(logits, tokens)
-    del logits
-    ce, kl = {"clean": clean.ce}, {}
-    for name, act in (("spliced", torch.where(outlier[..., None], x, x_hat)),
-                      ("zero", torch.where(outlier[..., None], x, torch.zeros_like(x)))):
-        ce[name], kl[name] = clean.compare(_forward_from(model, hook, start, tokens, act))
-    acc.update(x, feats, x_hat, outlier, ce, kl)
+    acc.start_batch(x, outlier)
+    for (t, clean, xm), out in zip(parts, outlier.split(micro)):
+        feats = sae.encode(xm.to(sae.dtype))
+        x_hat = sae.decode(feats).to(xm.dtype)
+        others = {name: _final_resid(model, hook, start, t, torch.where(out[..., None], xm, act))
+                  for name, act in (("spliced", x_hat), ("zero", torch.zeros_like(xm)))}
+        ce, kl = logit_stats(model, t, clean, others, plan.logit_rows if plan else t.numel())
+        del others
+        acc.add_part(xm, feats, x_hat, out, ce, kl)
+    acc.end_batch()
     return x
 
 
 @torch.no_grad()
 def sae_pass(model, sae, hook: str, batches: Iterable[torch.Tensor], threshold: float,
-             n_batches: int | None = None, desc: str = "sae metrics") -> dict[str, Any]:
-    """``SAEMetrics`` of ``model`` with ``sae`` at ``hook`` over ``batches`` of token ids [batch, pos]."""
+             n_batches: int | None = None, desc: str = "sae metrics", memory: str = "auto") -> dict[str, Any]:
+    """``SAEMetrics`` of ``model`` with ``sae`` at ``hook`` over ``batches`` of token ids [batch, pos], within
+    the ``memory`` budget (see ``memory.py``)."""
     acc = SAEMetrics(sae.cfg.d_in, sae.cfg.d_sae, threshold)
     start = resume_layer(hook, model.cfg.positional_embedding_type)
+    plans: dict[tuple[int, int], Plan] = {}
     for tokens in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False):
-        sae_batch(model, sae, hook, start, tokens.to(model.cfg.device), threshold, acc)
+        shape = tuple(tokens.shape)
+        if shape not in plans:
+            plans[shape] = pass_plan(model, sae, shape[1], shape[0], memory)
+        sae_batch(model, sae, hook, start, tokens.to(model.cfg.device), threshold, acc, plans[shape])
     return acc.result()
 
 
@@ -121,7 +170,7 @@ def measure(setup: PairSetup, finetunes: list[str], tokens: list[TokenSpec], out
             pair = load(finetune)
             model = pair.base if model_spec == setup.base else pair.finetune
             return sae_pass(model, pair.sae, pair.hook, token_batches(spec, pair.tokenizer, setup.zoo), threshold,
-                            spec.n_batches(), desc=f"{model_spec} on {spec.dataset}")
+                            spec.n_batches(), desc=f"{model_spec} on {spec.dataset}", memory=setup.memory)
         key = measurement_key("sae-metrics", __name__, setup, model=model_spec, tokens=spec,
                               threshold=finite_or_none(threshold))
         return cached("sae-metrics", key, run)
@@ -185,7 +234,8 @@ def cross_check(setup: PairSetup, finetune: str, dataset: str, n_tokens: int, co
     windows = windows[: len(windows) - len(windows) % spec.batch_size]  # run_evals wants whole batches
     out = []
     for role, model in (("base", pair.base), ("finetune", pair.finetune)):
-        ours = sae_pass(model, pair.sae, pair.hook, windows.split(spec.batch_size), math.inf)["all"]
+        ours = sae_pass(model, pair.sae, pair.hook, windows.split(spec.batch_size), math.inf,
+                        memory=setup.memory)["all"]
         ref = run_evals_on_windows(pair.sae, model, windows, spec.batch_size)
         out += [{"model": role, "metric": k, "ours": ours[k], "sae_lens": ref[k], "abs diff": abs(ours[k] - ref[k])}
                 for k in SHARED_METRICS]

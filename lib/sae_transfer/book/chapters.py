@@ -18,6 +18,7 @@ import yaml
 
 from .. import answerable, io
 from ..datasets import TokenSpec, check_token_spec
+from ..memory import check_memory
 from ..models import check_dtype, parse_spec, resolve_device
 from ..outliers import Outliers
 from ..paths import PROJECT_ROOT, notebooks_dir, params_dir
@@ -202,7 +203,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "datasets": _all(_non_empty("datasets"), _as_parameter_check(_dataset, "datasets: ", each=True)),
     "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
     "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
-    "layers": _as_parameter_check(_layers),
+    "layers": _as_parameter_check(_layers), "memory": _as_parameter_check(check_memory),
     "ks": _as_parameter_check(_ks),
     **{n: _as_parameter_check(_probe_sizes(n)) for n in ("n_train", "n_test")},
     "context_size": _check_positive("context_size", least=2),

@@ -19,11 +19,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import verdict as V
-from ..accumulators import FeaturePairStats, ResidualSimilarity, SAEMetrics, metrics_of_sums
+from ..accumulators import FeaturePairStats, ResidualSimilarity
+from ..sae_accumulator import SAEMetrics, metrics_of_sums
 from ..datasets import TokenSpec, check_token_spec
 from ..features import context_text, select_groups
 from ..hooks import resume_layer
-from ..sae_metrics import sae_batch
+from ..sae_metrics import pass_plan, sae_batch
 
 #: Intervals need whole token batches to resample; fewer than this and a percentile interval means nothing.
 MIN_BATCHES = 4
@@ -157,9 +158,10 @@ def _criteria(est: dict[str, dict]) -> tuple[dict[str, str], bool]:
 
 @torch.no_grad()
 def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold: float, spec: CheckSpec,
-               desc: str = "check") -> dict[str, Any]:
+               desc: str = "check", memory: str = "auto") -> dict[str, Any]:
     """The check of ``sae`` at ``hook`` on ``finetune`` against ``base`` over ``windows`` [n, context_size]
-    (BOS-led token ids), in batches of ``spec.batch_size``, stopping early once decided.
+    (BOS-led token ids), in batches of ``spec.batch_size``, stopping early once decided, each batch cut to fit
+    ``memory`` (``memory.py``).
 
     Returns plain data: ``tokens``/``batches`` measured, ``stopped_early``, ``decided``, ``criteria`` (each
     criterion's class and ``verdict``), ``metrics`` (``{key: {value, lo, hi}}``), ``n_regular``, ``poor_on_base``
@@ -170,6 +172,7 @@ def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold:
     res = ResidualSimilarity(hook, windows.shape[1])
     feats = FeaturePairStats(sae, hook, threshold, top_k=3, keep_batches=True)
     start = resume_layer(hook, base.cfg.positional_embedding_type)
+    plan = pass_plan(base, sae, windows.shape[1], spec.batch_size, memory)
     device = base.cfg.device
     batches = windows.split(spec.batch_size)
     stopped, regular, n_tokens = False, [], 0
@@ -177,8 +180,8 @@ def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold:
     for i, tokens in enumerate(bar):
         tokens = tokens.to(device)
         n_tokens += tokens.numel()
-        xb = sae_batch(base, sae, hook, start, tokens, threshold, acc_b)
-        xf = sae_batch(finetune, sae, hook, start, tokens, threshold, acc_f)
+        xb = sae_batch(base, sae, hook, start, tokens, threshold, acc_b, plan)
+        xf = sae_batch(finetune, sae, hook, start, tokens, threshold, acc_f, plan)
         res.update(tokens, {hook: xb}, {hook: xf})
         feats.update(tokens, {hook: xb}, {hook: xf})
         done = i + 1

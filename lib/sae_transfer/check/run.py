@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import verdict as V
 from ..datasets import check_dataset_source, token_windows
+from ..memory import check_memory
 from ..models import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune, load_local_sae,
                       load_pair, parse_spec, resolve_device)
 from ..outliers import Outliers, outlier_threshold
@@ -42,10 +43,11 @@ class CheckRequest:
     spec: CheckSpec = field(default_factory=CheckSpec)
     adapt_tokens: int = 0
     adapt_lr: float = 3e-4
+    memory: str = "auto"
 
     @property
     def setup(self) -> PairSetup:
-        return PairSetup(self.base, self.sae, self.hook, self.zoo, self.device, self.dtype)
+        return PairSetup(self.base, self.sae, self.hook, self.zoo, self.device, self.dtype, self.memory)
 
 
 def step_of(spec: str, index: int, zoo: str) -> int:
@@ -90,6 +92,7 @@ def preflight(req: CheckRequest) -> CheckRequest:
     check_source(req.sae, "sae", req.zoo, sae=True)
     check_dtype(req.dtype)
     resolve_device(req.device)
+    check_memory(req.memory)
     Outliers.parse(req.spec.outliers)
     datasets = req.datasets
     if not datasets:
@@ -132,7 +135,7 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
         for ds in req.datasets:
             t0 = time.time()
             r = check_pass(pair.base, pair.finetune, pair.sae, pair.hook, windows[ds], thresholds[ds], spec,
-                           desc=f"check {ft} on {ds}")
+                           desc=f"check {ft} on {ds}", memory=req.memory)
             add_contexts(r, pair.tokenizer, windows[ds])
             results.append({"finetune": ft, "step": step_of(ft, i, req.zoo), "dataset": ds, **r,
                             "seconds": time.time() - t0})
@@ -156,7 +159,7 @@ def _adapt(req: CheckRequest, pair, windows: dict, thresholds: dict, results: li
     adapted = load_local_sae(path, resolve_device(req.device), req.dtype)
     tokens = windows[ds][: measured["batches"] * spec.batch_size]
     r = sae_pass(pair.finetune, adapted, pair.hook, tokens.split(spec.batch_size), thresholds[ds],
-                 measured["batches"], desc="adapted SAE")["kept"]
+                 measured["batches"], desc="adapted SAE", memory=req.memory)["kept"]
     m = {k: v["value"] for k, v in measured["metrics"].items()}
 
     def of(model: str) -> dict:

@@ -1,0 +1,114 @@
+"""The memory budget: parsing, the plan it gives a pass, chunked logit statistics against whole logits, and a
+pass on a model with Gemma's vocabulary whose peak memory stays under its budget."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from sae_transfer.memory import PassShape, budget_bytes, check_memory, plan
+from sae_transfer.sae_metrics import logit_stats, sae_batch, sae_pass
+
+
+def _model(d_vocab=50, cap=-1.0, d_model=16, n_ctx=64):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=d_model, n_heads=2, d_head=d_model // 2, d_mlp=2 * d_model,
+                                  d_vocab=d_vocab, n_ctx=n_ctx, act_fn="gelu", normalization_type="LN",
+                                  output_logits_soft_cap=cap, init_weights=True, device="cpu")
+    model = HookedTransformer(cfg)
+    for p in model.parameters():  # logits with some spread, so CE and KL are not all alike
+        p.data.normal_(0, 0.3)
+    return model.eval()
+
+
+def _sae(d_in, d_sae=64):
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae, metadata=SAEMetadata(
+        hook_name="blocks.0.hook_resid_post")))
+    for p in sae.parameters():
+        p.data.normal_(0, 0.2)
+    return sae
+
+
+def test_memory_values_parse_or_fail_in_one_line():
+    assert budget_bytes("8GB", "cpu") == 8 * 10**9
+    assert budget_bytes("512MiB", "cpu") == 512 * 2**20
+    assert 0 < budget_bytes("30%", "cpu") < budget_bytes("auto", "cpu") * 0.61 + 1
+    for bad in ("", "lots", "0", "150%", "-1GB", "8 parsecs"):
+        with pytest.raises(ValueError, match=r"^memory='.*': use 'auto', a size"):
+            check_memory(bad)
+
+
+def test_the_plan_fits_the_budget_and_refuses_what_cannot_fit():
+    shape = PassShape(d_model=2304, d_mlp=9216, n_heads=8, d_vocab=256_000, d_sae=16_384, context=1024, act_bytes=4)
+    roomy = plan(shape, batch_size=8, budget=40 * 2**30)
+    assert roomy.micro_batch == 8 and roomy.estimate <= roomy.budget
+    tight = plan(shape, batch_size=8, budget=3 * 2**30)
+    assert 1 <= tight.micro_batch < 8 and tight.estimate <= tight.budget
+    assert tight.logit_rows * shape.logit_row_bytes() <= tight.budget // 4
+    with pytest.raises(ValueError, match=r"memory='200MB' leaves .* one window of 1024 tokens needs about"):
+        plan(shape, batch_size=8, budget=200 * 10**6, memory="200MB")
+
+
+@pytest.mark.parametrize("cap", [-1.0, 2.0])
+def test_chunked_logit_statistics_equal_whole_logits(cap):
+    """CE and KL from final residuals in chunks of 7 positions against the model's own logits (soft cap on or off)."""
+    model = _model(cap=cap)
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 50, (3, 12), generator=g)
+    n = model.cfg.n_layers
+    with torch.no_grad():
+        clean = model(tokens, stop_at_layer=n)
+        other = clean + 0.5 * torch.randn(clean.shape, generator=g)
+        ce, kl = logit_stats(model, tokens, clean, {"other": other}, rows=7)
+        lc = torch.log_softmax(model(tokens).float(), -1)
+        lo = torch.log_softmax(model(other, start_at_layer=n).float(), -1)
+    want_ce = -lc[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+    assert torch.allclose(ce["clean"][:, :-1], want_ce, atol=1e-5) and (ce["clean"][:, -1] == 0).all()
+    assert torch.allclose(ce["other"][:, :-1], -lo[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0], atol=1e-5)
+    assert torch.allclose(kl["other"], (lc.exp() * (lc - lo)).sum(-1), atol=1e-5)
+    assert kl["other"].min() > 0
+
+
+def test_micro_batches_and_logit_chunks_do_not_change_the_metrics():
+    from sae_transfer.sae_accumulator import SAEMetrics
+    from sae_transfer.memory import Plan
+
+    model, sae = _model(), _sae(16)
+    tokens = torch.randint(0, 50, (4, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # half the tokens outliers, so both subsets are exercised
+        threshold = float(model(tokens, stop_at_layer=1).norm(dim=-1).median())
+    results = []
+    for p in (None, Plan(micro_batch=1, logit_rows=5, budget=0, estimate=0)):
+        acc = SAEMetrics(16, 64, threshold)
+        sae_batch(model, sae, "blocks.0.hook_resid_post", 1, tokens, threshold, acc, p)
+        results.append(acc.result())
+    whole, parts = results
+    assert 0 < whole["outlier_frac"] < 1
+    for subset in ("all", "kept"):
+        for metric in ("ev_token", "ce_clean", "ce_spliced", "ce_zero", "kl", "kl_zero", "l0", "mse"):
+            assert parts[subset][metric] == pytest.approx(whole[subset][metric], rel=1e-5), (subset, metric)
+
+
+def _peak_kib() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
+def test_a_pass_on_a_256k_vocabulary_stays_under_its_budget():
+    """Gemma's vocabulary on a small model: one batch of 8 x 128 tokens would hold 1 GiB per fp32 logit tensor
+    and several of them; the pass stays within a 192 MiB budget on top of the loaded weights."""
+    model, sae = _model(d_vocab=262_144, d_model=32, n_ctx=128), _sae(32)
+    batches = [torch.randint(0, 262_144, (8, 128), generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    before = int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+    Path("/proc/self/clear_refs").write_text("5")  # the peak from here on is this pass's
+    r = sae_pass(model, sae, "blocks.0.hook_resid_post", batches, math.inf, memory="192MiB")
+    grown = (_peak_kib() - before) * 1024
+    assert r["all"]["n_tokens"] == 2048 and r["all"]["ce_clean"] > 0
+    assert grown <= 192 * 2**20, f"the pass grew the process by {grown / 2**20:.0f} MiB"
