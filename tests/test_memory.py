@@ -112,3 +112,21 @@ def test_a_pass_on_a_256k_vocabulary_stays_under_its_budget():
     grown = (_peak_kib() - before) * 1024
     assert r["all"]["n_tokens"] == 2048 and r["all"]["ce_clean"] > 0
     assert grown <= 192 * 2**20, f"the pass grew the process by {grown / 2**20:.0f} MiB"
+
+
+def test_logit_similarity_streams_over_the_vocabulary_and_equals_the_whole_computation():
+    from sae_transfer.features import logit_similarity
+
+    base, ft = _model(d_vocab=500), _model(d_vocab=500)
+    with torch.no_grad():
+        for p in ft.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(5)))
+    sae = _sae(16)
+    streamed = logit_similarity(sae, base, ft, chunk_bytes=4 * 8 * 64 * 37)  # 37 tokens a chunk: a ragged end
+    wd, ub, uf = sae.W_dec.detach().double(), base.W_U.detach().double(), ft.W_U.detach().double()
+    a, b = wd @ ub, wd @ uf
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    whole = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    assert torch.allclose(torch.tensor(streamed["logit_sim"], dtype=torch.float64), whole, atol=1e-12)
+    assert streamed["unembed_frobenius_ratio"] == pytest.approx(float((uf - ub).norm() / ub.norm()), rel=1e-12)
+    assert 0.5 < float(whole.mean()) < 0.999  # the finetune's W_U moved, but not beyond recognition

@@ -64,19 +64,31 @@ def own_dataset(setup: PairSetup, finetune: str, default: str = "zoo:prose") -> 
     return (setup.zoo_handle.own_domain(finetune) if finetune.startswith("zoo:") else None) or default
 
 
-def logit_similarity(sae, base_model, ft_model, chunk: int = 1024) -> dict[str, Any]:
+def logit_similarity(sae, base_model, ft_model, chunk_bytes: int = 1 << 28) -> dict[str, Any]:
     """The seed's logit similarity: per feature, Pearson r over the vocabulary of ``W_dec[f] @ W_U`` of base vs
     finetune. The decoder row is the same on both sides, so this measures how far W_U moved, not the feature;
-    the Frobenius ratio ||W_U_ft - W_U_base|| / ||W_U_base|| says so in one number."""
+    the Frobenius ratio ||W_U_ft - W_U_base|| / ||W_U_base|| says so in one number.
+
+    Streams over the vocabulary, fp64 sums: memory about ``chunk_bytes`` plus the decoder [d_sae, d_model],
+    never a copy of W_U [d_model, vocab] (1 GB per model in fp64 for a 256K-token vocabulary)."""
     wd = sae.W_dec.detach().double().cpu()  # [d_sae, d_model]
-    ub, uf = base_model.W_U.detach().double().cpu(), ft_model.W_U.detach().double().cpu()  # [d_model, vocab]
-    sims = []
-    for rows in wd.split(chunk):
-        a, b = rows @ ub, rows @ uf  # [chunk, vocab]
-        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-        sims.append((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30))
-    return {"logit_sim": torch.cat(sims).tolist(),
-            "unembed_frobenius_ratio": float((uf - ub).norm() / ub.norm())}
+    ub_all, uf_all = base_model.W_U.detach(), ft_model.W_U.detach()  # [d_model, vocab]
+    vocab = ub_all.shape[1]
+    step = max(1, chunk_bytes // (4 * 8 * wd.shape[0]))  # a, b, and two temporaries [d_sae, step] in fp64
+    chunks = lambda u: (u[:, i:i + step].double().cpu() for i in range(0, vocab, step))  # noqa: E731
+    # Centring W_U's columns on their mean centres every feature's logits over the vocabulary exactly.
+    mean_b, mean_f = (sum(c.sum(1) for c in chunks(u)) / vocab for u in (ub_all, uf_all))
+    sums = {k: torch.zeros(wd.shape[0], dtype=torch.float64) for k in ("aa", "bb", "ab")}
+    diff_sq = base_sq = 0.0
+    for ub, uf in zip(chunks(ub_all), chunks(uf_all)):
+        a, b = wd @ (ub - mean_b[:, None]), wd @ (uf - mean_f[:, None])  # [d_sae, step], centred logits
+        sums["aa"] += torch.einsum("fv,fv->f", a, a)
+        sums["bb"] += torch.einsum("fv,fv->f", b, b)
+        sums["ab"] += torch.einsum("fv,fv->f", a, b)
+        diff_sq += float((uf - ub).pow(2).sum())
+        base_sq += float(ub.pow(2).sum())
+    sim = sums["ab"] / (sums["aa"] * sums["bb"]).sqrt().clamp_min(1e-30)
+    return {"logit_sim": sim.tolist(), "unembed_frobenius_ratio": (diff_sq / base_sq) ** 0.5}
 
 
 def cached_logit_similarity(setup: PairSetup, finetune: str, load) -> dict:
