@@ -30,6 +30,7 @@ def _stats(a, b, sae, k=0, threshold=math.inf, split=2):
     acc = FeaturePairStats(sae, "h", threshold, k)
     for i in range(0, len(a), split):
         acc.update(None, {"h": a[i:i + split]}, {"h": b[i:i + split]})
+        acc.end_batch()
     return acc.result()
 
 
@@ -103,7 +104,7 @@ def test_logit_similarity_and_drift_of_identical_models_are_one():
     g = torch.Generator().manual_seed(3)
     sae = _ReluSAE(8, 16)
     model = SimpleNamespace(W_U=torch.randn(8, 30, generator=g))
-    r = logit_similarity(sae, model, model, chunk=5)
+    r = logit_similarity(sae, model, model, chunk_bytes=4 * 8 * 16 * 7)  # 7 tokens a chunk
     assert r["unembed_frobenius_ratio"] == 0.0
     assert r["logit_sim"] == pytest.approx([1.0] * 16)
     moved = SimpleNamespace(W_U=model.W_U + 0.5 * torch.randn(8, 30, generator=g))

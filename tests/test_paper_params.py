@@ -48,3 +48,11 @@ def test_answerability_set_is_the_papers_setup():
     kind, ref = parse_spec(section["sae"], "sae", sae=True)
     assert kind == "sae_lens" and ref.startswith("gemma-scope-9b-pt-res") and "layer_20/width_131k" in ref
     assert section["layers"] == [20, 31] and section["finetunes"] == ["hub:google/gemma-2-9b-it"]
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
+def test_paper_sets_leave_batch_sizes_to_the_memory_budget(path: Path):
+    """Passes that run under ``memory`` cut batches themselves; a hand-tuned batch size would be a guess."""
+    for chapter_name, values in yaml.safe_load(path.read_text()).items():
+        if chapter_name in ("residuals", "sae_metrics", "features"):
+            assert "batch_size" not in values, (path.stem, chapter_name)

@@ -19,7 +19,9 @@ def test_residual_similarity_matches_direct_computation():
     b = a + 0.3 * torch.randn(3, 5, 8)
     acc = ResidualSimilarity("h", 5)
     acc.update(None, {"h": a[:2]}, {"h": b[:2]})  # two batches, uneven
+    acc.end_batch()
     acc.update(None, {"h": a[2:]}, {"h": b[2:]})
+    acc.end_batch()
     r = acc.result()
     cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     rel = (a - b).norm(dim=-1) / a.norm(dim=-1)
@@ -29,6 +31,21 @@ def test_residual_similarity_matches_direct_computation():
     assert r["pos0"]["cos"] == pytest.approx(cos[:, 0].mean().item(), abs=1e-6)
     assert r["by_position"]["dist"][3] == pytest.approx((a - b)[:, 3].norm(dim=-1).mean().item(), abs=1e-5)
     assert sum(r["hist"]["cos"]) == 12 and len(r["by_batch_cos"]) == 2
+
+
+def test_a_batch_fed_in_micro_batches_is_one_batch():
+    torch.manual_seed(1)
+    a = torch.randn(4, 6, 8)
+    b = a + 0.5 * torch.randn(4, 6, 8)
+    whole, parts = ResidualSimilarity("h", 6), ResidualSimilarity("h", 6)
+    whole.update(None, {"h": a}, {"h": b})
+    whole.end_batch()
+    for i in (0, 1, 3):
+        parts.update(None, {"h": a[i:i + 2 if i == 1 else i + 1]}, {"h": b[i:i + 2 if i == 1 else i + 1]})
+    parts.end_batch()
+    rw, rp = whole.result(), parts.result()
+    assert len(rp["by_batch_cos"]) == 1 and rp["by_batch_cos"][0] == pytest.approx(rw["by_batch_cos"][0], rel=1e-6)
+    assert rp["cos_mean"] == pytest.approx(rw["cos_mean"], rel=1e-6)
 
 
 def test_identical_activations_give_cosine_one_distance_zero():

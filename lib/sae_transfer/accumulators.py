@@ -3,7 +3,8 @@ fixed-bin histograms, so memory never grows with the number of tokens.
 
 The pair accumulators (``ResidualSimilarity``, ``FeaturePairStats``) have ``update(tokens, base, finetune)``,
 fed by ``stream.run_pass``: ``tokens`` is [batch, pos]; ``base`` and ``finetune`` map hook names to activations
-[batch, pos, d]. ``sae_accumulator.SAEMetrics`` (one model's clean and intervened passes) uses the bins and
+[batch, pos, d]. A batch may arrive in several updates (micro-batches of whole windows, a memory matter);
+``end_batch()`` closes it, so whatever is kept per batch (for intervals) is per statistical batch. ``sae_accumulator.SAEMetrics`` (one model's clean and intervened passes) uses the bins and
 thresholds defined here. Each has ``result() -> dict`` of plain data.
 """
 
@@ -75,6 +76,7 @@ class ResidualSimilarity:
                      "log10_norm_base": torch.zeros(LOG_NORM_BINS.n, dtype=torch.long),
                      "log10_norm_ft": torch.zeros(LOG_NORM_BINS.n, dtype=torch.long)}
         self.batch_means: list[float] = []  # one float per batch: bounded by the number of batches
+        self._batch = [0.0, 0]  # the open batch's cosine sum and count (a batch may arrive in micro-batches)
 
     @torch.no_grad()
     def update(self, tokens: torch.Tensor, base: dict, finetune: dict) -> None:
@@ -101,7 +103,13 @@ class ResidualSimilarity:
         self.hist["rel"] += REL_BINS.counts(rel[:, body]).cpu()
         self.hist["log10_norm_base"] += LOG_NORM_BINS.counts(na[:, body].clamp_min(1e-12).log10()).cpu()
         self.hist["log10_norm_ft"] += LOG_NORM_BINS.counts(nb[:, body].clamp_min(1e-12).log10()).cpu()
-        self.batch_means.append(float(c.mean()))
+        self._batch = [self._batch[0] + float(c.sum()), self._batch[1] + c.numel()]
+
+    def end_batch(self) -> None:
+        """Close the batch ``update`` has been fed (whole or in micro-batches)."""
+        if self._batch[1]:
+            self.batch_means.append(self._batch[0] / self._batch[1])
+        self._batch = [0.0, 0]
 
     def result(self) -> dict:
         if self.n == 0:
@@ -142,6 +150,7 @@ class FeaturePairStats:
         self.keep_batches = keep_batches
         self.batch_moments: list[torch.Tensor] = []
         self.batch_n: list[int] = []
+        self._batch: tuple[int, torch.Tensor | None] = (0, None)  # the open batch's token count and moments
         d = sae.cfg.d_sae
         self.n = 0
         self.n_outliers = 0
@@ -175,14 +184,22 @@ class FeaturePairStats:
         s["xy"] += (x * y).sum(0)
         s["log_err"] += ((x + EPS).log10() - (y + EPS).log10()).abs().sum(0)
         if self.keep_batches:
-            self.batch_n.append(fx.shape[0])
-            self.batch_moments.append(torch.stack([x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0), (x * y).sum(0),
-                                                   (fx > FIRING).sum(0).double(), (fy > FIRING).sum(0).double()]))
+            moments = torch.stack([x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0), (x * y).sum(0),
+                                   (fx > FIRING).sum(0).double(), (fy > FIRING).sum(0).double()])
+            n, m = self._batch
+            self._batch = (n + fx.shape[0], moments if m is None else m + moments)
         for m, f in (("x", fx), ("y", fy)):
             self.fires[m] += (f > FIRING).sum(0)
             self.max[m] = torch.maximum(self.max[m], f.double().max(0).values)
             if self.k:
                 self._merge_top(m, f, idx)
+
+    def end_batch(self) -> None:
+        """Close the batch ``update`` has been fed (whole or in micro-batches)."""
+        if self.keep_batches and self._batch[1] is not None:
+            self.batch_n.append(self._batch[0])
+            self.batch_moments.append(self._batch[1])
+        self._batch = (0, None)
 
     def _merge_top(self, m: str, f: torch.Tensor, idx: torch.Tensor) -> None:
         k = min(self.k, f.shape[0])

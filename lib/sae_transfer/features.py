@@ -52,7 +52,7 @@ def pair_stats(setup: PairSetup, finetune: str, load, spec: TokenSpec, threshold
         pair = load()
         (res,) = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, setup.zoo), [pair.hook],
                           [FeaturePairStats(pair.sae, pair.hook, threshold, top_k)], spec.n_batches(),
-                          desc=f"features on {spec.dataset}")
+                          desc=f"features on {spec.dataset}", memory=setup.memory)
         return res
     key = measurement_key("feature-pair-stats", __name__, setup, finetune=finetune, tokens=spec,
                           threshold=finite_or_none(threshold), top_k=top_k)

@@ -100,6 +100,14 @@ class PassShape:
         sae = 6 * t * self.d_sae * 4
         return kept + max(block, sae)
 
+    def stream_window_bytes(self, n_hooks: int) -> int:
+        """Peak bytes one window adds to the residual pass (``stream.run_pass``): both models' activations at
+        ``n_hooks`` hooks, plus the larger of one block's transients and the pair accumulators' SAE encodes."""
+        t, e = self.context, self.act_bytes
+        kept = 2 * n_hooks * t * self.d_model * e
+        block = t * (14 * self.d_model + 4 * self.d_mlp) * e + 4 * self.n_heads * t * t * 4
+        return kept + max(block, 2 * self.window_bytes() if self.d_sae else 0)
+
     def logit_row_bytes(self) -> int:
         """Bytes per position of the chunked logit statistics: the model-dtype logits and four fp32
         vocabulary-sized tensors (clean log-probabilities and probabilities, an intervention's logits and
@@ -119,6 +127,16 @@ class Plan:
     def describe(self) -> str:
         return (f"{self.micro_batch} window(s) a forward pass, logits {self.logit_rows} positions at a time, "
                 f"estimated peak {gib(self.estimate)} of a {gib(self.budget)} budget")
+
+
+def micro_batch(window: int, batch_size: int, budget: int, context: int, memory: str = "") -> int:
+    """The most windows (at most ``batch_size``) of ``window`` bytes each that fit ``budget``; a one-line
+    ``ValueError`` naming ``memory`` when not even one does."""
+    if window > budget:
+        raise ValueError(f"memory={memory or gib(budget)!r} leaves {gib(budget)} for the pass, but one window of "
+                         f"{context} tokens needs about {gib(window)} with this model; give memory of at least "
+                         f"{gib(window)} or a shorter context_size")
+    return int(min(batch_size, budget // window))
 
 
 def plan(shape: PassShape, batch_size: int, budget: int, memory: str = "") -> Plan:

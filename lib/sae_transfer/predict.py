@@ -111,7 +111,8 @@ def measure(setup: PairSetup, cases: list[Case], study: PredictStudy) -> list[di
             pair = load()
             sim, feats = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, setup.zoo),
                                   [pair.hook], [ResidualSimilarity(pair.hook, study.context_size),
-                                                FeaturePairStats(pair.sae, pair.hook, threshold)], spec.n_batches())
+                                                FeaturePairStats(pair.sae, pair.hook, threshold)], spec.n_batches(),
+                                  memory=setup.memory)
             regular = select_groups(feats, 10**9, 0, 0)["regular"]
             act = torch.tensor(feats["act_sim"], dtype=torch.float64)[regular]
             return {"cos": sim["cos_mean"], "regular_act_sim": float(act[~act.isnan()].mean()),

@@ -182,8 +182,9 @@ def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold:
         n_tokens += tokens.numel()
         xb = sae_batch(base, sae, hook, start, tokens, threshold, acc_b, plan)
         xf = sae_batch(finetune, sae, hook, start, tokens, threshold, acc_f, plan)
-        res.update(tokens, {hook: xb}, {hook: xf})
-        feats.update(tokens, {hook: xb}, {hook: xf})
+        for acc in (res, feats):
+            acc.update(tokens, {hook: xb}, {hook: xf})
+            acc.end_batch()
         done = i + 1
         if spec.early_stop and done >= spec.min_batches() and done % 2 == 0 and done < len(batches):
             regular = _regular(feats, spec)
