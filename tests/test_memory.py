@@ -47,9 +47,11 @@ def test_memory_values_parse_or_fail_in_one_line():
 
 def test_the_plan_fits_the_budget_and_refuses_what_cannot_fit():
     shape = PassShape(d_model=2304, d_mlp=9216, n_heads=8, d_vocab=256_000, d_sae=16_384, context=1024, act_bytes=4)
-    roomy = plan(shape, batch_size=8, budget=40 * 2**30)
+    roomy = plan(shape, batch_size=8, budget=40 * 2**30, device="cuda")
     assert roomy.micro_batch == 8 and roomy.estimate <= roomy.budget
-    tight = plan(shape, batch_size=8, budget=3 * 2**30)
+    on_cpu = plan(shape, batch_size=8, budget=40 * 2**30)  # near CPU_TENSOR_BYTES a tensor: faster there
+    assert on_cpu.micro_batch == 1 and on_cpu.logit_rows == 32
+    tight = plan(shape, batch_size=8, budget=3 * 2**30, device="cuda")
     assert 1 <= tight.micro_batch < 8 and tight.estimate <= tight.budget
     assert tight.logit_rows * shape.logit_row_bytes() <= tight.budget // 4
     with pytest.raises(ValueError, match=r"memory='200MB' leaves .* one window of 1024 tokens needs about"):

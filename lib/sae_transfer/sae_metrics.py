@@ -104,7 +104,7 @@ def _final_resid(model, hook: str, start: int | None, tokens, act=None):
 def pass_plan(model, sae, context: int, batch_size: int, memory: str = "auto") -> Plan:
     """The micro-batch and logit chunk of the pass for ``model`` with ``sae`` (``memory``: see ``memory.py``)."""
     shape = PassShape.of(model.cfg, sae.cfg.d_sae, context)
-    return plan(shape, batch_size, budget_bytes(memory, model.cfg.device), memory)
+    return plan(shape, batch_size, budget_bytes(memory, model.cfg.device), memory, str(model.cfg.device))
 
 
 @torch.no_grad()
