@@ -48,21 +48,24 @@ class _Subset:
             return None
         x, x_hat = x.float(), x_hat.float()
         fire = feats > FIRING
+        # Counted and summed in fp32 (exact counts below 2**24 tokens a part, and several times faster than bool
+        # or fp64 reductions over [n, d_sae]); the running sums across batches are fp64.
+        fires = fire.float().sum(0)  # [d_sae]
         rss = (x - x_hat).pow(2).sum(-1)
         nx, nxh = x.norm(dim=-1), x_hat.norm(dim=-1)
         # The per-token definition centres on the batch's mean per dimension (SAELens's "legacy" explained
         # variance, Kissane et al.'s definition); the pooled ones centre over all tokens, from sum_x at the end.
         batch_var = (x - center).pow(2).sum(-1)
         f64 = torch.float64
-        s = {"l0": fire.sum(), "rss": rss.sum(dtype=f64), "sq_norm": nx.pow(2).sum(dtype=f64),
+        s = {"l0": fires.sum(dtype=f64), "rss": rss.sum(dtype=f64), "sq_norm": nx.pow(2).sum(dtype=f64),
              "cos": ((x * x_hat).sum(-1) / (nx * nxh).clamp_min(1e-12)).sum(dtype=f64),
              "norm_ratio": (nxh / torch.where(nx < 1e-4, torch.ones_like(nx), nx)).sum(dtype=f64),
              "ev_token": (1 - rss / batch_var).sum(dtype=f64)}
         s.update({f"ce_{k}": ce[k][ce_valid].sum(dtype=f64) for k in ("clean", "spliced", "zero")})
         s.update({f"kl_{k}": kl[k].sum(dtype=f64) for k in ("spliced", "zero")})
         return {"n": n, "n_ce": int(ce_valid.sum()), "s": {k: float(v) for k, v in s.items()},
-                "sum_x": x.sum(0, dtype=f64).cpu(), "fires": fire.sum(0).cpu(),
-                "act_sum": feats.sum(0, dtype=f64).cpu(), "hist": ACT_BINS.counts(feats[fire].log10()).cpu()}
+                "sum_x": x.sum(0, dtype=f64).cpu(), "fires": fires.long().cpu(),
+                "act_sum": feats.float().sum(0).double().cpu(), "hist": ACT_BINS.counts(feats[fire].log10()).cpu()}
 
     @staticmethod
     def merge(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
