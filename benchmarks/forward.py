@@ -14,7 +14,7 @@ SAE-metric pass uses on this device (``memory.plan``):
    rest of the forward (residual adds, hook points, Python) by difference; the unembedding with its final norm
    and log-softmax at the pass's logit chunk; the SAE's encode and decode.
 4. **Hugging Face's forward** of the same weights (the real family's converted directory): tokens/s and the
-   largest difference of its final hidden state from TransformerLens's, to say whether it would be worth
+   largest difference of the last block's input from TransformerLens's, to say whether it would be worth
    computing with it instead.
 
 Median of 5 runs each, 2 threads. Writes ``benchmarks/results/forward.json``, shown in the SAE-metrics chapter's
@@ -63,6 +63,7 @@ def matmul_limit(m: int, d: int, d_mlp: int) -> float:
 
 def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
     from sae_transfer.memory import PassShape, budget_bytes, plan
+    from sae_transfer.sae_metrics import log_probs
 
     model, sae = pair.base, pair.sae
     cfg = model.cfg
@@ -91,7 +92,7 @@ def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
 
         def unembed():
             for i in range(0, flat.shape[0], rows):
-                torch.log_softmax(model.unembed(model.ln_final(flat[i:i + rows].unsqueeze(0))).float(), -1)
+                log_probs(model, flat[i:i + rows])
         parts["unembedding + log-softmax (one pass)"] = timed(unembed)
         xs = x.flatten(0, 1)
         parts["SAE encode + decode"] = timed(lambda: sae.decode(sae.encode(xs)))
@@ -108,10 +109,13 @@ def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
         body = hf.get_decoder()
         with torch.inference_mode():
             t_hf = timed(lambda: body(tokens))
-            theirs = body(tokens, output_hidden_states=True).hidden_states[-1]  # before the final norm
+            # hidden_states[k] is block k's input (the last entry is after the final norm): compare the last
+            # block's input with TransformerLens's blocks.{n-1}.hook_resid_pre
+            theirs = body(tokens, output_hidden_states=True).hidden_states[n - 1]
+            ours = model(tokens, stop_at_layer=n - 1)
         out.update({"hf_tokens_per_s": n_tok / t_hf, "hf_over_tl_speed": t_fwd / t_hf,
-                    "hf_max_abs_diff": float((theirs - resid).abs().max()),
-                    "resid_max_abs": float(resid.abs().max())})
+                    "hf_max_abs_diff": float((theirs - ours).abs().max()),
+                    "resid_max_abs": float(ours.abs().max())})
     return out
 
 

@@ -44,12 +44,62 @@ def record_table(name: str, index: list[str], columns: dict[str, str], script: s
 
 #: How each benchmark's record is shown in a chapter appendix: (index, column labels, the script to run).
 TABLES = {
+    "sae_metrics-smollm2": (["implementation", "n_tokens"], {
+        "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
+        "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py --zoo smollm2"),
+    "memory": (["code", "case", "budget", "n_tokens"], {
+        "code": "code", "case": "model", "budget": "memory", "n_tokens": "tokens per model", "vocab": "vocabulary",
+        "weights_mb": "fp32 weights MB", "growth_mb": "process growth MB", "growth_over_weights": "growth / weights",
+        "wall_s": "wall s"}, "benchmarks/memory.py"),
+    "forward": (["model"], {
+        "model": "model", "tokens_per_forward": "tokens a forward", "matmul_limit_gflops": "matmul limit GFLOP/s",
+        "forward_gflops": "forward GFLOP/s", "fraction_of_limit": "share of the limit",
+        "forward_tokens_per_s": "tokens/s", "hf_over_tl_speed": "Hugging Face speed / TransformerLens"},
+        "benchmarks/forward.py"),
     "stream_pass": (["what", "n_tokens"], {"what": "measurement", "n_tokens": "tokens", "wall_s": "wall s",
                                            "peak_rss_mb": "peak RSS MB"}, "benchmarks/stream_pass.py"),
     "sae_metrics": (["implementation", "n_tokens"], {
         "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
         "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py"),
 }
+
+
+def _record(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def speed_and_memory_text() -> str:
+    """The SAE-metric appendix's reading of the speed, memory and forward records, whichever exist."""
+    out = []
+    for name, what in (("sae_metrics", "the zoo's pair"), ("sae_metrics-smollm2", "the real family's pair")):
+        if rec := _record(name):
+            sm = rec["summary"]
+            out.append(f"On {what}, this pass computed the metrics `run_evals` computes {sm['speedup_at_N']:.2f} times "
+                       f"as fast at N tokens and {sm['speedup_at_8N']:.2f} times at 8N (goal: 2), and its peak memory "
+                       f"grew by {100 * sm['ours_memory_growth_8x']:+.1f}% from N to 8N tokens "
+                       f"(`run_evals`: {100 * sm['run_evals_memory_growth_8x']:+.1f}%).")
+    if rec := _record("memory"):
+        sm = rec["summary"]
+        before = [f"{case} {sm[f'{case}_before_over_weights']:.1f}x" for case in ("zoo", "real", "large-vocab")
+                  if f"{case}_before_over_weights" in sm]
+        out.append(f"With `memory` set to the fp32 weights of the two models and the SAE, the process grew to at most "
+                   f"{sm['max_growth_over_weights_budgeted']:.2f} times those weights (goal: 3), on a model with a "
+                   f"262,144-token vocabulary as on the zoo" + (" and the real family" if "real_growth_8x_tokens" in sm
+                                                               else "")
+                   + (f"; before the budget existed the same passes grew to {', '.join(before)} their weights."
+                      if before else "."))
+    if rec := _record("forward"):
+        parts = [f"{r['model']} {100 * r['fraction_of_limit']:.0f}%" for r in rec["rows"]]
+        hf = [r for r in rec["rows"] if r.get("hf_over_tl_speed")]
+        out.append("A TransformerLens forward pass reaches this share of the machine's matmul limit on the model's own "
+                   f"shapes: {', '.join(parts)}."
+                   + "".join(f" Hugging Face's forward of {r['model']} runs {r['hf_over_tl_speed']:.2f} times as fast "
+                             f"through the blocks (the last block's input within {r['hf_max_abs_diff']:.1e} of a largest "
+                             f"|residual| of {r['resid_max_abs']:.0f})." for r in hf))
+    if not out:
+        return "No benchmark has been recorded on this checkout yet: run the scripts in `benchmarks/`."
+    return " ".join(out)
 
 
 def benchmark_table(name: str):
