@@ -12,7 +12,8 @@ SAE-metric pass uses on this device (``memory.plan``):
    ``torch.no_grad`` and ``torch.inference_mode``.
 3. **Where the time goes**: one block's norms, attention and MLP called alone, times the number of blocks; the
    rest of the forward (residual adds, hook points, Python) by difference; the unembedding with its final norm
-   and log-softmax at the pass's logit chunk; the SAE's encode and decode.
+   and log-softmax at the pass's logit chunk; the SAE's encode and decode; and the torch profiler's top
+   operators of one forward by their own CPU time.
 4. **Hugging Face's forward** of the same weights (the real family's converted directory): tokens/s and the
    largest difference of the last block's input from TransformerLens's, to say whether it would be worth
    computing with it instead.
@@ -96,7 +97,14 @@ def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
         parts["unembedding + log-softmax (one pass)"] = timed(unembed)
         xs = x.flatten(0, 1)
         parts["SAE encode + decode"] = timed(lambda: sae.decode(sae.encode(xs)))
-    out = {"model": label, "n_layers": n, "d_model": cfg.d_model, "d_vocab": cfg.d_vocab, "micro_batch": p.micro_batch,
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(tokens, stop_at_layer=n)
+        ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in ops)
+        top_ops = {e.key: e.self_cpu_time_total / total for e in ops[:8]}
+    out = {"model": label, "top_ops": top_ops, "n_layers": n, "d_model": cfg.d_model, "d_vocab": cfg.d_vocab, "micro_batch": p.micro_batch,
            "tokens_per_forward": n_tok, "matmul_limit_gflops": limit,
            "forward_tokens_per_s": n_tok / t_fwd, "forward_gflops": flops / t_fwd / 1e9,
            "fraction_of_limit": flops / t_fwd / 1e9 / limit, "no_grad_over_inference_mode": t_nograd / t_fwd,
@@ -143,6 +151,8 @@ def main() -> None:
               "the time of inference_mode)")
         for k, v in r["seconds"].items():
             print(f"    {k:>38}: {1000 * v:8.1f} ms  {100 * r['shares'][k]:5.1f}%")
+        print("    torch profiler, the forward's top operators by own CPU time: "
+              + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["top_ops"].items()))
         if "hf_tokens_per_s" in r:
             print(f"    Hugging Face forward: {r['hf_tokens_per_s']:,.0f} tokens/s ({r['hf_over_tl_speed']:.2f}x "
                   f"TransformerLens), final residual differs by {r['hf_max_abs_diff']:.2e} (largest "
@@ -150,7 +160,8 @@ def main() -> None:
         del pair
     from sae_transfer.book.bench import write_record
 
-    flat = [{**{k: v for k, v in r.items() if k not in ("seconds", "shares")},
+    flat = [{**{k: v for k, v in r.items() if k not in ("seconds", "shares", "top_ops")},
+             **{f"op {k}": v for k, v in r["top_ops"].items()},
              **{f"share {k}": v for k, v in r["shares"].items()}} for r in rows]
     print(f"written to {write_record('forward', flat, {'rows': len(flat)}, threads=2, zoo=a.zoo, real_zoo=a.real_zoo)}")
 

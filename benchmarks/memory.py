@@ -9,8 +9,9 @@ Gemma's 256K-token vocabulary (random weights, d_model 256, so that the vocabula
 case runs the pass over both models, as the chapter does, at N and 8N tokens, once with ``memory`` set to the
 fp32 weights of the models and the SAE (the pass may add as much again) and once at the default (``auto``).
 
-Reported: the weights, the process's growth from before loading to its peak, and that growth over the weights.
-The goal: at most 3x the weights with the budget set, the same at N and 8N tokens. ``--before`` runs the same
+Reported: the fp32 weights, what the pass adds to the process's resident memory at its peak (VmHWM after the
+models are loaded, the libraries imported beforehand so that their code is not counted), and weights plus pass
+over the weights. The goal: at most 3x the weights with the budget set, the same at N and 8N tokens. ``--before`` runs the same
 cases against another checkout's ``lib`` (the code before the budget existed) for a before/after table. Writes
 ``benchmarks/results/memory.json``, shown in the SAE-metrics chapter's appendix.
 """
@@ -56,6 +57,10 @@ def _large_vocab_pair():
 
 
 def child(case: str, zoo: str, n_tokens: int, ctx: int, batch: int, budget: str) -> dict:
+    import scipy.stats  # noqa: F401  (imported by the pass's intervals: libraries are not the pass's memory)
+    import sae_lens  # noqa: F401
+    import transformer_lens  # noqa: F401
+
     from sae_transfer.sae_metrics import sae_pass
 
     torch.set_num_threads(2)
@@ -87,8 +92,8 @@ def child(case: str, zoo: str, n_tokens: int, ctx: int, batch: int, budget: str)
     peak = _status("VmHWM")
     return {"case": case, "budget": budget if kwargs else "none (before)", "n_tokens": int(windows.numel()),
             "vocab": base.cfg.d_vocab, "weights_mb": weights / 2**20, "loaded_mb": (rss1 - rss0) / 2**20,
-            "pass_mb": (peak - rss1) / 2**20, "growth_mb": (peak - rss0) / 2**20,
-            "growth_over_weights": (peak - rss0) / weights, "wall_s": wall}
+            "pass_mb": (peak - rss1) / 2**20, "peak_mb": (weights + peak - rss1) / 2**20,
+            "peak_over_weights": (weights + peak - rss1) / weights, "wall_s": wall}
 
 
 def main() -> None:
@@ -122,24 +127,24 @@ def main() -> None:
                     r = {"code": code, **json.loads(out.stdout.strip().splitlines()[-1])}
                     rows.append(r)
                     print(f"{code:>6} {case:>11} vocab {r['vocab']:>7,} {r['n_tokens']:>6,} tokens, memory "
-                          f"{r['budget']:>13}: weights {r['weights_mb']:7.0f} MB, process grew {r['growth_mb']:7.0f} "
-                          f"MB = {r['growth_over_weights']:5.2f}x the weights ({r['wall_s']:.0f} s)", flush=True)
+                          f"{r['budget']:>13}: weights {r['weights_mb']:7.0f} MB, the pass {r['pass_mb']:7.0f} MB, "
+                          f"together {r['peak_over_weights']:5.2f}x the weights ({r['wall_s']:.0f} s)", flush=True)
     budgeted = [r for r in rows if r["code"] == "after" and r["budget"] == "weights"]
-    summary = {"max_growth_over_weights_budgeted": max(r["growth_over_weights"] for r in budgeted)}
+    summary = {"max_peak_over_weights_budgeted": max(r["peak_over_weights"] for r in budgeted)}
     for case, _ in cases:
         rs = sorted((r for r in budgeted if r["case"] == case), key=lambda r: r["n_tokens"])
-        summary[f"{case}_growth_8x_tokens"] = rs[1]["growth_mb"] / rs[0]["growth_mb"] - 1
+        summary[f"{case}_peak_8x_tokens"] = rs[1]["peak_mb"] / rs[0]["peak_mb"] - 1
         before = [r for r in rows if r["code"] == "before" and r["case"] == case]
         if before:
-            summary[f"{case}_before_over_weights"] = max(r["growth_over_weights"] for r in before)
+            summary[f"{case}_before_over_weights"] = max(r["peak_over_weights"] for r in before)
     from sae_transfer.book.bench import write_record
 
     path = write_record("memory", rows, summary, threads=2, zoo=a.zoo, real_zoo=a.real_zoo,
                         context_size=a.context_size, batch_size=a.batch_size)
-    print(f"largest growth with memory = the weights: {summary['max_growth_over_weights_budgeted']:.2f}x the weights "
+    print(f"largest peak with memory = the weights: {summary['max_peak_over_weights_budgeted']:.2f}x the weights "
           "(goal: at most 3x)")
     for case, _ in cases:
-        print(f"{case}: growth N -> 8N tokens {100 * summary[f'{case}_growth_8x_tokens']:+.1f}%"
+        print(f"{case}: peak N -> 8N tokens {100 * summary[f'{case}_peak_8x_tokens']:+.1f}%"
               + (f"; before the budget {summary[f'{case}_before_over_weights']:.2f}x the weights"
                  if f"{case}_before_over_weights" in summary else ""))
     print(f"written to {path}")

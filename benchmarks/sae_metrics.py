@@ -70,22 +70,26 @@ def main() -> None:
     env = {**os.environ, "TQDM_DISABLE": "1"}
     rows = []
     for n in (a.tokens, 8 * a.tokens):
-        for impl in ("ours", "run_evals"):
-            out = subprocess.run([sys.executable, __file__, "--zoo", a.zoo, "--child", f"{impl}:{n}",
+        for impl in ("ours", "run_evals", *(["ours (before)"] if a.before else [])):
+            child_env = {**env, "PYTHONPATH": a.before} if impl == "ours (before)" else env
+            out = subprocess.run([sys.executable, __file__, "--zoo", a.zoo, "--child", f"{impl.split()[0]}:{n}",
                                   "--context-size", str(a.context_size), "--batch-size", str(a.batch_size)],
-                                 capture_output=True, text=True, check=True, env=env)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                                 capture_output=True, text=True, check=True, env=child_env)
+            rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "implementation": impl})
             r = rows[-1]
             print(f"{impl:>9} {r['n_tokens']:>8,} tokens x 2 models: {r['wall_s']:7.1f} s "
                   f"({r['tokens_per_s']:,.0f} tokens/s), peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     by = {(r["implementation"], r["n_tokens"]): r for r in rows}
-    n1, n8 = rows[0]["n_tokens"], rows[2]["n_tokens"]
+    n1, n8 = rows[0]["n_tokens"], rows[-1]["n_tokens"]
     summary = {
         "speedup_at_N": by[("run_evals", n1)]["wall_s"] / by[("ours", n1)]["wall_s"],
         "speedup_at_8N": by[("run_evals", n8)]["wall_s"] / by[("ours", n8)]["wall_s"],
         "ours_memory_growth_8x": by[("ours", n8)]["peak_rss_mb"] / by[("ours", n1)]["peak_rss_mb"] - 1,
         "run_evals_memory_growth_8x": by[("run_evals", n8)]["peak_rss_mb"] / by[("run_evals", n1)]["peak_rss_mb"] - 1,
     }
+    if a.before:
+        summary["speedup_over_before_at_N"] = by[("ours (before)", n1)]["wall_s"] / by[("ours", n1)]["wall_s"]
+        summary["speedup_over_before_at_8N"] = by[("ours (before)", n8)]["wall_s"] / by[("ours", n8)]["wall_s"]
     from sae_transfer.book.bench import write_record
 
     out = write_record("sae_metrics" + ("" if a.zoo == "default" else f"-{a.zoo}"), rows, summary, threads=2, zoo=a.zoo, context_size=a.context_size,
@@ -94,6 +98,9 @@ def main() -> None:
           "(goal: at least 2)")
     print(f"peak memory growth N -> 8N: ours {100 * summary['ours_memory_growth_8x']:+.1f}% (goal: at most +10%), "
           f"run_evals {100 * summary['run_evals_memory_growth_8x']:+.1f}%")
+    if a.before:
+        print(f"speedup over the code in {a.before}: {summary['speedup_over_before_at_N']:.2f}x at N, "
+              f"{summary['speedup_over_before_at_8N']:.2f}x at 8N")
     print(f"written to {out}")
 
 

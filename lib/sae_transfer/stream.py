@@ -16,7 +16,7 @@ from .hooks import stop_layer
 from .memory import PassShape, budget_bytes, micro_batch
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_pass(base, finetune, batches: Iterable[torch.Tensor], hooks: list[str], accumulators: list,
              n_batches: int | None = None, desc: str = "stream", memory: str = "auto") -> list[dict]:
     """Feed every batch's activations at ``hooks`` of both models to ``accumulators``; return their results.

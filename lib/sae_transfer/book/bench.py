@@ -49,7 +49,7 @@ TABLES = {
         "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py --zoo smollm2"),
     "memory": (["code", "case", "budget", "n_tokens"], {
         "code": "code", "case": "model", "budget": "memory", "n_tokens": "tokens per model", "vocab": "vocabulary",
-        "weights_mb": "fp32 weights MB", "growth_mb": "process growth MB", "growth_over_weights": "growth / weights",
+        "weights_mb": "fp32 weights MB", "pass_mb": "the pass MB", "peak_over_weights": "(weights + pass) / weights",
         "wall_s": "wall s"}, "benchmarks/memory.py"),
     "forward": (["model"], {
         "model": "model", "tokens_per_forward": "tokens a forward", "matmul_limit_gflops": "matmul limit GFLOP/s",
@@ -83,11 +83,11 @@ def speed_and_memory_text() -> str:
         sm = rec["summary"]
         before = [f"{case} {sm[f'{case}_before_over_weights']:.1f}x" for case in ("zoo", "real", "large-vocab")
                   if f"{case}_before_over_weights" in sm]
-        out.append(f"With `memory` set to the fp32 weights of the two models and the SAE, the process grew to at most "
-                   f"{sm['max_growth_over_weights_budgeted']:.2f} times those weights (goal: 3), on a model with a "
-                   f"262,144-token vocabulary as on the zoo" + (" and the real family" if "real_growth_8x_tokens" in sm
-                                                               else "")
-                   + (f"; before the budget existed the same passes grew to {', '.join(before)} their weights."
+        out.append(f"With `memory` set to the fp32 weights of the two models and the SAE, weights and pass together "
+                   f"came to at most {sm['max_peak_over_weights_budgeted']:.2f} times those weights (goal: 3), on a "
+                   f"model with a 262,144-token vocabulary as on the zoo"
+                   + (" and the real family" if "real_peak_8x_tokens" in sm else "")
+                   + (f"; before the budget existed the same passes came to {', '.join(before)} the weights."
                       if before else "."))
     if rec := _record("forward"):
         parts = [f"{r['model']} {100 * r['fraction_of_limit']:.0f}%" for r in rec["rows"]]

@@ -156,7 +156,7 @@ def _criteria(est: dict[str, dict]) -> tuple[dict[str, str], bool]:
 
 # ------------------------------------------------------------------------------------------ the pass
 
-@torch.no_grad()
+@torch.inference_mode()
 def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold: float, spec: CheckSpec,
                desc: str = "check", memory: str = "auto") -> dict[str, Any]:
     """The check of ``sae`` at ``hook`` on ``finetune`` against ``base`` over ``windows`` [n, context_size]
