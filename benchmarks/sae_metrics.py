@@ -8,6 +8,7 @@ L0, explained variance, MSE, cosine, norm ratio, clean / spliced / zero-ablated 
 ours also computes pooled R², outlier masks and both subsets, activation histograms and per-feature means.
 Each (implementation, N) runs in a fresh process, so its peak resident memory (VmHWM) is its own; nothing is
 cached. The goals: ours at least twice as fast, and its peak memory within 10% as tokens grow from N to 8N.
+``--before OLD/lib`` also times another checkout's pass (the code before a change) on the same tokens.
 
 The figures are printed and written to ``benchmarks/results/sae_metrics[-ZOO].json`` (no suffix for the default
 zoo), which the SAE-metrics chapter shows in its appendix (with the machine, date and commit they were measured
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=16384, help="N; everything is also measured at 8N")
     ap.add_argument("--context-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--before", default="", help="another checkout's lib directory: its pass is timed too")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
