@@ -96,17 +96,20 @@ class PassShape:
         SAE's encode (pre-activations, activations, firing masks and the accumulators' temporaries, fp32)."""
         t, e = self.context, self.act_bytes
         kept = t * self.d_model * (2 * e + 3 * 4)
-        block = t * (14 * self.d_model + 4 * self.d_mlp) * e + 4 * self.n_heads * t * t * 4
         sae = 6 * t * self.d_sae * 4
-        return kept + max(block, sae)
+        return kept + max(self._block_bytes(), sae)
+
+    def _block_bytes(self) -> int:
+        """One window's transient activations inside a block: TransformerLens's residual copies, norms, q/k/v,
+        MLP hidden states, and fp32 attention scores and pattern [heads, T, T]."""
+        t = self.context
+        return t * (14 * self.d_model + 4 * self.d_mlp) * self.act_bytes + 4 * self.n_heads * t * t * 4
 
     def stream_window_bytes(self, n_hooks: int) -> int:
         """Peak bytes one window adds to the residual pass (``stream.run_pass``): both models' activations at
         ``n_hooks`` hooks, plus the larger of one block's transients and the pair accumulators' SAE encodes."""
-        t, e = self.context, self.act_bytes
-        kept = 2 * n_hooks * t * self.d_model * e
-        block = t * (14 * self.d_model + 4 * self.d_mlp) * e + 4 * self.n_heads * t * t * 4
-        return kept + max(block, 2 * self.window_bytes() if self.d_sae else 0)
+        kept = 2 * n_hooks * self.context * self.d_model * self.act_bytes
+        return kept + max(self._block_bytes(), 2 * self.window_bytes() if self.d_sae else 0)
 
     def logit_row_bytes(self) -> int:
         """Bytes per position of the chunked logit statistics: the model-dtype logits and four fp32
