@@ -54,7 +54,7 @@ def test_the_plan_fits_the_budget_and_refuses_what_cannot_fit():
     tight = plan(shape, batch_size=8, budget=3 * 2**30, device="cuda")
     assert 1 <= tight.micro_batch < 8 and tight.estimate <= tight.budget
     assert tight.logit_rows * shape.logit_row_bytes() <= tight.budget // 4
-    with pytest.raises(ValueError, match=r"memory='200MB' leaves .* one window of 1024 tokens needs about"):
+    with pytest.raises(ValueError, match=r"memory='200MB' leaves .* batches of 8 windows of 1024 tokens, one window at a time, need about"):
         plan(shape, batch_size=8, budget=200 * 10**6, memory="200MB")
 
 

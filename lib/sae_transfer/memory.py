@@ -157,13 +157,16 @@ def plan(shape: PassShape, batch_size: int, budget: int, memory: str = "", devic
     """
     row = shape.logit_row_bytes()
     window = shape.window_bytes()
-    rows = max(1, min(budget // 4 // row, batch_size * shape.context))
-    micro = min(batch_size, (budget - rows * row) // window) if budget > rows * row else 0
+    whole = batch_size * shape.context * shape.d_model * shape.act_bytes  # the hook's activation, whole batch
+    rows = max(1, min((budget - whole) // 4 // row, batch_size * shape.context))
+    left = budget - whole - rows * row
+    micro = min(batch_size, left // window) if left > 0 else 0
     if micro < 1:
-        need = window + min(row * shape.context, max(row, budget // 4))
-        raise ValueError(f"memory={memory or gib(budget)!r} leaves {gib(budget)} for the pass, but one window of "
-                         f"{shape.context} tokens needs about {gib(need)} with this model and SAE; give memory of "
-                         f"at least {gib(need)} or a shorter context_size")
+        need = whole + window + min(row * shape.context, max(row, budget // 4))
+        raise ValueError(f"memory={memory or gib(budget)!r} leaves {gib(budget)} for the pass, but batches of "
+                         f"{batch_size} windows of {shape.context} tokens, one window at a time, need about "
+                         f"{gib(need)} with this model and SAE; give memory of at least {gib(need)}, a smaller "
+                         "batch_size or a shorter context_size")
     if not str(device).startswith("cuda"):
         widest = max(shape.d_mlp, shape.d_model) * shape.act_bytes
         micro = max(1, min(micro, CPU_TENSOR_BYTES // (shape.context * widest)))
@@ -171,4 +174,4 @@ def plan(shape: PassShape, batch_size: int, budget: int, memory: str = "", devic
         # (SmolLM2's 49K vocabulary: the three logit passes took 1.35 s for 1,024 tokens at 42 rows, 0.94 s at 128).
         rows = max(1, min(rows, max(128, CPU_TENSOR_BYTES // (4 * shape.d_vocab))))
     rows = min(rows, micro * shape.context)
-    return Plan(int(micro), int(rows), int(budget), int(micro * window + rows * row))
+    return Plan(int(micro), int(rows), int(budget), int(whole + micro * window + rows * row))

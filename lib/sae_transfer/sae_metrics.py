@@ -89,13 +89,10 @@ def logit_stats(model, tokens: torch.Tensor, clean: torch.Tensor, others: dict[s
 
 def _final_resid(model, hook: str, start: int | None, tokens, act=None):
     """The residual after the last block [b, T, d_model] of ``model`` on ``tokens`` with ``act`` spliced in at
-    ``hook`` (None: the clean pass), resuming at block ``start`` where the hook allows it. With ``act`` None,
-    also returns the clean activation at ``hook``."""
+    ``hook``, resuming at block ``start`` where the hook allows it. With ``act`` None (the clean pass, for hooks
+    no pass can resume at), also returns the clean activation at ``hook``."""
     n = model.cfg.n_layers
     if act is None:
-        if start is not None:
-            x = model(tokens, stop_at_layer=start)
-            return model(x, start_at_layer=start, stop_at_layer=n), x
         resid, cache = model.run_with_cache(tokens, names_filter=hook, stop_at_layer=n)
         return resid, cache[hook]
     if start is not None:
@@ -117,11 +114,19 @@ def sae_batch(model, sae, hook: str, start: int | None, tokens: torch.Tensor, th
     logits into chunks (default: all at once). Returns the clean activation at ``hook`` [B, T, d_in] (for pair
     accumulators that need it). ``tokens`` [B, T] on the model's device; ``start`` from ``resume_layer``."""
     micro = plan.micro_batch if plan else len(tokens)
-    parts = [(t, *_final_resid(model, hook, start, t)) for t in tokens.split(micro)]
-    x = torch.cat([p[2] for p in parts])
+    chunks = tokens.split(micro)
+    # The whole batch's activation at the hook first (its mean and outliers are the batch's); the clean pass
+    # resumes from it a micro-batch at a time, so only [B, T, d_in] spans the batch.
+    if start is not None:
+        xs, cleans = [model(t, stop_at_layer=start) for t in chunks], [None] * len(chunks)
+    else:  # a hook no pass can resume at: the clean pass runs whole, its final residuals kept
+        cleans, xs = zip(*(_final_resid(model, hook, None, t) for t in chunks))
+    x = torch.cat(xs)
     outlier = x.float().norm(dim=-1) > threshold
     acc.start_batch(x, outlier)
-    for (t, clean, xm), out in zip(parts, outlier.split(micro)):
+    for t, xm, clean, out in zip(chunks, xs, cleans, outlier.split(micro)):
+        if clean is None:
+            clean = model(xm, start_at_layer=start, stop_at_layer=model.cfg.n_layers)
         feats = sae.encode(xm.to(sae.dtype))
         x_hat = sae.decode(feats).to(xm.dtype)
         others = {name: _final_resid(model, hook, start, t, torch.where(out[..., None], xm, act))
