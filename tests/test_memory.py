@@ -132,3 +132,31 @@ def test_logit_similarity_streams_over_the_vocabulary_and_equals_the_whole_compu
     assert torch.allclose(torch.tensor(streamed["logit_sim"], dtype=torch.float64), whole, atol=1e-12)
     assert streamed["unembed_frobenius_ratio"] == pytest.approx(float((uf - ub).norm() / ub.norm()), rel=1e-12)
     assert 0.5 < float(whole.mean()) < 0.999  # the finetune's W_U moved, but not beyond recognition
+
+
+def test_the_residual_pass_in_micro_batches_gives_the_same_results():
+    from sae_transfer.accumulators import FeaturePairStats, ResidualSimilarity
+    from sae_transfer.hooks import residual_hooks
+    from sae_transfer.memory import PassShape
+    from sae_transfer.stream import run_pass
+
+    base, ft, sae = _model(), _model(), _sae(16)
+    with torch.no_grad():
+        for p in ft.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(7)))
+    batches = [torch.randint(0, 50, (4, 16), generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    hooks = residual_hooks(2)
+    one_window = PassShape.of(base.cfg, 64, 16).stream_window_bytes(len(hooks))
+    results = []
+    for memory in ("auto", str(one_window + 1)):  # the second fits one window a forward pass
+        accs = [ResidualSimilarity(h, 16) for h in hooks] + [FeaturePairStats(sae, hooks[1], top_k=2)]
+        results.append(run_pass(base, ft, batches, hooks, accs, memory=memory))
+    for whole, parts in zip(*results):
+        for key in ("cos_mean", "rel_dist_mean", "by_batch_cos", "act_sim", "density_base"):
+            if key in whole:
+                assert parts[key] == pytest.approx(whole[key], rel=1e-5, nan_ok=True), key
+        if "top_base" in whole:  # the same top contexts, by the same token indices (ties at zero aside)
+            firing = [f for f, v in enumerate(whole["top_base"]["values"]) if min(v) > 0]
+            assert len(firing) > 10
+            assert [parts["top_base"]["tokens"][f] for f in firing] == [whole["top_base"]["tokens"][f] for f in firing]
+    assert len(results[1][0]["by_batch_cos"]) == 3  # still one value a batch, not a micro-batch
