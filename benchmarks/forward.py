@@ -104,7 +104,8 @@ def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
         ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in ops)
         top_ops = {e.key: e.self_cpu_time_total / total for e in ops[:8]}
-    out = {"model": label, "top_ops": top_ops, "n_layers": n, "d_model": cfg.d_model, "d_vocab": cfg.d_vocab, "micro_batch": p.micro_batch,
+    out = {"model": label, "top_ops": top_ops, "n_layers": n, "d_model": cfg.d_model, "d_vocab": cfg.d_vocab,
+           "micro_batch": p.micro_batch,
            "tokens_per_forward": n_tok, "matmul_limit_gflops": limit,
            "forward_tokens_per_s": n_tok / t_fwd, "forward_gflops": flops / t_fwd / 1e9,
            "fraction_of_limit": flops / t_fwd / 1e9 / limit, "no_grad_over_inference_mode": t_nograd / t_fwd,
@@ -155,7 +156,7 @@ def main() -> None:
               + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["top_ops"].items()))
         if "hf_tokens_per_s" in r:
             print(f"    Hugging Face forward: {r['hf_tokens_per_s']:,.0f} tokens/s ({r['hf_over_tl_speed']:.2f}x "
-                  f"TransformerLens), final residual differs by {r['hf_max_abs_diff']:.2e} (largest "
+                  f"TransformerLens), the last block's input differs by {r['hf_max_abs_diff']:.2e} (largest "
                   f"|residual| {r['resid_max_abs']:.0f})")
         del pair
     from sae_transfer.book.bench import write_record

@@ -4,8 +4,9 @@ fixed-bin histograms, so memory never grows with the number of tokens.
 The pair accumulators (``ResidualSimilarity``, ``FeaturePairStats``) have ``update(tokens, base, finetune)``,
 fed by ``stream.run_pass``: ``tokens`` is [batch, pos]; ``base`` and ``finetune`` map hook names to activations
 [batch, pos, d]. A batch may arrive in several updates (micro-batches of whole windows, a memory matter);
-``end_batch()`` closes it, so whatever is kept per batch (for intervals) is per statistical batch. ``sae_accumulator.SAEMetrics`` (one model's clean and intervened passes) uses the bins and
-thresholds defined here. Each has ``result() -> dict`` of plain data.
+``end_batch()`` closes it, so whatever is kept per batch (for intervals) is per statistical batch.
+``sae_accumulator.SAEMetrics`` (one model's clean and intervened passes) uses the bins and thresholds defined
+here. Each has ``result() -> dict`` of plain data.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What every measurement of a (base, finetune) pair starts from: a ``PairSetup`` (which base, SAE, hook, zoo,
-device, dtype and memory budget), and the one lazy ``PairLoader`` that loads models only when a measurement is not cached."""
+device, dtype and memory budget), and the one lazy ``PairLoader`` that loads models only when a measurement is not
+cached."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def measure(setup: PairSetup, finetunes: list[str], tokens: list[TokenSpec]) -> 
                 hooks = residual_hooks(pair.base.cfg.n_layers)
                 layers = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, setup.zoo), hooks,
                                   [ResidualSimilarity(h, spec.context_size) for h in hooks], spec.n_batches(),
-                                  desc=f"{setup.base} vs {ft} on {spec.dataset}", memory=setup.memory)
+                                  desc=f"{setup.base} vs {ft} on {spec.dataset}",
+                                  memory=setup.memory)
                 return {"layers": layers}
             key = measurement_key("residual-similarity", __name__, setup, finetune=ft, tokens=spec)
             out.append({"finetune": ft, "dataset": spec.dataset, **cached("residuals", key, run)})
