@@ -14,6 +14,7 @@ pass allocates on top of the weights already loaded; the estimate below is delib
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,6 @@ def available_bytes(device: str) -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
