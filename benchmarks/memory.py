@@ -23,7 +23,6 @@ import inspect
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -32,11 +31,6 @@ from pathlib import Path
 import torch
 
 VOCAB = 262_144
-
-
-def _status(field: str) -> int:
-    """A /proc/self/status field in bytes."""
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
 
 
 def _large_vocab_pair():
@@ -61,10 +55,11 @@ def child(case: str, zoo: str, n_tokens: int, ctx: int, batch: int, budget: str)
     import sae_lens  # noqa: F401
     import transformer_lens  # noqa: F401
 
+    from sae_transfer.book.provenance import proc_status_bytes
     from sae_transfer.sae_metrics import sae_pass
 
     torch.set_num_threads(2)
-    rss0 = _status("VmRSS")
+    rss0 = proc_status_bytes("VmRSS")
     if case == "large-vocab":
         base, ft, sae, hook, tok = _large_vocab_pair()
     else:
@@ -83,13 +78,13 @@ def child(case: str, zoo: str, n_tokens: int, ctx: int, batch: int, budget: str)
     kwargs = {}
     if "memory" in inspect.signature(sae_pass).parameters:
         kwargs["memory"] = str(weights) if budget == "weights" else budget
-    rss1 = _status("VmRSS")
+    rss1 = proc_status_bytes("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak from here on
     t0 = time.perf_counter()
     for model in (base, ft):
         sae_pass(model, sae, hook, windows.split(batch), math.inf, **kwargs)
     wall = time.perf_counter() - t0
-    peak = _status("VmHWM")
+    peak = proc_status_bytes("VmHWM")
     return {"case": case, "budget": budget if kwargs else "none (before)", "n_tokens": int(windows.numel()),
             "vocab": base.cfg.d_vocab, "weights_mb": weights / 2**20, "loaded_mb": (rss1 - rss0) / 2**20,
             "pass_mb": (peak - rss1) / 2**20, "peak_mb": (weights + peak - rss1) / 2**20,

@@ -2,12 +2,12 @@
 pass on a model with Gemma's vocabulary whose peak memory stays under its budget."""
 
 import math
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from sae_transfer.book.provenance import proc_status_bytes
 from sae_transfer.memory import PassShape, budget_bytes, check_memory, plan
 from sae_transfer.sae_metrics import logit_stats, sae_batch, sae_pass
 
@@ -98,20 +98,16 @@ def test_micro_batches_and_logit_chunks_do_not_change_the_metrics():
             assert parts[subset][metric] == pytest.approx(whole[subset][metric], rel=1e-5), (subset, metric)
 
 
-def _peak_kib() -> int:
-    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
 def test_a_pass_on_a_256k_vocabulary_stays_under_its_budget():
     """Gemma's vocabulary on a small model: one batch of 8 x 128 tokens would hold 1 GiB per fp32 logit tensor
     and several of them; the pass stays within a 192 MiB budget on top of the loaded weights."""
     model, sae = _model(d_vocab=262_144, d_model=32, n_ctx=128), _sae(32)
     batches = [torch.randint(0, 262_144, (8, 128), generator=torch.Generator().manual_seed(s)) for s in range(2)]
-    before = int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+    before = proc_status_bytes("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak from here on is this pass's
     r = sae_pass(model, sae, "blocks.0.hook_resid_post", batches, math.inf, memory="192MiB")
-    grown = (_peak_kib() - before) * 1024
+    grown = proc_status_bytes("VmHWM") - before
     assert r["all"]["n_tokens"] == 2048 and r["all"]["ce_clean"] > 0
     assert grown <= 192 * 2**20, f"the pass grew the process by {grown / 2**20:.0f} MiB"
 

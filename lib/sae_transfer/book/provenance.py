@@ -49,14 +49,21 @@ def device_description(device: str | None = None) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def proc_status_bytes(field: str) -> int | None:
+    """A memory field of Linux's /proc/self/status (``VmRSS``, ``VmHWM``, ...) in bytes; None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory. On Linux, VmHWM: ``ru_maxrss`` survives ``exec``, so a kernel
     started by a process that had built the zoo would report the builder's peak as its own."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    if (hwm := proc_status_bytes("VmHWM")) is not None:
+        return hwm / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024**2 if sys.platform == "darwin" else 1024)
