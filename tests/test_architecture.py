@@ -57,7 +57,8 @@ def test_layers_point_one_way():
     science = ("sae_transfer.residuals", "sae_transfer.sae_metric", "sae_transfer.feature", "sae_transfer.predict",
                "sae_transfer.generalization", "sae_transfer.probes", "sae_transfer.answerable", "sae_transfer.stream",
                "sae_transfer.accumulators", "sae_transfer.cache", "sae_transfer.pairs", "sae_transfer.models",
-               "sae_transfer.datasets", "sae_transfer.outliers", "sae_transfer.hooks", "sae_transfer.verdict")
+               "sae_transfer.datasets", "sae_transfer.outliers", "sae_transfer.hooks", "sae_transfer.verdict",
+               "sae_transfer.crosscoder", "sae_transfer.diffing")
     # the zoo builds and serves models; it never measures, plots or runs chapters
     assert _layer_violations("sae_transfer.zoo", science + ("sae_transfer.book", "sae_transfer.figures")) == []
     # measurements never reach up into figures or the book machinery

@@ -93,10 +93,13 @@ def build_text(zoo: Zoo) -> Path:
 
 def architecture(recipe: ZooRecipe, base: ModelRecipe, vocab_size: int) -> dict:
     """A toy root model's ``HookedTransformerConfig`` keyword arguments (stored as ``arch.json``)."""
-    return dict(n_layers=base.n_layers, d_model=base.d_model, n_heads=base.n_heads,
+    arch = dict(n_layers=base.n_layers, d_model=base.d_model, n_heads=base.n_heads,
                 d_head=base.d_model // base.n_heads, d_mlp=base.d_mlp, n_ctx=recipe.context_size,
                 d_vocab=vocab_size, act_fn="gelu", normalization_type="LN", positional_embedding_type="standard",
                 original_architecture="zoo")
+    if base.seed is not None:
+        arch["seed"] = base.seed  # the initialisation's seed (``new_model``); 0 when absent
+    return arch
 
 
 def build_pretrained(zoo: Zoo, name: str, device: str) -> Path:
@@ -207,7 +210,8 @@ def build_model(zoo: Zoo, name: str, device: str) -> Path:
         if m.checkpoints:  # the base itself, step 0: its parent's stored weights when they are the same form
             step0 = tmp / "checkpoints" / "step_000000.safetensors"
             _link_or(parent / "model.safetensors" if hf_dir is not None else None, step0, save)
-        tlog = train_lm(model, streams, m.mix, m.steps, m.batch_size, m.lr, recipe.seed + 1, m.warmup,
+        seed = (recipe.seed if m.seed is None else m.seed) + 1
+        tlog = train_lm(model, streams, m.mix, m.steps, m.batch_size, m.lr, seed, m.warmup,
                         on_step=on_step, desc=f"train {name}", loss_of=loss_of)
         last = tmp / "checkpoints" / f"step_{m.steps:06d}.safetensors"
         _link_or(last if last.exists() else None, tmp / "model.safetensors", save)
@@ -236,7 +240,8 @@ def build_sae(zoo: Zoo, name: str, device: str) -> Path:
     with atomic_dir(out) as tmp:
         # Real models put a massive activation on BOS; an SAE trained on it would spend itself there.
         exclude = [zoo.bos_id] if recipe.pretrained else False
-        train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.sparsity, s.lr, recipe.seed, device,
+        train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.sparsity, s.lr,
+                  recipe.seed if s.seed is None else s.seed, device,
                   batch_tokens=s.batch_tokens, out_dir=tmp, architecture=s.architecture, exclude_special=exclude,
                   normalize=s.normalize)
         write_json_atomic(tmp / "train_info.json", {"recipe": s, "seconds": time.perf_counter() - t0,

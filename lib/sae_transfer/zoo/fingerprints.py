@@ -33,8 +33,9 @@ def data_fingerprint(recipe: ZooRecipe) -> str:
 
 def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
     m = asdict(recipe.models[name])
-    if m["pretrained"] is None:
-        del m["pretrained"]  # a field toy models never had
+    for key in ("pretrained", "seed"):
+        if m[key] is None:
+            del m[key]  # fields older models never had: their fingerprints stay what they were
     parent = model_fingerprint(recipe, m["parent"]) if m["parent"] else None
     return fingerprint({"model": m, "parent": parent, "data": data_fingerprint(recipe), "seed": recipe.seed,
                         "ctx": recipe.context_size, "v": 1})
@@ -44,6 +45,8 @@ def sae_fingerprint(recipe: ZooRecipe, name: str) -> str:
     s = asdict(recipe.saes[name])
     if s["normalize"] == "none":
         del s["normalize"]  # a field toy SAEs never had
+    if s["seed"] is None:
+        del s["seed"]
     # v2: SAE training seeded (v1 SAEs depended on the process's random state before training)
     extra = {"exclude_bos": True} if recipe.pretrained else {}
     return fingerprint({"sae": s, "model": model_fingerprint(recipe, s["model"]), "seed": recipe.seed, "v": 2,

@@ -39,6 +39,9 @@ class ModelRecipe:
     checkpoints: tuple[float, ...] = ()  # fractions of ``steps`` to save along the way (finetunes)
     warmup: int = 20
     pretrained: str | None = None
+    # Another seed for this model's initialisation and data order (the zoo's seed when absent): an independent
+    # twin of a base, the floor of "unrelated model" for the diffing chapter.
+    seed: int | None = None
 
     def checkpoint_steps(self) -> list[int]:
         if not self.checkpoints:
@@ -63,6 +66,9 @@ class SAERecipe:
     # sae_lens's normalize_activations: "expected_average_only_in" scales inputs to norm sqrt(d_in) while
     # training and folds the scale into the saved weights (real residual streams have norms in the hundreds).
     normalize: str = "none"
+    # Another seed for this SAE's initialisation and buffer (the zoo's seed when absent): a second SAE of the same
+    # model and recipe, the ceiling of what feature matching can reach.
+    seed: int | None = None
 
     @property
     def sparsity(self) -> float:
@@ -113,7 +119,7 @@ def _check_types(where: str, cls, spec: dict) -> None:
         value = spec[f.name]
         if want and (isinstance(value, bool) or not isinstance(value, want)):
             _fail(f"zoo recipe: {where}.{f.name}={value!r} must be {'a number' if kind == 'float' else kind}")
-        if want and kind in ("int", "float") and (value < 0 if f.name == "warmup" else value <= 0):
+        if want and kind in ("int", "float") and (value < 0 if f.name in ("warmup", "seed") else value <= 0):
             _fail(f"zoo recipe: {where}.{f.name}={value!r} must be positive")
 
 

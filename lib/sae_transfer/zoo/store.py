@@ -69,7 +69,7 @@ def new_model(arch: dict, tokenizer=None):
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", DeprecationWarning)  # HookedTransformer is what sae_lens trains on
-        return HookedTransformer(HookedTransformerConfig(**arch, seed=0), tokenizer=tokenizer)
+        return HookedTransformer(HookedTransformerConfig(**{"seed": 0, **arch}), tokenizer=tokenizer)
 
 
 def save_weights(model, path: Path) -> None:

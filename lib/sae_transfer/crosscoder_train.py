@@ -1,0 +1,105 @@
+"""Training a crosscoder on a (base, finetune) pair: the study's settings, the paired activation stream and the
+cached training run. Its own module so that the cache key of a trained crosscoder holds this code and the model's,
+not the chapter's tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import torch
+
+from .cache import cached, entry_path, measurement_key
+from .crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
+from .datasets import TokenSpec, check_token_spec, token_batches
+from .features import own_dataset
+from .hooks import stop_layer
+from .io import fingerprint
+from .pairs import PairSetup
+from .paths import cache_dir
+
+
+@dataclass(frozen=True)
+class DiffingStudy:
+    """``n_train`` crosscoder training tokens (half from the base's data, half from the finetune's), ``n_tokens``
+    held-out evaluation tokens per dataset; ``d_sae = expansion * d_model`` latents, ``k`` active per token."""
+
+    n_train: int
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    expansion: int = 8
+    k: int = 32
+    lr: float = 1e-3
+    batch_tokens: int = 1024
+    top_k: int = 8
+    n_show: int = 24
+    base_data: str = "zoo:prose"
+    seed: int = 0
+
+    def training(self) -> dict:
+        """What a trained crosscoder depends on (evaluation sizes left out, so changing them retrains nothing)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("n_tokens", "top_k", "n_show")}
+
+    def datasets(self, setup: PairSetup, finetune: str) -> list[str]:
+        """The base's data, then the finetune's own (one dataset when they are the same)."""
+        own = own_dataset(setup, finetune, self.base_data)
+        return [self.base_data] if own == self.base_data else [self.base_data, own]
+
+
+def _train_spec(dataset: str, n_tokens: int, study: DiffingStudy) -> TokenSpec:
+    name = dataset if "/" in dataset or not dataset.startswith("zoo:") else f"{dataset}/train"
+    return TokenSpec(name, n_tokens, study.context_size, study.batch_size, study.seed)
+
+
+def paired_activations(pair, specs: list[TokenSpec], zoo: str) -> Iterator[torch.Tensor]:
+    """Both models' activations at the pair's hook [n, 2, d_model], BOS left out, the datasets' batches
+    interleaved so every part of training sees each of them."""
+    stop = stop_layer([pair.hook], pair.base.cfg.n_layers)
+    streams = [token_batches(s, pair.tokenizer, zoo) for s in specs]
+    with torch.inference_mode():
+        while streams:
+            for it in list(streams):
+                tokens = next(it, None)
+                if tokens is None:
+                    streams.remove(it)
+                    continue
+                acts = []
+                for model in (pair.base, pair.finetune):
+                    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=pair.hook,
+                                                    stop_at_layer=stop, return_type=None)
+                    acts.append(cache[pair.hook][:, 1:].flatten(0, 1).float().cpu())
+                yield torch.stack(acts, 1).clone()  # out of inference mode: training reads it
+
+
+def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStudy) -> tuple[Crosscoder, dict]:
+    """The pair's crosscoder, trained once per key (weights in ``<cache>/crosscoders/``, the log in the
+    measurement cache)."""
+    datasets = study.datasets(setup, finetune)
+    share = -(-study.n_train // len(datasets))
+    # 5% more text than the steps need: the shuffle buffer holds some back at the end
+    specs = [_train_spec(d, int(share * 1.05) + study.context_size, study) for d in datasets]
+    for s in specs:
+        check_token_spec(s)
+    key = measurement_key("crosscoder", __name__, setup, finetune=finetune,
+                          tokens=[asdict(s) for s in specs], study=study.training())
+    path = cache_dir() / "crosscoders" / f"{fingerprint(key)}.pt"
+
+    def train() -> dict:
+        pair = load()
+        d = pair.base.cfg.d_model
+        cfg = CrosscoderConfig(d, study.expansion * d, study.k)
+        tc = TrainConfig(study.n_train, study.batch_tokens, study.lr, seed=study.seed)
+        torch.manual_seed(study.seed)
+        cc, log = fit(cfg, tc, lambda: paired_activations(pair, specs, setup.zoo))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(cc.state(), tmp)
+        tmp.replace(path)
+        return log
+
+    if not path.exists():
+        # a log entry without its weights is an interrupted run: train again
+        entry_path("crosscoder", key).unlink(missing_ok=True)
+    log = cached("crosscoder", key, train)
+    return Crosscoder.from_state(torch.load(path, weights_only=True)), log
