@@ -9,7 +9,7 @@ from typing import Iterator
 
 import torch
 
-from .cache import cached, entry_path, measurement_key
+from .cache import cached, entry_path, measurement_key, tokens_identity
 from .crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
 from .datasets import TokenSpec, check_token_spec, token_batches
 from .features import own_dataset
@@ -52,24 +52,29 @@ def _train_spec(dataset: str, n_tokens: int, study: DiffingStudy) -> TokenSpec:
     return TokenSpec(name, n_tokens, study.context_size, study.batch_size, study.seed)
 
 
+def _hook_acts(model, tokens: torch.Tensor, hook: str, stop: int | None) -> torch.Tensor:
+    """[B * (T - 1), d] activations at ``hook``, BOS left out."""
+    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook, stop_at_layer=stop,
+                                    return_type=None)
+    return cache[hook][:, 1:].flatten(0, 1).float().cpu()
+
+
 def paired_activations(pair, specs: list[TokenSpec], zoo: str) -> Iterator[torch.Tensor]:
     """Both models' activations at the pair's hook [n, 2, d_model], BOS left out, the datasets' batches
     interleaved so every part of training sees each of them."""
     stop = stop_layer([pair.hook], pair.base.cfg.n_layers)
     streams = [token_batches(s, pair.tokenizer, zoo) for s in specs]
-    with torch.inference_mode():
-        while streams:
-            for it in list(streams):
-                tokens = next(it, None)
-                if tokens is None:
-                    streams.remove(it)
-                    continue
-                acts = []
-                for model in (pair.base, pair.finetune):
-                    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=pair.hook,
-                                                    stop_at_layer=stop, return_type=None)
-                    acts.append(cache[pair.hook][:, 1:].flatten(0, 1).float().cpu())
-                yield torch.stack(acts, 1).clone()  # out of inference mode: training reads it
+    while streams:
+        for it in list(streams):
+            tokens = next(it, None)
+            if tokens is None:
+                streams.remove(it)
+                continue
+            # inference mode only around the forwards: a generator suspended inside the context would leave it on
+            # for the training steps that consume what it yields
+            with torch.inference_mode():
+                acts = [_hook_acts(model, tokens, pair.hook, stop) for model in (pair.base, pair.finetune)]
+            yield torch.stack(acts, 1).clone()  # a normal tensor: training reads it
 
 
 def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStudy) -> tuple[Crosscoder, dict]:
@@ -82,7 +87,7 @@ def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStud
     for s in specs:
         check_token_spec(s)
     key = measurement_key("crosscoder", __name__, setup, finetune=finetune,
-                          tokens=[asdict(s) for s in specs], study=study.training())
+                          specs=[tokens_identity(s, setup.zoo) for s in specs], study=study.training())
     path = cache_dir() / "crosscoders" / f"{fingerprint(key)}.pt"
 
     def train() -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .accumulators import FeaturePairStats
-from .cache import cached, measurement_key
+from .cache import cached, measurement_key, tokens_identity
 from .crosscoder import Crosscoder, decoder_cosines, relative_norms
 from .crosscoder_stats import CrosscoderStats, MatchedCorrelation
 from .crosscoder_train import DiffingStudy, trained_crosscoder
@@ -96,7 +96,7 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
             per_data[d]["hist"] = [per_data[d]["hist"][j] for j in shown]
         return out
 
-    key = measurement_key("diffing-pair", __name__, setup, finetune=finetune, tokens=[asdict(s) for s in specs],
+    key = measurement_key("diffing-pair", __name__, setup, finetune=finetune, specs=[tokens_identity(s, setup.zoo) for s in specs],
                           study=asdict(study), crosscoder=log)
     return cached("diffing", key, run)
 
@@ -125,13 +125,25 @@ def sae_ceiling(setup: PairSetup, second_sae: str, study: DiffingStudy) -> dict:
     return cached("diffing", key, run)
 
 
+def checkpoint_specs(setup: PairSetup, finetune: str, n: int) -> list[str]:
+    """Up to ``n`` saved checkpoints of a zoo finetune, evenly spread between its first step and its last (both
+    left out: step 0 is the base, the last is the finetune itself); none for hub and local models."""
+    ck = setup.zoo_handle.checkpoints(finetune) if finetune.startswith("zoo:") and n > 0 else None
+    if ck is None:
+        return []
+    inner = [s for s in ck.steps if 0 < s < max(ck.steps)]
+    picks = sorted({inner[round(i * (len(inner) - 1) / max(n - 1, 1))] for i in range(min(n, len(inner)))})
+    return [f"{finetune}@{s}" for s in picks]
+
+
 def measure(setup: PairSetup, finetunes: list[str], study: DiffingStudy, twin: str = "", second_sae: str = "",
-            checkpoints: list[str] = ()) -> dict:
+            n_checkpoints: int = 0) -> dict:
     """``{"pairs": {finetune: pair result}, "checkpoints": {spec: pair result}, "twin": pair result or None,
     "ceiling": sae_ceiling result or None, "study": ...}``; ``twin`` (an independently pretrained copy of the
     base) and ``second_sae`` (the base SAE's recipe from another seed) are the noise floors, left out when
-    empty."""
+    empty; ``n_checkpoints`` crosscoders along the first finetune say whether "new" grows with finetuning."""
     loader = setup.loader()
+    checkpoints = checkpoint_specs(setup, finetunes[0], n_checkpoints)
     pairs = {ft: measure_pair(setup, ft, study, loader) for ft in finetunes}
     ckpts = {c: measure_pair(setup, c, study, loader) for c in checkpoints}
     twin_res = measure_pair(setup, twin, study, loader) if twin else None

@@ -208,12 +208,16 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     **{n: _as_parameter_check(_probe_sizes(n)) for n in ("n_train", "n_test")},
     "context_size": _check_positive("context_size", least=2),
     "domains": _all(_non_empty("domains"), _as_parameter_check(_answerable("check_domains"))),
-    "sae_finetune_lr": _check_positive_float("sae_finetune_lr"),
+    "sae_finetune_lr": _check_positive_float("sae_finetune_lr"), "lr": _check_positive_float("lr"),
+    "twin": _as_parameter_check(lambda v: v == "" or _model_spec("twin")(v)),
+    "second_sae": _as_parameter_check(lambda v: v == "" or parse_spec(v, "second_sae", sae=True)),
+    "base_data": _as_parameter_check(_dataset, "base_data: "),
     **{n: _check_positive(n) for n in ("n_tokens", "batch_size", "checkpoint_tokens", "n_select",
                                        "n_regular", "n_dead", "recovery_tokens", "n_show", "n_shift",
                                        "sts_examples", "demo_tokens", "n_boot", "max_tokens",
-                                       "context_chars")},
-    **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens")},
+                                       "context_chars", "train_tokens", "expansion", "k", "batch_tokens",
+                                       "top_k")},
+    **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens", "n_checkpoints")},
 }
 
 

@@ -58,6 +58,12 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
             check_pair_kinds(base, ft)
     if params.get("sae"):
         check_source(params["sae"], "sae", zoo, sae=True)
+    if params.get("twin"):
+        check_source(params["twin"], "twin", zoo)
+        if base:
+            check_pair_kinds(base, params["twin"])
+    if params.get("second_sae"):
+        check_source(params["second_sae"], "second_sae", zoo, sae=True)
     for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
         check_dataset_source(dataset)
     limit = context_limit(base, zoo) if base else None

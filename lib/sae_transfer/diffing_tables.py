@@ -1,0 +1,198 @@
+"""Tables and headline numbers of the diffing chapter, from ``diffing.measure``'s plain data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import diffing_classes as dc
+from .accumulators import REGULAR
+from .labels import short
+
+TWIN = "twin (unrelated model)"
+
+
+def _label(spec: str) -> str:
+    return short(spec)
+
+
+def _rows(result: dict) -> list[tuple[str, dict]]:
+    """(label, pair result) of every finetune, then the twin."""
+    rows = [(_label(ft), r) for ft, r in result["pairs"].items()]
+    if result.get("twin"):
+        rows.append((TWIN, result["twin"]))
+    return rows
+
+
+def _regular(db, dft) -> np.ndarray:
+    lb, lf = np.log10(np.asarray(db) + 1e-10), np.log10(np.asarray(dft) + 1e-10)
+    lo, hi = REGULAR
+    return (lb >= lo) & (lb <= hi) & (lf >= lo) & (lf <= hi)
+
+
+def pair_summary(r: dict) -> dict[str, float]:
+    """One pair's shares, its crosscoder's quality and the base SAE's mean activation similarity over regular
+    features (the feature chapter's headline, on this chapter's tokens)."""
+    s = dc.shares(r)
+    f = r["features"]
+    reg = _regular(f["density_base"], f["density_finetune"])
+    sim = np.asarray(f["act_sim"], dtype=float)[reg]
+    fvu = list(r["data"].values())[-1]["fvu"]
+    return {**s, "activation sim (regular)": float(np.nanmean(sim)) if reg.any() else float("nan"),
+            "regular features": int(reg.sum()), "FVU base": fvu[0], "FVU finetune": fvu[1],
+            "dead at end of training": r["train"]["dead"], "training tokens": r["train"]["tokens"]}
+
+
+def latent_table(result: dict) -> pd.DataFrame:
+    """Per pair: live latents and the share of each class among them (%), flagged and new latents, the
+    crosscoder's fraction of variance unexplained per model (on the finetune's held-out data)."""
+    rows = []
+    for label, r in _rows(result):
+        s = pair_summary(r)
+        live = max(s["live latents"], 1)
+        rows.append({"pair": label, "live latents": s["live latents"],
+                     **{f"{c} %": 100 * s[f"{c} latents"] / live for c in ("shared", "base-only", "finetune-only",
+                                                                             "between")},
+                     "flagged by scaling": s["flagged by scaling"], "new": s["new latents"],
+                     "FVU base": s["FVU base"], "FVU finetune": s["FVU finetune"]})
+    return pd.DataFrame(rows).set_index("pair")
+
+
+def feature_table(result: dict) -> pd.DataFrame:
+    """Per pair: the base SAE's features that fire on the finetune's data, in four classes (% of them)."""
+    rows = []
+    for label, r in _rows(result):
+        s = pair_summary(r)
+        rows.append({"pair": label, "features firing": s["features firing"],
+                     **{f"{c} %": 100 * s[f"{c} share"] for c in dc.FEATURE_CLASSES},
+                     "new latents": s["new latents"]})
+    return pd.DataFrame(rows).set_index("pair")
+
+
+def ceiling_summary(ceiling: dict) -> dict[str, float]:
+    """Two SAEs of the base: the share of firing features matched within ``MATCH``, the mean correlation of matched
+    regular features' activations, and the share "kept" by the same rule as a finetune's (matched and correlated at
+    least ``KEPT_SIM``)."""
+    cos, corr = np.asarray(ceiling["match_cos"]), np.asarray(ceiling["corr"], dtype=float)
+    d = np.asarray(ceiling["density"])
+    firing = d > 0
+    reg = _regular(d, d)
+    matched = cos >= dc.MATCH
+    return {"matched share": float(matched[firing].mean()),
+            "activation sim (regular)": float(np.nanmean(np.where(matched, corr, 0.0)[reg])),
+            "kept share": float((matched & (np.nan_to_num(corr) >= dc.KEPT_SIM))[firing].mean())}
+
+
+def floors_table(result: dict) -> pd.DataFrame:
+    """Every pair between its bars: the twin (floor), the finetunes, two SAEs of one model (ceiling). Activation
+    similarity over regular features; "matched": the base SAE's firing features with a shared latent within
+    ``MATCH`` (kept + shifted), for the ceiling a feature of the second SAE within ``MATCH``."""
+    rows = []
+    if result.get("ceiling"):
+        c = ceiling_summary(result["ceiling"])
+        rows.append({"pair": "two SAEs of the base (ceiling)", "activation sim (regular)": c["activation sim (regular)"],
+                     "matched %": 100 * c["matched share"], "kept %": 100 * c["kept share"]})
+    for label, r in _rows(result):
+        s = pair_summary(r)
+        rows.append({"pair": label + (" (floor)" if label == TWIN else ""),
+                     "activation sim (regular)": s["activation sim (regular)"],
+                     "matched %": 100 * (s["kept share"] + s["shifted share"]), "kept %": 100 * s["kept share"]})
+    return pd.DataFrame(rows).set_index("pair")
+
+
+def checkpoint_table(result: dict) -> pd.DataFrame:
+    """Along the finetune: one row per checkpoint crosscoder (and the final one), shares in %."""
+    rows = []
+    items = list(result["checkpoints"].items())
+    for spec, r in items + [(ft, r) for ft, r in result["pairs"].items()
+                            if any(c.split("@")[0] == ft for c, _ in items)]:
+        s = pair_summary(r)
+        step = spec.split("@")[1] if "@" in spec else "final"
+        rows.append({"finetune": _label(spec.split("@")[0]), "step": step, "new %": 100 * s["new share"],
+                     "finetune-only %": 100 * s["finetune-only latents"] / max(s["live latents"], 1),
+                     "kept %": 100 * s["kept share"], "lost %": 100 * s["lost share"],
+                     "activation sim (regular)": s["activation sim (regular)"]})
+    return pd.DataFrame(rows).set_index(["finetune", "step"]) if rows else pd.DataFrame()
+
+
+def headline(result: dict) -> dict[str, Any]:
+    """Glue names, none bound to a model's name: the pairs with the most and the fewest new latents (names and
+    shares, %), the kept and lost shares of each of those, the floor and the ceiling, the crosscoders' worst FVU,
+    and the trend along the checkpoints."""
+    pairs = {_label(ft): pair_summary(r) for ft, r in result["pairs"].items()}
+    most = max(pairs, key=lambda k: pairs[k]["new share"])
+    fewest = min(pairs, key=lambda k: pairs[k]["new share"])
+    h: dict[str, Any] = {"n_pairs": len(pairs), "most_new_ft": most, "fewest_new_ft": fewest}
+    for role, name in (("most", most), ("fewest", fewest)):
+        p = pairs[name]
+        h.update({f"{role}_new_pct": 100 * p["new share"], f"{role}_new_count": p["new latents"],
+                  f"{role}_kept_pct": 100 * p["kept share"], f"{role}_lost_pct": 100 * p["lost share"],
+                  f"{role}_shifted_pct": 100 * p["shifted share"], f"{role}_sim": p["activation sim (regular)"],
+                  f"{role}_ftonly_pct": 100 * p["finetune-only latents"] / max(p["live latents"], 1)})
+    h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in pairs.values())
+    h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in pairs.values())
+    h["has_floor"] = bool(result.get("twin"))
+    h["has_ceiling"] = bool(result.get("ceiling"))
+    if result.get("twin"):
+        t = pair_summary(result["twin"])
+        h.update(floor_sim=t["activation sim (regular)"], floor_shared_pct=100 * t["shared share"],
+                 floor_kept_pct=100 * t["kept share"], floor_new_pct=100 * t["new share"])
+    if result.get("ceiling"):
+        c = ceiling_summary(result["ceiling"])
+        h.update(ceiling_sim=c["activation sim (regular)"], ceiling_matched_pct=100 * c["matched share"],
+                 ceiling_kept_pct=100 * c["kept share"])
+    ck = checkpoint_table(result)
+    if len(ck):
+        first, last = ck.iloc[0], ck.iloc[-1]
+        h.update(ckpt_ft=ck.index[0][0], ckpt_first_step=str(ck.index[0][1]), ckpt_first_new=float(first["new %"]),
+                 ckpt_last_new=float(last["new %"]),
+                 ckpt_trend="grows" if last["new %"] > first["new %"] else "does not grow")
+    return h
+
+
+def summary_text(h: dict) -> str:
+    """The chapter's opening sentence, written from the results."""
+    if h["n_pairs"] == 1:
+        text = (f"On {h['most_new_ft']}, {h['most_new_pct']:.1f}% of the crosscoder's live latents are new in the "
+                f"finetune; the base SAE keeps {h['most_kept_pct']:.0f}% of its firing features and loses "
+                f"{h['most_lost_pct']:.0f}%.")
+    else:
+        text = (f"The crosscoder finds the most latents the base SAE cannot see on {h['most_new_ft']} "
+                f"({h['most_new_pct']:.1f}% of live latents new in the finetune; the base SAE keeps "
+                f"{h['most_kept_pct']:.0f}% of its firing features there) and the fewest on {h['fewest_new_ft']} "
+                f"({h['fewest_new_pct']:.1f}%; {h['fewest_kept_pct']:.0f}% kept).")
+    if h["has_floor"] and h["has_ceiling"]:
+        text += (f" For scale: an independently pretrained twin of the base keeps {h['floor_kept_pct']:.0f}%, and a "
+                 f"second SAE of the base itself matches {h['ceiling_kept_pct']:.0f}% by the same rule.")
+    return text
+
+
+def describe(h: dict) -> dict[str, str]:
+    """Paragraphs whose subject depends on the results or on what was measured: ``summary``, ``floors`` (the two
+    bars, or why they are missing) and ``checkpoints`` (the trend along the finetune, or that none was measured)."""
+    out = {"summary": summary_text(h)}
+    if h["has_floor"] and h["has_ceiling"]:
+        lo, hi = sorted([h["fewest_sim"], h["most_sim"]])
+        inside = h["floor_sim"] <= lo and hi <= h["ceiling_sim"]
+        out["floors"] = (
+            f"The base SAE's regular features correlate {h['floor_sim']:.2f} on average between the base and its "
+            f"independently pretrained twin, and a second SAE of the base itself reaches {h['ceiling_sim']:.2f} "
+            f"(matched features' activations on the same tokens). The finetunes sit "
+            f"{'between those bars' if inside else 'outside one of those bars'}: "
+            f"{h['fewest_sim']:.2f} on {h['fewest_new_ft']} and {h['most_sim']:.2f} on {h['most_new_ft']}. "
+            f"By the kept rule, the twin keeps {h['floor_kept_pct']:.0f}% and the second SAE "
+            f"{h['ceiling_kept_pct']:.0f}%: a finetune near the ceiling loses nothing matching can detect; one "
+            f"near the floor is, to its base SAE, an unrelated model.")
+    else:
+        out["floors"] = ("No twin of the base or second SAE was given (`twin`, `second_sae`), so this run has no "
+                         "floor or ceiling: read the shares against the zoo's, where both exist.")
+    if "ckpt_ft" in h:
+        out["checkpoints"] = (
+            f"Along {h['ckpt_ft']}'s finetuning, new latents are {h['ckpt_first_new']:.1f}% of live latents at step "
+            f"{h['ckpt_first_step']} and {h['ckpt_last_new']:.1f}% at the end: the share the base SAE cannot see "
+            f"{h['ckpt_trend']} with finetuning compute.")
+    else:
+        out["checkpoints"] = "No checkpoints were measured (`n_checkpoints` is 0, or the finetune saved none)."
+    return out
