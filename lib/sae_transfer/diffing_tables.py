@@ -33,14 +33,16 @@ def _regular(db, dft) -> np.ndarray:
 
 
 def pair_summary(r: dict) -> dict[str, float]:
-    """One pair's shares, its crosscoder's quality and the base SAE's mean activation similarity over regular
-    features (the feature chapter's headline, on this chapter's tokens)."""
+    """One pair's shares, its crosscoder's quality and the base SAE's mean activation similarity over the features
+    regular in the base (the feature chapter's headline asks regular in both models; against an unrelated twin
+    that would leave out exactly the features that broke), a feature constant in the other model counting 0."""
     s = dc.shares(r)
     f = r["features"]
-    reg = _regular(f["density_base"], f["density_finetune"])
-    sim = np.asarray(f["act_sim"], dtype=float)[reg]
+    # regular in the base (the twin may silence or saturate a feature: that is a similarity of 0, not a gap)
+    reg = _regular(f["density_base"], f["density_base"])
+    sim = np.nan_to_num(np.asarray(f["act_sim"], dtype=float)[reg], nan=0.0)
     fvu = list(r["data"].values())[-1]["fvu"]
-    return {**s, "activation sim (regular)": float(np.nanmean(sim)) if reg.any() else float("nan"),
+    return {**s, "activation sim (regular)": float(sim.mean()) if reg.any() else 0.0,
             "regular features": int(reg.sum()), "FVU base": fvu[0], "FVU finetune": fvu[1],
             "dead at end of training": r["train"]["dead"], "training tokens": r["train"]["tokens"]}
 
@@ -118,18 +120,22 @@ def checkpoint_table(result: dict) -> pd.DataFrame:
 
 
 def headline(result: dict) -> dict[str, Any]:
-    """Glue names, none bound to a model's name: the pairs with the most and the fewest new latents (names and
-    shares, %), the kept and lost shares of each of those, the floor and the ceiling, the crosscoders' worst FVU,
-    and the trend along the checkpoints."""
+    """Glue names, none bound to a model's name: the pair whose base SAE keeps the least (``worst_*``) and another
+    that keeps the most (``best_*``; the same pair when there is one), each with its name, kept, shifted, lost
+    and new shares (%) and new count; the floor and the ceiling; the crosscoders' worst FVU and dead share; the
+    trend along the checkpoints."""
     pairs = {_label(ft): pair_summary(r) for ft, r in result["pairs"].items()}
-    most = max(pairs, key=lambda k: pairs[k]["new share"])
-    fewest = min(pairs, key=lambda k: pairs[k]["new share"])
-    h: dict[str, Any] = {"n_pairs": len(pairs), "most_new_ft": most, "fewest_new_ft": fewest}
-    for role, name in (("most", most), ("fewest", fewest)):
+    worst = min(pairs, key=lambda k: (pairs[k]["kept share"], -pairs[k]["new share"]))
+    others = [k for k in pairs if k != worst] or [worst]
+    best = max(others, key=lambda k: (pairs[k]["kept share"], -pairs[k]["new share"]))
+    h: dict[str, Any] = {"n_pairs": len(pairs), "worst_ft": worst, "best_ft": best,
+                         "total_new": sum(p["new latents"] for p in pairs.values())}
+    for role, name in (("worst", worst), ("best", best)):
         p = pairs[name]
         h.update({f"{role}_new_pct": 100 * p["new share"], f"{role}_new_count": p["new latents"],
                   f"{role}_kept_pct": 100 * p["kept share"], f"{role}_lost_pct": 100 * p["lost share"],
                   f"{role}_shifted_pct": 100 * p["shifted share"], f"{role}_sim": p["activation sim (regular)"],
+                  f"{role}_shared_pct": 100 * p["shared share"],
                   f"{role}_ftonly_pct": 100 * p["finetune-only latents"] / max(p["live latents"], 1)})
     h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in pairs.values())
     h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in pairs.values())
@@ -154,18 +160,20 @@ def headline(result: dict) -> dict[str, Any]:
 
 def summary_text(h: dict) -> str:
     """The chapter's opening sentence, written from the results."""
-    if h["n_pairs"] == 1:
-        text = (f"On {h['most_new_ft']}, {h['most_new_pct']:.1f}% of the crosscoder's live latents are new in the "
-                f"finetune; the base SAE keeps {h['most_kept_pct']:.0f}% of its firing features and loses "
-                f"{h['most_lost_pct']:.0f}%.")
+    def pair(role: str) -> str:
+        return (f"{h[role + '_ft']} keeps {h[role + '_kept_pct']:.0f}% of the base SAE's firing features, shifts "
+                f"{h[role + '_shifted_pct']:.0f}% and loses {h[role + '_lost_pct']:.0f}%")
+    text = pair("worst") + ("." if h["n_pairs"] == 1 else f"; {pair('best')}.")
+    if h["total_new"] == 0:
+        text += (" The crosscoder finds no latent new in any finetune (finetune-only by decoder norm, not flagged by "
+                 "latent scaling, and far from every base-SAE feature).")
     else:
-        text = (f"The crosscoder finds the most latents the base SAE cannot see on {h['most_new_ft']} "
-                f"({h['most_new_pct']:.1f}% of live latents new in the finetune; the base SAE keeps "
-                f"{h['most_kept_pct']:.0f}% of its firing features there) and the fewest on {h['fewest_new_ft']} "
-                f"({h['fewest_new_pct']:.1f}%; {h['fewest_kept_pct']:.0f}% kept).")
+        text += (f" The crosscoder finds {h['worst_new_count']} latents new in {h['worst_ft']} that no base-SAE "
+                 f"feature is close to" + (f", and {h['best_new_count']} in {h['best_ft']}." if h["n_pairs"] > 1
+                                           else "."))
     if h["has_floor"] and h["has_ceiling"]:
-        text += (f" For scale: an independently pretrained twin of the base keeps {h['floor_kept_pct']:.0f}%, and a "
-                 f"second SAE of the base itself matches {h['ceiling_kept_pct']:.0f}% by the same rule.")
+        text += (f" For scale: by the same rule an independently pretrained twin of the base keeps "
+                 f"{h['floor_kept_pct']:.0f}%, and a second SAE of the base itself {h['ceiling_kept_pct']:.0f}%.")
     return text
 
 
@@ -174,14 +182,15 @@ def describe(h: dict) -> dict[str, str]:
     bars, or why they are missing) and ``checkpoints`` (the trend along the finetune, or that none was measured)."""
     out = {"summary": summary_text(h)}
     if h["has_floor"] and h["has_ceiling"]:
-        lo, hi = sorted([h["fewest_sim"], h["most_sim"]])
+        lo, hi = sorted([h["worst_sim"], h["best_sim"]])
         inside = h["floor_sim"] <= lo and hi <= h["ceiling_sim"]
         out["floors"] = (
             f"The base SAE's regular features correlate {h['floor_sim']:.2f} on average between the base and its "
             f"independently pretrained twin, and a second SAE of the base itself reaches {h['ceiling_sim']:.2f} "
             f"(matched features' activations on the same tokens). The finetunes sit "
             f"{'between those bars' if inside else 'outside one of those bars'}: "
-            f"{h['fewest_sim']:.2f} on {h['fewest_new_ft']} and {h['most_sim']:.2f} on {h['most_new_ft']}. "
+            f"{h['worst_sim']:.2f} on {h['worst_ft']}" + (f" and {h['best_sim']:.2f} on {h['best_ft']}. "
+                                                           if h["n_pairs"] > 1 else ". ") +
             f"By the kept rule, the twin keeps {h['floor_kept_pct']:.0f}% and the second SAE "
             f"{h['ceiling_kept_pct']:.0f}%: a finetune near the ceiling loses nothing matching can detect; one "
             f"near the floor is, to its base SAE, an unrelated model.")

@@ -20,6 +20,8 @@ def html(smoke_card):
 def test_book_pages_exist(html):
     for page in ("book/intro.html", "book/chapters/zoo.html", "book/chapters/residuals.html", "book/methods.html",
                  "book/status.html", "book/smollm2-smoke/zoo.html", "book/smollm2-smoke/answerability.html",
+                 "book/chapters/diffing.html", "book/chapters/diffing-pages/index.html",
+                 "book/smollm2-smoke/diffing-pages/index.html",
                  "book/compare.html"):
         assert (html / page).exists(), page
     import re
@@ -87,3 +89,32 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
                 assert f"{results[chapter]['numbers'][key]:.3f}" in body
                 if chapter == "residuals":
                     assert f"code on code: mean cosine {results[chapter]['numbers'][key]:.3f}" in body
+
+
+@pytest.mark.browser
+def test_latent_pages_open_from_the_chapter_and_sort(html, tmp_path):
+    if not browser.available():
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver must be installed in CI (.ci/run installs them)")
+        pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
+        driver.get(f"{url}/book/chapters/diffing.html")
+        assert driver.title.startswith("What the base SAE misses")
+        driver.find_element(By.LINK_TEXT, "Open the latent pages").click()
+        assert driver.current_url.endswith("/book/chapters/diffing-pages/index.html")
+        rows = driver.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert len(rows) >= 60  # at least 20 latents for each of code, math and the twin
+        # sorting by relative norm puts the rows in order
+        driver.find_elements(By.TAG_NAME, "th")[3].click()
+        norms = [float(r.find_elements(By.TAG_NAME, "td")[3].text) for r in
+                 driver.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        assert norms == sorted(norms)
+        hrefs = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "tbody a")]
+        for href in hrefs[:: max(1, len(hrefs) // 6)]:
+            driver.get(href)
+            assert driver.title.startswith("latent ")
+            contexts = driver.find_elements(By.CSS_SELECTOR, "div.ctx")
+            assert contexts and contexts[0].find_elements(By.TAG_NAME, "mark")
+            assert driver.find_elements(By.CSS_SELECTOR, "svg rect")

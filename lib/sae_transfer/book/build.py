@@ -241,11 +241,28 @@ def build_html(book: Book, strict: bool = True) -> Path:
     return book.html_dir
 
 
+def copy_pages(book: Book) -> list[Path]:
+    """Static pages a chapter wrote beside its notebook (``<run>/pages/``, e.g. the diffing chapter's latent pages)
+    go next to the chapter's HTML page as ``<chapter>-pages/``, where the chapter links to them; Sphinx never sees
+    them. Returns the directories copied."""
+    out = []
+    for part in book.parts:
+        for name in chapter_names():
+            src = book.run_dir(part, name) / "pages"
+            if book.holds(name) and src.is_dir():
+                dest = book.html_dir / Path(part.page(name)).parent / f"{name}-pages"
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(src, dest)
+                out.append(dest)
+    return out
+
+
 def build_book(book: Book, force: bool = False, device: str | None = None) -> Path:
     """Every chapter, then the HTML. Raises ``ChapterFailed`` after building the book if any chapter failed."""
     t0 = time.perf_counter()
     done, failed = run_all(book, force=force, device=device)
     html = build_html(book)
+    copy_pages(book)
     print(f"book built in {time.perf_counter() - t0:.0f} s: open {html / 'index.html'}", flush=True)
     if failed:
         raise ChapterFailed(f"{len(failed)} of {len(done) + len(failed)} chapters failed "
