@@ -10,7 +10,7 @@ import torch
 from sae_transfer import diffing_classes as dc
 from sae_transfer.crosscoder import (CrosscoderConfig, TrainConfig, decoder_cosines, fit, fvu, relative_norms,
                                      shuffled)
-from sae_transfer.crosscoder_stats import CrosscoderStats
+from sae_transfer.crosscoder_stats import CrosscoderStats, refit_decoders
 
 D, N_FEAT = 64, 48
 
@@ -81,6 +81,27 @@ def test_reconstruction_and_latent_scaling(planted):
     assert abs(beta[0, 1, j]) < 0.1
     assert max(res["fvu"]) < 0.05
     assert res["top_tokens"][j][0] % 51 != 0
+
+
+def test_least_squares_decoders_find_what_each_model_holds(planted):
+    cc, _, U, p, batches = planted
+    stats = CrosscoderStats(cc, "h", top_k=0)
+    for _, x in zip(range(4), batches()):
+        acts = x[:2040].view(40, 51, 2, D)
+        stats.update(None, {"h": acts[:, :, 0]}, {"h": acts[:, :, 1]})
+    refit = refit_decoders([stats])  # [d_sae, 2, D]
+    ft_dirs = torch.nn.functional.normalize(cc.W_dec.detach()[:, 1], dim=-1)
+    j = int((ft_dirs @ p).argmax())
+    norms = refit[j].norm(dim=-1)
+    # the planted latent: nothing of it in the base's activations, all of it along p in the finetune's
+    assert float(norms[0] / norms[1]) < 0.05
+    assert float(torch.nn.functional.cosine_similarity(refit[j, 1], p, dim=0)) > 0.95
+    # shared latents: the same direction in both models, as the data were built
+    base_dirs = torch.nn.functional.normalize(refit[:, 0], dim=-1)
+    best = (base_dirs @ U.T).max(0)
+    shared = best.indices[best.values > 0.9]
+    assert len(shared) >= 40
+    assert float(torch.nn.functional.cosine_similarity(refit[shared, 0], refit[shared, 1], dim=-1).min()) > 0.95
 
 
 def test_shuffle_buffer_keeps_every_token_once():

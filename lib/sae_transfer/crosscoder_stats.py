@@ -22,7 +22,9 @@ class CrosscoderStats:
     side ``s``, ``beta[m|s]_j = sum f_j (d_j^s . e_m^(j)) / (||d_j^s||^2 sum f_j^2)``, how much of model ``m``'s
     activation the latent explains along that direction, ``e_m^(j)`` being model ``m``'s reconstruction error with
     latent ``j``'s own term added back (Minder et al. 2025). Per model: the reconstruction error and the moments
-    that give the fraction of variance unexplained. Position 0 (BOS) is left out."""
+    that give the fraction of variance unexplained. For the least-squares decoders (``refit_decoders``): the
+    latents' Gram matrix ``F^T F`` [d_sae, d_sae] and ``F^T (x_m - b_dec_m)`` [M, d_sae, d], fp64, fixed in size.
+    Position 0 (BOS) is left out."""
 
     def __init__(self, cc, hook: str, top_k: int = 8):
         self.cc, self.hook, self.k = cc, hook, top_k
@@ -35,6 +37,7 @@ class CrosscoderStats:
         self.top = (torch.full((d_sae, top_k), -1.0), torch.full((d_sae, top_k), -1, dtype=torch.long))
         self.beta_num = z(M, M, d_sae)  # [model m, direction side s, latent]
         self.err, self.x_sum, self.x_sq = z(M), z(M, cc.cfg.d_in), z(M)
+        self.gram, self.cross = z(d_sae, d_sae), z(M, d_sae, cc.cfg.d_in)
 
     @torch.no_grad()
     def update(self, tokens, base: dict, finetune: dict) -> None:
@@ -64,6 +67,8 @@ class CrosscoderStats:
                 # d_j^s . e_m^(j) = d_j^s . err_m + f_j (d_j^s . d_j^m)
                 proj = err[:, m] @ W[:, s].T  # [n, d_sae]
                 self.beta_num[m, s] += (fd * proj.double()).sum(0) + (W[:, s] * W[:, m]).sum(-1).double() * (fd * fd).sum(0)
+        self.gram += fd.T @ fd
+        self.cross += torch.einsum("ns,nmd->msd", fd, (xn - cc.b_dec.detach()).double())
         self.err += err.double().pow(2).sum((0, 2))
         self.x_sum += xn.double().sum(0)
         self.x_sq += xn.double().pow(2).sum((0, 2))
@@ -91,6 +96,21 @@ class CrosscoderStats:
                 "hist": self.hist.tolist(), "hist_edges": LATENT_BINS.edges(),
                 "top_values": self.top[0].tolist(), "top_tokens": self.top[1].tolist(),
                 "beta": beta.tolist(), "fvu": (self.err / total).tolist()}
+
+
+def refit_decoders(stats: list[CrosscoderStats], ridge: float = 1e-6) -> torch.Tensor:
+    """Each model's least-squares decoders for the crosscoder's latents on the evaluation tokens of every dataset:
+    ``D_m = (F^T F + ridge * mean diag * I)^-1 F^T (x_m - b_dec_m)``, returned as [d_sae, M, d] (fp32).
+
+    Why: trained decoders keep the mark of their initialisation when training is short (a latent's two decoders
+    drawn independently stayed near-orthogonal for a finetune three steps from its base; drawn shared, they stayed
+    close for an unrelated twin). Given the latents, the least-squares decoders do not depend on it: they are what
+    each model's activations say about each latent, so the relative norms and decoder cosines read from them."""
+    gram = sum(s.gram for s in stats)
+    cross = sum(s.cross for s in stats)
+    lam = ridge * float(gram.diagonal().mean().clamp_min(1e-30))
+    a = gram + lam * torch.eye(len(gram), dtype=gram.dtype)
+    return torch.stack([torch.linalg.solve(a, cross[m]) for m in range(len(cross))], 1).float()
 
 
 class MatchedCorrelation:

@@ -47,9 +47,18 @@ class DiffingStudy:
         return [self.base_data] if own == self.base_data else [self.base_data, own]
 
 
-def _train_spec(dataset: str, n_tokens: int, study: DiffingStudy) -> TokenSpec:
-    name = dataset if "/" in dataset or not dataset.startswith("zoo:") else f"{dataset}/train"
-    return TokenSpec(name, n_tokens, study.context_size, study.batch_size, study.seed)
+def train_specs(study: DiffingStudy, datasets: list[str]) -> list[TokenSpec]:
+    """Training tokens, an equal share from each dataset (5% more text than the steps need: the shuffle buffer
+    holds some back at the end): a zoo corpus's train split, or the first windows of any other dataset."""
+    share = int(-(-study.n_train // len(datasets)) * 1.05) + study.context_size
+    return [TokenSpec(f"{d}/train" if d.startswith("zoo:") and "/" not in d else d, share, study.context_size,
+                      study.batch_size, study.seed) for d in datasets]
+
+
+def eval_specs(study: DiffingStudy, datasets: list[str]) -> list[TokenSpec]:
+    """Held-out tokens of each dataset: a zoo corpus's held-out split, or the windows after the training ones."""
+    return [TokenSpec(d, study.n_tokens, study.context_size, study.batch_size, study.seed)
+            if d.startswith("zoo:") else t.after(study.n_tokens) for d, t in zip(datasets, train_specs(study, datasets))]
 
 
 def _hook_acts(model, tokens: torch.Tensor, hook: str, stop: int | None) -> torch.Tensor:
@@ -80,10 +89,7 @@ def paired_activations(pair, specs: list[TokenSpec], zoo: str) -> Iterator[torch
 def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStudy) -> tuple[Crosscoder, dict]:
     """The pair's crosscoder, trained once per key (weights in ``<cache>/crosscoders/``, the log in the
     measurement cache)."""
-    datasets = study.datasets(setup, finetune)
-    share = -(-study.n_train // len(datasets))
-    # 5% more text than the steps need: the shuffle buffer holds some back at the end
-    specs = [_train_spec(d, int(share * 1.05) + study.context_size, study) for d in datasets]
+    specs = train_specs(study, study.datasets(setup, finetune))
     for s in specs:
         check_token_spec(s)
     key = measurement_key("crosscoder", __name__, setup, finetune=finetune,

@@ -18,8 +18,8 @@ import torch
 from .accumulators import FeaturePairStats
 from .cache import cached, measurement_key, tokens_identity
 from .crosscoder import Crosscoder, decoder_cosines, relative_norms
-from .crosscoder_stats import CrosscoderStats, MatchedCorrelation
-from .crosscoder_train import DiffingStudy, trained_crosscoder
+from .crosscoder_stats import CrosscoderStats, MatchedCorrelation, refit_decoders
+from .crosscoder_train import DiffingStudy, eval_specs, trained_crosscoder
 from .datasets import TokenSpec, token_batches, token_windows
 from .diffing_classes import latent_classes, shown_latents
 from .features import context_text
@@ -28,11 +28,12 @@ from .pairs import PairSetup
 from .stream import run_pass
 
 
-def _logit_effects(cc: Crosscoder, models, latents: list[int], tokenizer, n: int = 6) -> list[dict]:
-    """Per latent and model, the tokens its decoder direction promotes and suppresses most through that model's
-    unembedding (the direct path, final norm left out)."""
+def _logit_effects(cc: Crosscoder, decoders: torch.Tensor, models, latents: list[int], tokenizer,
+                   n: int = 6) -> list[dict]:
+    """Per latent and model, the tokens its decoder direction (``decoders`` [d_cc, M, d], normalised space)
+    promotes and suppresses most through that model's unembedding (the direct path, final norm left out)."""
     out = []
-    W = cc.W_dec.detach()
+    W = decoders
     for j in latents:
         row = {}
         for m, (name, model) in enumerate(models):
@@ -56,27 +57,31 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
     load = lambda: loader(finetune)  # noqa: E731
     cc, log = trained_crosscoder(setup, finetune, load, study)
     datasets = study.datasets(setup, finetune)
-    specs = [TokenSpec(d, study.n_tokens, study.context_size, study.batch_size, study.seed) for d in datasets]
+    specs = eval_specs(study, datasets)
 
     def run() -> dict:
         pair = load()
-        per_data, sae_stats = {}, None
+        per_data, sae_stats, accumulators = {}, None, []
         for i, spec in enumerate(specs):
             accs = [CrosscoderStats(cc, pair.hook, study.top_k)]
+            accumulators.append(accs[0])
             if i == len(specs) - 1:
                 accs.append(FeaturePairStats(pair.sae, pair.hook))
             res = run_pass(pair.base, pair.finetune, token_batches(spec, pair.tokenizer, setup.zoo), [pair.hook],
                            accs, spec.n_batches(), desc=f"crosscoder on {spec.dataset}", memory=setup.memory)
             per_data[spec.dataset] = res[0]
             sae_stats = res[-1] if len(res) > 1 else sae_stats
-        rel, dcos = relative_norms(cc), decoder_cosines(cc)
+        refit = refit_decoders(accumulators)  # [d_cc, M, d]
+        norms = refit.norm(dim=-1)
+        rel = norms[:, 1] / norms.sum(1).clamp_min(1e-12)
+        dcos = torch.nn.functional.cosine_similarity(refit[:, 0], refit[:, 1], dim=-1)
         sae_dec = torch.nn.functional.normalize(pair.sae.W_dec.detach().float().cpu(), dim=-1)  # [n_sae, d]
-        cc_dec = torch.nn.functional.normalize(cc.W_dec.detach(), dim=-1)  # [d_cc, M, d]
+        cc_dec = torch.nn.functional.normalize(refit, dim=-1)
         cos_base = sae_dec @ cc_dec[:, 0].T  # [n_sae, d_cc]: the base SAE against the base-side decoders
         best_for_feature = cos_base.max(1)
         best_for_latent = (sae_dec @ cc_dec[:, 1].T).max(0)  # finetune-side decoders: what "new" is tested on
-        latents = {"rel_norm": rel.tolist(), "decoder_cos": dcos.tolist(),
-                   "norms": cc.decoder_norms().detach().tolist(),
+        latents = {"rel_norm": rel.tolist(), "decoder_cos": dcos.tolist(), "norms": norms.tolist(),
+                   "trained_rel_norm": relative_norms(cc).tolist(), "trained_decoder_cos": decoder_cosines(cc).tolist(),
                    "sae_match": best_for_latent.indices.tolist(), "sae_match_cos": best_for_latent.values.tolist()}
         features = {"match": best_for_feature.indices.tolist(), "match_cos": best_for_feature.values.tolist(),
                     "act_sim": sae_stats["act_sim"], "density_base": sae_stats["density_base"],
@@ -88,7 +93,7 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
         windows = {s.dataset: token_windows(s, pair.tokenizer, setup.zoo) for s in specs}
         out["pages"] = {"latents": shown,
                         "contexts": {d: _contexts(per_data[d], windows[d], pair.tokenizer, shown) for d in datasets},
-                        "logits": _logit_effects(cc, [("base", pair.base), ("finetune", pair.finetune)], shown,
+                        "logits": _logit_effects(cc, refit, [("base", pair.base), ("finetune", pair.finetune)], shown,
                                                  pair.tokenizer)}
         for d in datasets:  # what the pages and tables need is kept; the top-k lists of every latent are not
             for k in ("top_values", "top_tokens"):

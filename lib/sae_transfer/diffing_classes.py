@@ -1,7 +1,8 @@
 """The diffing chapter's classes and every threshold behind them, in one place.
 
 Crosscoder latents, by the relative decoder norm ``r = ||d_ft|| / (||d_base|| + ||d_ft||)`` (the thresholds of
-Minder et al. 2025): **base-only** ``r <= 0.1``, **finetune-only** ``r >= 0.9``, **shared** ``0.3 <= r <= 0.7``,
+Minder et al. 2025), read from each model's least-squares decoders (``crosscoder_stats.refit_decoders``):
+**base-only** ``r <= 0.1``, **finetune-only** ``r >= 0.9``, **shared** ``0.3 <= r <= 0.7``,
 **between** otherwise, **dead** when the latent never fires on the held-out tokens. A model-specific latent whose
 latent-scaling ratio (how much of the *other* model's activation it explains, over how much of its own) is at
 least ``SCALING`` only looks specific: it is flagged, not counted as new or lost.
@@ -23,7 +24,10 @@ import numpy as np
 
 BASE_ONLY, FT_ONLY = 0.1, 0.9
 SHARED = (0.3, 0.7)
-MATCH = 0.7
+# A crosscoder (BatchTopK, k = 32) and the zoo's L1 SAE (L0 about 9% of its width) learn different dictionaries:
+# for a finetune three steps from its base, the median base-SAE feature's closest latent is at cosine 0.58 and only
+# 16% reach 0.7, where two SAEs of the same recipe match 96%. At 0.5 most features find their latent.
+MATCH = 0.5
 SHIFT = 0.9
 KEPT_SIM = 0.8
 LOST = 0.1
