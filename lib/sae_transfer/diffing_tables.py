@@ -42,14 +42,17 @@ def pair_summary(r: dict) -> dict[str, float]:
     reg = _regular(f["density_base"], f["density_base"])
     sim = np.nan_to_num(np.asarray(f["act_sim"], dtype=float)[reg], nan=0.0)
     fvu = list(r["data"].values())[-1]["fvu"]
+    classes = np.asarray(dc.latent_classes(r))
+    dcos = np.asarray(r["latents"]["decoder_cos"])[classes == "shared"]
     return {**s, "activation sim (regular)": float(sim.mean()) if reg.any() else 0.0,
+            "decoder cos (median, shared)": float(np.median(dcos)) if len(dcos) else 0.0,
             "regular features": int(reg.sum()), "FVU base": fvu[0], "FVU finetune": fvu[1],
             "dead at end of training": r["train"]["dead"], "training tokens": r["train"]["tokens"]}
 
 
 def latent_table(result: dict) -> pd.DataFrame:
     """Per pair: live latents and the share of each class among them (%), flagged and new latents, the
-    crosscoder's fraction of variance unexplained per model (on the finetune's held-out data)."""
+    crosscoder's variance unexplained per model (% , on the finetune's held-out data)."""
     rows = []
     for label, r in _rows(result):
         s = pair_summary(r)
@@ -58,7 +61,7 @@ def latent_table(result: dict) -> pd.DataFrame:
                      **{f"{c} %": 100 * s[f"{c} latents"] / live for c in ("shared", "base-only", "finetune-only",
                                                                              "between")},
                      "flagged by scaling": s["flagged by scaling"], "new": s["new latents"],
-                     "FVU base": s["FVU base"], "FVU finetune": s["FVU finetune"]})
+                     "unexplained % base": 100 * s["FVU base"], "unexplained % finetune": 100 * s["FVU finetune"]})
     return pd.DataFrame(rows).set_index("pair")
 
 
@@ -135,15 +138,17 @@ def headline(result: dict) -> dict[str, Any]:
         h.update({f"{role}_new_pct": 100 * p["new share"], f"{role}_new_count": p["new latents"],
                   f"{role}_kept_pct": 100 * p["kept share"], f"{role}_lost_pct": 100 * p["lost share"],
                   f"{role}_shifted_pct": 100 * p["shifted share"], f"{role}_sim": p["activation sim (regular)"],
-                  f"{role}_shared_pct": 100 * p["shared share"],
+                  f"{role}_shared_pct": 100 * p["shared share"], f"{role}_dcos": p["decoder cos (median, shared)"],
                   f"{role}_ftonly_pct": 100 * p["finetune-only latents"] / max(p["live latents"], 1)})
-    h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in pairs.values())
-    h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in pairs.values())
+    every = [pair_summary(r) for _, r in _rows(result)]  # the twin's crosscoder too
+    h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in every)
+    h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in every)
     h["has_floor"] = bool(result.get("twin"))
     h["has_ceiling"] = bool(result.get("ceiling"))
     if result.get("twin"):
         t = pair_summary(result["twin"])
         h.update(floor_sim=t["activation sim (regular)"], floor_shared_pct=100 * t["shared share"],
+                 floor_dcos=t["decoder cos (median, shared)"],
                  floor_kept_pct=100 * t["kept share"], floor_new_pct=100 * t["new share"])
     if result.get("ceiling"):
         c = ceiling_summary(result["ceiling"])
@@ -153,7 +158,8 @@ def headline(result: dict) -> dict[str, Any]:
     if len(ck):
         first, last = ck.iloc[0], ck.iloc[-1]
         h.update(ckpt_ft=ck.index[0][0], ckpt_first_step=str(ck.index[0][1]), ckpt_first_new=float(first["new %"]),
-                 ckpt_last_new=float(last["new %"]),
+                 ckpt_last_new=float(last["new %"]), ckpt_first_kept=float(first["kept %"]),
+                 ckpt_last_kept=float(last["kept %"]),
                  ckpt_trend="grows" if last["new %"] > first["new %"] else "does not grow")
     return h
 
@@ -166,7 +172,15 @@ def summary_text(h: dict) -> str:
     text = pair("worst") + ("." if h["n_pairs"] == 1 else f"; {pair('best')}.")
     if h["total_new"] == 0:
         text += (" The crosscoder finds no latent new in any finetune (finetune-only by decoder norm, not flagged by "
-                 "latent scaling, and far from every base-SAE feature).")
+                 "latent scaling, and far from every base-SAE feature)")
+        if h["has_floor"] and h["floor_shared_pct"] > 90:
+            text += (f", and neither does it for the independently pretrained twin, whose latents are "
+                     f"{h['floor_shared_pct']:.0f}% shared: at this scale every latent is read by both models, so the "
+                     f"relative norm cannot tell models apart. The decoder cosine can: its median over shared latents "
+                     f"is {h['floor_dcos']:.2f} for the twin, {h['worst_dcos']:.2f} on {h['worst_ft']}" +
+                     (f" and {h['best_dcos']:.2f} on {h['best_ft']}." if h["n_pairs"] > 1 else "."))
+        else:
+            text += "."
     else:
         text += (f" The crosscoder finds {h['worst_new_count']} latents new in {h['worst_ft']} that no base-SAE "
                  f"feature is close to" + (f", and {h['best_new_count']} in {h['best_ft']}." if h["n_pairs"] > 1
@@ -182,18 +196,21 @@ def describe(h: dict) -> dict[str, str]:
     bars, or why they are missing) and ``checkpoints`` (the trend along the finetune, or that none was measured)."""
     out = {"summary": summary_text(h)}
     if h["has_floor"] and h["has_ceiling"]:
-        lo, hi = sorted([h["worst_sim"], h["best_sim"]])
-        inside = h["floor_sim"] <= lo and hi <= h["ceiling_sim"]
+        def where(sim: float) -> str:
+            if sim < h["floor_sim"]:
+                return "below the floor"
+            return "above the ceiling" if sim > h["ceiling_sim"] else "between the bars"
+        roles = ["worst"] + (["best"] if h["n_pairs"] > 1 else [])
+        placed = "; ".join(f"{h[r + '_ft']} {h[r + '_sim']:.2f}, {where(h[r + '_sim'])}" for r in roles)
         out["floors"] = (
             f"The base SAE's regular features correlate {h['floor_sim']:.2f} on average between the base and its "
-            f"independently pretrained twin, and a second SAE of the base itself reaches {h['ceiling_sim']:.2f} "
-            f"(matched features' activations on the same tokens). The finetunes sit "
-            f"{'between those bars' if inside else 'outside one of those bars'}: "
-            f"{h['worst_sim']:.2f} on {h['worst_ft']}" + (f" and {h['best_sim']:.2f} on {h['best_ft']}. "
-                                                           if h["n_pairs"] > 1 else ". ") +
-            f"By the kept rule, the twin keeps {h['floor_kept_pct']:.0f}% and the second SAE "
-            f"{h['ceiling_kept_pct']:.0f}%: a finetune near the ceiling loses nothing matching can detect; one "
-            f"near the floor is, to its base SAE, an unrelated model.")
+            f"independently pretrained twin (floor), and {h['ceiling_sim']:.2f} between the base SAE and a second "
+            f"SAE of the base on the same tokens (ceiling). The finetunes: {placed}. The ceiling compares two "
+            f"dictionaries of one model, a finetune one dictionary in two models, so a finetune close to its base "
+            f"can pass it. By the kept rule the twin keeps {h['floor_kept_pct']:.0f}% and the second SAE "
+            f"{h['ceiling_kept_pct']:.0f}%. The median decoder cosine of shared latents is {h['floor_dcos']:.2f} "
+            f"for the twin, {h['worst_dcos']:.2f} on {h['worst_ft']}"
+            + (f" and {h['best_dcos']:.2f} on {h['best_ft']}." if h["n_pairs"] > 1 else "."))
     else:
         out["floors"] = ("No twin of the base or second SAE was given (`twin`, `second_sae`), so this run has no "
                          "floor or ceiling: read the shares against the zoo's, where both exist.")
@@ -201,7 +218,8 @@ def describe(h: dict) -> dict[str, str]:
         out["checkpoints"] = (
             f"Along {h['ckpt_ft']}'s finetuning, new latents are {h['ckpt_first_new']:.1f}% of live latents at step "
             f"{h['ckpt_first_step']} and {h['ckpt_last_new']:.1f}% at the end: the share the base SAE cannot see "
-            f"{h['ckpt_trend']} with finetuning compute.")
+            f"{h['ckpt_trend']} with finetuning compute. The base SAE's kept share goes from "
+            f"{h['ckpt_first_kept']:.1f}% to {h['ckpt_last_kept']:.1f}%.")
     else:
         out["checkpoints"] = "No checkpoints were measured (`n_checkpoints` is 0, or the finetune saved none)."
     return out

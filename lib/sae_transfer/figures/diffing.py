@@ -62,7 +62,7 @@ def feature_classes(table: pd.DataFrame):
     ax.set_xlim(0, 100)
     ax.invert_yaxis()
     ax.set_xlabel("% of the base SAE's features that fire on the finetune's data")
-    ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(table) < 4 else -0.2))
+    ax.legend(ncol=4, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

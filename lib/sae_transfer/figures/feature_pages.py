@@ -64,7 +64,7 @@ def _histogram(counts: list[int], edges: list[float], color: str) -> str:
                    f" fill='{color}'/>" for i, c in enumerate(counts) if c)
     labels = "".join(f"<text x='{(e - edges[0]) / (edges[-1] - edges[0]) * w:.0f}' y='{h + 12}' font-size='10' "
                      f"text-anchor='middle'>1e{e:.0f}</text>" for e in edges if float(e).is_integer())
-    return (f"<svg width='{w + 10}' height='{h + 16}' viewBox='-5 0 {w + 10} {h + 16}' role='img' "
+    return (f"<svg width='{w + 30}' height='{h + 16}' viewBox='-15 0 {w + 30} {h + 16}' role='img' "
             f"aria-label='activation histogram'>{bars}<line x1='0' y1='{h}' x2='{w}' y2='{h}' stroke='#999'/>"
             f"{labels}</svg>")
 
