@@ -59,14 +59,15 @@ class CrosscoderStats:
         bins = ((f.clamp_min(1e-30).log10() - LATENT_BINS.lo) / (LATENT_BINS.hi - LATENT_BINS.lo) * LATENT_BINS.n)
         bins = bins.floor().clamp(0, LATENT_BINS.n - 1).long()
         latent = torch.arange(f.shape[1]).expand_as(f)
-        self.hist.view(-1).index_add_(0, (latent * LATENT_BINS.n + bins)[nz], torch.ones(int(nz.sum()),
-                                                                                          dtype=torch.long))
+        flat = (latent * LATENT_BINS.n + bins)[nz]
+        self.hist.view(-1).index_add_(0, flat, torch.ones(len(flat), dtype=torch.long))
         W = cc.W_dec.detach()  # [d_sae, M, d]
         for s in range(cc.cfg.n_models):
             for m in range(cc.cfg.n_models):
                 # d_j^s . e_m^(j) = d_j^s . err_m + f_j (d_j^s . d_j^m)
                 proj = err[:, m] @ W[:, s].T  # [n, d_sae]
-                self.beta_num[m, s] += (fd * proj.double()).sum(0) + (W[:, s] * W[:, m]).sum(-1).double() * (fd * fd).sum(0)
+                own = (W[:, s] * W[:, m]).sum(-1).double()  # d_j^s . d_j^m
+                self.beta_num[m, s] += (fd * proj.double()).sum(0) + own * (fd * fd).sum(0)
         self.gram += fd.T @ fd
         self.cross += torch.einsum("ns,nmd->msd", fd, (xn - cc.b_dec.detach()).double())
         self.err += err.double().pow(2).sum((0, 2))

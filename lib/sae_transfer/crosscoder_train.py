@@ -57,8 +57,9 @@ def train_specs(study: DiffingStudy, datasets: list[str]) -> list[TokenSpec]:
 
 def eval_specs(study: DiffingStudy, datasets: list[str]) -> list[TokenSpec]:
     """Held-out tokens of each dataset: a zoo corpus's held-out split, or the windows after the training ones."""
+    train = train_specs(study, datasets)
     return [TokenSpec(d, study.n_tokens, study.context_size, study.batch_size, study.seed)
-            if d.startswith("zoo:") else t.after(study.n_tokens) for d, t in zip(datasets, train_specs(study, datasets))]
+            if d.startswith("zoo:") else t.after(study.n_tokens) for d, t in zip(datasets, train)]
 
 
 def _hook_acts(model, tokens: torch.Tensor, hook: str, stop: int | None) -> torch.Tensor:

@@ -101,7 +101,8 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
             per_data[d]["hist"] = [per_data[d]["hist"][j] for j in shown]
         return out
 
-    key = measurement_key("diffing-pair", __name__, setup, finetune=finetune, specs=[tokens_identity(s, setup.zoo) for s in specs],
+    key = measurement_key("diffing-pair", __name__, setup, finetune=finetune,
+                          specs=[tokens_identity(s, setup.zoo) for s in specs],
                           study=asdict(study), crosscoder=log)
     return cached("diffing", key, run)
 

@@ -137,7 +137,8 @@ def headline(result: dict) -> dict[str, Any]:
         p = pairs[name]
         h.update({f"{role}_new_pct": 100 * p["new share"], f"{role}_new_count": p["new latents"],
                   f"{role}_kept_pct": 100 * p["kept share"], f"{role}_lost_pct": 100 * p["lost share"],
-                  f"{role}_shifted_pct": 100 * p["shifted share"], f"{role}_sim": p["activation sim (regular)"],
+                  f"{role}_shifted_pct": 100 * p["shifted share"], f"{role}_unmatched_pct": 100 * p["unmatched share"],
+                  f"{role}_sim": p["activation sim (regular)"],
                   f"{role}_shared_pct": 100 * p["shared share"], f"{role}_dcos": p["decoder cos (median, shared)"],
                   f"{role}_ftonly_pct": 100 * p["finetune-only latents"] / max(p["live latents"], 1)})
     every = [pair_summary(r) for _, r in _rows(result)]  # the twin's crosscoder too
@@ -185,6 +186,11 @@ def summary_text(h: dict) -> str:
         text += (f" The crosscoder finds {h['worst_new_count']} latents new in {h['worst_ft']} that no base-SAE "
                  f"feature is close to" + (f", and {h['best_new_count']} in {h['best_ft']}." if h["n_pairs"] > 1
                                            else "."))
+    if h["worst_unmatched_pct"] > 50:
+        text += (f" But {h['worst_unmatched_pct']:.0f}% of the base SAE's features on {h['worst_ft']} find no shared "
+                 f"crosscoder latent within the match threshold, and the crosscoder leaves up to "
+                 f"{100 * h['fvu_max']:.0f}% of the variance unexplained: the two dictionaries differ, and these classes "
+                 f"say little here.")
     if h["has_floor"] and h["has_ceiling"]:
         text += (f" For scale: by the same rule an independently pretrained twin of the base keeps "
                  f"{h['floor_kept_pct']:.0f}%, and a second SAE of the base itself {h['ceiling_kept_pct']:.0f}%.")
