@@ -60,8 +60,9 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
         check_source(params["sae"], "sae", zoo, sae=True)
     if params.get("twin"):
         check_source(params["twin"], "twin", zoo)
-        if base:
-            check_pair_kinds(base, params["twin"])
+        if base and base.startswith("zoo:") != params["twin"].startswith("zoo:"):
+            raise SpecError(f"twin={params['twin']!r}: base={base!r} pairs only with a twin of the same source "
+                            "(zoo with zoo); the crosscoder reads both on the same tokens")
     if params.get("second_sae"):
         check_source(params["second_sae"], "second_sae", zoo, sae=True)
     for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
