@@ -143,6 +143,7 @@ def headline(result: dict) -> dict[str, Any]:
                   f"{role}_ftonly_pct": 100 * p["finetune-only latents"] / max(p["live latents"], 1)})
     every = [pair_summary(r) for _, r in _rows(result)]  # the twin's crosscoder too
     h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in every)
+    h["fvu_max_pct"] = 100 * h["fvu_max"]
     h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in every)
     h["has_floor"] = bool(result.get("twin"))
     h["has_ceiling"] = bool(result.get("ceiling"))

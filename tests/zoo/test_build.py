@@ -10,13 +10,30 @@ from sae_transfer.zoo.card import format_card, sae_quality
 
 
 def test_card_has_every_artifact_and_sane_losses(smoke_card):
-    assert set(smoke_card["models"]) == {"base-s", "base-m", "code", "math", "mix"}
+    assert set(smoke_card["models"]) == {"base-s", "base-m", "code", "math", "mix", "twin"}
     vocab = smoke_card["data"]["vocab_size"]
     for m in smoke_card["models"].values():
         for ce in m["heldout_ce"].values():
             assert 1.0 < ce < math.log(vocab)  # trained: better than uniform over the vocabulary
     for split in smoke_card["data"]["splits"].values():
         assert split["train"]["tokens"] > 5 * split["heldout"]["tokens"] > 0
+
+
+def test_the_twin_and_the_second_sae_differ_from_their_originals_by_seed_only(smoke_card):
+    from sae_transfer.zoo.recipe import load_recipe
+
+    recipe = load_recipe("smoke")
+    for a, b in (("base-s", "twin"), ("base-s", "base-s-seed1")):
+        group = recipe.models if a in recipe.models and b in recipe.models else recipe.saes
+        ra, rb = vars(group[a]).copy(), vars(group[b]).copy()
+        assert rb.pop("seed") != ra.pop("seed")
+        assert {k: v for k, v in ra.items() if k != "name"} == {k: v for k, v in rb.items() if k != "name"}
+    ce = {n: m["heldout_ce"] for n, m in smoke_card["models"].items()}
+    # the same recipe learns as well from another seed, but its weights are its own
+    assert abs(ce["twin"]["prose"] - ce["base-s"]["prose"]) < 0.3
+    assert ce["twin"]["prose"] != ce["base-s"]["prose"]
+    q = sae_quality(smoke_card)
+    assert abs(q["base-s-seed1"]["explained_variance"] - q["base-s"]["explained_variance"]) < 0.1
 
 
 def test_finetunes_beat_their_base_on_their_domain(smoke_card):
@@ -70,7 +87,7 @@ def test_bad_specs_list_valid_choices(smoke_root):
     zoo = Zoo.open("smoke")
     with pytest.raises(ValueError, match=r"saved steps are \[0, "):
         zoo.model("code@99999")
-    with pytest.raises(ValueError, match=r"its models are \['base-m', 'base-s', 'code', 'math', 'mix'\]"):
+    with pytest.raises(ValueError, match=r"its models are \['base-m', 'base-s', 'code', 'math', 'mix', 'twin'\]"):
         zoo.model("poetry")
     with pytest.raises(ValueError, match="built SAEs are"):
         zoo.sae("math")
