@@ -115,7 +115,7 @@ def test_shuffle_buffer_keeps_every_token_once():
 def test_running_out_of_text_is_one_clear_error():
     _, _, batches = _planted()
     few = lambda: (b for _, b in zip(range(3), batches()))  # noqa: E731
-    with pytest.raises(ValueError, match="n_train asks for 100000"):
+    with pytest.raises(ValueError, match="train_tokens asks for 100000"):
         fit(CrosscoderConfig(D, 64, 3), TrainConfig(100_000, 512), few)
 
 

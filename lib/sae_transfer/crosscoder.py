@@ -225,7 +225,9 @@ def fit(cfg: CrosscoderConfig, train: TrainConfig, batches: Callable[[], Iterabl
         torch.nn.utils.clip_grad_norm_(cc.parameters(), 1.0)
         opt.step()
         sched.step()
-        thresholds.append(float(top.values.detach().min()))
+        kept = top.values.detach()
+        if (kept > 0).any():  # a batch with fewer positive scores than k x batch keeps zeros: not a threshold
+            thresholds.append(float(kept[kept > 0].min()))
         if step % log_every == 0 or step == steps - 1:
             log["step"].append(step)
             log["loss"].append(float(loss.detach()))
@@ -236,7 +238,7 @@ def fit(cfg: CrosscoderConfig, train: TrainConfig, batches: Callable[[], Iterabl
     done = min(step + 1, steps)
     if done < steps:
         raise ValueError(f"crosscoder: the activation stream ran out after {done * train.batch_tokens} tokens; "
-                         f"n_train asks for {train.n_tokens}: give more text or a smaller n_train")
+                         f"train_tokens asks for {train.n_tokens}: give more text or a smaller train_tokens")
     # The threshold averages the second half of training, when scores have settled.
     cc.threshold.fill_(sum(thresholds[len(thresholds) // 2:]) / max(1, len(thresholds) - len(thresholds) // 2))
     cc.eval()
