@@ -202,6 +202,15 @@ def describe(h: dict) -> dict[str, str]:
     """Paragraphs whose subject depends on the results or on what was measured: ``summary``, ``floors`` (the two
     bars, or why they are missing) and ``checkpoints`` (the trend along the finetune, or that none was measured)."""
     out = {"summary": summary_text(h)}
+    two = h["n_pairs"] > 1
+    out["features"] = (
+        (f"{h['worst_ft']} keeps the fewest, " if two else f"{h['worst_ft']} keeps ")
+        + f"{h['worst_kept_pct']:.0f}% (shifted {h['worst_shifted_pct']:.0f}%, lost {h['worst_lost_pct']:.0f}%)"
+        + (f"; {h['best_ft']} keeps {h['best_kept_pct']:.0f}% (shifted {h['best_shifted_pct']:.0f}%, lost "
+           f"{h['best_lost_pct']:.0f}%)." if two else "."))
+    out["new"] = (
+        f"{h['worst_ft']} has {h['worst_new_count']} ({h['worst_new_pct']:.1f}% of its live latents; finetune-only "
+        f"by norm: {h['worst_ftonly_pct']:.1f}%)" + (f", {h['best_ft']} {h['best_new_count']}." if two else "."))
     if h["has_floor"] and h["has_ceiling"]:
         def where(sim: float) -> str:
             if sim < h["floor_sim"]:
