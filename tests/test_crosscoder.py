@@ -44,7 +44,7 @@ def planted():
 
 def test_planted_direction_comes_out_finetune_only(planted):
     cc, log, U, p, _ = planted
-    rel = relative_norms(cc)
+    rel = relative_norms(cc.W_dec)
     ft_dirs = torch.nn.functional.normalize(cc.W_dec.detach()[:, 1], dim=-1)
     j = int((ft_dirs @ p).argmax())
     assert float(ft_dirs[j] @ p) > 0.95
@@ -53,7 +53,7 @@ def test_planted_direction_comes_out_finetune_only(planted):
 
 def test_shared_features_stay_shared(planted):
     cc, _, U, p, _ = planted
-    rel, dcos = relative_norms(cc), decoder_cosines(cc)
+    rel, dcos = relative_norms(cc.W_dec), decoder_cosines(cc.W_dec)
     base_dirs = torch.nn.functional.normalize(cc.W_dec.detach()[:, 0], dim=-1)
     best = (base_dirs @ U.T).max(0)  # per true feature, its closest latent
     found = best.values > 0.9

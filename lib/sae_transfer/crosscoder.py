@@ -92,19 +92,18 @@ class Crosscoder(nn.Module):
         return self.W_dec.norm(dim=-1)
 
     def pre_acts(self, xn: torch.Tensor) -> torch.Tensor:
-        """Normalised activations [n, M, d] -> ReLU pre-activations [n, d_sae]."""
-        return torch.relu(torch.einsum("nmd,mds->ns", xn - self.b_dec, self.W_enc) + self.b_enc)
+        """Normalised activations [n, M, d] -> pre-activations before the ReLU [n, d_sae]."""
+        return torch.einsum("nmd,mds->ns", xn - self.b_dec, self.W_enc) + self.b_enc
 
-    def encode(self, xn: torch.Tensor, batch_topk: bool = False) -> torch.Tensor:
-        """Latents [n, d_sae] of normalised activations: the batch's top ``k * n`` scores while training, the
-        learnt threshold on scores otherwise."""
-        h = self.pre_acts(xn)
-        score = h * self.decoder_norms().sum(1)
-        if batch_topk:
-            keep = score.flatten().topk(min(self.cfg.k * len(h), score.numel())).indices
-            mask = torch.zeros_like(score).flatten().scatter_(0, keep, 1.0).view_as(score)
-            return h * mask
-        return h * (score > self.threshold)
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """What BatchTopK ranks: ReLU activations [n, d_sae] times each latent's summed decoder norms."""
+        return h * self.decoder_norms().sum(1)
+
+    def encode(self, xn: torch.Tensor) -> torch.Tensor:
+        """Latents [n, d_sae] of normalised activations at inference: scores above the learnt threshold (training
+        keeps the batch's top ``k * n`` scores instead, in ``fit``)."""
+        h = torch.relu(self.pre_acts(xn))
+        return h * (self.scores(h) > self.threshold)
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         """[n, d_sae] -> [n, M, d] normalised reconstructions."""
@@ -125,15 +124,16 @@ class Crosscoder(nn.Module):
         return cc
 
 
-def relative_norms(cc: Crosscoder) -> torch.Tensor:
-    """Per latent ``||d_ft|| / (||d_base|| + ||d_ft||)`` [d_sae]: 0 base-only, 1 finetune-only, 0.5 shared."""
-    n = cc.decoder_norms().detach()
+def relative_norms(decoders: torch.Tensor) -> torch.Tensor:
+    """Per latent of ``decoders`` [d_sae, 2, d] (trained or least-squares), ``||d_ft|| / (||d_base|| + ||d_ft||)``
+    [d_sae]: 0 base-only, 1 finetune-only, 0.5 shared."""
+    n = decoders.detach().norm(dim=-1)
     return n[:, 1] / n.sum(1).clamp_min(1e-12)
 
 
-def decoder_cosines(cc: Crosscoder) -> torch.Tensor:
-    """Cosine between each latent's base and finetune decoder directions [d_sae]."""
-    w = cc.W_dec.detach()
+def decoder_cosines(decoders: torch.Tensor) -> torch.Tensor:
+    """Cosine between each latent's base and finetune decoder directions [d_sae] of ``decoders`` [d_sae, 2, d]."""
+    w = decoders.detach()
     return torch.nn.functional.cosine_similarity(w[:, 0], w[:, 1], dim=-1)
 
 
@@ -195,10 +195,9 @@ def fit(cfg: CrosscoderConfig, train: TrainConfig, batches: Callable[[], Iterabl
         if step >= steps:
             break
         xn = cc.normalize(x)
-        pre = torch.einsum("nmd,mds->ns", xn - cc.b_dec, cc.W_enc) + cc.b_enc
+        pre = cc.pre_acts(xn)
         h = torch.relu(pre)
-        norms = cc.decoder_norms().sum(1)
-        score = h * norms
+        score = cc.scores(h)
         n_keep = min(cfg.k * len(h), score.numel())
         top = score.flatten().topk(n_keep)
         mask = torch.zeros_like(score).flatten().scatter_(0, top.indices, 1.0).view_as(score)

@@ -116,7 +116,8 @@ def refit_decoders(stats: list[CrosscoderStats], ridge: float = 1e-6) -> torch.T
 
 class MatchedCorrelation:
     """Two SAEs of one model on the same tokens: per feature ``i`` of ``sae_a``, the Pearson correlation of its
-    activation with that of feature ``match[i]`` of ``sae_b``. Reads the base side only."""
+    activation with that of feature ``match[i]`` of ``sae_b``, and its firing rate. Reads the base side only;
+    position 0 (BOS) is left out."""
 
     def __init__(self, sae_a, sae_b, match: list[int], hook: str):
         self.a, self.b, self.hook = sae_a, sae_b, hook
@@ -124,6 +125,7 @@ class MatchedCorrelation:
         d = len(match)
         self.n = 0
         self.s = {k: torch.zeros(d, dtype=torch.float64) for k in ("x", "y", "xx", "yy", "xy")}
+        self.fires = torch.zeros(d, dtype=torch.long)
 
     @torch.no_grad()
     def update(self, tokens, base: dict, finetune: dict) -> None:
@@ -131,6 +133,7 @@ class MatchedCorrelation:
         x = self.a.encode(act.to(self.a.dtype)).double()
         y = self.b.encode(act.to(self.b.dtype))[:, self.match].double()
         self.n += len(x)
+        self.fires += (x > FIRING).sum(0)
         for k, v in (("x", x), ("y", y), ("xx", x * x), ("yy", y * y), ("xy", x * y)):
             self.s[k] += v.sum(0)
 
@@ -143,4 +146,4 @@ class MatchedCorrelation:
         cov = s["xy"] / n - s["x"] * s["y"] / n**2
         ok = (vx > 1e-20) & (vy > 1e-20)
         r = torch.where(ok, cov / (vx * vy).clamp_min(1e-40).sqrt(), torch.full_like(cov, float("nan")))
-        return {"n_tokens": self.n, "corr": r.tolist()}
+        return {"n_tokens": self.n, "corr": r.tolist(), "density_a": (self.fires.double() / n).tolist()}

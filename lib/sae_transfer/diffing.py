@@ -72,16 +72,14 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
             per_data[spec.dataset] = res[0]
             sae_stats = res[-1] if len(res) > 1 else sae_stats
         refit = refit_decoders(accumulators)  # [d_cc, M, d]
-        norms = refit.norm(dim=-1)
-        rel = norms[:, 1] / norms.sum(1).clamp_min(1e-12)
-        dcos = torch.nn.functional.cosine_similarity(refit[:, 0], refit[:, 1], dim=-1)
         sae_dec = torch.nn.functional.normalize(pair.sae.W_dec.detach().float().cpu(), dim=-1)  # [n_sae, d]
         cc_dec = torch.nn.functional.normalize(refit, dim=-1)
         cos_base = sae_dec @ cc_dec[:, 0].T  # [n_sae, d_cc]: the base SAE against the base-side decoders
         best_for_feature = cos_base.max(1)
         best_for_latent = (sae_dec @ cc_dec[:, 1].T).max(0)  # finetune-side decoders: what "new" is tested on
-        latents = {"rel_norm": rel.tolist(), "decoder_cos": dcos.tolist(), "norms": norms.tolist(),
-                   "trained_rel_norm": relative_norms(cc).tolist(), "trained_decoder_cos": decoder_cosines(cc).tolist(),
+        latents = {"rel_norm": relative_norms(refit).tolist(), "decoder_cos": decoder_cosines(refit).tolist(),
+                   "norms": refit.norm(dim=-1).tolist(), "trained_rel_norm": relative_norms(cc.W_dec).tolist(),
+                   "trained_decoder_cos": decoder_cosines(cc.W_dec).tolist(),
                    "sae_match": best_for_latent.indices.tolist(), "sae_match_cos": best_for_latent.values.tolist()}
         features = {"match": best_for_feature.indices.tolist(), "match_cos": best_for_feature.values.tolist(),
                     "act_sim": sae_stats["act_sim"], "density_base": sae_stats["density_base"],
@@ -107,13 +105,14 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
     return cached("diffing", key, run)
 
 
-def sae_ceiling(setup: PairSetup, second_sae: str, study: DiffingStudy) -> dict:
+def sae_ceiling(setup: PairSetup, second_sae: str, study: DiffingStudy, load) -> dict:
     """Two SAEs of the base model, same recipe, another seed: decoder-cosine matching and the activation
-    correlation of matched features on held-out base tokens, the most that feature matching can show."""
+    correlation of matched features on held-out base tokens, the most that feature matching can show. ``load()``
+    gives any loaded pair: only its base and SAE are read."""
     spec = TokenSpec(study.base_data, study.n_tokens, study.context_size, study.batch_size, study.seed)
 
     def run() -> dict:
-        pair = setup.loader()(setup.base)
+        pair = load()
         other = load_sae(second_sae, setup.zoo, str(pair.sae.device), setup.dtype)
         a = torch.nn.functional.normalize(pair.sae.W_dec.detach().float().cpu(), dim=-1)
         b = torch.nn.functional.normalize(other.W_dec.detach().float().cpu(), dim=-1)
@@ -121,11 +120,8 @@ def sae_ceiling(setup: PairSetup, second_sae: str, study: DiffingStudy) -> dict:
         (corr,) = run_pass(pair.base, pair.base, token_batches(spec, pair.tokenizer, setup.zoo), [pair.hook],
                            [MatchedCorrelation(pair.sae, other, best.indices.tolist(), pair.hook)],
                            spec.n_batches(), desc="two SAEs of the base", memory=setup.memory)
-        (own,) = run_pass(pair.base, pair.base, token_batches(spec, pair.tokenizer, setup.zoo), [pair.hook],
-                          [FeaturePairStats(pair.sae, pair.hook)], spec.n_batches(), desc="base SAE densities",
-                          memory=setup.memory)
         return {"sae": second_sae, "match_cos": best.values.tolist(), "corr": corr["corr"],
-                "density": own["density_base"]}
+                "density": corr["density_a"]}
 
     key = measurement_key("sae-ceiling", __name__, setup, model=setup.base, tokens=spec, second_sae=second_sae)
     return cached("diffing", key, run)
@@ -153,7 +149,8 @@ def measure(setup: PairSetup, finetunes: list[str], study: DiffingStudy, twin: s
     pairs = {ft: measure_pair(setup, ft, study, loader) for ft in finetunes}
     ckpts = {c: measure_pair(setup, c, study, loader) for c in checkpoints}
     twin_res = measure_pair(setup, twin, study, loader) if twin else None
-    ceiling = sae_ceiling(setup, second_sae, study) if second_sae else None
+    last = twin or (checkpoints or finetunes)[-1]  # the pair the loader holds now: its base is the base
+    ceiling = sae_ceiling(setup, second_sae, study, lambda: loader(last)) if second_sae else None
     return {"pairs": pairs, "checkpoints": ckpts, "twin": twin_res, "ceiling": ceiling, "study": asdict(study)}
 
 

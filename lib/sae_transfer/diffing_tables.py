@@ -14,13 +14,9 @@ from .labels import short
 TWIN = "twin (unrelated model)"
 
 
-def _label(spec: str) -> str:
-    return short(spec)
-
-
-def _rows(result: dict) -> list[tuple[str, dict]]:
+def pair_rows(result: dict) -> list[tuple[str, dict]]:
     """(label, pair result) of every finetune, then the twin."""
-    rows = [(_label(ft), r) for ft, r in result["pairs"].items()]
+    rows = [(short(ft), r) for ft, r in result["pairs"].items()]
     if result.get("twin"):
         rows.append((TWIN, result["twin"]))
     return rows
@@ -54,7 +50,7 @@ def latent_table(result: dict) -> pd.DataFrame:
     """Per pair: live latents and the share of each class among them (%), flagged and new latents, the
     crosscoder's variance unexplained per model (% , on the finetune's held-out data)."""
     rows = []
-    for label, r in _rows(result):
+    for label, r in pair_rows(result):
         s = pair_summary(r)
         live = max(s["live latents"], 1)
         rows.append({"pair": label, "live latents": s["live latents"],
@@ -68,7 +64,7 @@ def latent_table(result: dict) -> pd.DataFrame:
 def feature_table(result: dict) -> pd.DataFrame:
     """Per pair: the base SAE's features that fire on the finetune's data, in four classes (% of them)."""
     rows = []
-    for label, r in _rows(result):
+    for label, r in pair_rows(result):
         s = pair_summary(r)
         rows.append({"pair": label, "features firing": s["features firing"],
                      **{f"{c} %": 100 * s[f"{c} share"] for c in dc.FEATURE_CLASSES},
@@ -99,7 +95,7 @@ def floors_table(result: dict) -> pd.DataFrame:
         c = ceiling_summary(result["ceiling"])
         rows.append({"pair": "two SAEs of the base (ceiling)", "activation sim (regular)": c["activation sim (regular)"],
                      "matched %": 100 * c["matched share"], "kept %": 100 * c["kept share"]})
-    for label, r in _rows(result):
+    for label, r in pair_rows(result):
         s = pair_summary(r)
         rows.append({"pair": label + (" (floor)" if label == TWIN else ""),
                      "activation sim (regular)": s["activation sim (regular)"],
@@ -115,7 +111,7 @@ def checkpoint_table(result: dict) -> pd.DataFrame:
                             if any(c.split("@")[0] == ft for c, _ in items)]:
         s = pair_summary(r)
         step = spec.split("@")[1] if "@" in spec else "final"
-        rows.append({"finetune": _label(spec.split("@")[0]), "step": step, "new %": 100 * s["new share"],
+        rows.append({"finetune": short(spec.split("@")[0]), "step": step, "new %": 100 * s["new share"],
                      "finetune-only %": 100 * s["finetune-only latents"] / max(s["live latents"], 1),
                      "kept %": 100 * s["kept share"], "lost %": 100 * s["lost share"],
                      "activation sim (regular)": s["activation sim (regular)"]})
@@ -127,7 +123,8 @@ def headline(result: dict) -> dict[str, Any]:
     that keeps the most (``best_*``; the same pair when there is one), each with its name, kept, shifted, lost
     and new shares (%) and new count; the floor and the ceiling; the crosscoders' worst FVU and dead share; the
     trend along the checkpoints."""
-    pairs = {_label(ft): pair_summary(r) for ft, r in result["pairs"].items()}
+    summaries = {label: pair_summary(r) for label, r in pair_rows(result)}
+    pairs = {label: v for label, v in summaries.items() if label != TWIN}
     worst = min(pairs, key=lambda k: (pairs[k]["kept share"], -pairs[k]["new share"]))
     others = [k for k in pairs if k != worst] or [worst]
     best = max(others, key=lambda k: (pairs[k]["kept share"], -pairs[k]["new share"]))
@@ -141,14 +138,14 @@ def headline(result: dict) -> dict[str, Any]:
                   f"{role}_sim": p["activation sim (regular)"],
                   f"{role}_shared_pct": 100 * p["shared share"], f"{role}_dcos": p["decoder cos (median, shared)"],
                   f"{role}_ftonly_pct": 100 * p["finetune-only latents"] / max(p["live latents"], 1)})
-    every = [pair_summary(r) for _, r in _rows(result)]  # the twin's crosscoder too
+    every = summaries.values()  # the twin's crosscoder too
     h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in every)
     h["fvu_max_pct"] = 100 * h["fvu_max"]
     h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in every)
     h["has_floor"] = bool(result.get("twin"))
     h["has_ceiling"] = bool(result.get("ceiling"))
     if result.get("twin"):
-        t = pair_summary(result["twin"])
+        t = summaries[TWIN]
         h.update(floor_sim=t["activation sim (regular)"], floor_shared_pct=100 * t["shared share"],
                  floor_dcos=t["decoder cos (median, shared)"],
                  floor_kept_pct=100 * t["kept share"], floor_new_pct=100 * t["new share"])

@@ -50,12 +50,17 @@ def test_the_comparison_page_reads_both_parts(html):
     assert f"{first['code']:.3f} / {first['math']:.3f}" in text
 
 
-@pytest.mark.browser
-def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
+def _need_browser() -> None:
+    """Skip where Chromium is missing; fail in CI, which installs it."""
     if not browser.available():
         if os.environ.get("CI"):
             pytest.fail("chromium and chromedriver must be installed in CI (.ci/run installs them)")
         pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+
+
+@pytest.mark.browser
+def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
+    _need_browser()
     from selenium.webdriver.common.by import By
 
     from sae_transfer.paths import cache_dir
@@ -93,10 +98,7 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
 
 @pytest.mark.browser
 def test_latent_pages_open_from_the_chapter_and_sort(html, tmp_path):
-    if not browser.available():
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromedriver must be installed in CI (.ci/run installs them)")
-        pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+    _need_browser()
     from selenium.webdriver.common.by import By
 
     with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:

@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from .. import diffing_classes as dc
-from ..diffing_tables import TWIN, _rows
+from ..diffing_tables import pair_rows
 
 CLASS_COLORS = {"kept": "#4c9f70", "shifted": "#e0b040", "lost": "#c8553d", "unmatched": "#9aa5b1"}
 
@@ -17,7 +17,7 @@ CLASS_COLORS = {"kept": "#4c9f70", "shifted": "#e0b040", "lost": "#c8553d", "unm
 def relative_norms(result: dict):
     """The field's signature plot: per pair, the histogram of live latents' relative decoder norm
     ||d_ft|| / (||d_base|| + ||d_ft||), the class bands shaded (0: base-only, 1: finetune-only)."""
-    rows = _rows(result)
+    rows = pair_rows(result)
     fig, axes = plt.subplots(1, len(rows), figsize=(3.4 * len(rows), 2.9), squeeze=False, sharey=False)
     for ax, (label, r) in zip(axes[0], rows):
         classes = np.asarray(dc.latent_classes(r))
@@ -39,7 +39,7 @@ def decoder_cosines(result: dict):
     same direction in both models."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     bins = np.linspace(-0.2, 1, 49)
-    for label, r in _rows(result):
+    for label, r in pair_rows(result):
         classes = np.asarray(dc.latent_classes(r))
         cos = np.asarray(r["latents"]["decoder_cos"])[classes == "shared"]
         ax.hist(cos, bins=bins, histtype="step", lw=1.6, label=f"{label} ({len(cos)})", density=True)
@@ -95,5 +95,3 @@ def along_checkpoints(table: pd.DataFrame):
     fig.tight_layout()
     return fig
 
-
-__all__ = ["relative_norms", "decoder_cosines", "feature_classes", "floors", "along_checkpoints", "TWIN"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import diffing_classes as dc
-from ..diffing_tables import _rows
+from ..diffing_tables import pair_rows
 from ..io import write_text_atomic
 from ..labels import slug
 
@@ -103,7 +103,7 @@ def write_pages(result: dict, out: Path) -> Path:
     the index. Files are written atomically; pages of a previous run that are no longer shown are left alone."""
     out = Path(out)
     rows = []
-    for label, r in _rows(result):
+    for label, r in pair_rows(result):
         classes = dc.latent_classes(r)
         ratio = dc.scaling_ratio(r)
         new = dc.new_latents(r, classes)
