@@ -59,3 +59,13 @@ def resume_layer(hook: str, positional_embedding_type: str) -> int | None:
         return None
     layer = int(parts[1])
     return {"hook_resid_pre": layer, "hook_resid_post": layer + 1}.get(parts[2])
+
+
+def residual_index(hook: str) -> int | None:
+    """How many blocks the residual stream at ``hook`` has passed: ``blocks.L.hook_resid_pre`` -> L,
+    ``blocks.L.hook_resid_post`` -> L + 1 (the same stream as ``blocks.{L+1}.hook_resid_pre``); None for any
+    other hook. The index into ``residual_hooks``."""
+    parts = hook.split(".")
+    if len(parts) != 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        return None
+    return {"hook_resid_pre": int(parts[1]), "hook_resid_post": int(parts[1]) + 1}.get(parts[2])

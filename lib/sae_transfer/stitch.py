@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
@@ -178,7 +179,9 @@ def collapse_sae(sae, st: Stitch, hook: str):
     cfg = sae.cfg.to_dict()
     cfg["d_in"] = st.d_large
     cfg["metadata"] = dict(cfg.get("metadata") or {}, hook_name=hook)
-    out = SAE.from_dict(cfg)
+    with warnings.catch_warnings():  # sae_lens's advice on loading models with these kwargs: not a model load
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        out = SAE.from_dict(cfg)
     out.load_state_dict(state)
     return out.to(next(sae.parameters()).device).eval()
 

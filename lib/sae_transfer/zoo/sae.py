@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -198,46 +199,46 @@ def run_evals_on_windows(sae, model, windows: torch.Tensor, batch_prompts: int) 
             "dead_frac": float((density == 0).float().mean())}
 
 
-def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: int, lr: float, seed: int,
-                 out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3) -> list[dict]:
-    """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery) over
-    ``windows`` [n, ctx] of BOS-led token ids, read in order.
+def training_recipe(sae_dir: Path, original=None) -> tuple[str, float]:
+    """``(architecture, sparsity)`` an SAE saved by sae_lens was trained with: a BatchTopK SAE is saved as
+    JumpReLU and continues as BatchTopK; ``sparsity`` is its L1 coefficient or k."""
+    saved = json.loads((Path(sae_dir) / "cfg.json").read_text()).get("metadata", {})
+    arch = saved.get("training_architecture") or (original.cfg.architecture() if original is not None else None)
+    details = saved.get("training_architecture_details") or {}
+    sparsity = details.get("l1_coefficient", details.get("k"))
+    if arch is None or sparsity is None:
+        raise ValueError(f"SAE {sae_dir}: its cfg.json does not say how it was trained (architecture, L1 or k)")
+    return arch, sparsity
 
-    Same architecture and sparsity penalty as the original, no L1 warm-up (the penalty is already at full
-    strength), a short learning-rate warm-up. Saves ``n_checkpoints`` evenly spaced intermediate SAEs and the
-    final one under ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order.
-    """
+
+def train_checkpointed(model, windows: torch.Tensor, hook: str, d_sae: int, architecture: str, sparsity: float,
+                       training_tokens: int, lr: float, seed: int, out_dir: Path, device: str = "cpu",
+                       batch_tokens: int = 4096, n_checkpoints: int = 3, init: dict | None = None,
+                       l1_warm_up: bool = True) -> list[dict]:
+    """Train an SAE on ``model``'s activations at ``hook`` over ``windows`` [n, ctx] (BOS-led token ids, read in
+    order), from sae_lens's initialisation or from ``init`` (a state dict: the parameters both forms have are
+    copied). Saves ``n_checkpoints`` evenly spaced intermediate SAEs and the final one under
+    ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order."""
     import shutil
 
     from datasets import Dataset
     from sae_lens import LanguageModelSAETrainingRunner, TrainingSAE
 
-    import json
-
-    original = TrainingSAE.load_from_disk(str(sae_dir), device)
-    meta = original.cfg.metadata
-    # The architecture it was trained as: a BatchTopK SAE is saved as JumpReLU, and continues as BatchTopK.
-    saved = json.loads((Path(sae_dir) / "cfg.json").read_text()).get("metadata", {})
-    arch = saved.get("training_architecture") or original.cfg.architecture()
-    details = saved.get("training_architecture_details") or {}
-    sparsity = details.get("l1_coefficient", details.get("k"))
-    ctx = windows.shape[1]
-    cfg = _runner_config(model, meta.hook_name, original.cfg.d_sae, ctx, training_tokens, sparsity, lr, seed,
-                         device, batch_tokens, out_dir, arch)
-    if hasattr(cfg.sae, "l1_warm_up_steps"):
+    cfg = _runner_config(model, hook, d_sae, windows.shape[1], training_tokens, sparsity, lr, seed, device,
+                         batch_tokens, out_dir, architecture)
+    if hasattr(cfg.sae, "l1_warm_up_steps") and not l1_warm_up:
         cfg.sae.l1_warm_up_steps = 0
     cfg.n_checkpoints = n_checkpoints
     cfg.checkpoint_path = str(out_dir / "_checkpoints")
     cfg.save_final_checkpoint = True
     torch.manual_seed(seed)
     fresh = TrainingSAE.from_dict(cfg.get_training_sae_cfg_dict())
-    # The dictionary (encoder, decoder, biases) carries over; a JumpReLU threshold has no BatchTopK counterpart
-    # (BatchTopK learns its own while training), so only the parameters both forms have are copied.
-    shared = {k: v for k, v in original.state_dict().items() if k in fresh.state_dict()}
-    missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(shared)
-    if missing:
-        raise ValueError(f"SAE {sae_dir}: cannot continue training it as {arch}: it has no {sorted(missing)}")
-    fresh.load_state_dict(shared, strict=False)
+    if init is not None:
+        shared = {k: v for k, v in init.items() if k in fresh.state_dict()}
+        missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(shared)
+        if missing:
+            raise ValueError(f"cannot start a {architecture} SAE from a state without {sorted(missing)}")
+        fresh.load_state_dict(shared, strict=False)
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_sae=fresh,
                                             override_dataset=Dataset.from_dict({"tokens": windows.tolist()}))
     logging.getLogger("sae_lens").setLevel(logging.WARNING)
@@ -253,3 +254,21 @@ def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: i
         out.append({"tokens": tokens, "path": str(dest)})
     shutil.rmtree(cfg.checkpoint_path, ignore_errors=True)
     return out
+
+
+def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: int, lr: float, seed: int,
+                 out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3) -> list[dict]:
+    """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery) over
+    ``windows`` [n, ctx] of BOS-led token ids, read in order.
+
+    Same architecture and sparsity penalty as the original, no L1 warm-up (the penalty is already at full
+    strength), a short learning-rate warm-up. The dictionary (encoder, decoder, biases) carries over; a JumpReLU
+    threshold has no BatchTopK counterpart (BatchTopK learns its own while training). Checkpoints as
+    ``train_checkpointed``."""
+    from sae_lens import TrainingSAE
+
+    original = TrainingSAE.load_from_disk(str(sae_dir), device)
+    arch, sparsity = training_recipe(sae_dir, original)
+    return train_checkpointed(model, windows, original.cfg.metadata.hook_name, original.cfg.d_sae, arch, sparsity,
+                              training_tokens, lr, seed, out_dir, device, batch_tokens, n_checkpoints,
+                              init=original.state_dict(), l1_warm_up=False)
