@@ -54,8 +54,9 @@ class SizesStudy:
     n_train: int = 160
     n_test: int = 80
     probe_k: int = 10
-    top_k: int = 8
+    top_k: int = 16
     seed: int = 0
+    context_chars: int = 240
 
     def __post_init__(self) -> None:
         for name in ("steer_from", "steer_to"):

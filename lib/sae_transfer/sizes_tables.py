@@ -51,10 +51,12 @@ def sae_table(result: dict) -> pd.DataFrame:
 
 def init_table(result: dict) -> pd.DataFrame:
     i = result["init"]
-    rows = [{"start": "from scratch", "SAE tokens": i["scratch_tokens"], "stitch tokens": 0,
+    if i is None:
+        return pd.DataFrame({"initialisation study": ["not run (sae_tokens = 0)"]})
+    rows = [{"start": "from scratch", "width": i["recipe"]["d_sae"], "SAE tokens": i["scratch_tokens"], "stitch tokens": 0,
              "final EV": i["curves"]["from scratch"][-1]["ev"], "tokens to target EV": i["scratch_tokens"],
              "GFLOP to target": i["scratch_flops"] / 1e9},
-            {"start": "from the transferred SAE", "SAE tokens": i["scratch_tokens"],
+            {"start": "from the transferred SAE", "width": i["recipe"]["d_sae"], "SAE tokens": i["scratch_tokens"],
              "stitch tokens": result["stitch_log"]["tokens"],
              "final EV": i["curves"]["from the transferred SAE"][-1]["ev"],
              "tokens to target EV": i["init_tokens_to_target"],
@@ -144,6 +146,8 @@ def headline(result: dict) -> dict[str, Any]:
         key = ("res" if probe == "residual" else "sae") + "_" + where.split(",")[0] + "_" + where.split()[-1]
         h[f"probe_{key}"] = r["auroc"]
         h[f"probe_{key}_lo"], h[f"probe_{key}_hi"] = r["auroc_lo"], r["auroc_hi"]
+    h["probe_k"] = result["probes"]["k"]
+    h["n_markers"] = result["steering"]["n_markers"]
     s = result["steering"]["rows"]
     base = s["none"]["marker_mass"]
     h.update(steer_none=100 * base, steer_own=100 * (s["large model's own"]["marker_mass"] - base),

@@ -1,5 +1,5 @@
 """The small model's SAE as the large model's starting point: the large model's SAE trained twice with the large
-SAE's own recipe on the same tokens, from sae_lens's initialisation and from the collapsed (transferred) SAE, its
+SAE's own recipe (at the small SAE's width) on the same tokens, from sae_lens's initialisation and from the collapsed (transferred) SAE, its
 explained variance on held-out text along the way, and the compute each needs to reach what training from scratch
 reaches at the end (Chen et al. report 30-50% less, the stitch's own cost included)."""
 
@@ -71,7 +71,7 @@ def init_study(s, transferred, stitch_log: dict, study, setup) -> dict[str, Any]
                       study.sae_tokens + 64 * study.context_size, study.context_size, study.batch_size, study.seed)
     windows = token_windows(train, s.tokenizer, setup.zoo)
     held = next(t for t in study.eval_specs() if t.dataset == data)
-    d_sae = s.large_sae.cfg.d_sae
+    d_sae = transferred.cfg.d_sae  # both runs at the transferred SAE's width: the one thing the recipe cannot set
 
     def ev_of(sae) -> dict[str, float]:
         r = sae_pass(s.large, sae, s.large_hook, token_batches(held, s.tokenizer, setup.zoo), float("inf"),
@@ -95,7 +95,7 @@ def init_study(s, transferred, stitch_log: dict, study, setup) -> dict[str, Any]
     reach = tokens_to_reach([r["tokens"] for r in warm], [r["ev"] for r in warm], target)
     scratch_flops = scratch[-1]["tokens"] * flops["sae"]
     stitch_flops = stitch_log["tokens"] * flops["stitch"]
-    out = {"curves": curves, "target_ev": target, "recipe": recipe, "flops_per_token": flops,
+    out = {"curves": curves, "target_ev": target, "recipe": {**recipe, "d_sae": d_sae}, "flops_per_token": flops,
            "scratch_tokens": scratch[-1]["tokens"], "init_tokens_to_target": reach,
            "scratch_flops": scratch_flops, "stitch_flops": stitch_flops, "init_flops": None, "saved": None}
     if reach is not None:

@@ -146,7 +146,7 @@ def probes_across(s, st: Stitch, transferred, study) -> dict[str, Any]:
     pooled, with 95% bootstrap intervals."""
     limit = min(128, s.small.cfg.n_ctx, s.large.cfg.n_ctx)
     examples = answerable.build(list(study.probe_domains), study.n_train, study.n_test, study.seed,
-                                fits=lambda t: len(probes.prompt_ids(s.tokenizer, t)) <= limit)
+                                context_chars=study.context_chars, fits=lambda t: len(probes.prompt_ids(s.tokenizer, t)) <= limit)
     texts = [e.text for e in examples]
     hs, hl = s.small_hook, s.large_hook
     a = probes.last_token_acts(s.small, s.tokenizer, texts, [hs], s.small_sae, hs, desc="small prompts")
@@ -171,7 +171,7 @@ def probes_across(s, st: Stitch, transferred, study) -> dict[str, Any]:
              (f"SAE k={k}", "small, on small", k_small.predict_proba(a["sae"][test])),
              (f"SAE k={k}", "small, carried to large", k_small.predict_proba(carried_sae[test])),
              (f"SAE k={k}", "large, on large", k_large.predict_proba(b["sae"][test]))]
-    return {"n_train": int(train.sum()), "n_test": int(test.sum()), "domains": list(study.probe_domains),
+    return {"n_train": int(train.sum()), "n_test": int(test.sum()), "domains": list(study.probe_domains), "k": k,
             "rows": [{"probe": p, "trained, read": where,
                       **probes.bootstrap_metrics(y[test], prob, 1000, study.seed)} for p, where, prob in cases]}
 

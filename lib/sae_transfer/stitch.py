@@ -54,15 +54,23 @@ class Stitch(nn.Module):
         self.register_buffer("scale", torch.ones(2))
         self.register_buffer("mean", torch.zeros(2, max(d_small, d_large)))  # row 0 small, row 1 large
 
-    def init(self, a: torch.Tensor, b: torch.Tensor) -> None:
+    def init(self, a: torch.Tensor, b: torch.Tensor, ridge: float = 1e-3) -> None:
         """Each side's mean and scale from a first sample (the maps see centred activations whose mean squared
-        norm is their width: a residual stream's large mean would otherwise dominate every gradient step)."""
+        norm is their width: a residual stream's large mean would otherwise dominate every gradient step), and
+        both maps at the ridge least-squares fit on it. The paper starts from random maps; with a residual
+        stream's spread of variances, Adam from random left a model stitched to itself at diagonal 0.7 after
+        120K tokens (``tests/test_stitch.py``), from least squares it refines in a few steps."""
         with torch.no_grad():
+            normed = []
             for i, x in enumerate((a.float(), b.float())):
                 self.mean[i, :x.shape[1]] = x.mean(0)
                 self.scale[i] = (x.shape[1] / (x - x.mean(0)).pow(2).sum(-1).mean()).sqrt()
-            self.up.bias.zero_()
-            self.down.bias.zero_()
+                normed.append(self._norm(x, i))
+            for lin, (x, y) in ((self.up, normed), (self.down, normed[::-1])):
+                gram = x.T @ x
+                gram += ridge * gram.trace() / len(gram) * torch.eye(len(gram))
+                lin.weight.copy_(torch.linalg.solve(gram, x.T @ y).T)
+                lin.bias.zero_()
 
     def _norm(self, x: torch.Tensor, side: int) -> torch.Tensor:
         return (x.float() - self.mean[side, :x.shape[1]]) * self.scale[side]
@@ -157,10 +165,12 @@ def collapse_sae(sae, st: Stitch, hook: str):
     """The small model's SAE as an SAE of the large one (same class, same features), reading the large model's
     activation ``b`` as the small SAE would read ``down(b)`` and writing ``up`` of its reconstruction:
 
-        W_enc' = P_down W_enc      b_enc' = (c_down - b_dec) W_enc + b_enc + [b_dec' P_down W_enc]
+        W_enc' = P_down W_enc      b_enc' = c_down W_enc + b_enc
         W_dec' = W_dec P_up        b_dec' = b_dec P_up + c_up
 
-    (the bracket when the SAE subtracts its decoder bias from its input, as sae_lens's SAEs do by default). Every
+    for an SAE that reads its input as it is; one that first subtracts its decoder bias (sae_lens's default) gets
+    ``b_enc' = (c_down - b_dec) W_enc + b_enc + b_dec' W_enc'``, so that ``(b - b_dec') W_enc' + b_enc'`` is its
+    pre-activation of ``down(b)``. Every
     other parameter (a JumpReLU threshold) carries over unchanged: pre-activations are the same numbers."""
     from sae_lens import SAE
 
@@ -172,9 +182,10 @@ def collapse_sae(sae, st: Stitch, hook: str):
     W_enc, b_enc, W_dec, b_dec = state["W_enc"], state["b_enc"], state["W_dec"], state["b_dec"]
     new_b_dec = b_dec @ P_up + c_up
     new_W_enc = P_down @ W_enc
-    new_b_enc = (c_down - b_dec) @ W_enc + b_enc
     if sae.cfg.apply_b_dec_to_input:
-        new_b_enc = new_b_enc + new_b_dec @ new_W_enc
+        new_b_enc = (c_down - b_dec) @ W_enc + b_enc + new_b_dec @ new_W_enc
+    else:
+        new_b_enc = c_down @ W_enc + b_enc
     state.update(W_enc=new_W_enc, b_enc=new_b_enc, W_dec=W_dec @ P_up, b_dec=new_b_dec)
     cfg = sae.cfg.to_dict()
     cfg["d_in"] = st.d_large

@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .chapters import (ParameterError, all_chapters, chapter_names, profile_parts, profiles, read_yaml,
-                       resolve_params)
+from .chapters import (ParameterError, all_chapters, chapter_names, profile_chapters, profile_parts, profiles,
+                       read_yaml, resolve_params)
 from .compare import page as compare_page
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, cache_dir
@@ -37,9 +37,13 @@ class Part:
     caption: str
     pages: str  # directory under book/ that holds the part's pages
     files: tuple[Path, ...] = ()
+    chapters: tuple[str, ...] = ()  # the chapters the part holds (its profile's ``chapters``); empty: every one
 
     def page(self, chapter: str) -> str:
         return f"book/{self.pages}/{chapter}"
+
+    def holds(self, chapter: str) -> bool:
+        return not self.chapters or chapter in self.chapters
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ class Book:
 
 def book_parts(profile: str) -> list[Part]:
     """The main part and every part the profile lists (``parts: [{profile, caption}]``), each checked."""
-    parts = [Part(profile, "Chapters", "chapters")]
+    parts = [Part(profile, "Chapters", "chapters", chapters=profile_chapters(profile))]
     for i, entry in enumerate(profile_parts(profile)):
         if not isinstance(entry, dict) or set(entry) != {"profile", "caption"}:
             raise ParameterError(f"profile {profile!r}: parts[{i}] must be a mapping with 'profile' and 'caption'")
@@ -119,7 +123,8 @@ def book_parts(profile: str) -> list[Part]:
         if profile_parts(entry["profile"]):
             raise ParameterError(f"profile {profile!r}: parts[{i}] names {entry['profile']!r}, which has parts of "
                                  "its own; a part is one profile's chapters")
-        parts.append(Part(entry["profile"], str(entry["caption"]), entry["profile"]))
+        parts.append(Part(entry["profile"], str(entry["caption"]), entry["profile"],
+                          chapters=profile_chapters(entry["profile"])))
     return parts
 
 
@@ -131,7 +136,7 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     """
     chapters = [c for c in all_chapters() if book.holds(c.name)]
     params = {(part, c.name): book.params(part, c, device)
-              for part in book.parts for c in chapters}  # every parameter checked before anything heavy starts
+              for part in book.parts for c in chapters if part.holds(c.name)}  # all checked before any heavy work
     for zoo in sorted({p["zoo"] for p in params.values() if "zoo" in p}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
@@ -140,7 +145,7 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     book.prepare()
     done, failed = [], []
     for part in book.parts:
-        for c in chapters:
+        for c in (c for c in chapters if part.holds(c.name)):
             p, run_dir = params[(part, c.name)], book.run_dir(part, c.name)
             label = f"chapter {c.name!r}" + (f" ({part.profile})" if len(book.parts) > 1 else "")
             results = None if force else cached_results(run_dir, source_fingerprint(c, p))
@@ -173,10 +178,11 @@ def write_toc(book: Book) -> Path:
     toc = yaml.safe_load((PROJECT_ROOT / "_toc.yml").read_text())
     for part in toc["parts"]:  # the chapters the book does not hold are left out of it
         part["chapters"] = [e for e in part["chapters"] if not e["file"].startswith("book/chapters/")
-                            or book.holds(e["file"].removeprefix("book/chapters/"))]
+                            or (book.holds(c := e["file"].removeprefix("book/chapters/"))
+                                and book.parts[0].holds(c))]
     toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
     extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()
-                                                    if book.holds(c)]}
+                                                    if book.holds(c) and part.holds(c)]}
              for part in book.parts[1:]]
     if extra:
         extra.append({"caption": "Compared", "chapters": [{"file": "book/compare"}]})

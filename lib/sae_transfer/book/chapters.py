@@ -212,12 +212,19 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "twin": _as_parameter_check(lambda v: v == "" or _model_spec("twin")(v)),
     "second_sae": _as_parameter_check(lambda v: v == "" or parse_spec(v, "second_sae", sae=True)),
     "base_data": _as_parameter_check(_dataset, "base_data: "),
+    **{n: _as_parameter_check(_model_spec(n)) for n in ("small", "large")},
+    **{n: _as_parameter_check(lambda v, n=n: parse_spec(v, n, sae=True)) for n in ("small_sae", "large_sae")},
+    **{n: _as_parameter_check(_dataset, f"{n}: ") for n in ("steer_from", "steer_to")},
+    "stitch_tokens": _check_positive("stitch_tokens", least=4096),
+    "sae_checkpoints": _check_positive("sae_checkpoints", least=2),
+    "stitch_lr": _check_positive_float("stitch_lr"),
     **{n: _check_positive(n) for n in ("n_tokens", "batch_size", "checkpoint_tokens", "n_select",
                                        "n_regular", "n_dead", "recovery_tokens", "n_show", "n_shift",
                                        "sts_examples", "demo_tokens", "n_boot", "max_tokens",
                                        "context_chars", "train_tokens", "expansion", "k", "batch_tokens",
-                                       "top_k")},
-    **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens", "n_checkpoints")},
+                                       "top_k", "probe_k")},
+    **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens", "n_checkpoints",
+                                                        "sae_tokens")},
 }
 
 
@@ -255,6 +262,17 @@ def _profile(profile: str) -> dict[str, Any]:
 
 def profile_params(profile: str, chapter: str) -> dict[str, Any]:
     return dict(_profile(profile).get(chapter) or {})
+
+
+def profile_chapters(profile: str) -> tuple[str, ...]:
+    """The chapters a profile's book holds (``chapters: [...]``), in book order; empty: every chapter. A real model
+    family with one size has no second size for the sizes chapter, so its profile leaves that chapter out."""
+    listed = _profile(profile).get("chapters") or []
+    names = chapter_names()
+    bad = [c for c in listed if c not in names] if isinstance(listed, list) else [listed]
+    if bad:
+        raise ParameterError(f"profile {profile!r}: chapters={listed!r} must list chapters; valid chapters are {names}")
+    return tuple(c for c in names if c in listed)
 
 
 def profile_parts(profile: str) -> list:

@@ -65,6 +65,16 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
                             "(zoo with zoo); the crosscoder reads both on the same tokens")
     if params.get("second_sae"):
         check_source(params["second_sae"], "second_sae", zoo, sae=True)
+    for name in ("small", "large"):
+        if params.get(name):
+            check_source(params[name], name, zoo)
+    for name in ("small_sae", "large_sae"):
+        if params.get(name):
+            check_source(params[name], name, zoo, sae=True)
+    if chapter == "sizes":
+        for name in ("steer_from", "steer_to"):
+            if params[name] not in params["datasets"]:
+                raise SpecError(f"{name}={params[name]!r} is not one of datasets={params['datasets']}")
     for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
         check_dataset_source(dataset)
     limit = context_limit(base, zoo) if base else None

@@ -1,6 +1,6 @@
 """Figures, one module per chapter (``figures.residuals``, ...), helpers in ``figures.common``. Every function
 takes plain data from a study module and returns a matplotlib Figure; nothing here measures."""
 
-from . import answerability, check, common, diffing, feature_pages, features, predict, residuals, sae_metrics, zoo
+from . import answerability, check, common, diffing, feature_pages, features, predict, residuals, sae_metrics, sizes, zoo
 
-__all__ = ["answerability", "check", "common", "diffing", "feature_pages", "features", "predict", "residuals", "sae_metrics", "zoo"]
+__all__ = ["answerability", "check", "common", "diffing", "feature_pages", "features", "predict", "residuals", "sae_metrics", "sizes", "zoo"]
