@@ -82,7 +82,8 @@ def steering_table(result: dict) -> pd.DataFrame:
 
 def shares_table(result: dict) -> pd.DataFrame:
     """Share of live features whose best partner reaches each threshold, per comparison."""
-    return pd.DataFrame(result["stability"]["shares"]).T.rename(columns=lambda t: f">= {t}") * 100
+    df = pd.DataFrame(result["stability"]["shares"]).T.rename(columns=lambda t: f">= {t}") * 100
+    return df.rename_axis("comparison")
 
 
 def classes_table(result: dict) -> pd.DataFrame:
@@ -178,11 +179,11 @@ def describe(h: dict) -> dict[str, str]:
                  f"{100 * h['ev_small']:.0f}%)")
     summary = f"Stitched from {h['small']} into {h['large']}, {zero_shot}."
     if h.get("init_reached"):
-        verb = "saves" if h["init_saved_pct"] > 0 else "costs"
+        cost = (f"saves {h['init_saved_pct']:.0f}% of the compute" if h["init_saved_pct"] > 0 else
+                f"takes {-h['init_saved_pct']:.0f}% more compute than starting from scratch")
         summary += (f" As a starting point it reaches the from-scratch SAE's final explained variance after "
-                    f"{h['init_tokens']:,.0f} of {h['init_scratch_tokens']:,} tokens, which {verb} "
-                    f"{abs(h['init_saved_pct']):.0f}% of the compute once the stitch is paid for "
-                    f"({h['init_saved_sae_pct']:.0f}% of the SAE's own).")
+                    f"{h['init_tokens']:,.0f} of {h['init_scratch_tokens']:,} tokens ({h['init_saved_sae_pct']:.0f}% "
+                    f"less SAE training), which {cost} once the stitch is paid for.")
     elif "init_reached" in h:
         summary += " As a starting point it does not reach the from-scratch SAE's final explained variance."
     summary += (f" {h['stable_large_pct']:.0f}% of the large SAE's live features have a small-SAE feature that fires "
@@ -205,7 +206,9 @@ def describe(h: dict) -> dict[str, str]:
         f"on its own and {h['ce_small']:.3f} for the small model: "
         + ("between the two, so the large model's later layers recover part of what the small model's earlier ones "
            "miss." if between else
-           "not between the two sizes' own losses." if h["ce_stitched"] > h["ce_small"] else
+           "not between the two sizes' own losses" + (f" (here {h['large']} is not the better model: its loss is "
+                                                       f"above {h['small']}'s)." if h["ce_large"] > h["ce_small"]
+                                                       else ".") if h["ce_stitched"] > h["ce_small"] else
            "at or below the large model's own."))
     if "init_reached" not in h:
         out["init"] = "The initialisation study was not run (`sae_tokens` is 0)."
