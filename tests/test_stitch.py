@@ -1,6 +1,8 @@
 """The stitch on constructed cases, the SAE collapse against mapping activations explicitly, and the sizes
 chapter's accumulators against direct computation."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,22 @@ def test_tokens_to_reach_interpolates_between_checkpoints():
     assert tokens_to_reach([0, 100, 200], [0.5, 0.7, 0.9], 0.8) == pytest.approx(150.0)
     assert tokens_to_reach([100, 200], [0.85, 0.9], 0.8) == 100.0
     assert tokens_to_reach([100, 200], [0.5, 0.6], 0.8) is None
+
+
+def test_sizes_refuses_other_tokenizers_and_missing_layers_before_any_weights(tmp_path, smoke_card):
+    from sae_lens import SAE
+
+    from sae_transfer.models import SpecError
+    from sae_transfer.sizes import check_inputs
+    from sae_transfer.zoo import Zoo
+
+    tok = copy.deepcopy(Zoo.open("smoke").tokenizer)  # the zoo's own object is shared within the process
+    tok.add_tokens(["<an-extra-token>"])
+    tok.save_pretrained(tmp_path / "other")
+    with pytest.raises(SpecError, match="have different tokenizers .* stitching needs token-aligned streams"):
+        check_inputs("zoo:base-m", "zoo:base-m", f"local:{tmp_path / 'other'}", "zoo:base-s", "", "smoke")
+    deep = SAE.from_dict({"architecture": "standard", "d_in": 64, "d_sae": 8, "dtype": "float32", "device": "cpu",
+                          "metadata": {"hook_name": "blocks.7.hook_resid_pre"}})
+    deep.save_model(str(tmp_path / "deep"))
+    with pytest.raises(SpecError, match=r"reads 'blocks.7.hook_resid_pre' but small='zoo:base-s' has 2 blocks"):
+        check_inputs("zoo:base-m", "zoo:base-m", "zoo:base-s", f"local:{tmp_path / 'deep'}", "", "smoke")

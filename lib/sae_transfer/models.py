@@ -157,6 +157,22 @@ def n_layers_of(spec: str, zoo: str) -> int | None:
     return None
 
 
+def d_model_of(spec: str, zoo: str) -> int | None:
+    """A model's residual width where it is known without loading it (zoo recipe, local config)."""
+    kind, ref = parse_spec(spec, "base")
+    if kind == "zoo":
+        recipe = Zoo.open(zoo).recipe
+        name = split_spec(ref)[0]
+        if name not in recipe.models:
+            return None
+        root = recipe.root(name)
+        return PRETRAINED[root.pretrained].d_model if root.pretrained else root.d_model
+    if kind == "local" and (Path(ref) / "config.json").exists():
+        cfg = read_config(Path(ref))
+        return next((cfg[k] for k in ("hidden_size", "n_embd", "d_model") if k in cfg), None)
+    return None
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; anything else must be a valid, visible torch device."""
     if device == "auto":

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from .cache import cached, measurement_key, model_identity, sae_identity, tokens_identity
 from .datasets import TokenSpec, check_token_spec, token_batches, token_windows
 from .hooks import residual_hooks, residual_index, resume_layer, stop_layer
-from .models import SpecError, check_dtype, load_model, load_sae, load_tokenizer_for, n_layers_of, parse_spec, \
-    resolve_device
+from .models import (SpecError, check_dtype, d_model_of, load_model, load_sae, load_tokenizer_for, n_layers_of,
+                     parse_spec, resolve_device)
 from .pairs import PairSetup
 from .sae_metrics import logit_stats, sae_pass
 from .sizes_stats import FeatureCorrelation, LayerCKA, RunningTopK, StitchQuality
@@ -94,46 +94,62 @@ class Sizes:
     large_hook: str
 
 
-def _sae_hook(sae, param: str, spec: str, model_spec: str, zoo: str) -> str:
+def _sae_hook(sae, param: str, spec: str, model_param: str, model_spec: str, zoo: str) -> str:
+    """The SAE's hook, checked to be a residual stream of the model it is paired with and to fit its width."""
     hook = sae.cfg.metadata.hook_name
     if residual_index(hook) is None:
         raise SpecError(f"{param}={spec!r} reads {hook!r}: stitching maps residual streams (hook_resid_pre/post)")
     n = n_layers_of(model_spec, zoo)
     if n is not None and residual_index(hook) > n:
-        raise SpecError(f"{param}={spec!r} reads {hook!r} but {model_spec} has {n} blocks (residual hooks "
-                        f"blocks.0.hook_resid_pre .. blocks.{n - 1}.hook_resid_post)")
+        raise SpecError(f"{param}={spec!r} reads {hook!r} but {model_param}={model_spec!r} has {n} blocks (residual "
+                        f"hooks blocks.0.hook_resid_pre .. blocks.{n - 1}.hook_resid_post)")
+    width = d_model_of(model_spec, zoo)
+    if width is not None and sae.cfg.d_in != width:
+        raise SpecError(f"{param}={spec!r} reads width {sae.cfg.d_in} but {model_param}={model_spec!r} has a "
+                        f"residual stream of width {width}")
     return hook
 
 
-def load(setup: PairSetup, small: str, small_sae: str, second_sae: str = "") -> Sizes:
-    """Every cheap check first (specs, tokenizers, the SAEs' hooks against the models' depths), then weights."""
+def check_inputs(large: str, large_sae: str, small: str, small_sae: str, second_sae: str, zoo: str,
+                 device: str = "cpu", dtype: str = "float32") -> tuple[Any, dict[str, Any]]:
+    """Everything that can be checked without a model's weights: specs, that the two models share a tokenizer
+    (stitching needs token-aligned streams), the SAEs' hooks against the models' depths and widths. Returns the
+    tokenizer and the loaded SAEs (cheap), by parameter name."""
+    parse_spec(large, "large")
     parse_spec(small, "small")
-    parse_spec(small_sae, "small_sae", sae=True)
-    if second_sae:
-        parse_spec(second_sae, "second_sae", sae=True)
-    tok = load_tokenizer_for(setup.base, "large", setup.zoo)
-    tok_small = load_tokenizer_for(small, "small", setup.zoo)
+    for name, spec in (("small_sae", small_sae), ("large_sae", large_sae), ("second_sae", second_sae)):
+        if spec:
+            parse_spec(spec, name, sae=True)
+    tok = load_tokenizer_for(large, "large", zoo)
+    tok_small = load_tokenizer_for(small, "small", zoo)
     if tok.get_vocab() != tok_small.get_vocab():
-        raise SpecError(f"small={small!r} and large={setup.base!r} have different tokenizers ({len(tok_small)} and "
+        raise SpecError(f"small={small!r} and large={large!r} have different tokenizers ({len(tok_small)} and "
                         f"{len(tok)} tokens); stitching needs token-aligned streams: two sizes of one family")
+    saes = {p: load_sae(s, zoo, device, dtype) if s else None
+            for p, s in (("small_sae", small_sae), ("large_sae", large_sae), ("second_sae", second_sae))}
+    _sae_hook(saes["small_sae"], "small_sae", small_sae, "small", small, zoo)
+    hl = _sae_hook(saes["large_sae"], "large_sae", large_sae, "large", large, zoo)
+    if saes["second_sae"] is not None:
+        _sae_hook(saes["second_sae"], "second_sae", second_sae, "large", large, zoo)
+        if saes["second_sae"].cfg.metadata.hook_name != hl:
+            raise SpecError(f"second_sae={second_sae!r} reads {saes['second_sae'].cfg.metadata.hook_name!r}, not "
+                            f"the large SAE's {hl!r}; the ceiling compares two SAEs of one layer")
+    return tok, saes
+
+
+def load(setup: PairSetup, small: str, small_sae: str, second_sae: str = "") -> Sizes:
+    """Every cheap check first (``check_inputs``), then the models' weights."""
     device, dtype = resolve_device(setup.device), check_dtype(setup.dtype)
-    saes = {p: load_sae(s, setup.zoo, device, setup.dtype) if s else None
-            for p, s in (("small_sae", small_sae), ("large_sae", setup.sae), ("second_sae", second_sae))}
-    hs = _sae_hook(saes["small_sae"], "small_sae", small_sae, small, setup.zoo)
-    hl = _sae_hook(saes["large_sae"], "large_sae", setup.sae, setup.base, setup.zoo)
-    if saes["second_sae"] is not None and saes["second_sae"].cfg.metadata.hook_name != hl:
-        raise SpecError(f"second_sae={second_sae!r} reads {saes['second_sae'].cfg.metadata.hook_name!r}, not the "
-                        f"large SAE's {hl!r}; the ceiling compares two SAEs of one layer")
+    tok, saes = check_inputs(setup.base, setup.sae, small, small_sae, second_sae, setup.zoo, device, setup.dtype)
     models = {p: load_model(s, p, setup.zoo, tok, device, dtype) for p, s in (("small", small),
                                                                              ("large", setup.base))}
-    for p, model, sae_p in (("small", models["small"], "small_sae"), ("large", models["large"], "large_sae"),
-                            ("large", models["large"], "second_sae")):
+    for p, sae_p in (("small", "small_sae"), ("large", "large_sae"), ("large", "second_sae")):
         sae = saes[sae_p]
-        if sae is not None and sae.cfg.d_in != model.cfg.d_model:
+        if sae is not None and sae.cfg.d_in != models[p].cfg.d_model:
             raise SpecError(f"{sae_p} reads width {sae.cfg.d_in} but the {p} model's residual stream has width "
-                            f"{model.cfg.d_model}")
+                            f"{models[p].cfg.d_model}")
     return Sizes(models["small"], models["large"], saes["small_sae"], saes["large_sae"], saes["second_sae"], tok,
-                 hs, hl)
+                 saes["small_sae"].cfg.metadata.hook_name, saes["large_sae"].cfg.metadata.hook_name)
 
 
 def _resid(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from typing import Any
 from ..datasets import TokenSpec, check_dataset_source, zoo_stream
 from ..hooks import block_of
 from ..models import SpecError, check_pair_kinds, check_source, context_limit, n_layers_of
+from ..sizes import check_inputs
 from ..zoo.store import Zoo
 
 
@@ -72,9 +73,16 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
         if params.get(name):
             check_source(params[name], name, zoo, sae=True)
     if chapter == "sizes":
+        for name in ("small", "large"):
+            limit = context_limit(params[name], zoo)
+            if limit and params["context_size"] > limit:
+                raise SpecError(f"context_size={params['context_size']} exceeds {name}={params[name]!r}'s context "
+                                f"of {limit} tokens; use context_size <= {limit}")
         for name in ("steer_from", "steer_to"):
             if params[name] not in params["datasets"]:
                 raise SpecError(f"{name}={params[name]!r} is not one of datasets={params['datasets']}")
+        check_inputs(params["large"], params["large_sae"], params["small"], params["small_sae"],
+                     params["second_sae"], zoo)
     for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
         check_dataset_source(dataset)
     limit = context_limit(base, zoo) if base else None
