@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .cache import cached, measurement_key, model_identity, sae_identity, tokens_identity
+from . import sizes_train, sizes_transfer
+from .cache import cached, entry_path, measurement_key, model_identity, sae_identity, tokens_identity
 from .datasets import TokenSpec, check_token_spec, token_batches, token_windows
 from .hooks import residual_hooks, residual_index, resume_layer, stop_layer
 from .models import (SpecError, check_dtype, d_model_of, load_model, load_sae, load_tokenizer_for, n_layers_of,
@@ -31,7 +32,7 @@ from .models import (SpecError, check_dtype, d_model_of, load_model, load_sae, l
 from .pairs import PairSetup
 from .sae_metrics import logit_stats, sae_pass
 from .sizes_stats import FeatureCorrelation, LayerCKA, RunningTopK, StitchQuality
-from .stitch import Stitch, collapse_sae
+from .stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
 
 
 @dataclass(frozen=True)
@@ -184,9 +185,6 @@ def paired_residuals(s: Sizes, specs: list[TokenSpec], zoo: str):
 
 def trained_stitch(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sizes) -> tuple[Stitch, dict]:
     """The stitch, trained once per key (weights in the measurement cache beside its log)."""
-    from .cache import entry_path
-    from .stitch import StitchConfig, fit_stitch
-
     specs = study.train_specs()
     key = measurement_key("stitch", "sae_transfer.stitch", setup, model=small,
                           specs=[tokens_identity(t, setup.zoo) for t in specs], small_sae=sae_identity(small_sae,
@@ -262,8 +260,6 @@ def evaluation_pass(s: Sizes, st: Stitch, spec: TokenSpec, zoo: str, cka: LayerC
 
 def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, second_sae: str = "") -> dict[str, Any]:
     """Everything the chapter shows, cached by every input (see the module docstring)."""
-    from . import sizes_train, sizes_transfer
-
     for spec in study.train_specs() + study.eval_specs():
         check_token_spec(spec)
     held: dict[str, Sizes] = {}

@@ -95,13 +95,14 @@ def classes_table(result: dict) -> pd.DataFrame:
                                     top_token_share=("token_share", "median"),
                                     decoder_cos=("decoder_cos", "median"))
     out.insert(1, "% of live", 100 * out["features"] / len(live))
+    out["density"] *= 100
     order = [c for c in ("core", "partial", "emergent") if c in out.index]
-    return out.loc[order].rename(columns={"density": "median density", "top_token_share": "median top-token share",
+    return out.loc[order].rename(columns={"density": "median density %", "top_token_share": "median top-token share",
                                           "decoder_cos": "median best decoder cos"})
 
 
 def shown_table(result: dict) -> pd.DataFrame:
-    rows = [{"class": c, "feature": f["feature"], "best corr": round(f["corr"], 2),
+    rows = [{"class": c, "feature": f["feature"], "best corr": f"{f['corr']:.2f}",
              "density": f"{100 * f['density']:.2f}%", "top contexts": " | ".join(f["contexts"])}
             for c, fs in result["stability"]["shown"].items() for f in fs]
     return pd.DataFrame(rows).set_index(["class", "feature"]) if rows else pd.DataFrame()
@@ -165,7 +166,7 @@ def headline(result: dict) -> dict[str, Any]:
     for c in ("core", "emergent"):
         present = c in cl.index
         h[f"{c}_pct"] = float(cl.loc[c, "% of live"]) if present else 0.0
-        h[f"{c}_density_pct"] = 100 * float(cl.loc[c, "median density"]) if present else float("nan")
+        h[f"{c}_density_pct"] = float(cl.loc[c, "median density %"]) if present else float("nan")
         h[f"{c}_token_share"] = float(cl.loc[c, "median top-token share"]) if present else float("nan")
     return h
 
