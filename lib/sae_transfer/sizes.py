@@ -42,13 +42,13 @@ class SizesStudy:
     large-model SAEs of the initialisation study (0: skip it), ``sae_checkpoints`` points on its curve."""
 
     datasets: tuple[str, ...] = ("zoo:prose", "zoo:code", "zoo:math")
-    stitch_tokens: int = 262_144
-    n_tokens: int = 16_384
+    stitch_tokens: int = 131_072
+    n_tokens: int = 8_192
     context_size: int = 128
     batch_size: int = 16
     stitch_lr: float = 1e-3
     sae_tokens: int = 409_600
-    sae_checkpoints: int = 8
+    sae_checkpoints: int = 6
     steer_from: str = "zoo:prose"
     steer_to: str = "zoo:code"
     probe_domains: tuple[str, ...] = ("reading", "equation", "math", "entity")

@@ -138,7 +138,7 @@ def headline(result: dict) -> dict[str, Any]:
         h.update(init_target=i["target_ev"], init_scratch_tokens=i["scratch_tokens"],
                  init_reached=i["init_tokens_to_target"] is not None,
                  init_stitch_tokens=result["stitch_log"]["tokens"], init_zero_ev=i["curves"][
-                     "from the transferred SAE"][0]["ev"])
+                     "from the transferred SAE"][0]["ev"], init_final=i["curves"]["from the transferred SAE"][-1]["ev"])
         if i["init_tokens_to_target"] is not None:
             h.update(init_tokens=i["init_tokens_to_target"], init_saved_pct=100 * i["saved"],
                      init_saved_sae_pct=100 * i["saved_without_stitch"],
@@ -186,7 +186,8 @@ def describe(h: dict) -> dict[str, str]:
                     f"{h['init_tokens']:,.0f} of {h['init_scratch_tokens']:,} tokens ({h['init_saved_sae_pct']:.0f}% "
                     f"less SAE training), which {cost} once the stitch is paid for.")
     elif "init_reached" in h:
-        summary += " As a starting point it does not reach the from-scratch SAE's final explained variance."
+        summary += (f" As a starting point it does not reach the from-scratch SAE's final explained variance "
+                    f"({100 * h['init_final']:.1f}% against {100 * h['init_target']:.1f}% on the same tokens).")
     summary += (f" {h['stable_large_pct']:.0f}% of the large SAE's live features have a small-SAE feature that fires "
                 f"with them (correlation at least {CORE})")
     summary += (f", against {h['ceiling_pct']:.0f}% for a second SAE of the large model." if "ceiling_pct" in h
@@ -226,14 +227,16 @@ def describe(h: dict) -> dict[str, str]:
                "than it saves (Chen et al. report 30-50% saved, on GPT-2 with far longer SAE training over which "
                "one stitch is spread)."))
     else:
-        out["init"] = (f"Started from the transferred SAE, the large model's SAE does not reach the from-scratch run's "
-                       f"final {100 * h['init_target']:.1f}% within {h['init_scratch_tokens']:,} tokens.")
-    semantic = ("denser and more token-level" if h["core_density_pct"] > h["emergent_density_pct"]
-                and h["core_token_share"] > h["emergent_token_share"] else "not both denser and more token-level")
+        out["init"] = (f"Started from the transferred SAE (explained variance {100 * h['init_zero_ev']:.0f}% before any "
+                       f"training), the large model's SAE ends at {100 * h['init_final']:.1f}% after "
+                       f"{h['init_scratch_tokens']:,} tokens, short of the from-scratch run's final "
+                       f"{100 * h['init_target']:.1f}%: no compute is saved at this budget.")
+    denser = "denser" if h["core_density_pct"] > h["emergent_density_pct"] else "sparser"
+    level = "more" if h["core_token_share"] > h["emergent_token_share"] else "less"
     out["stability"] = (
         f"{h['core_pct']:.0f}% of the large SAE's live features are core (a small-SAE feature correlates at least "
         f"{CORE} with them) and {h['emergent_pct']:.0f}% emergent (none reaches {EMERGENT}). Core features are "
-        f"{semantic} than emergent ones: median density {h['core_density_pct']:.2f}% against "
-        f"{h['emergent_density_pct']:.2f}%, median top-token share {h['core_token_share']:.2f} against "
-        f"{h['emergent_token_share']:.2f}.")
+        f"{denser} than emergent ones (median density {h['core_density_pct']:.2f}% against "
+        f"{h['emergent_density_pct']:.2f}%) and {level} token-level (median share of their top activations on one "
+        f"token {h['core_token_share']:.2f} against {h['emergent_token_share']:.2f}).")
     return out

@@ -68,3 +68,27 @@ def test_cli_list_shows_parameters():
     out = subprocess.run([sys.executable, "-m", "sae_transfer", "list"], capture_output=True, text=True,
                          check=True).stdout
     assert "zoo (str, default \"default\")" in out and "profiles: default, smoke" in out
+
+
+def test_a_part_holds_only_the_chapters_its_profile_lists(tmp_path, monkeypatch):
+    """The real family has one size: its part leaves the sizes chapter out, of the runs and of the toc."""
+    import yaml
+
+    from sae_transfer.book import build
+    from sae_transfer.book.chapters import profile_chapters
+
+    parts = build.book_parts("default")
+    assert [p.profile for p in parts] == ["default", "smollm2"]
+    assert parts[0].holds("sizes") and not parts[1].holds("sizes") and parts[1].holds("diffing")
+    assert profile_chapters("smollm2") == tuple(c for c in chapter_names() if c != "sizes")
+    book = build.Book(tmp_path, tuple(parts), tmp_path / "runs", "test")
+    (tmp_path / "book").mkdir()
+    toc = yaml.safe_load(build.write_toc(book).read_text())
+    files = {p["caption"]: [c["file"] for c in p["chapters"]] for p in toc["parts"]}
+    assert "book/chapters/sizes" in files["Chapters"]
+    assert "book/smollm2/sizes" not in files[parts[1].caption] and "book/smollm2/diffing" in files[parts[1].caption]
+    (tmp_path / "params" / "book").mkdir(parents=True)
+    (tmp_path / "params" / "book" / "odd.yaml").write_text("chapters: [zoo, sizez]\n")
+    monkeypatch.setattr("sae_transfer.book.chapters.params_dir", lambda: tmp_path / "params")
+    with pytest.raises(ParameterError, match=r"profile 'odd': chapters=\['zoo', 'sizez'\] must list chapters"):
+        profile_chapters("odd")
