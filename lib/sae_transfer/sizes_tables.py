@@ -33,6 +33,7 @@ def stitch_table(result: dict) -> pd.DataFrame:
     for d, r in result["datasets"].items():
         q = r["quality"]
         rows.append({"data": short(d), "EV up (small to large)": q["ev_up"], "EV down (large to small)": q["ev_down"],
+                     "MSE up": q["mse_up"], "MSE down": q["mse_down"],
                      "CE small": r["ce_small"], "CE large": r["ce_large"], "CE large on stitched": r["ce_stitched"],
                      "KL stitched": r["kl_stitched"]})
     return pd.DataFrame(rows).set_index("data")
