@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer.sizes_stats import FeatureCorrelation, LayerCKA, RunningTopK, StitchQuality
+from sae_transfer.accumulators import RunningTopK
+from sae_transfer.sizes_stats import FeatureCorrelation, LayerCKA, StitchQuality
 from sae_transfer.sizes_train import tokens_to_reach
 from sae_transfer.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch, map_direction
 

@@ -159,8 +159,7 @@ class FeaturePairStats:
         self.s = {k: torch.zeros(d, dtype=torch.float64) for k in self.SUMS}
         self.fires = {m: torch.zeros(d, dtype=torch.long) for m in ("x", "y")}
         self.max = {m: torch.zeros(d, dtype=torch.float64) for m in ("x", "y")}
-        self.top = {m: (torch.full((d, top_k), -1.0), torch.full((d, top_k), -1, dtype=torch.long))
-                    for m in ("x", "y")}
+        self.top = {m: RunningTopK(d, top_k) for m in ("x", "y")}
 
     @torch.no_grad()
     def update(self, tokens, base: dict, finetune: dict) -> None:
@@ -193,7 +192,7 @@ class FeaturePairStats:
             self.fires[m] += (f > FIRING).sum(0)
             self.max[m] = torch.maximum(self.max[m], f.double().max(0).values)
             if self.k:
-                self._merge_top(m, f, idx)
+                self.top[m].update(f, idx)
 
     def end_batch(self) -> None:
         """Close the batch ``update`` has been fed (whole or in micro-batches)."""
@@ -201,15 +200,6 @@ class FeaturePairStats:
             self.batch_n.append(self._batch[0])
             self.batch_moments.append(self._batch[1])
         self._batch = (0, None)
-
-    def _merge_top(self, m: str, f: torch.Tensor, idx: torch.Tensor) -> None:
-        k = min(self.k, f.shape[0])
-        vals, pos = f.T.topk(k, dim=1)  # [d_sae, k]
-        old_v, old_i = self.top[m]
-        v = torch.cat([old_v, vals.float()], 1)
-        i = torch.cat([old_i, idx[pos]], 1)
-        best = v.topk(self.k, dim=1).indices
-        self.top[m] = (v.gather(1, best), i.gather(1, best))
 
     def result(self) -> dict[str, Any]:
         """Per-feature lists [d_sae] (plain floats; NaN where a correlation is undefined)."""
@@ -233,6 +223,23 @@ class FeaturePairStats:
         }
         if self.k:
             for m, name in (("x", "base"), ("y", "finetune")):
-                v, i = self.top[m]
-                out[f"top_{name}"] = {"values": v.tolist(), "tokens": i.tolist()}
+                out[f"top_{name}"] = {"values": self.top[m].values.tolist(), "tokens": self.top[m].index.tolist()}
         return out
+
+
+class RunningTopK:
+    """The ``k`` largest activations of each feature and the global index of their token, over a stream."""
+
+    def __init__(self, d: int, k: int):
+        self.k = k
+        self.values = torch.full((d, k), -1.0)
+        self.index = torch.full((d, k), -1, dtype=torch.long)
+
+    def update(self, f: torch.Tensor, idx: torch.Tensor) -> None:
+        """``f`` [n, d] activations of the tokens whose global indices are ``idx`` [n]."""
+        k = min(self.k, len(f))
+        vals, pos = f.float().T.topk(k, dim=1)
+        v = torch.cat([self.values, vals], 1)
+        i = torch.cat([self.index, idx[pos]], 1)
+        best = v.topk(self.k, dim=1).indices
+        self.values, self.index = v.gather(1, best), i.gather(1, best)

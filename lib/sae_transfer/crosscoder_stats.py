@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .accumulators import FIRING, Bins
+from .accumulators import FIRING, Bins, RunningTopK
 
 #: log10 of nonzero latent activations, per latent (the feature pages' histograms).
 LATENT_BINS = Bins(-2.0, 2.0, 32)
@@ -34,7 +34,7 @@ class CrosscoderStats:
         z = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
         self.fires, self.f_sum, self.f_sq = z(d_sae), z(d_sae), z(d_sae)
         self.hist = torch.zeros(d_sae, LATENT_BINS.n, dtype=torch.long)
-        self.top = (torch.full((d_sae, top_k), -1.0), torch.full((d_sae, top_k), -1, dtype=torch.long))
+        self.top = RunningTopK(d_sae, top_k)
         self.beta_num = z(M, M, d_sae)  # [model m, direction side s, latent]
         self.err, self.x_sum, self.x_sq = z(M), z(M, cc.cfg.d_in), z(M)
         self.gram, self.cross = z(d_sae, d_sae), z(M, d_sae, cc.cfg.d_in)
@@ -74,12 +74,7 @@ class CrosscoderStats:
         self.x_sum += xn.double().sum(0)
         self.x_sq += xn.double().pow(2).sum((0, 2))
         if self.k:
-            k = min(self.k, len(f))
-            vals, pos = f.T.topk(k, dim=1)
-            v = torch.cat([self.top[0], vals], 1)
-            i = torch.cat([self.top[1], idx[pos]], 1)
-            best = v.topk(self.k, dim=1).indices
-            self.top = (v.gather(1, best), i.gather(1, best))
+            self.top.update(f, idx)
 
     def end_batch(self) -> None:
         pass
@@ -95,7 +90,7 @@ class CrosscoderStats:
         total = self.x_sq - self.x_sum.pow(2).sum(-1) / n
         return {"n_tokens": self.n, "density": (self.fires / n).tolist(), "mean": (self.f_sum / n).tolist(),
                 "hist": self.hist.tolist(), "hist_edges": LATENT_BINS.edges(),
-                "top_values": self.top[0].tolist(), "top_tokens": self.top[1].tolist(),
+                "top_values": self.top.values.tolist(), "top_tokens": self.top.index.tolist(),
                 "beta": beta.tolist(), "fvu": (self.err / total).tolist()}
 
 

@@ -11,7 +11,7 @@ import torch
 
 from .cache import cached, entry_path, measurement_key, tokens_identity
 from .crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
-from .datasets import TokenSpec, check_token_spec, token_batches
+from .datasets import TokenSpec, check_token_spec, interleaved_batches
 from .features import own_dataset
 from .hooks import stop_layer
 from .io import fingerprint
@@ -73,18 +73,12 @@ def paired_activations(pair, specs: list[TokenSpec], zoo: str) -> Iterator[torch
     """Both models' activations at the pair's hook [n, 2, d_model], BOS left out, the datasets' batches
     interleaved so every part of training sees each of them."""
     stop = stop_layer([pair.hook], pair.base.cfg.n_layers)
-    streams = [token_batches(s, pair.tokenizer, zoo) for s in specs]
-    while streams:
-        for it in list(streams):
-            tokens = next(it, None)
-            if tokens is None:
-                streams.remove(it)
-                continue
-            # inference mode only around the forwards: a generator suspended inside the context would leave it on
-            # for the training steps that consume what it yields
-            with torch.inference_mode():
-                acts = [_hook_acts(model, tokens, pair.hook, stop) for model in (pair.base, pair.finetune)]
-            yield torch.stack(acts, 1).clone()  # a normal tensor: training reads it
+    for tokens in interleaved_batches(specs, pair.tokenizer, zoo):
+        # inference mode only around the forwards: a generator suspended inside the context would leave it on
+        # for the training steps that consume what it yields
+        with torch.inference_mode():
+            acts = [_hook_acts(model, tokens, pair.hook, stop) for model in (pair.base, pair.finetune)]
+        yield torch.stack(acts, 1).clone()  # a normal tensor: training reads it
 
 
 def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStudy) -> tuple[Crosscoder, dict]:

@@ -170,3 +170,16 @@ def token_batches(spec: TokenSpec, tokenizer=None, zoo: str = "default") -> Iter
     windows = token_windows(spec, tokenizer, zoo)
     for i in range(0, len(windows), spec.batch_size):
         yield windows[i:i + spec.batch_size]
+
+
+def interleaved_batches(specs: list[TokenSpec], tokenizer=None, zoo: str = "default") -> Iterator[torch.Tensor]:
+    """The batches of several specs in turn (one of each while each lasts), so that every part of a training run
+    sees every dataset."""
+    streams = [token_batches(s, tokenizer, zoo) for s in specs]
+    while streams:
+        for it in list(streams):
+            tokens = next(it, None)
+            if tokens is None:
+                streams.remove(it)
+            else:
+                yield tokens

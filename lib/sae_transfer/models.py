@@ -141,8 +141,9 @@ def context_limit(spec: str, zoo: str) -> int | None:
     return None
 
 
-def n_layers_of(spec: str, zoo: str) -> int | None:
-    """A model's number of blocks where it is known without loading it (zoo recipe, local config)."""
+def _known(spec: str, zoo: str, field: str, config_keys: tuple[str, ...]) -> int | None:
+    """A model's ``field`` where it is known without loading it: the zoo recipe (or its pretrained source), or
+    the first of ``config_keys`` in a local directory's config."""
     kind, ref = parse_spec(spec, "base")
     if kind == "zoo":
         recipe = Zoo.open(zoo).recipe
@@ -150,27 +151,21 @@ def n_layers_of(spec: str, zoo: str) -> int | None:
         if name not in recipe.models:
             return None
         root = recipe.root(name)
-        return PRETRAINED[root.pretrained].n_layers if root.pretrained else root.n_layers
+        return getattr(PRETRAINED[root.pretrained] if root.pretrained else root, field)
     if kind == "local" and (Path(ref) / "config.json").exists():
         cfg = read_config(Path(ref))
-        return next((cfg[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), None)
+        return next((cfg[k] for k in config_keys if k in cfg), None)
     return None
+
+
+def n_layers_of(spec: str, zoo: str) -> int | None:
+    """A model's number of blocks where it is known without loading it (zoo recipe, local config)."""
+    return _known(spec, zoo, "n_layers", ("num_hidden_layers", "n_layer", "n_layers"))
 
 
 def d_model_of(spec: str, zoo: str) -> int | None:
     """A model's residual width where it is known without loading it (zoo recipe, local config)."""
-    kind, ref = parse_spec(spec, "base")
-    if kind == "zoo":
-        recipe = Zoo.open(zoo).recipe
-        name = split_spec(ref)[0]
-        if name not in recipe.models:
-            return None
-        root = recipe.root(name)
-        return PRETRAINED[root.pretrained].d_model if root.pretrained else root.d_model
-    if kind == "local" and (Path(ref) / "config.json").exists():
-        cfg = read_config(Path(ref))
-        return next((cfg[k] for k in ("hidden_size", "n_embd", "d_model") if k in cfg), None)
-    return None
+    return _known(spec, zoo, "d_model", ("hidden_size", "n_embd", "d_model"))
 
 
 def resolve_device(device: str) -> str:

@@ -25,13 +25,14 @@ from tqdm.auto import tqdm
 
 from . import sizes_train, sizes_transfer
 from .cache import cached, entry_path, measurement_key, model_identity, sae_identity, tokens_identity
-from .datasets import TokenSpec, check_token_spec, token_batches, token_windows
+from .datasets import TokenSpec, check_token_spec, interleaved_batches, token_batches, token_windows
 from .hooks import residual_hooks, residual_index, resume_layer, stop_layer
 from .models import (SpecError, check_dtype, d_model_of, load_model, load_sae, load_tokenizer_for, n_layers_of,
                      parse_spec, resolve_device)
 from .pairs import PairSetup
 from .sae_metrics import logit_stats, sae_pass
-from .sizes_stats import FeatureCorrelation, LayerCKA, RunningTopK, StitchQuality
+from .accumulators import RunningTopK
+from .sizes_stats import FeatureCorrelation, LayerCKA, StitchQuality
 from .stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
 
 
@@ -166,21 +167,15 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 def paired_residuals(s: Sizes, specs: list[TokenSpec], zoo: str):
     """[n, d_small + d_large] residuals at the two hooks, BOS left out, the datasets' batches interleaved."""
-    streams = [token_batches(spec, s.tokenizer, zoo) for spec in specs]
     stops = [stop_layer([s.small_hook], s.small.cfg.n_layers), stop_layer([s.large_hook], s.large.cfg.n_layers)]
-    while streams:
-        for it in list(streams):
-            tokens = next(it, None)
-            if tokens is None:
-                streams.remove(it)
-                continue
-            with torch.inference_mode():
-                acts = []
-                for model, hook, stop in ((s.small, s.small_hook, stops[0]), (s.large, s.large_hook, stops[1])):
-                    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook,
-                                                    stop_at_layer=stop, return_type=None)
-                    acts.append(_flat(cache[hook]).cpu())
-            yield torch.cat(acts, 1).clone()
+    for tokens in interleaved_batches(specs, s.tokenizer, zoo):
+        with torch.inference_mode():  # only around the forwards: training consumes what this yields
+            acts = []
+            for model, hook, stop in ((s.small, s.small_hook, stops[0]), (s.large, s.large_hook, stops[1])):
+                _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook,
+                                                stop_at_layer=stop, return_type=None)
+                acts.append(_flat(cache[hook]).cpu())
+        yield torch.cat(acts, 1).clone()
 
 
 def trained_stitch(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sizes) -> tuple[Stitch, dict]:

@@ -1,6 +1,6 @@
 """Streaming accumulators of the sizes chapter: linear CKA between every pair of layers of two models, a stitch's
-reconstruction quality, the correlation of every pair of features of two SAEs, running top-k contexts. Each keeps
-sums of fixed size, never the tokens."""
+reconstruction quality, the correlation of every pair of features of two SAEs. Each keeps sums of fixed size, never
+the tokens."""
 
 from __future__ import annotations
 
@@ -108,20 +108,3 @@ class FeatureCorrelation:
                 "corr_a": best_a.values.tolist(), "partner_a": best_a.indices.tolist(),
                 "corr_b": best_b.values.tolist(), "partner_b": best_b.indices.tolist()}
 
-
-class RunningTopK:
-    """The ``k`` largest activations of each feature and the global index of their token, over a stream."""
-
-    def __init__(self, d: int, k: int):
-        self.k = k
-        self.values = torch.full((d, k), -1.0)
-        self.index = torch.full((d, k), -1, dtype=torch.long)
-
-    def update(self, f: torch.Tensor, idx: torch.Tensor) -> None:
-        """``f`` [n, d] activations of the tokens whose global indices are ``idx`` [n]."""
-        k = min(self.k, len(f))
-        vals, pos = f.float().T.topk(k, dim=1)
-        v = torch.cat([self.values, vals], 1)
-        i = torch.cat([self.index, idx[pos]], 1)
-        best = v.topk(self.k, dim=1).indices
-        self.values, self.index = v.gather(1, best), i.gather(1, best)

@@ -21,9 +21,10 @@ def test_book_pages_exist(html):
     for page in ("book/intro.html", "book/chapters/zoo.html", "book/chapters/residuals.html", "book/methods.html",
                  "book/status.html", "book/smollm2-smoke/zoo.html", "book/smollm2-smoke/answerability.html",
                  "book/chapters/diffing.html", "book/chapters/diffing-pages/index.html",
-                 "book/smollm2-smoke/diffing-pages/index.html",
+                 "book/smollm2-smoke/diffing-pages/index.html", "book/chapters/sizes.html",
                  "book/compare.html"):
         assert (html / page).exists(), page
+    assert not (html / "book" / "smollm2-smoke" / "sizes.html").exists()  # one size of the real family: no chapter
     import re
 
     status = re.sub(r"<[^>]+>", "", (html / "book" / "status.html").read_text())
@@ -66,12 +67,14 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
     from sae_transfer.paths import cache_dir
 
     runs = cache_dir() / "runs" / "book-smoke"
-    results = {c: json.loads((runs / c / "results.json").read_text()) for c in ("zoo", "residuals", "answerability")}
+    results = {c: json.loads((runs / c / "results.json").read_text()) for c in ("zoo", "residuals", "answerability",
+                                                                                  "sizes")}
     with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
         for page, title in [("book/intro.html", "Do SAEs trained on a base model"),
                             ("book/chapters/zoo.html", "The model zoo"),
                             ("book/chapters/residuals.html", "Residual activations"),
                             ("book/chapters/answerability.html", "Answerability probes"),
+                            ("book/chapters/sizes.html", "Across model sizes"),
                             ("book/methods.html", "Methods and metrics"),
                             ("book/status.html", "Status of this build")]:
             driver.get(f"{url}/{page}")
@@ -85,12 +88,13 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
                 assert len(images) >= len(results[chapter]["figures"])
                 glued = driver.find_elements(By.CSS_SELECTOR, "span.pasted-text")
                 # the zoo and residual pages' readings are glued Markdown, written from the results
-                assert len(glued) >= {"zoo": 4, "residuals": 2}.get(chapter, 15)
+                assert len(glued) >= {"zoo": 4, "residuals": 2, "sizes": 12}.get(chapter, 15)
                 assert all(g.text.strip() and g.text.strip() not in ("nan", "None") for g in glued)
                 body = driver.find_element(By.TAG_NAME, "body").text
                 assert "Reproduce this chapter" in body
                 # a glued value appears exactly as the chapter recorded it
-                key = {"zoo": "ce_gain_code", "residuals": "cos_code_code", "answerability": "h_residual_in"}[chapter]
+                key = {"zoo": "ce_gain_code", "residuals": "cos_code_code", "answerability": "h_residual_in",
+                       "sizes": "h_dce_transferred"}[chapter]
                 assert f"{results[chapter]['numbers'][key]:.3f}" in body
                 if chapter == "residuals":
                     assert f"code on code: mean cosine {results[chapter]['numbers'][key]:.3f}" in body
