@@ -181,7 +181,7 @@ def paired_residuals(s: Sizes, specs: list[TokenSpec], zoo: str):
 def trained_stitch(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sizes) -> tuple[Stitch, dict]:
     """The stitch, trained once per key (weights in the measurement cache beside its log)."""
     specs = study.train_specs()
-    key = measurement_key("stitch", "sae_transfer.stitch", setup, model=small,
+    key = measurement_key("stitch", __name__, setup, model=small,
                           specs=[tokens_identity(t, setup.zoo) for t in specs], small_sae=sae_identity(small_sae,
                                                                                                        setup.zoo),
                           lr=study.stitch_lr, n=study.stitch_tokens, seed=study.seed)
@@ -305,7 +305,7 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
                 "init": sizes_train.init_study(s, transferred, log, study, setup)}
 
     out = cached("sizes", key, run)
-    return {**out, "stitch_log": log, "specs": {"small": small, "large": setup.base, "small_sae": small_sae,
+    return {**out, "stitch_log": log, "order": list(study.datasets), "specs": {"small": small, "large": setup.base, "small_sae": small_sae,
                                                 "large_sae": setup.sae, "second_sae": second_sae}}
 
 

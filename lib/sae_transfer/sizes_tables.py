@@ -15,10 +15,18 @@ from .sizes_transfer import CORE, EMERGENT
 SEED_GPT2 = {"FVU, original": 0.11, "FVU, transferred": 0.39, "delta CE, original": 0.08,
              "delta CE, transferred": 0.96}
 SAE_ROWS = ("small SAE on small", "transferred SAE on large", "large SAE on large")
+STEERING_ROWS = ("none", "large model's own", "mapped from small", "random")
+SHARE_ROWS = ("small to large, activations", "large from small, activations", "small to large, decoders",
+              "large from small, decoders", "large to second seed, activations", "large to second seed, decoders")
 
 
 def short(spec: str) -> str:
     return spec.split(":", 1)[-1]
+
+
+def _per_dataset(result: dict, what: str) -> list[tuple[str, dict]]:
+    """``result[what]`` by dataset in the order the study lists them (the cache stores mappings sorted)."""
+    return [(d, result[what][d]) for d in result["order"]]
 
 
 def cka_frame(result: dict) -> pd.DataFrame:
@@ -30,7 +38,7 @@ def cka_frame(result: dict) -> pd.DataFrame:
 
 def stitch_table(result: dict) -> pd.DataFrame:
     rows = []
-    for d, r in result["datasets"].items():
+    for d, r in _per_dataset(result, "datasets"):
         q = r["quality"]
         rows.append({"data": short(d), "EV up (small to large)": q["ev_up"], "EV down (large to small)": q["ev_down"],
                      "MSE up": q["mse_up"], "MSE down": q["mse_down"],
@@ -41,7 +49,7 @@ def stitch_table(result: dict) -> pd.DataFrame:
 
 def sae_table(result: dict) -> pd.DataFrame:
     rows = []
-    for d, per in result["sae_metrics"].items():
+    for d, per in _per_dataset(result, "sae_metrics"):
         for name in SAE_ROWS:
             m = per[name]
             rows.append({"data": short(d), "SAE, model": name, "EV": m["ev_global"], "FVU": 1 - m["ev_global"],
@@ -62,7 +70,12 @@ def init_table(result: dict) -> pd.DataFrame:
              "final EV": i["curves"]["from the transferred SAE"][-1]["ev"],
              "tokens to target EV": i["init_tokens_to_target"],
              "GFLOP to target": None if i["init_flops"] is None else i["init_flops"] / 1e9}]
-    return pd.DataFrame(rows).set_index("start")
+    df = pd.DataFrame(rows).set_index("start")
+    # whole tokens, and a word where the target is never reached
+    df["tokens to target EV"] = [f"{t:,.0f}" if t == t and t is not None else "not reached"
+                                 for t in df["tokens to target EV"]]
+    df["GFLOP to target"] = [f"{g:,.0f}" if g == g and g is not None else "not reached" for g in df["GFLOP to target"]]
+    return df
 
 
 def probe_table(result: dict) -> pd.DataFrame:
@@ -74,16 +87,17 @@ def probe_table(result: dict) -> pd.DataFrame:
 
 
 def steering_table(result: dict) -> pd.DataFrame:
-    s = result["steering"]
-    none = s["rows"]["none"]
-    return pd.DataFrame([{"vector": k, "marker-token mass": v["marker_mass"],
-                          "change": v["marker_mass"] - none["marker_mass"], "CE on source text": v["ce"]}
-                         for k, v in s["rows"].items()]).set_index("vector")
+    rows = result["steering"]["rows"]
+    none = rows["none"]
+    return pd.DataFrame([{"vector": k, "marker-token mass %": 100 * rows[k]["marker_mass"],
+                          "change, points": 100 * (rows[k]["marker_mass"] - none["marker_mass"]),
+                          "CE on source text": rows[k]["ce"]} for k in STEERING_ROWS]).set_index("vector")
 
 
 def shares_table(result: dict) -> pd.DataFrame:
     """Share of live features whose best partner reaches each threshold, per comparison."""
-    df = pd.DataFrame(result["stability"]["shares"]).T.rename(columns=lambda t: f">= {t}") * 100
+    shares = result["stability"]["shares"]
+    df = pd.DataFrame({k: shares[k] for k in SHARE_ROWS if k in shares}).T.rename(columns=lambda t: f">= {t}") * 100
     return df.rename_axis("comparison")
 
 
@@ -232,6 +246,12 @@ def describe(h: dict) -> dict[str, str]:
                        f"training), the large model's SAE ends at {100 * h['init_final']:.1f}% after "
                        f"{h['init_scratch_tokens']:,} tokens, short of the from-scratch run's final "
                        f"{100 * h['init_target']:.1f}%: no compute is saved at this budget.")
+    out["probes"] = (
+        f"The residual probe trained on {h['small']} scores AUROC {h['probe_res_small_small']:.3f} there and "
+        f"{h['probe_res_small_large']:.3f} read on {h['large']} through the stitch, against "
+        f"{h['probe_res_large_large']:.3f} for the same probe trained on {h['large']}; the {h['probe_k']}-feature SAE "
+        f"probe {h['probe_sae_small_small']:.3f}, {h['probe_sae_small_large']:.3f} carried and "
+        f"{h['probe_sae_large_large']:.3f} on the large SAE (intervals in the table).")
     denser = "denser" if h["core_density_pct"] > h["emergent_density_pct"] else "sparser"
     level = "more" if h["core_token_share"] > h["emergent_token_share"] else "less"
     out["stability"] = (

@@ -53,10 +53,10 @@ def test_probes_carry_intervals_and_steering_moves_toward_the_target(results):
         auc, lo, hi = (float(x.strip("[],")) for x in r["AUROC"].split())
         assert 0 <= lo <= auc <= hi <= 1
     steer = {r["vector"]: r for r in results[1]["tables"]["steering"]}
-    assert steer["none"]["change"] == 0
-    assert steer["large model's own"]["change"] > 0  # adding the code direction raises code tokens' mass
+    assert steer["none"]["change, points"] == 0
+    assert steer["large model's own"]["change, points"] > 0  # adding the code direction raises code tokens' mass
     n = _n(results)
-    assert n["steer_own"] == pytest.approx(100 * steer["large model's own"]["change"])
+    assert n["steer_own"] == pytest.approx(steer["large model's own"]["change, points"])
     assert -1 <= n["steer_cos"] <= 1
 
 

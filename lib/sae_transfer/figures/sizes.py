@@ -7,7 +7,7 @@ import numpy as np
 import seaborn as sns
 
 from ..hooks import residual_index
-from ..sizes_tables import cka_frame, short
+from ..sizes_tables import SHARE_ROWS, cka_frame, short
 from ..sizes_transfer import CORE, EMERGENT
 
 CLASS_COLORS = {"core": "#4c9f70", "partial": "#e0b040", "emergent": "#c8553d"}
@@ -37,7 +37,8 @@ def init_curves(result: dict):
         ax.set_axis_off()
         return fig
     offsets = {"from scratch": 0.0, "from the transferred SAE": i["stitch_flops"]}
-    for (name, rows), color in zip(i["curves"].items(), ("#333333", "#3d7ec8")):
+    for name, color in (("from scratch", "#333333"), ("from the transferred SAE", "#3d7ec8")):
+        rows = i["curves"][name]
         x = [(offsets[name] + r["tokens"] * i["flops_per_token"]["sae"]) / 1e12 for r in rows]
         ax.plot(x, [r["ev"] for r in rows], marker="o", color=color, label=name)
     ax.axhline(i["target_ev"], color="grey", ls="--", lw=1, label="from scratch, final")
@@ -53,7 +54,7 @@ def init_curves(result: dict):
 def match_shares(result: dict):
     """Share of live features whose best partner reaches each threshold: small vs large SAE (activations and
     mapped decoders) against a second seed of the large SAE (the ceiling)."""
-    shares = result["stability"]["shares"]
+    shares = {k: result["stability"]["shares"][k] for k in SHARE_ROWS if k in result["stability"]["shares"]}
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     styles = {"activations": "-", "decoders": ":"}
     colors = {"small to large": "#3d7ec8", "large from small": "#4c9f70", "large to second seed": "#999999"}
