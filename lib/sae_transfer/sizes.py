@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import sizes_train, sizes_transfer
-from .cache import cached, entry_path, measurement_key, model_identity, sae_identity, tokens_identity
+from .cache import cached, entry_path, measurement_key, sae_identity, tokens_identity
 from .datasets import TokenSpec, check_token_spec, interleaved_batches, token_batches, token_windows
 from .hooks import residual_hooks, residual_index, resume_layer, stop_layer
 from .models import (SpecError, check_dtype, d_model_of, load_model, load_sae, load_tokenizer_for, n_layers_of,
@@ -269,8 +269,7 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
     st, log = trained_stitch(setup, small, small_sae, study, sizes)
     key = measurement_key("sizes", __name__, setup, model=small, small_sae=sae_identity(small_sae, setup.zoo),
                           second_sae=sae_identity(second_sae, setup.zoo) if second_sae else "",
-                          specs=[tokens_identity(t, setup.zoo) for t in study.eval_specs()],
-                          stitch=model_identity(small, setup.zoo), study=asdict(study))
+                          specs=[tokens_identity(t, setup.zoo) for t in study.eval_specs()], study=asdict(study))
 
     def run() -> dict[str, Any]:
         s = sizes()
@@ -305,8 +304,9 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
                 "init": sizes_train.init_study(s, transferred, log, study, setup)}
 
     out = cached("sizes", key, run)
-    return {**out, "stitch_log": log, "order": list(study.datasets), "specs": {"small": small, "large": setup.base, "small_sae": small_sae,
-                                                "large_sae": setup.sae, "second_sae": second_sae}}
+    specs = {"small": small, "large": setup.base, "small_sae": small_sae, "large_sae": setup.sae,
+             "second_sae": second_sae}
+    return {**out, "stitch_log": log, "order": list(study.datasets), "specs": specs}
 
 
 def _sae_summary(r: dict) -> dict[str, float]:

@@ -72,7 +72,8 @@ class StitchQuality:
 class FeatureCorrelation:
     """Pearson correlation of every feature of SAE ``a`` with every feature of SAE ``b`` on the same tokens, from
     sums (``F_a^T F_b`` [d_a, d_b], fp64): for each feature its best partner and that correlation, and each
-    feature's firing density. A feature that never fires correlates with nothing (0)."""
+    feature's firing density. A feature that never fires correlates with nothing (0). The cross sums are fixed in
+    size but [d_a, d_b] fp64: 16 MB for the zoo's SAEs, 2 GB for two SAEs of 16K features."""
 
     def __init__(self, d_a: int, d_b: int):
         z = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731

@@ -106,7 +106,7 @@ def _steered(model, hook: str, spec: TokenSpec, tokenizer, zoo: str, vector: tor
             x = model(t, stop_at_layer=start)
             if vector is not None:
                 x = x.clone()
-                x[:, 1:] += vector.to(x.dtype)
+                x[:, 1:] += vector.to(x.device, x.dtype)
             logp = model(x, start_at_layer=start).float().log_softmax(-1)[:, 1:-1]  # BOS and the last left out
             mass += float(logp[..., markers].exp().sum(-1).sum())
             ce -= float(logp.gather(-1, t[:, 2:, None]).sum())

@@ -93,8 +93,9 @@ class Stitch(nn.Module):
         return P.detach(), c.detach()
 
     def map(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        """``x`` [n, d_in] mapped (fp32), on ``x``'s device whatever the stitch's."""
         P, c = self.affine(direction)
-        return x.float() @ P + c
+        return (x.float().to(P.device) @ P + c).to(x.device)
 
     def state(self) -> dict:
         return {"d_small": self.d_small, "d_large": self.d_large, "weights": self.state_dict()}
