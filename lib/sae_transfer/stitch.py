@@ -6,11 +6,11 @@ same tokens with two reconstruction and two cycle terms:
 
     MSE(up(a), b) + MSE(down(b), a) + MSE(down(up(a)), a) + MSE(up(down(b)), b)
 
-Each model's activations are first scaled by one number so their mean squared norm is their width (as the
-crosscoder does), so neither side dominates the loss by its norm; ``affine`` gives the maps in raw units.
+Each model's activations are first centred and scaled by one number so their mean squared norm is their width
+(as the crosscoder scales), so neither side dominates the loss by its norm; ``affine`` gives the maps in raw units.
 
 Everything the chapter carries across goes through ``affine``: an SAE (``collapse_sae``: a new SAE on the large
-model, no activation ever mapped), a probe's weights (``map_probe``), a steering direction (``map_direction``).
+model, no activation ever mapped), a probe (read on ``map(b, "down")``), a steering direction (``map_direction``).
 Shapes: ``a`` [n, d_small], ``b`` [n, d_large].
 """
 
@@ -57,9 +57,10 @@ class Stitch(nn.Module):
     def init(self, a: torch.Tensor, b: torch.Tensor, ridge: float = 1e-3) -> None:
         """Each side's mean and scale from a first sample (the maps see centred activations whose mean squared
         norm is their width: a residual stream's large mean would otherwise dominate every gradient step), and
-        both maps at the ridge least-squares fit on it. The paper starts from random maps; with a residual
-        stream's spread of variances, Adam from random left a model stitched to itself at diagonal 0.7 after
-        120K tokens (``tests/test_stitch.py``), from least squares it refines in a few steps."""
+        both maps at the ridge least-squares fit on it (the ridge keeps it defined when the sample has fewer tokens
+        than dimensions). The paper starts from random maps; on correlated activations (singular values 0.5 to 2,
+        the identity case of ``tests/test_stitch.py``) Adam from random left a model stitched to itself at diagonal
+        0.68 after 120K tokens; from least squares the loss only refines it."""
         with torch.no_grad():
             normed = []
             for i, x in enumerate((a.float(), b.float())):
