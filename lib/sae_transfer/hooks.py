@@ -54,11 +54,7 @@ def resume_layer(hook: str, positional_embedding_type: str) -> int | None:
     ``blocks.L.hook_resid_pre`` is block L's input and ``blocks.L.hook_resid_post`` block L+1's, so spliced and
     ablated passes can skip the layers before the hook. Other hooks need a full pass with a hook.
     """
-    parts = hook.split(".")
-    if positional_embedding_type == "shortformer" or len(parts) != 3 or block_of(hook) is None:
-        return None
-    layer = int(parts[1])
-    return {"hook_resid_pre": layer, "hook_resid_post": layer + 1}.get(parts[2])
+    return None if positional_embedding_type == "shortformer" else residual_index(hook)
 
 
 def residual_index(hook: str) -> int | None:

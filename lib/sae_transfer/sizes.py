@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import sizes_train, sizes_transfer
+from . import answerable, sizes_train, sizes_transfer
 from .cache import cached, entry_path, measurement_key, sae_identity, tokens_identity
 from .datasets import TokenSpec, check_token_spec, interleaved_batches, token_batches, token_windows
 from .hooks import residual_hooks, residual_index, resume_layer, stop_layer
@@ -70,6 +70,8 @@ class SizesStudy:
             raise ValueError(f"stitch_tokens={self.stitch_tokens}: at least 4096")
         if self.sae_tokens and self.sae_checkpoints < 2:
             raise ValueError(f"sae_checkpoints={self.sae_checkpoints}: at least 2 points on the curve")
+        answerable.check_sizes(self.n_train, self.n_test)
+        answerable.check_domains(list(self.probe_domains))
 
     def train_specs(self) -> list[TokenSpec]:
         share = int(-(-self.stitch_tokens // len(self.datasets)) * 1.05) + self.context_size
@@ -287,8 +289,9 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
         for spec in study.eval_specs():
             batches = lambda: token_batches(spec, s.tokenizer, setup.zoo)  # noqa: E731
             metrics[spec.dataset] = {
+                # no outliers are set aside here: "all" and "kept" are the same tokens
                 name: _sae_summary(sae_pass(model, sae, hook, batches(), float("inf"), spec.n_batches(),
-                                            desc=f"{name} on {spec.dataset}", memory=setup.memory))
+                                            desc=f"{name} on {spec.dataset}", memory=setup.memory)["all"])
                 for name, model, sae, hook in (("small SAE on small", s.small, s.small_sae, s.small_hook),
                                                ("transferred SAE on large", s.large, transferred, s.large_hook),
                                                ("large SAE on large", s.large, s.large_sae, s.large_hook))}
@@ -301,7 +304,8 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
                                                       top, windows),
                 "steering": sizes_transfer.steering(s, st, per, study, setup.zoo),
                 "probes": sizes_transfer.probes_across(s, st, transferred, study),
-                "init": sizes_train.init_study(s, transferred, log, study, setup)}
+                "init": sizes_train.init_study(s, transferred, metrics[study.datasets[0]]["transferred SAE on large"],
+                                               log, study, setup)}
 
     out = cached("sizes", key, run)
     specs = {"small": small, "large": setup.base, "small_sae": small_sae, "large_sae": setup.sae,
@@ -311,6 +315,5 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
 
 def _sae_summary(r: dict) -> dict[str, float]:
     """The SAE metrics the chapter reports (the full result holds per-feature lists)."""
-    r = r["all"]  # no outliers are set aside here: "all" and "kept" are the same tokens
     return {k: r[k] for k in ("n_tokens", "l0", "l0_frac", "ev_global", "ev_token", "mse", "ce_clean", "ce_spliced",
                               "delta_ce", "ce_recovered", "kl", "kl_score", "dead_frac")}

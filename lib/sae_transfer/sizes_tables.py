@@ -62,19 +62,17 @@ def init_table(result: dict) -> pd.DataFrame:
     i = result["init"]
     if i is None:
         return pd.DataFrame({"initialisation study": ["not run (sae_tokens = 0)"]})
-    rows = [{"start": "from scratch", "width": i["recipe"]["d_sae"], "SAE tokens": i["scratch_tokens"], "stitch tokens": 0,
-             "final EV": i["curves"]["from scratch"][-1]["ev"], "tokens to target EV": i["scratch_tokens"],
-             "GFLOP to target": i["scratch_flops"] / 1e9},
-            {"start": "from the transferred SAE", "width": i["recipe"]["d_sae"], "SAE tokens": i["scratch_tokens"],
-             "stitch tokens": result["stitch_log"]["tokens"],
+    reached = i["init_tokens_to_target"] is not None
+    # whole tokens and GFLOP, and a word where the target is never reached
+    rows = [{"start": "from scratch", "stitch tokens": 0, "final EV": i["curves"]["from scratch"][-1]["ev"],
+             "tokens to target EV": f"{i['scratch_tokens']:,}", "GFLOP to target": f"{i['scratch_flops'] / 1e9:,.0f}"},
+            {"start": "from the transferred SAE", "stitch tokens": result["stitch_log"]["tokens"],
              "final EV": i["curves"]["from the transferred SAE"][-1]["ev"],
-             "tokens to target EV": i["init_tokens_to_target"],
-             "GFLOP to target": None if i["init_flops"] is None else i["init_flops"] / 1e9}]
+             "tokens to target EV": f"{i['init_tokens_to_target']:,.0f}" if reached else "not reached",
+             "GFLOP to target": f"{i['init_flops'] / 1e9:,.0f}" if reached else "not reached"}]
     df = pd.DataFrame(rows).set_index("start")
-    # whole tokens, and a word where the target is never reached
-    df["tokens to target EV"] = [f"{t:,.0f}" if t == t and t is not None else "not reached"
-                                 for t in df["tokens to target EV"]]
-    df["GFLOP to target"] = [f"{g:,.0f}" if g == g and g is not None else "not reached" for g in df["GFLOP to target"]]
+    df.insert(0, "SAE tokens", i["scratch_tokens"])
+    df.insert(0, "width", i["recipe"]["d_sae"])
     return df
 
 
@@ -232,8 +230,8 @@ def describe(h: dict) -> dict[str, str]:
     elif h["init_reached"]:
         out["init"] = (
             f"Started from the transferred SAE (explained variance {100 * h['init_zero_ev']:.0f}% before any "
-            f"training), the large model's SAE reaches the from-scratch run's final {100 * h['init_target']:.1f}% after "
-            f"{h['init_tokens']:,.0f} tokens instead of {h['init_scratch_tokens']:,}: "
+            f"training), the large model's SAE reaches the from-scratch run's final {100 * h['init_target']:.1f}% "
+            f"after {h['init_tokens']:,.0f} tokens instead of {h['init_scratch_tokens']:,}: "
             f"{h['init_saved_sae_pct']:.0f}% less SAE training. The stitch's own training "
             f"({h['init_stitch_tokens']:,} tokens through both models) costs {h['init_stitch_share_pct']:.0f}% of "
             f"the from-scratch run, so the total "
@@ -242,8 +240,8 @@ def describe(h: dict) -> dict[str, str]:
                "than it saves (Chen et al. report 30-50% saved, on GPT-2 with far longer SAE training over which "
                "one stitch is spread)."))
     else:
-        out["init"] = (f"Started from the transferred SAE (explained variance {100 * h['init_zero_ev']:.0f}% before any "
-                       f"training), the large model's SAE ends at {100 * h['init_final']:.1f}% after "
+        out["init"] = (f"Started from the transferred SAE (explained variance {100 * h['init_zero_ev']:.0f}% before "
+                       f"any training), the large model's SAE ends at {100 * h['init_final']:.1f}% after "
                        f"{h['init_scratch_tokens']:,} tokens, short of the from-scratch run's final "
                        f"{100 * h['init_target']:.1f}%: no compute is saved at this budget.")
     out["probes"] = (

@@ -1,7 +1,7 @@
 """The small model's SAE as the large model's starting point: the large model's SAE trained twice with the large
-SAE's own recipe (at the small SAE's width) on the same tokens, from sae_lens's initialisation and from the collapsed (transferred) SAE, its
-explained variance on held-out text along the way, and the compute each needs to reach what training from scratch
-reaches at the end (Chen et al. report 30-50% less, the stitch's own cost included)."""
+SAE's own recipe (at the small SAE's width) on the same tokens, from sae_lens's initialisation and from the
+collapsed (transferred) SAE, its explained variance on held-out text along the way, and the compute each needs to
+reach what training from scratch reaches at the end (Chen et al. report 30-50% less, the stitch's cost included)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import json
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .datasets import TokenSpec, token_batches, token_windows
 from .hooks import residual_index
@@ -61,8 +59,14 @@ def tokens_to_reach(tokens: list[int], ev: list[float], target: float) -> float 
     return None
 
 
-def init_study(s, transferred, stitch_log: dict, study, setup) -> dict[str, Any] | None:
-    """Both training runs and their curves (``None`` when ``study.sae_tokens`` is 0)."""
+def curve_point(r: dict) -> dict[str, float]:
+    """A point of a training curve from an SAE-metric result (``SAEMetrics.result()``'s ``"all"``)."""
+    return {"ev": r["ev_global"], "l0_frac": r["l0_frac"], "delta_ce": r["delta_ce"], "dead": r["dead_frac"]}
+
+
+def init_study(s, transferred, zero_shot: dict, stitch_log: dict, study, setup) -> dict[str, Any] | None:
+    """Both training runs and their curves (``None`` when ``study.sae_tokens`` is 0). ``zero_shot``: the
+    transferred SAE's metrics on the held-out text of the curve (already measured), its point at 0 tokens."""
     if not study.sae_tokens:
         return None
     recipe = sae_recipe(setup.sae, setup.zoo)
@@ -74,9 +78,8 @@ def init_study(s, transferred, stitch_log: dict, study, setup) -> dict[str, Any]
     d_sae = transferred.cfg.d_sae  # both runs at the transferred SAE's width: the one thing the recipe cannot set
 
     def ev_of(sae) -> dict[str, float]:
-        r = sae_pass(s.large, sae, s.large_hook, token_batches(held, s.tokenizer, setup.zoo), float("inf"),
-                     held.n_batches(), desc="curve point", memory=setup.memory)["all"]
-        return {"ev": r["ev_global"], "l0_frac": r["l0_frac"], "delta_ce": r["delta_ce"], "dead": r["dead_frac"]}
+        return curve_point(sae_pass(s.large, sae, s.large_hook, token_batches(held, s.tokenizer, setup.zoo),
+                                    float("inf"), held.n_batches(), desc="curve point", memory=setup.memory)["all"])
 
     curves = {}
     for name, init in (("from scratch", None), ("from the transferred SAE", transferred)):
@@ -85,7 +88,7 @@ def init_study(s, transferred, stitch_log: dict, study, setup) -> dict[str, Any]
                 s.large, windows, s.large_hook, d_sae, recipe["architecture"], recipe["sparsity"], study.sae_tokens,
                 recipe["lr"], study.seed, Path(tmp), str(s.large.cfg.device), recipe["batch_tokens"],
                 study.sae_checkpoints - 1, init=None if init is None else init.state_dict())
-            rows = [{"tokens": 0, **ev_of(init)}] if init is not None else []
+            rows = [{"tokens": 0, **curve_point(zero_shot)}] if init is not None else []
             rows += [{"tokens": p["tokens"], **ev_of(load_local_sae(Path(p["path"]), str(s.large.cfg.device)))}
                      for p in points]
         curves[name] = rows
@@ -102,5 +105,4 @@ def init_study(s, transferred, stitch_log: dict, study, setup) -> dict[str, Any]
         out["init_flops"] = reach * flops["sae"] + stitch_flops
         out["saved"] = float(1 - out["init_flops"] / scratch_flops)
         out["saved_without_stitch"] = float(1 - reach / scratch[-1]["tokens"])
-    out["final_ev_gap"] = float(np.subtract(warm[-1]["ev"], target))
     return out

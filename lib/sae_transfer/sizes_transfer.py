@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import answerable, probes
+from . import generalization as G
 from .datasets import TokenSpec, token_batches
 from .features import context_text
 from .hooks import resume_layer
@@ -146,32 +147,23 @@ def probes_across(s, st: Stitch, transferred, study) -> dict[str, Any]:
     pooled, with 95% bootstrap intervals."""
     limit = min(128, s.small.cfg.n_ctx, s.large.cfg.n_ctx)
     examples = answerable.build(list(study.probe_domains), study.n_train, study.n_test, study.seed,
-                                context_chars=study.context_chars, fits=lambda t: len(probes.prompt_ids(s.tokenizer, t)) <= limit)
+                                context_chars=study.context_chars,
+                                fits=lambda t: len(probes.prompt_ids(s.tokenizer, t)) <= limit)
     texts = [e.text for e in examples]
     hs, hl = s.small_hook, s.large_hook
-    a = probes.last_token_acts(s.small, s.tokenizer, texts, [hs], s.small_sae, hs, desc="small prompts")
-    b = probes.last_token_acts(s.large, s.tokenizer, texts, [hl], s.large_sae, hl, desc="large prompts")
-    with torch.inference_mode():
-        carried_sae = transferred.encode(torch.as_tensor(b[hl], device=transferred.W_enc.device)).float().cpu().numpy()
-        down = st.map(torch.as_tensor(b[hl]), "down").numpy()
-    y = np.array([e.label for e in examples])
-    groups = np.array([e.item for e in examples])
-    train = np.array([e.split == "train" for e in examples])
-    test = ~train
-    k = study.probe_k
-    r_small = probes.fit_residual(a[hs][train], y[train], groups[train], study.seed)
-    r_large = probes.fit_residual(b[hl][train], y[train], groups[train], study.seed)
-    order_s, _ = probes.rank_features(a["sae"][train], y[train])
-    order_l, _ = probes.rank_features(b["sae"][train], y[train])
-    k_small = probes.fit_sparse(a["sae"][train], y[train], groups[train], k, order_s, study.seed)
-    k_large = probes.fit_sparse(b["sae"][train], y[train], groups[train], k, order_l, study.seed)
-    cases = [("residual", "small, on small", r_small.predict_proba(a[hs][test])),
-             ("residual", "small, carried to large", r_small.predict_proba(down[test])),
-             ("residual", "large, on large", r_large.predict_proba(b[hl][test])),
-             (f"SAE k={k}", "small, on small", k_small.predict_proba(a["sae"][test])),
-             (f"SAE k={k}", "small, carried to large", k_small.predict_proba(carried_sae[test])),
-             (f"SAE k={k}", "large, on large", k_large.predict_proba(b["sae"][test]))]
-    return {"n_train": int(train.sum()), "n_test": int(test.sum()), "domains": list(study.probe_domains), "k": k,
-            "rows": [{"probe": p, "trained, read": where,
-                      **probes.bootstrap_metrics(y[test], prob, 1000, study.seed)} for p, where, prob in cases]}
-
+    small = probes.last_token_acts(s.small, s.tokenizer, texts, [hs], s.small_sae, hs, desc="small prompts")
+    large = probes.last_token_acts(s.large, s.tokenizer, texts, [hl], s.large_sae, hl, desc="large prompts")
+    with torch.inference_mode():  # the large model's prompts as the small model's probes read them
+        carried = {hs: st.map(torch.as_tensor(large[hl]), "down").numpy(),
+                   "sae": transferred.encode(torch.as_tensor(large[hl], device=transferred.W_enc.device))
+                   .float().cpu().numpy()}
+    train = np.array([i for i, e in enumerate(examples) if e.split == "train"])
+    test = np.array([i for i, e in enumerate(examples) if e.split == "test"])
+    fitted_small = G.fit_probes(small, hs, examples, train, (study.probe_k,), study.seed)
+    fitted_large = G.fit_probes(large, hl, examples, train, (study.probe_k,), study.seed)
+    scored = {"small, on small": G.score(fitted_small, small, hs, examples, test, 1000, study.seed),
+              "small, carried to large": G.score(fitted_small, carried, hs, examples, test, 1000, study.seed),
+              "large, on large": G.score(fitted_large, large, hl, examples, test, 1000, study.seed)}
+    return {"n_train": len(train), "n_test": len(test), "domains": list(study.probe_domains), "k": study.probe_k,
+            "rows": [{"probe": probe, "trained, read": where, **scored[where][probe]}
+                     for probe in fitted_small for where in scored]}

@@ -104,7 +104,8 @@ CASES = {
     "diffing_second_sae_unparsable": (["run", "diffing", *SMOKE, "-p", "second_sae", "foo"],
                                       "second_sae='foo': unknown source"),
     "sizes_sae_width": (["run", "sizes", *SMOKE, "-p", "small_sae", "zoo:base-m"],
-                        "small_sae='zoo:base-m' reads width 96 but small='zoo:base-s' has a residual stream of width 64"),
+                        "small_sae='zoo:base-m' reads width 96 but small='zoo:base-s' has a residual stream of "
+                        "width 64"),
     "sizes_second_sae_other_layer": (["run", "sizes", *SMOKE, "-p", "second_sae", "zoo:base-s-seed1"],
                                      "second_sae='zoo:base-s-seed1' reads width 64 but large='zoo:base-m'"),
     "sizes_steer_not_a_dataset": (["run", "sizes", *SMOKE, "-p", "steer_to", "zoo:code/train"],

@@ -37,7 +37,8 @@ class Part:
     caption: str
     pages: str  # directory under book/ that holds the part's pages
     files: tuple[Path, ...] = ()
-    chapters: tuple[str, ...] = ()  # the chapters the part holds (its profile's ``chapters``); empty: every one
+    chapters: tuple[str, ...] = ()  # the chapters the part holds (its profile's ``chapters``, or the sections of
+    # its parameter files), in book order; empty: every chapter
 
     def page(self, chapter: str) -> str:
         return f"book/{self.pages}/{chapter}"
@@ -55,7 +56,6 @@ class Book:
     parts: tuple[Part, ...]
     runs: Path
     command: str
-    chapters: tuple[str, ...] = ()  # the chapters it holds, in book order; empty: every chapter
 
     @classmethod
     def from_profile(cls, profile: str) -> "Book":
@@ -71,11 +71,13 @@ class Book:
         sections = {k for f in files for k, v in (read_yaml(f, "parameter file") or {}).items()
                     if isinstance(v, dict)}
         chapters = tuple(c for c in chapter_names() if c in sections) if sections else ()
-        return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files),), Path(out).resolve() / "runs",
-                   "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}", chapters)
+        return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files, chapters),),
+                   Path(out).resolve() / "runs",
+                   "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}")
 
     def holds(self, chapter: str) -> bool:
-        return not self.chapters or chapter in self.chapters
+        """Whether any part holds ``chapter``."""
+        return any(part.holds(chapter) for part in self.parts)
 
     @property
     def book_dir(self) -> Path:
@@ -178,11 +180,10 @@ def write_toc(book: Book) -> Path:
     toc = yaml.safe_load((PROJECT_ROOT / "_toc.yml").read_text())
     for part in toc["parts"]:  # the chapters the book does not hold are left out of it
         part["chapters"] = [e for e in part["chapters"] if not e["file"].startswith("book/chapters/")
-                            or (book.holds(c := e["file"].removeprefix("book/chapters/"))
-                                and book.parts[0].holds(c))]
+                            or book.parts[0].holds(e["file"].removeprefix("book/chapters/"))]
     toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
     extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()
-                                                    if book.holds(c) and part.holds(c)]}
+                                                    if part.holds(c)]}
              for part in book.parts[1:]]
     if extra:
         extra.append({"caption": "Compared", "chapters": [{"file": "book/compare"}]})
@@ -255,7 +256,7 @@ def copy_pages(book: Book) -> list[Path]:
     for part in book.parts:
         for name in chapter_names():
             src = book.run_dir(part, name) / "pages"
-            if book.holds(name) and src.is_dir():
+            if part.holds(name) and src.is_dir():
                 dest = book.html_dir / Path(part.page(name)).parent / f"{name}-pages"
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(src, dest)
