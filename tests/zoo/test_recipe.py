@@ -6,10 +6,10 @@ from sae_transfer.zoo.recipe import load_recipe, parse_recipe
 def test_shipped_profiles_parse():
     for profile in ("smoke", "default"):
         r = load_recipe(profile)
-        assert {"base-s", "base-m", "code", "math"} <= set(r.models)
+        assert {"base-s", "code", "math"} <= set(r.models)
         assert r.models["code"].parent == "base-s"
         assert r.models["code"].checkpoint_steps()[-1] == r.models["code"].steps
-        assert {"base-s", "base-m", "code"} <= set(r.saes)
+        assert {"base-s", "code"} <= set(r.saes)
 
 
 @pytest.mark.parametrize("raw, message", [
