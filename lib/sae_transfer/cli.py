@@ -1,5 +1,5 @@
 """``python -m sae_transfer``: list and run chapters, build the book, build and describe the zoo, check an SAE
-on a finetune.
+on a finetune, write the book's launch notebooks.
 
 Bad input (unknown chapter, parameter, profile, wrong type or value, missing file) prints one line naming
 what is wrong and what would be valid, and exits with status 2 before any kernel starts.
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, read_yaml, resolve_params
+from .book import launch
 from .book.build import Book, build_book
 from .book.preflight import absolute_paths, preflight
 from .book.runner import check_out_dir, run_chapter
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--out", type=Path, help="directory to build a book of your parameter files in")
     book.add_argument("--force", action="store_true", help="re-execute every chapter even if up to date")
     book.add_argument("--device", help="override the device parameter of every chapter (e.g. cuda)")
+
+    sub.add_parser("launch", help="write launch/: the notebooks the book's Colab buttons open (commit them)")
 
     zoo = sub.add_parser("zoo", help="the offline model zoo")
     zsub = zoo.add_subparsers(dest="zoo_cmd", required=True)
@@ -177,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             build_book(_book(args), force=args.force, device=args.device)
         elif args.cmd == "zoo":
             cmd_zoo(args)
+        elif args.cmd == "launch":
+            print(f"{len(launch.write())} launch notebooks in {launch.LAUNCH_DIR}")
     except ValueError as e:  # ParameterError, and bad recipes, specs and paths from lib: one clear line
         _error(e)
         return 2

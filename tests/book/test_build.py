@@ -124,3 +124,51 @@ def test_latent_pages_open_from_the_chapter_and_sort(html, tmp_path):
             contexts = driver.find_elements(By.CSS_SELECTOR, "div.ctx")
             assert contexts and contexts[0].find_elements(By.TAG_NAME, "mark")
             assert driver.find_elements(By.CSS_SELECTOR, "svg rect")
+
+
+@pytest.mark.browser
+def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, tmp_path):
+    """What #21 asks of the pages: the introduction states the findings (each chapter's box, linked) above an
+    interactive summary figure that plotly draws offline; every chapter opens with its "In short" box, glued; every
+    Colab button opens a notebook the repository holds."""
+    _need_browser()
+    from selenium.webdriver.common.by import By
+
+    from sae_transfer.paths import PROJECT_ROOT, cache_dir
+
+    runs = cache_dir() / "runs"
+    with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
+        driver.get(f"{url}/book/intro.html")
+        found = driver.find_element(By.ID, "what-we-found")
+        links = [a.get_attribute("href") for a in found.find_elements(By.CSS_SELECTOR, "li a")]
+        assert any(h.endswith("/book/chapters/sae_metrics.html") for h in links), links
+        assert any(h.endswith("/book/smollm2-smoke/sae_metrics.html") for h in links), links  # toy and real
+        box = json.loads((runs / "book-smoke" / "sae_metrics" / "results.json").read_text())["numbers"]["in_short"]
+        assert box.split("**")[0].strip() in found.text  # the chapter's own sentence, read back
+        # plotly (shipped in _static, no network) drew the summary: one marker per case and the seed's two stars
+        points = driver.execute_script(
+            "return document.querySelectorAll('.plotly-graph-div .scatterlayer path.point').length")
+        cases = sum(len(json.loads((runs / p / "predict" / "results.json").read_text())["tables"]["cases"])
+                    for p in ("book-smoke", "book-smollm2-smoke"))
+        assert points == cases + 2, (points, cases)
+        assert driver.execute_script("return typeof Plotly") == "object"
+        assert not driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")
+        for part, chapters in (("chapters", ("zoo", "residuals", "sae_metrics", "features", "predict",
+                                             "answerability", "diffing", "sizes")),
+                               ("smollm2-smoke", ("residuals", "sae_metrics"))):
+            profile = "smoke" if part == "chapters" else part
+            for chapter in chapters:
+                driver.get(f"{url}/book/{part}/{chapter}.html")
+                box = driver.find_element(By.CSS_SELECTOR, "div.admonition.in-short")
+                said = json.loads((runs / f"book-{profile}" / chapter / "results.json").read_text())["numbers"]
+                assert box.text.startswith("In short") and len(box.text) > 60, (part, chapter, box.text)
+                assert said["in_short"].replace("**", "").replace("`", "")[:40] in box.text.replace("`", "")
+                colab = [a.get_attribute("href") for a in
+                         driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")]
+                assert len(colab) == 1, (part, chapter, colab)
+                target = colab[0].split("/blob/main/", 1)[1]
+                assert target == f"launch/book/{part}/{chapter}.ipynb"
+                assert (PROJECT_ROOT / target).is_file(), target
+        driver.get(f"{url}/book/workshop.html")
+        assert driver.title.startswith("Teaching with this book")
+        assert driver.find_elements(By.CSS_SELECTOR, "details, .dropdown")  # solutions hidden until opened

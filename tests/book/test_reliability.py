@@ -218,7 +218,7 @@ def test_the_book_runs_every_chapter_and_lists_failures(tmp_path, monkeypatch):
     # the chapter after the failure ran too; the failed one's notice sits at its own path, where links point
     assert pages == ["broken.ipynb", "first.ipynb", "last.ipynb"]
     notice = json.loads((tmp_path / "book" / "chapters" / "broken.ipynb").read_text())
-    assert "This chapter failed in this build" in "".join(notice["cells"][0]["source"])
+    assert "This page failed in this build" in "".join(notice["cells"][0]["source"])
     status = (tmp_path / "book" / "status.md").read_text()
     assert "## Failed chapters" in status and "ZeroDivisionError: boom at n=3" in status
     assert "[First]" in status and "[Last]" in status

@@ -58,6 +58,8 @@ TABLES = {
         "benchmarks/forward.py"),
     "stream_pass": (["what", "n_tokens"], {"what": "measurement", "n_tokens": "tokens", "wall_s": "wall s",
                                            "peak_rss_mb": "peak RSS MB"}, "benchmarks/stream_pass.py"),
+    "workshop": (["step"], {"step": "step", "wall_s": "wall s", "peak_rss_mb": "peak RSS MB"},
+                 "benchmarks/workshop.py"),
     "sae_metrics": (["implementation", "n_tokens"], {
         "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
         "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py"),
@@ -108,3 +110,16 @@ def benchmark_table(name: str):
     """The last record of ``benchmarks/<name>.py`` as the chapter appendix shows it."""
     index, columns, script = TABLES[name]
     return record_table(name, index, columns, script)
+
+
+def workshop(name: str = "workshop") -> tuple[dict[str, Any], dict[str, str]]:
+    """The workshop page's numbers (``total_min``, ``zoo_min``, ``chapters_min``, ``peak_gb``, ``slowest_chapter``,
+    ``slowest_chapter_s``, ``machine``, ``measured``) and each chapter's "In short" from that run, for the
+    exercises' solutions, from ``benchmarks/workshop.py``'s record. One-line error if it was never run."""
+    rec = _record(name)
+    if rec is None:
+        raise FileNotFoundError(f"benchmarks/results/{name}.json is missing: run python benchmarks/workshop.py")
+    sm = rec["summary"]
+    numbers = {k: sm[k] for k in ("total_min", "zoo_min", "chapters_min", "slowest_chapter", "slowest_chapter_s")}
+    numbers.update({"peak_gb": sm["peak_rss_mb"] / 1024, "machine": rec["machine"], "measured": rec["measured"][:10]})
+    return numbers, {r["chapter"]: r["in_short"] for r in rec["rows"] if r.get("in_short")}

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import plotly
 import yaml
 
-from .chapters import (ParameterError, all_chapters, chapter_names, profile_chapters, profile_parts, profiles,
-                       read_yaml, resolve_params)
+from .chapters import (ParameterError, all_chapters, chapter_names, get_chapter, profile_chapters, profile_parts,
+                       profiles, read_yaml, resolve_params)
 from .compare import page as compare_page
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, cache_dir
@@ -23,9 +24,9 @@ from .preflight import absolute_paths, preflight
 from .runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 
 
-#: What a book's source tree holds besides its pages: configuration and the static pages every book has.
-STATIC = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/bibliography.md",
-          "book/references.bib")
+#: What a book's source tree holds besides its pages: configuration, stylesheet and the static pages every book has.
+STATIC = ("_config.yml", "_toc.yml", "_static/sae-transfer.css", "_ext/launch_pages.py", "book/methods.md",
+          "book/bibliography.md", "book/references.bib")
 
 
 @dataclass(frozen=True)
@@ -169,18 +170,52 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
         by_part = {label(part): {r["meta"]["chapter"]: r for r in done if r["part"] == part.caption}
                    for part in book.parts}
         write_text_atomic(book.book_dir / "compare.md", compare_page(by_part))
+    if book.root == PROJECT_ROOT:
+        failed += run_pages(book, done)
     write_toc(book)
     write_status_page(book, done, failed)
     return done, failed
+
+
+#: Pages of the project's book that are executed notebooks but not chapters (``notebooks/<name>.md``): the
+#: introduction reads every chapter run of the book, the workshop page the workshop benchmark's record.
+PAGES = (("intro", "Introduction"), ("workshop", "Teaching with this book"))
+
+
+def run_pages(book: Book, done: list[dict]) -> list[dict]:
+    """Execute ``PAGES`` after every chapter (again whenever a chapter run changed) into ``book/<name>.ipynb``.
+    Returns their failures, each page replaced by a notice."""
+    runs: dict[str, dict[str, dict]] = {}
+    for r in done:
+        runs.setdefault(r["part"], {})[r["meta"]["chapter"]] = {
+            "run_dir": r["meta"]["run_dir"], "page": r["page"].removeprefix("book/") + ".ipynb",
+            "fingerprint": r["meta"]["fingerprint"]}
+    failed = []
+    for name, title in PAGES:
+        page, params, run_dir = get_chapter(name), {"runs": runs}, book.run_dir(book.parts[0], name)
+        try:
+            if cached_results(run_dir, source_fingerprint(page, params)) is None:
+                print(f"page {name!r}: executing", flush=True)
+                run_chapter(page, params, run_dir)
+            text = (run_dir / f"{name}.ipynb").read_text()
+        except ChapterFailed as e:
+            print(f"page {name!r}: FAILED: {e}", flush=True)
+            failed.append({"chapter": name, "title": title, "error": str(e), "page": f"book/{name}"})
+            text = failed_notice(title, str(e), "status.md")
+        write_text_atomic(book.book_dir / f"{name}.ipynb", text)
+    return failed
 
 
 def write_toc(book: Book) -> Path:
     """``book/_toc.yml``: the tracked ``_toc.yml`` (intro, the main part's chapters, reference pages) with a
     caption and every chapter for each further part, before the reference pages. What ``build_html`` builds."""
     toc = yaml.safe_load((PROJECT_ROOT / "_toc.yml").read_text())
-    for part in toc["parts"]:  # the chapters the book does not hold are left out of it
-        part["chapters"] = [e for e in part["chapters"] if not e["file"].startswith("book/chapters/")
-                            or book.parts[0].holds(e["file"].removeprefix("book/chapters/"))]
+    # The chapters the book does not hold are left out of it, and a book of parameter files has no workshop page
+    # (its introduction is written by ``prepare``).
+    pages = {f"book/{name}" for name, _ in PAGES if name != "intro"} if book.root != PROJECT_ROOT else set()
+    for part in toc["parts"]:
+        part["chapters"] = [e for e in part["chapters"] if e["file"] not in pages and (
+            not e["file"].startswith("book/chapters/") or book.parts[0].holds(e["file"].removeprefix("book/chapters/")))]
     toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
     extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()
                                                     if part.holds(c)]}
@@ -194,11 +229,11 @@ def write_toc(book: Book) -> Path:
     return path
 
 
-def failed_notice(title: str, error: str) -> str:
+def failed_notice(title: str, error: str, status: str = "../status.md") -> str:
     """A failed chapter's page: a one-cell notebook at the chapter's own path, so every link to it resolves."""
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_markdown_cell(
-        f"# {title}\n\nThis chapter failed in this build; see the [status page](../status.md).\n\n"
+        f"# {title}\n\nThis page failed in this build; see the [status page]({status}).\n\n"
         f"```text\n{error}\n```\n"))
     return nbformat.writes(nb)
 
@@ -237,6 +272,10 @@ def write_status_page(book: Book, results: list[dict], failed: list[dict] = ()) 
 
 def build_html(book: Book, strict: bool = True) -> Path:
     """``jupyter-book build`` of the book's root into ``book/_build/html`` (warnings are errors)."""
+    # plotly.js from the installed plotly package, so the interactive figures work offline (no CDN).
+    static = book.root / "_static"
+    static.mkdir(exist_ok=True)
+    shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book.root), "--path-output",
            str(book.book_dir), "--all", "--toc", str(book.book_dir / "_toc.yml")]

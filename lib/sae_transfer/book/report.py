@@ -6,6 +6,7 @@ Used inside chapter notebooks::
     rep.reproduce()                          # the "Reproduce this chapter" box
     rep.number("ce_base_prose", 3.21)        # prose: {glue:text}`ce_base_prose:.2f`
     rep.figure("loss_curves", fig, "...")    # page: ```{glue:figure} loss_curves```
+    rep.interactive("loss_live", plotly_fig, "loss_curves")  # the same figure to hover and zoom, PNG kept
     rep.save()                               # last cell: numbers for the runner's results.json
 
 The runner writes ``run.json`` (parameters, command) into the run directory before execution and turns the
@@ -14,6 +15,7 @@ saved ``numbers.json`` into ``results.json`` after a successful run.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -84,13 +86,18 @@ class Report:
 
     def table(self, name: str, df, precision: int = 4):
         """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page,
-        floats shown with ``precision`` digits and missing cells blank. Returns the styled table."""
+        floats shown with ``precision`` digits, missing cells blank, numbers right-aligned and text left (the
+        book's stylesheet spaces the columns and scrolls wide tables). Returns the styled table."""
         from myst_nb import glue
 
         self._claim(name)
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
-        styled = df.style.format(precision=precision, na_rep="", thousands=",")
+        numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
+        styled = (df.style.format(precision=precision, na_rep="", thousands=",")
+                  .set_properties(subset=numeric, **{"text-align": "right"})
+                  .set_properties(subset=[c for c in df.columns if c not in numeric], **{"text-align": "left"})
+                  .set_table_styles([{"selector": "th.col_heading", "props": "text-align: right;"}]))
         glue(name, styled, display=False)
         return styled
 
@@ -110,6 +117,21 @@ class Report:
         plt.close(fig)
         # The page shows the very PNG that was saved, whatever matplotlib backend the kernel runs.
         glue(name, Image(filename=str(self.run_dir / paths["png"])), display=False)
+
+    def interactive(self, name: str, fig, static: str) -> None:
+        """Glue a plotly ``fig`` for the HTML page (hover, zoom), with the already recorded figure ``static`` as its
+        PNG for every other output (PDF, a notebook viewer). The HTML is saved beside the PNG; it loads plotly.js
+        from the page, which the book ships in ``_static`` so it works offline."""
+        from myst_nb import glue
+
+        self._claim(name)
+        html = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plotly-{name}",
+                           config={"displaylogo": False, "responsive": True})
+        path = self.run_dir / "figures" / f"{name}.html"
+        path.write_text(html)
+        self.figures[name] = {"caption": self.figures[static]["caption"], "html": str(path.relative_to(self.run_dir)),
+                              "png": self.figures[static]["png"]}
+        glue(name, _Interactive(html, (self.run_dir / self.figures[static]["png"]).read_bytes()), display=False)
 
     # ------------------------------------------------------------------ page elements
     def reproduce(self) -> None:
@@ -141,3 +163,14 @@ class Report:
         write_json_atomic(path, {"numbers": self.numbers, "tables": self.tables, "figures": self.figures,
                                  "kernel": extra})
         return path
+
+
+class _Interactive:
+    """A glued output with two renderings: the plotly div for HTML pages, the PNG for everything else (myst-nb
+    picks per builder by MIME priority)."""
+
+    def __init__(self, html: str, png: bytes):
+        self.html, self.png = html, png
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/html": self.html, "image/png": base64.b64encode(self.png).decode()}
