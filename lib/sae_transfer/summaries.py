@@ -18,6 +18,7 @@ import pandas as pd
 
 from .labels import short, slug
 from .verdict import ev_wording
+from .zoo.card import is_real
 from .zoo.pretrained import PRETRAINED
 from .zoo.store import Zoo
 
@@ -47,10 +48,16 @@ def zoo(card: dict, h: dict[str, Any]) -> str:
     models = card["models"]
     roots = [n for n, m in models.items() if m["parent"] is None]
     fts = [n for n, m in models.items() if m["parent"]]
-    return (f"{len(roots)} base model{'s' if len(roots) != 1 else ''} ({', '.join(f'`{r}`' for r in roots)}), "
-            f"{len(fts)} finetune{'s' if len(fts) != 1 else ''} and {int(h['saes_n_saes'])} SAEs, built offline "
-            f"for this book. {int(h['saes_n_meeting_bars'])} of the {int(h['saes_n_saes'])} SAEs meet every "
-            f"quality bar on held-out prose (worst explained variance {h['saes_worst_explained_variance']:.3f}).")
+    n_saes = int(h["saes_n_saes"])
+    if is_real(card):
+        text = (f"The real model `{roots[0]}` ({models[roots[0]]['n_params'] / 1e6:.0f}M parameters, fetched by "
+                f"package name), {len(fts)} full finetune{'s' if len(fts) != 1 else ''} of it and {n_saes} "
+                f"SAE{'s' if n_saes != 1 else ''} trained here.")
+    else:
+        text = (f"{len(roots)} base model{'s' if len(roots) != 1 else ''} ({', '.join(f'`{r}`' for r in roots)}), "
+                f"{len(fts)} finetune{'s' if len(fts) != 1 else ''} and {n_saes} SAEs, all trained here on CPU.")
+    return text + (f" {int(h['saes_n_meeting_bars'])} of the {n_saes} SAEs meet every quality bar on held-out prose "
+                   f"(worst explained variance {h['saes_worst_explained_variance']:.3f}).")
 
 
 def residuals(h: dict[str, Any], own: dict[str, str]) -> str:

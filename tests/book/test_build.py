@@ -169,6 +169,52 @@ def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, t
                 target = colab[0].split("/blob/main/", 1)[1]
                 assert target == f"launch/book/{part}/{chapter}.ipynb"
                 assert (PROJECT_ROOT / target).is_file(), target
+        # the methods page's formulas, typeset by the MathJax the build ships (no CDN)
+        driver.get(f"{url}/book/methods.html")
+        assert driver.execute_script("return document.querySelector('script[src*=\"MathJax.js\"]').src").startswith(url)
+        import time
+
+        for _ in range(40):
+            typeset = driver.execute_script("return document.querySelectorAll('.MathJax_CHTML, .MathJax').length")
+            if typeset:
+                break
+            time.sleep(0.25)
+        assert typeset > 10, typeset
         driver.get(f"{url}/book/workshop.html")
         assert driver.title.startswith("Teaching with this book")
         assert driver.find_elements(By.CSS_SELECTOR, "details, .dropdown")  # solutions hidden until opened
+
+
+def test_the_pdf_holds_every_page_and_its_figures(html, tmp_path):
+    """The download PDF: printed from the single-page build, with the chapters' figures embedded."""
+    import shutil
+    import subprocess
+
+    from sae_transfer.book.pdf import PDF_NAME, chromium
+    from sae_transfer.paths import cache_dir
+
+    if not (chromium() and shutil.which("pdftoppm") and shutil.which("pdfimages")):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and poppler-utils must be installed in CI (.ci/run installs them)")
+        pytest.skip("chromium or poppler-utils (pdftoppm, pdfimages) not installed")
+    pdf = html / PDF_NAME
+    assert pdf.is_file()
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+    assert pages >= 30, pages
+    listed = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    images = [line.split() for line in listed.splitlines()[2:] if line.strip()]
+    figures = sum(len(json.loads(p.read_text())["figures"])
+                  for p in (cache_dir() / "runs" / "book-smoke").glob("*/results.json"))
+    big = [i for i in images if int(i[3]) >= 300 and int(i[4]) >= 150]  # width, height: figures, not icons
+    assert len(big) >= figures, (len(big), figures)
+    assert len({int(i[0]) for i in big}) >= 10  # spread over many pages, not one
+    # pages render: the first page with a figure, as an image with ink on it
+    page = int(big[0][0])
+    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", str(page), "-l", str(page), str(pdf),
+                    str(tmp_path / "p")], check=True)
+    png = next(tmp_path.glob("p*.png"))
+    from PIL import Image
+
+    pixels = list(Image.open(png).convert("L").getdata())
+    assert sum(p < 200 for p in pixels) > 0.01 * len(pixels)

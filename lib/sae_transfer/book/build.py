@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import plotly
 import yaml
 
+from . import assets
 from .chapters import (ParameterError, all_chapters, chapter_names, get_chapter, profile_chapters, profile_parts,
                        profiles, read_yaml, resolve_params)
 from .compare import page as compare_page
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, cache_dir
 from ..zoo.build import build_zoo
+from .pdf import build_pdf
 from .preflight import absolute_paths, preflight
 from .runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 
@@ -213,9 +214,9 @@ def write_toc(book: Book) -> Path:
     # The chapters the book does not hold are left out of it, and a book of parameter files has no workshop page
     # (its introduction is written by ``prepare``).
     pages = {f"book/{name}" for name, _ in PAGES if name != "intro"} if book.root != PROJECT_ROOT else set()
+    held = lambda f: not f.startswith("book/chapters/") or book.parts[0].holds(f.removeprefix("book/chapters/"))
     for part in toc["parts"]:
-        part["chapters"] = [e for e in part["chapters"] if e["file"] not in pages and (
-            not e["file"].startswith("book/chapters/") or book.parts[0].holds(e["file"].removeprefix("book/chapters/")))]
+        part["chapters"] = [e for e in part["chapters"] if e["file"] not in pages and held(e["file"])]
     toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
     extra = [{"caption": part.caption, "chapters": [{"file": part.page(c)} for c in chapter_names()
                                                     if part.holds(c)]}
@@ -271,11 +272,9 @@ def write_status_page(book: Book, results: list[dict], failed: list[dict] = ()) 
 
 
 def build_html(book: Book, strict: bool = True) -> Path:
-    """``jupyter-book build`` of the book's root into ``book/_build/html`` (warnings are errors)."""
-    # plotly.js from the installed plotly package, so the interactive figures work offline (no CDN).
-    static = book.root / "_static"
-    static.mkdir(exist_ok=True)
-    shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    """``jupyter-book build`` of the book's root into ``book/_build/html`` (warnings are errors), with plotly.js and
+    MathJax inside it (``assets``)."""
+    assets.plotly_js(book.root)
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book.root), "--path-output",
            str(book.book_dir), "--all", "--toc", str(book.book_dir / "_toc.yml")]
@@ -284,6 +283,7 @@ def build_html(book: Book, strict: bool = True) -> Path:
     proc = subprocess.run(cmd, cwd=book.root)
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
+    assets.mathjax(book.html_dir)
     return book.html_dir
 
 
@@ -304,11 +304,13 @@ def copy_pages(book: Book) -> list[Path]:
 
 
 def build_book(book: Book, force: bool = False, device: str | None = None) -> Path:
-    """Every chapter, then the HTML. Raises ``ChapterFailed`` after building the book if any chapter failed."""
+    """Every chapter, then the HTML and its PDF. Raises ``ChapterFailed`` after building the book if any chapter
+    failed."""
     t0 = time.perf_counter()
     done, failed = run_all(book, force=force, device=device)
     html = build_html(book)
     copy_pages(book)
+    build_pdf(book.root, book.book_dir, book.book_dir / "_toc.yml", book.html_dir)
     print(f"book built in {time.perf_counter() - t0:.0f} s: open {html / 'index.html'}", flush=True)
     if failed:
         raise ChapterFailed(f"{len(failed)} of {len(done) + len(failed)} chapters failed "

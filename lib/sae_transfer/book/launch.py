@@ -39,7 +39,8 @@ if importlib.util.find_spec("sae_transfer") is None:
     source = os.environ.get("SAE_TRANSFER_SOURCE") or os.path.abspath("sae-transfer")
     if not os.path.isdir(source):
         subprocess.run(["git", "clone", "--depth", "1", "{repository}", source], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", source], check=True)
+    lock = os.path.join(source, "requirements.lock")  # the versions the book was built with
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, "-e", source], check=True)
     sys.path.insert(0, os.path.join(source, "lib"))  # an editable install is on the path from the next start
     importlib.invalidate_caches()
 if not run_dir:

@@ -13,7 +13,8 @@ SEED_POINTS = (("Gemma-2b / Python (theirs)", 0.6691, 4.21), ("Mistral-7B / Meta
 X, Y = "residual cosine", "delta CE"
 OTHER = "finetune, other data"
 #: How each kind of case is drawn (plotly marker symbol, size, opacity); the part of the book sets the colour.
-STYLE = {"the base itself": ("diamond", 11, 0.95), "finetune, own domain": ("circle", 10, 0.9), OTHER: ("circle", 6, 0.45)}
+STYLE = {"the base itself": ("diamond", 11, 0.95), "finetune, own domain": ("circle", 10, 0.9),
+         OTHER: ("circle", 6, 0.45)}
 MPL_MARKER = {"diamond": "D", "circle": "o"}
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 X_LABEL, Y_LABEL = "residual cosine with the base (SAE layer)", "CE added by the base SAE (nats)"

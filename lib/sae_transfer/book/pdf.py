@@ -1,0 +1,44 @@
+"""The book as one PDF, for download and print: Jupyter Book's single-page HTML, printed by headless Chromium.
+
+Jupyter Book's own ``pdfhtml`` builder does the same through pyppeteer, which downloads its own Chromium (no network
+here); ``pdflatex`` needs a TeX installation of a gigabyte. Chromium is already what the browser test uses, from
+Debian. Where it is missing the PDF is skipped with a one-line note, and the HTML book is unaffected.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .assets import mathjax
+
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+PDF_NAME = "sae-transfer-book.pdf"
+
+
+def chromium() -> str | None:
+    return next((path for name in CHROMIUM if (path := shutil.which(name))), None)
+
+
+def build_pdf(root: Path, book_dir: Path, toc: Path, html_dir: Path) -> Path | None:
+    """Build ``<book_dir>/_build/singlehtml`` and print it to ``<html_dir>/PDF_NAME``; None without Chromium."""
+    browser = chromium()
+    if browser is None:
+        print("PDF skipped: no Chromium found (apt-get install chromium)", flush=True)
+        return None
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", str(book_dir),
+                    "--builder", "singlehtml", "--toc", str(toc)], cwd=root, check=True, stdout=subprocess.DEVNULL)
+    mathjax(book_dir / "_build" / "singlehtml")
+    page = book_dir / "_build" / "singlehtml" / "index.html"
+    out = html_dir / PDF_NAME
+    with tempfile.TemporaryDirectory() as profile:
+        # The virtual-time budget lets the page's scripts (plotly's figures) finish before printing.
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        f"--user-data-dir={profile}", "--no-pdf-header-footer", "--virtual-time-budget=20000",
+                        f"--print-to-pdf={out}.tmp", page.as_uri()], check=True, capture_output=True, timeout=600)
+    Path(f"{out}.tmp").replace(out)
+    return out
