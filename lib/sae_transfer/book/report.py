@@ -93,11 +93,12 @@ class Report:
         self._claim(name)
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
-        numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
-        styled = (df.style.format(precision=precision, na_rep="", thousands=",")
-                  .set_properties(subset=numeric, **{"text-align": "right"})
-                  .set_properties(subset=[c for c in df.columns if c not in numeric], **{"text-align": "left"})
-                  .set_table_styles([{"selector": "th.col_heading", "props": "text-align: right;"}]))
+        styled = df.style.format(precision=precision, na_rep="", thousands=",")
+        if df.index.is_unique and df.columns.is_unique:  # Styler can address cells of unique labels only
+            numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
+            styled = (styled.set_properties(subset=numeric, **{"text-align": "right"})
+                      .set_properties(subset=[c for c in df.columns if c not in numeric], **{"text-align": "left"})
+                      .set_table_styles([{"selector": "th.col_heading", "props": "text-align: right;"}]))
         glue(name, styled, display=False)
         return styled
 
