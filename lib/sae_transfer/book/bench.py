@@ -58,8 +58,6 @@ TABLES = {
         "benchmarks/forward.py"),
     "stream_pass": (["what", "n_tokens"], {"what": "measurement", "n_tokens": "tokens", "wall_s": "wall s",
                                            "peak_rss_mb": "peak RSS MB"}, "benchmarks/stream_pass.py"),
-    "workshop": (["step"], {"step": "step", "wall_s": "wall s", "peak_rss_mb": "peak RSS MB"},
-                 "benchmarks/workshop.py"),
     "sae_metrics": (["implementation", "n_tokens"], {
         "implementation": "implementation", "n_tokens": "tokens per model", "wall_s": "wall s (both models)",
         "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"}, "benchmarks/sae_metrics.py"),
@@ -112,14 +110,17 @@ def benchmark_table(name: str):
     return record_table(name, index, columns, script)
 
 
-def workshop(name: str = "workshop") -> tuple[dict[str, Any], dict[str, str]]:
-    """The workshop page's numbers (``total_min``, ``zoo_min``, ``chapters_min``, ``peak_gb``, ``slowest_chapter``,
-    ``slowest_chapter_s``, ``machine``, ``measured``) and each chapter's "In short" from that run, for the
-    exercises' solutions, from ``benchmarks/workshop.py``'s record. One-line error if it was never run."""
+def workshop(name: str = "workshop") -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
+    """From ``benchmarks/workshop.py``'s record: the workshop page's numbers (``total_min``, ``zoo_min``,
+    ``chapters_min``, ``peak_gb``, ``slowest_chapter``, ``slowest_chapter_s``, ``machine``, ``measured``), each
+    chapter's "In short" from that run (the exercises' solutions) and the steps in the order they ran. One-line
+    error if it was never run."""
     rec = _record(name)
     if rec is None:
         raise FileNotFoundError(f"benchmarks/results/{name}.json is missing: run python benchmarks/workshop.py")
     sm = rec["summary"]
     numbers = {k: sm[k] for k in ("total_min", "zoo_min", "chapters_min", "slowest_chapter", "slowest_chapter_s")}
     numbers.update({"peak_gb": sm["peak_rss_mb"] / 1024, "machine": rec["machine"], "measured": rec["measured"][:10]})
-    return numbers, {r["chapter"]: r["in_short"] for r in rec["rows"] if r.get("in_short")}
+    steps = pd.DataFrame([{"step": r["step"], "wall s": r["wall_s"], "peak RSS MB": r["peak_rss_mb"]}
+                          for r in rec["rows"]]).set_index("step")
+    return numbers, {r["chapter"]: r["in_short"] for r in rec["rows"] if r.get("in_short")}, steps

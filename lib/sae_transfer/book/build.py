@@ -14,7 +14,7 @@ import nbformat
 import yaml
 
 from . import assets
-from .chapters import (ParameterError, all_chapters, chapter_names, get_chapter, profile_chapters, profile_parts,
+from .chapters import (ParameterError, all_chapters, chapter_names, notebook_page, profile_chapters, profile_parts,
                        profiles, read_yaml, resolve_params)
 from .compare import page as compare_page
 from ..io import write_text_atomic
@@ -193,7 +193,7 @@ def run_pages(book: Book, done: list[dict]) -> list[dict]:
             "fingerprint": r["meta"]["fingerprint"]}
     failed = []
     for name, title in PAGES:
-        page, params, run_dir = get_chapter(name), {"runs": runs}, book.run_dir(book.parts[0], name)
+        page, params, run_dir = notebook_page(name), {"runs": runs}, book.run_dir(book.parts[0], name)
         try:
             if cached_results(run_dir, source_fingerprint(page, params)) is None:
                 print(f"page {name!r}: executing", flush=True)

@@ -83,11 +83,17 @@ def chapter_names() -> list[str]:
     return re.findall(r"file:\s*book/chapters/([\w-]+)", toc)
 
 
-@cache
 def get_chapter(name: str) -> Chapter:
     names = chapter_names()
     if name not in names:
         raise ParameterError(f"unknown chapter {name!r}; valid chapters are {names}")
+    return notebook_page(name)
+
+
+@cache
+def notebook_page(name: str) -> Chapter:
+    """``notebooks/<name>.md`` as the runner executes it: a chapter, or an executed page that is not one (the
+    introduction, the workshop page)."""
     source = notebooks_dir() / f"{name}.md"
     nb = read_notebook(source)
     title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"

@@ -56,7 +56,7 @@ def transfer_map_interactive(points: pd.DataFrame):
                            "<br>residual cosine %{x:.3f}<br>delta CE %{y:.3f} nats<extra></extra>")))
     fig.add_trace(go.Scatter(
         x=[x for _, x, _ in SEED_POINTS], y=[y for _, _, y in SEED_POINTS], mode="markers+text",
-        name="the seed's pairs (theirs)", text=[label for label, _, _ in SEED_POINTS], textposition="top left",
+        name="the seed's pairs (theirs)", text=[label for label, _, _ in SEED_POINTS], textposition=["top right" if x < 0.9 else "top left" for _, x, _ in SEED_POINTS],
         marker={"symbol": "star", "size": 14, "color": "black"},
         hovertemplate="%{text}<br>residual cosine %{x:.3f}<br>delta CE %{y:.2f} nats<extra></extra>"))
     fig.update_layout(xaxis_title=X_LABEL, yaxis_title=Y_LABEL, template="plotly_white",
