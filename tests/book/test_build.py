@@ -143,6 +143,7 @@ def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, t
         links = [a.get_attribute("href") for a in found.find_elements(By.CSS_SELECTOR, "li a")]
         assert any(h.endswith("/book/chapters/sae_metrics.html") for h in links), links
         assert any(h.endswith("/book/smollm2-smoke/sae_metrics.html") for h in links), links  # toy and real
+        assert all(h.endswith(".html") for h in links), links  # resolved pages, not notebook files
         box = json.loads((runs / "book-smoke" / "sae_metrics" / "results.json").read_text())["numbers"]["in_short"]
         assert box.split("**")[0].strip() in found.text  # the chapter's own sentence, read back
         # plotly (shipped in _static, no network) drew the summary: one marker per case and the seed's two stars
@@ -150,7 +151,7 @@ def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, t
             "return document.querySelectorAll('.plotly-graph-div .scatterlayer path.point').length")
         cases = sum(len(json.loads((runs / p / "predict" / "results.json").read_text())["tables"]["cases"])
                     for p in ("book-smoke", "book-smollm2-smoke"))
-        assert points == cases + 2, (points, cases)
+        assert points == cases + 2, (points, cases)  # the seed's two stars
         assert driver.execute_script("return typeof Plotly") == "object"
         assert not driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")
         for part, chapters in (("chapters", ("zoo", "residuals", "sae_metrics", "features", "predict",

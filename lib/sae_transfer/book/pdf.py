@@ -32,8 +32,16 @@ def build_pdf(root: Path, book_dir: Path, toc: Path, html_dir: Path) -> Path | N
     jb = Path(sys.executable).with_name("jupyter-book")
     subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", str(book_dir),
                     "--builder", "singlehtml", "--toc", str(toc)], cwd=root, check=True, stdout=subprocess.DEVNULL)
-    mathjax(book_dir / "_build" / "singlehtml")
-    page = book_dir / "_build" / "singlehtml" / "index.html"
+    single = book_dir / "_build" / "singlehtml"
+    mathjax(single)
+    # The one page is the root document (book/intro.html), whose links to figures and styles Sphinx writes as if it
+    # sat at the top of the build: give them what they point at, beside it.
+    page = single / "book" / "intro.html"
+    for name in ("_images", "_static"):
+        link = page.parent / name
+        if link.is_symlink() or link.exists():
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        link.symlink_to(single / name, target_is_directory=True)
     out = html_dir / PDF_NAME
     with tempfile.TemporaryDirectory() as profile:
         # The virtual-time budget lets the page's scripts (plotly's figures) finish before printing.
