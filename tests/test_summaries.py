@@ -52,7 +52,7 @@ def test_findings_keep_the_chapter_order_and_skip_what_no_part_ran():
     assert [f["chapter"] for f in found] == ["sae_metrics", "features"]
     md = summaries.findings_markdown(found)
     assert md.splitlines()[0] == "1. **Does the base SAE still work on a finetune?**"
-    assert "   - *On SmolLM2-135M-Instruct:* R. ({doc}`SAE metrics <On/sae_metrics>`)" in md.splitlines()
+    assert "   - *On SmolLM2-135M-Instruct:* R. ([SAE metrics](On/sae_metrics.html))" in md.splitlines()
     assert summaries.findings_markdown([]) == "No chapter of this build has a summary yet."
 
 

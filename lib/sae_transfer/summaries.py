@@ -165,8 +165,9 @@ def findings_markdown(found: list[dict[str, Any]]) -> str:
     lines = []
     for i, f in enumerate(found, 1):
         lines.append(f"{i}. **{f['question']}**")
-        # A {doc} reference: glued Markdown is parsed inside the page, where a plain link to an .ipynb stays one
-        lines += [f"   - *{a['part']}:* {a['text']} ({{doc}}`{a['title']} <{a['link'].removesuffix('.ipynb')}>`)"
+        # Glued Markdown is rendered without Sphinx's cross-references (a link to an .ipynb stays one, roles stay
+        # text), so the links name the built pages.
+        lines += [f"   - *{a['part']}:* {a['text']} ([{a['title']}]({a['link'].removesuffix('.ipynb')}.html))"
                   for a in f["answers"]]
     return "\n".join(lines) if lines else "No chapter of this build has a summary yet."
 

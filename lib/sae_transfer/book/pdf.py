@@ -24,7 +24,8 @@ def chromium() -> str | None:
 
 
 def build_pdf(root: Path, book_dir: Path, toc: Path, html_dir: Path) -> Path | None:
-    """Build ``<book_dir>/_build/singlehtml`` and print it to ``<html_dir>/PDF_NAME``; None without Chromium."""
+    """Build ``<book_dir>/_build/singlehtml`` and print it to ``<html_dir>/PDF_NAME``. None (said in one line) without
+    Chromium, or when Chromium writes nothing."""
     browser = chromium()
     if browser is None:
         print("PDF skipped: no Chromium found (apt-get install chromium)", flush=True)
@@ -43,10 +44,17 @@ def build_pdf(root: Path, book_dir: Path, toc: Path, html_dir: Path) -> Path | N
             link.unlink() if link.is_symlink() else shutil.rmtree(link)
         link.symlink_to(single / name, target_is_directory=True)
     out = html_dir / PDF_NAME
-    with tempfile.TemporaryDirectory() as profile:
-        # The virtual-time budget lets the page's scripts (plotly's figures) finish before printing.
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        f"--user-data-dir={profile}", "--no-pdf-header-footer", "--virtual-time-budget=20000",
-                        f"--print-to-pdf={out}.tmp", page.as_uri()], check=True, capture_output=True, timeout=600)
-    Path(f"{out}.tmp").replace(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        printed = Path(tmp) / PDF_NAME
+        # The virtual-time budget lets the page's scripts (plotly's figures, MathJax) finish before printing.
+        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                               f"--user-data-dir={tmp}/profile", "--no-pdf-header-footer",
+                               "--virtual-time-budget=20000", f"--print-to-pdf={printed}", page.as_uri()],
+                              capture_output=True, text=True, timeout=600)
+        if not printed.exists():
+            said = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"PDF not written: Chromium exited {proc.returncode} ({said})", flush=True)
+            return None
+        html_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(printed, out)
     return out
