@@ -17,13 +17,18 @@ from typing import Any
 import pandas as pd
 
 from .labels import short, slug
+from .residuals import PAPER_COSINE
+from .sae_metric_tables import PAPER_TABLE
 from .verdict import ev_wording
 from .zoo.card import is_real
 from .zoo.pretrained import PRETRAINED
 from .zoo.store import Zoo
 
-#: The seed's residual cosine at the SAE's layer for its two pairs (their numbers).
-SEED_COSINE = {"Gemma-2b / Python": 0.67, "Mistral-7B / MetaMath": 0.96}
+#: The seed's two pairs, their numbers as the chapters quote them: (label, residual cosine, delta CE on the finetune).
+SEED_PAIRS = (("Gemma-2b / Python (theirs)", PAPER_COSINE["Gemma-2b vs Python-code finetune (theirs)"],
+               PAPER_TABLE["Gemma-2b python-codes (theirs)"]["delta CE"]),
+              ("Mistral-7B / MetaMath (theirs)", PAPER_COSINE["Mistral-7B vs MetaMath (theirs)"],
+               PAPER_TABLE["MetaMath-Mistral-7B (theirs)"]["delta CE"]))
 
 #: The chapters whose boxes make the introduction's findings, in the order a reader meets the argument, each with
 #: the question it answers.
@@ -69,7 +74,7 @@ def residuals(h: dict[str, Any], own: dict[str, str]) -> str:
     if len(cos) > 1:
         least = max(cos, key=cos.get)
         text += f"; `{short(least)}` keeps {cos[least]:.3f} on {short(own[least])}"
-    seed = ", ".join(f"{v} for {k}" for k, v in SEED_COSINE.items())
+    seed = ", ".join(f"{cos:.2f} for {label.removesuffix(' (theirs)')}" for label, cos, _ in SEED_PAIRS)
     return text + f". The seed's pairs, their numbers: {seed}."
 
 

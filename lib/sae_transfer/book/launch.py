@@ -18,7 +18,7 @@ import yaml
 
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT
-from .chapters import (all_chapters, chapter_names, profile_chapters, profile_parts, profile_params, profiles,
+from .chapters import (chapter_names, get_chapter, profile_chapters, profile_parts, profile_params, profiles,
                        read_notebook)
 
 LAUNCH_DIR = PROJECT_ROOT / "launch"
@@ -74,8 +74,7 @@ def pages() -> dict[str, tuple[str, str | None]]:
 
 def notebook(chapter: str, profile: str | None) -> str:
     """The launch copy of ``chapter`` with ``profile``'s parameters, as the text of an ``.ipynb``."""
-    source = next(c for c in all_chapters() if c.name == chapter).source
-    nb = read_notebook(source)
+    nb = read_notebook(get_chapter(chapter).source)
     at = next(i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", []))
     cells = []
     if profile:

@@ -8,8 +8,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 
-#: The seed's two pairs (Kutsyk et al. 2025): residual cosine at the SAE's layer and delta CE on the finetune.
-SEED_POINTS = (("Gemma-2b / Python (theirs)", 0.6691, 4.21), ("Mistral-7B / MetaMath (theirs)", 0.9648, 0.16))
 X, Y = "residual cosine", "delta CE"
 OTHER = "finetune, other data"
 #: How each kind of case is drawn (plotly marker symbol, size, opacity); the part of the book sets the colour.
@@ -20,16 +18,16 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 X_LABEL, Y_LABEL = "residual cosine with the base (SAE layer)", "CE added by the base SAE (nats)"
 
 
-def transfer_map(points: pd.DataFrame):
+def transfer_map(points: pd.DataFrame, seed: tuple):
     """``points``: one row per case with ``part``, ``finetune``, ``step``, ``dataset``, ``kind``, X and Y
-    (``summaries.transfer_points``)."""
+    (``summaries.transfer_points``); ``seed``: the seed's pairs as (label, X, Y), drawn as stars."""
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     color = {part: COLORS[i % len(COLORS)] for i, part in enumerate(points["part"].unique())}
     for (part, kind), g in points.groupby(["part", "kind"], sort=False):
         symbol, size, alpha = STYLE[kind]
         ax.scatter(g[X], g[Y], s=size ** 2 / 2, marker=MPL_MARKER[symbol], alpha=alpha, color=color[part],
                    label=f"{part}: {kind}")
-    for label, x, y in SEED_POINTS:
+    for label, x, y in seed:
         ax.scatter([x], [y], marker="*", s=180, color="black", zorder=5)
         ax.annotate(label, (x, y), xytext=(-8, 10), textcoords="offset points", fontsize=8,
                     ha="right" if x > 0.9 else "left")
@@ -40,7 +38,7 @@ def transfer_map(points: pd.DataFrame):
     return fig
 
 
-def transfer_map_interactive(points: pd.DataFrame):
+def transfer_map_interactive(points: pd.DataFrame, seed: tuple):
     """The same points as a plotly Figure; the book embeds it without a network (plotly.js ships in the build)."""
     import plotly.graph_objects as go
 
@@ -55,8 +53,9 @@ def transfer_map_interactive(points: pd.DataFrame):
             hovertemplate=(f"<b>{part}</b><br>%{{customdata[0]}} at step %{{customdata[1]}} on %{{customdata[2]}}"
                            "<br>residual cosine %{x:.3f}<br>delta CE %{y:.3f} nats<extra></extra>")))
     fig.add_trace(go.Scatter(
-        x=[x for _, x, _ in SEED_POINTS], y=[y for _, _, y in SEED_POINTS], mode="markers+text",
-        name="the seed's pairs (theirs)", text=[label for label, _, _ in SEED_POINTS], textposition=["top right" if x < 0.9 else "top left" for _, x, _ in SEED_POINTS],
+        x=[x for _, x, _ in seed], y=[y for _, _, y in seed], mode="markers+text",
+        name="the seed's pairs (theirs)", text=[label for label, _, _ in seed],
+        textposition=["top right" if x < 0.9 else "top left" for _, x, _ in seed],
         marker={"symbol": "star", "size": 14, "color": "black"},
         hovertemplate="%{text}<br>residual cosine %{x:.3f}<br>delta CE %{y:.2f} nats<extra></extra>"))
     fig.update_layout(xaxis_title=X_LABEL, yaxis_title=Y_LABEL, template="plotly_white",
