@@ -20,7 +20,7 @@ from .compare import page as compare_page
 from ..io import write_text_atomic
 from ..paths import PROJECT_ROOT, cache_dir
 from ..zoo.build import build_zoo
-from .pdf import build_pdf
+from .pdf import chromium, print_pdf
 from .preflight import absolute_paths, preflight
 from .runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 
@@ -271,20 +271,26 @@ def write_status_page(book: Book, results: list[dict], failed: list[dict] = ()) 
     write_text_atomic(book.book_dir / "status.md", text)
 
 
-def build_html(book: Book, strict: bool = True) -> Path:
-    """``jupyter-book build`` of the book's root into ``book/_build/html`` (warnings are errors), with plotly.js and
-    MathJax inside it (``assets``)."""
+def jupyter_book(book: Book, builder: str = "html", strict: bool = True) -> Path:
+    """``jupyter-book build`` of the book's root into ``book/_build/<builder>`` (warnings are errors when
+    ``strict``), with MathJax inside it (``assets``). Raises RuntimeError if the build fails."""
     assets.plotly_js(book.root)
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book.root), "--path-output",
-           str(book.book_dir), "--all", "--toc", str(book.book_dir / "_toc.yml")]
+           str(book.book_dir), "--all", "--toc", str(book.book_dir / "_toc.yml"), "--builder", builder]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=book.root)
+    proc = subprocess.run(cmd, cwd=book.root, stdout=None if builder == "html" else subprocess.DEVNULL)
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
-    assets.mathjax(book.html_dir)
-    return book.html_dir
+    out = book.book_dir / "_build" / builder
+    assets.mathjax(out)
+    return out
+
+
+def build_html(book: Book, strict: bool = True) -> Path:
+    """The HTML book, ``book/_build/html``, with plotly.js and MathJax inside it."""
+    return jupyter_book(book, "html", strict)
 
 
 def copy_pages(book: Book) -> list[Path]:
@@ -310,7 +316,10 @@ def build_book(book: Book, force: bool = False, device: str | None = None) -> Pa
     done, failed = run_all(book, force=force, device=device)
     html = build_html(book)
     copy_pages(book)
-    build_pdf(book.root, book.book_dir, book.book_dir / "_toc.yml", book.html_dir)
+    if chromium():  # the single page is built only to be printed
+        print_pdf(jupyter_book(book, "singlehtml", strict=False), book.html_dir)
+    else:
+        print("PDF skipped: no Chromium found (apt-get install chromium)", flush=True)
     print(f"book built in {time.perf_counter() - t0:.0f} s: open {html / 'index.html'}", flush=True)
     if failed:
         raise ChapterFailed(f"{len(failed)} of {len(done) + len(failed)} chapters failed "

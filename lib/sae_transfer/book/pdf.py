@@ -2,18 +2,16 @@
 
 Jupyter Book's own ``pdfhtml`` builder does the same through pyppeteer, which downloads its own Chromium (no network
 here); ``pdflatex`` needs a TeX installation of a gigabyte. Chromium is already what the browser test uses, from
-Debian. Where it is missing the PDF is skipped with a one-line note, and the HTML book is unaffected.
+Debian. Where it is missing the PDF is skipped with a one-line note (``build.build_book``), and the HTML book is
+unaffected.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-
-from .assets import mathjax
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 PDF_NAME = "sae-transfer-book.pdf"
@@ -23,18 +21,9 @@ def chromium() -> str | None:
     return next((path for name in CHROMIUM if (path := shutil.which(name))), None)
 
 
-def build_pdf(root: Path, book_dir: Path, toc: Path, html_dir: Path) -> Path | None:
-    """Build ``<book_dir>/_build/singlehtml`` and print it to ``<html_dir>/PDF_NAME``. None (said in one line) without
-    Chromium, or when Chromium writes nothing."""
-    browser = chromium()
-    if browser is None:
-        print("PDF skipped: no Chromium found (apt-get install chromium)", flush=True)
-        return None
-    jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", str(book_dir),
-                    "--builder", "singlehtml", "--toc", str(toc)], cwd=root, check=True, stdout=subprocess.DEVNULL)
-    single = book_dir / "_build" / "singlehtml"
-    mathjax(single)
+def print_pdf(single: Path, html_dir: Path) -> Path | None:
+    """Print the single-page build ``single`` (``book/_build/singlehtml``) to ``<html_dir>/PDF_NAME``. None, said in
+    one line, when Chromium writes nothing."""
     # The one page is the root document (book/intro.html), whose links to figures and styles Sphinx writes as if it
     # sat at the top of the build: give them what they point at, beside it.
     page = single / "book" / "intro.html"
@@ -47,7 +36,7 @@ def build_pdf(root: Path, book_dir: Path, toc: Path, html_dir: Path) -> Path | N
     with tempfile.TemporaryDirectory() as tmp:
         printed = Path(tmp) / PDF_NAME
         # The virtual-time budget lets the page's scripts (plotly's figures, MathJax) finish before printing.
-        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        proc = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                                f"--user-data-dir={tmp}/profile", "--no-pdf-header-footer",
                                "--virtual-time-budget=20000", f"--print-to-pdf={printed}", page.as_uri()],
                               capture_output=True, text=True, timeout=600)
