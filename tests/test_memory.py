@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sae_transfer.book.provenance import proc_status_bytes
-from sae_transfer.memory import PassShape, budget_bytes, check_memory, plan
+from sae_transfer.memory import PassShape, budget_bytes, check_memory, plan, release
 from sae_transfer.sae_metrics import logit_stats, sae_batch, sae_pass
 
 
@@ -156,3 +156,20 @@ def test_the_residual_pass_in_micro_batches_gives_the_same_results():
             assert len(firing) > 10
             assert [parts["top_base"]["tokens"][f] for f in firing] == [whole["top_base"]["tokens"][f] for f in firing]
     assert len(results[1][0]["by_batch_cos"]) == 3  # still one value a batch, not a micro-batch
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident size from /proc")
+def test_release_hands_freed_heap_back_between_build_steps():
+    """What a zoo build step freed must not stay resident under the next step's peak (a finetune left about 4 GB
+    behind before the SAE trained next)."""
+    import psutil
+
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    held = [torch.ones(16_000) for _ in range(4_000)]  # 256 MB in 64 KB pieces: below glibc's mmap threshold
+    grown = proc.memory_info().rss - before
+    del held
+    release()
+    left = proc.memory_info().rss - before
+    assert grown > 200e6
+    assert left < 0.25 * grown

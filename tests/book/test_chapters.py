@@ -79,14 +79,15 @@ def test_a_part_holds_only_the_chapters_its_profile_lists(tmp_path, monkeypatch)
 
     parts = build.book_parts("default")
     assert [p.profile for p in parts] == ["default", "smollm2"]
-    assert parts[0].holds("sizes") and not parts[1].holds("sizes") and parts[1].holds("diffing")
-    assert profile_chapters("smollm2") == tuple(c for c in chapter_names() if c != "sizes")
+    assert parts[0].holds("sizes") and not parts[1].holds("sizes") and not parts[1].holds("diffing")
+    assert profile_chapters("smollm2") == tuple(c for c in chapter_names() if c not in ("sizes", "diffing"))
     book = build.Book(tmp_path, tuple(parts), tmp_path / "runs", "test")
     (tmp_path / "book").mkdir()
     toc = yaml.safe_load(build.write_toc(book).read_text())
     files = {p["caption"]: [c["file"] for c in p["chapters"]] for p in toc["parts"]}
     assert "book/chapters/sizes" in files["Chapters"]
-    assert "book/smollm2/sizes" not in files[parts[1].caption] and "book/smollm2/diffing" in files[parts[1].caption]
+    assert "book/smollm2/sizes" not in files[parts[1].caption] and "book/smollm2/residuals" in files[parts[1].caption]
+    assert "book/smollm2/diffing" not in files[parts[1].caption]
     (tmp_path / "params" / "book").mkdir(parents=True)
     (tmp_path / "params" / "book" / "odd.yaml").write_text("chapters: [zoo, sizez]\n")
     monkeypatch.setattr("sae_transfer.book.chapters.params_dir", lambda: tmp_path / "params")

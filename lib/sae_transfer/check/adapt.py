@@ -47,7 +47,8 @@ def adapt(sae_spec: str, sae, finetune_model, windows, training_tokens: int, lr:
             warnings.filterwarnings("ignore", message=message)
         source = sae_directory(sae_spec, sae, zoo, Path(scratch) / "sae")
         ckpts = finetune_sae(source, finetune_model, windows, training_tokens, lr, seed, Path(scratch) / "train",
-                             device, batch_tokens=min(batch_tokens, training_tokens), n_checkpoints=0)
+                             device, batch_tokens=min(batch_tokens, training_tokens), n_checkpoints=0,
+                             bos_id=finetune_model.tokenizer.bos_token_id)
         final = Path(ckpts[-1]["path"])
         for f in final.iterdir():
             shutil.move(str(f), tmp / f.name)

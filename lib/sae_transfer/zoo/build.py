@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..convert import arch_of, hooked_from_hf, quiet_to
 from ..io import atomic_dir, fingerprint, write_json_atomic
+from ..memory import release
 from ..paths import cache_dir
 from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
 from .fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint, sae_fingerprint,
@@ -263,7 +264,7 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
                          "(it trains on the zoo's train split)")
     name = sae.removeprefix("zoo:")
     key = {"sae": zoo.sae_fingerprint(name), "model": zoo.model_fingerprint(finetune), "tokens": training_tokens,
-           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 1}
+           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 2}  # v2: BOS left out, the top-k threshold carried over
     label = "".join(c if c.isalnum() else "_" for c in f"{name}-on-{finetune.removeprefix('zoo:')}")
     out = zoo.root / "sae-finetunes" / f"{label}-{fingerprint(key)}"
     if not (out / "checkpoints.json").exists():
@@ -273,7 +274,8 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
         windows = torch.cat(list(stream.sequential(1024, n_windows)))
         with atomic_dir(out) as tmp:
             ckpts = finetune_sae(zoo.root / "saes" / name, model, windows, training_tokens, lr, zoo.recipe.seed, tmp,
-                                 device, batch_tokens=zoo.recipe.saes[name].batch_tokens, n_checkpoints=n_checkpoints)
+                                 device, batch_tokens=zoo.recipe.saes[name].batch_tokens, n_checkpoints=n_checkpoints,
+                                 bos_id=zoo.bos_id)
             write_json_atomic(tmp / "checkpoints.json", {"key": key, "checkpoints": [
                 {"tokens": c["tokens"], "dir": Path(c["path"]).name} for c in ckpts]})
     ckpts = json.loads((out / "checkpoints.json").read_text())["checkpoints"]
@@ -344,10 +346,12 @@ def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
     for name in zoo.recipe.models:
         t = time.perf_counter()
         build_model(zoo, name, device)
+        release()  # a finetune's optimiser state must not stay resident under the next step's peak
         timings[f"model {name}"] = time.perf_counter() - t
     for name in zoo.recipe.saes:
         t = time.perf_counter()
         build_sae(zoo, name, device)
+        release()
         timings[f"sae {name}"] = time.perf_counter() - t
     t = time.perf_counter()
     card = build_card(zoo, device)

@@ -214,18 +214,19 @@ def training_recipe(sae_dir: Path, original=None) -> tuple[str, float]:
 def train_checkpointed(model, windows: torch.Tensor, hook: str, d_sae: int, architecture: str, sparsity: float,
                        training_tokens: int, lr: float, seed: int, out_dir: Path, device: str = "cpu",
                        batch_tokens: int = 4096, n_checkpoints: int = 3, init: dict | None = None,
-                       l1_warm_up: bool = True) -> list[dict]:
+                       l1_warm_up: bool = True, exclude_special: bool | list[int] = False) -> list[dict]:
     """Train an SAE on ``model``'s activations at ``hook`` over ``windows`` [n, ctx] (BOS-led token ids, read in
     order), from sae_lens's initialisation or from ``init`` (a state dict: the parameters both forms have are
     copied). Saves ``n_checkpoints`` evenly spaced intermediate SAEs and the final one under
-    ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order."""
+    ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order. ``exclude_special``: as
+    ``train_sae``."""
     import shutil
 
     from datasets import Dataset
     from sae_lens import LanguageModelSAETrainingRunner, TrainingSAE
 
     cfg = _runner_config(model, hook, d_sae, windows.shape[1], training_tokens, sparsity, lr, seed, device,
-                         batch_tokens, out_dir, architecture)
+                         batch_tokens, out_dir, architecture, exclude_special)
     if hasattr(cfg.sae, "l1_warm_up_steps") and not l1_warm_up:
         cfg.sae.l1_warm_up_steps = 0
     cfg.n_checkpoints = n_checkpoints
@@ -239,6 +240,11 @@ def train_checkpointed(model, windows: torch.Tensor, hook: str, d_sae: int, arch
         if missing:
             raise ValueError(f"cannot start a {architecture} SAE from a state without {sorted(missing)}")
         fresh.load_state_dict(shared, strict=False)
+        if "threshold" in init and hasattr(fresh, "topk_threshold"):
+            # A BatchTopK SAE is saved as JumpReLU with its running top-k threshold as every feature's threshold.
+            # Started from 0 instead, the running average (rate 0.01 a step) is a third of its value after 40
+            # steps, and the saved SAE fires ~25x too often (L0 1,551 instead of 64).
+            fresh.topk_threshold = init["threshold"].double().mean().to(fresh.topk_threshold.device)
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_sae=fresh,
                                             override_dataset=Dataset.from_dict({"tokens": windows.tolist()}))
     logging.getLogger("sae_lens").setLevel(logging.WARNING)
@@ -257,18 +263,22 @@ def train_checkpointed(model, windows: torch.Tensor, hook: str, d_sae: int, arch
 
 
 def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: int, lr: float, seed: int,
-                 out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3) -> list[dict]:
+                 out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3,
+                 bos_id: int | None = None) -> list[dict]:
     """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery) over
     ``windows`` [n, ctx] of BOS-led token ids, read in order.
 
     Same architecture and sparsity penalty as the original, no L1 warm-up (the penalty is already at full
     strength), a short learning-rate warm-up. The dictionary (encoder, decoder, biases) carries over; a JumpReLU
     threshold has no BatchTopK counterpart (BatchTopK learns its own while training). Checkpoints as
-    ``train_checkpointed``."""
+    ``train_checkpointed``. ``bos_id``: the model's BOS token, whose positions the fine-tuning never trains on (a
+    real model's BOS residual is hundreds of times a token's norm, and every metric leaves it out as an outlier:
+    trained on, it pulls the dictionary toward one position)."""
     from sae_lens import TrainingSAE
 
     original = TrainingSAE.load_from_disk(str(sae_dir), device)
     arch, sparsity = training_recipe(sae_dir, original)
     return train_checkpointed(model, windows, original.cfg.metadata.hook_name, original.cfg.d_sae, arch, sparsity,
                               training_tokens, lr, seed, out_dir, device, batch_tokens, n_checkpoints,
-                              init=original.state_dict(), l1_warm_up=False)
+                              init=original.state_dict(), l1_warm_up=False,
+                              exclude_special=[bos_id] if bos_id is not None else False)
