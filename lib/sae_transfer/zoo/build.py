@@ -263,8 +263,9 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
         raise ValueError(f"finetune={finetune!r}, sae={sae!r}: SAE fine-tuning needs a zoo model and a zoo SAE "
                          "(it trains on the zoo's train split)")
     name = sae.removeprefix("zoo:")
+    # v2: BOS left out of the training, the top-k threshold carried over
     key = {"sae": zoo.sae_fingerprint(name), "model": zoo.model_fingerprint(finetune), "tokens": training_tokens,
-           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 2}  # v2: BOS left out, the top-k threshold carried over
+           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 2}
     label = "".join(c if c.isalnum() else "_" for c in f"{name}-on-{finetune.removeprefix('zoo:')}")
     out = zoo.root / "sae-finetunes" / f"{label}-{fingerprint(key)}"
     if not (out / "checkpoints.json").exists():

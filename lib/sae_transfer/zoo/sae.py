@@ -269,8 +269,8 @@ def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: i
     ``windows`` [n, ctx] of BOS-led token ids, read in order.
 
     Same architecture and sparsity penalty as the original, no L1 warm-up (the penalty is already at full
-    strength), a short learning-rate warm-up. The dictionary (encoder, decoder, biases) carries over; a JumpReLU
-    threshold has no BatchTopK counterpart (BatchTopK learns its own while training). Checkpoints as
+    strength), a short learning-rate warm-up. The dictionary (encoder, decoder, biases) carries over, and a BatchTopK
+    SAE (saved as JumpReLU) starts its running top-k threshold from the saved threshold. Checkpoints as
     ``train_checkpointed``. ``bos_id``: the model's BOS token, whose positions the fine-tuning never trains on (a
     real model's BOS residual is hundreds of times a token's norm, and every metric leaves it out as an outlier:
     trained on, it pulls the dictionary toward one position)."""
