@@ -358,5 +358,6 @@ def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
     card = build_card(zoo, device)
     timings["card"] = time.perf_counter() - t
     _CORPORA.clear()
+    release()  # the book's process runs its chapters next, each in a kernel of its own: keep nothing resident
     card["last_build_seconds"] = timings
     return card
