@@ -32,6 +32,11 @@ def test_parts_that_disagree_are_named_and_counted():
     assert "| 0.200 / 0.900 | 0.900 / 0.200 |" in text
 
 
+def test_numbers_the_verdict_tells_apart_read_apart():
+    text = page({"toy": _results(0.2, 0.9), "real": _results(0.99860, 0.99893)})
+    assert "| 0.200 / 0.900 | 0.9986 / 0.9989 | code in every part |" in text  # not 0.999 / 0.999
+
+
 def test_a_part_without_a_chapter_is_left_out_of_that_comparison():
     real = _results(0.5, 0.6)
     del real["features"]

@@ -59,6 +59,13 @@ def compare(parts: dict[str, dict[str, dict]]) -> list[dict[str, Any]]:
     return rows
 
 
+def pair(code: float, math: float) -> str:
+    """``code / math`` to three decimals, or to as many more (up to six) as it takes for two different values to
+    read differently: the verdict beside them is drawn from the unrounded numbers."""
+    digits = next((d for d in range(3, 7) if f"{code:.{d}f}" != f"{math:.{d}f}"), 3)
+    return f"{code:.{digits}f} / {math:.{digits}f}"
+
+
 def page(parts: dict[str, dict[str, dict]]) -> str:
     """The comparison page (MyST Markdown), every number from the parts' results."""
     rows = compare(parts)
@@ -76,7 +83,7 @@ def page(parts: dict[str, dict[str, dict]]) -> str:
     lines += [header, "|" + "---|" * (3 + len(captions))]
     for r in rows:
         c = r["comparison"]
-        cells = [f"{v['code']:.3f} / {v['math']:.3f}" for v, _ in r["answers"].values()]
+        cells = [pair(v["code"], v["math"]) for v, _ in r["answers"].values()]
         further = [f for _, f in r["answers"].values()]
         verdict = (f"{further[0]} in every part" if r["agree"] else
                    "parts differ: " + ", ".join(f"{f or 'tie'}" for f in further))
