@@ -162,14 +162,11 @@ def test_the_residual_pass_in_micro_batches_gives_the_same_results():
 def test_release_hands_freed_heap_back_between_build_steps():
     """What a zoo build step freed must not stay resident under the next step's peak (a finetune left about 4 GB
     behind before the SAE trained next)."""
-    import psutil
-
-    proc = psutil.Process()
-    before = proc.memory_info().rss
+    before = proc_status_bytes("VmRSS")
     held = [torch.ones(16_000) for _ in range(4_000)]  # 256 MB in 64 KB pieces: below glibc's mmap threshold
-    grown = proc.memory_info().rss - before
+    grown = proc_status_bytes("VmRSS") - before
     del held
     release()
-    left = proc.memory_info().rss - before
+    left = proc_status_bytes("VmRSS") - before
     assert grown > 200e6
     assert left < 0.25 * grown
