@@ -124,6 +124,57 @@ def test_spec_parsing():
         ("sae_lens", "gemma-2b-res-jb:blocks.6.hook_resid_post")
 
 
+def test_the_loader_keeps_base_and_sae_and_swaps_only_the_finetune(hub_dirs, tmp_path):
+    """A chapter walking finetunes loads the base once: the second finetune comes with the same base and SAE
+    objects, its own trimmed tokens, and activations equal to a pair loaded from nothing (the SAE's
+    processing kwargs applied to it too)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sae_transfer.pairs import PairSetup
+
+    tok = AutoTokenizer.from_pretrained(hub_dirs / "ft")
+    tok.add_special_tokens({"additional_special_tokens": ["<PAD>"]})
+    model = AutoModelForCausalLM.from_pretrained(hub_dirs / "ft")
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(tmp_path / "ft_pad")
+    tok.save_pretrained(tmp_path / "ft_pad")
+    base, sae, ft, ft_pad = (f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'sae'}", f"local:{hub_dirs / 'ft'}",
+                             f"local:{tmp_path / 'ft_pad'}")
+    loader = PairSetup(base, sae, device="cpu").loader()
+    first = loader(ft)
+    first_base, first_sae, first_ft = first.base, first.sae, first.finetune
+    assert loader(ft) is first  # the same finetune again: nothing loads
+    with pytest.warns(UserWarning, match=r"appends 1 special token"):
+        second = loader(ft_pad)
+    assert second.base is first_base and second.sae is first_sae and second.finetune is not first_ft
+    assert second.specs == {"base": base, "finetune": ft_pad, "sae": sae} and second.trimmed_tokens == ["<PAD>"]
+    with pytest.warns(UserWarning, match=r"appends 1 special token"):
+        fresh = load_pair(base, ft_pad, sae, device="cpu")
+    tokens = torch.tensor([[0, 5, 17, 42]])
+    for got, want in ((second.finetune, fresh.finetune), (second.base, fresh.base)):
+        torch.testing.assert_close(got.run_with_cache(tokens, names_filter=second.hook)[1][second.hook],
+                                   want.run_with_cache(tokens, names_filter=fresh.hook)[1][fresh.hook])
+    assert loader(ft).trimmed_tokens == [] and loader(ft).base is first_base
+
+
+def test_a_dtype_change_converts_every_weight_and_the_config():
+    """``quiet_to(model, dtype)`` does what TransformerLens's ``to(dtype)`` does, without its quadratic loop."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from sae_transfer.convert import quiet_to
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=50, n_ctx=8,
+                                  act_fn="gelu", normalization_type="LN", device="cpu")
+    ours = quiet_to(HookedTransformer(cfg), torch.bfloat16)
+    assert ours.cfg.dtype == torch.bfloat16
+    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
+    theirs = HookedTransformer(cfg)
+    theirs.load_state_dict(quiet_to(ours, torch.float32).state_dict())
+    theirs = theirs.to(torch.bfloat16)
+    tokens = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(quiet_to(ours, torch.bfloat16)(tokens), theirs(tokens))
+
+
 @pytest.mark.slow
 def test_zoo_pair(smoke_card):
     pair = load_pair("zoo:base-s", "zoo:code@0", "zoo:base-s", zoo="smoke", device="cpu")

@@ -4,10 +4,10 @@ cached."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .memory import check_memory
-from .models import ModelPair, load_pair, load_tokenizer_for, parse_spec
+from .models import ModelPair, load_pair, load_tokenizer_for, parse_spec, with_finetune
 from .zoo.store import Zoo
 
 
@@ -50,8 +50,8 @@ class PairSetup:
 
 
 class PairLoader:
-    """``loader(finetune) -> ModelPair``, loaded on first use; one finetune in memory at a time, so a chapter
-    that walks many checkpoints holds two models, not all of them."""
+    """``loader(finetune) -> ModelPair``, loaded on first use; the base and SAE load once, and one finetune is in
+    memory at a time, so a chapter that walks many checkpoints holds two models, not all of them."""
 
     def __init__(self, setup: PairSetup):
         self.setup = setup
@@ -60,9 +60,14 @@ class PairLoader:
 
     def __call__(self, finetune: str) -> ModelPair:
         if self._finetune != finetune:
-            self._pair = None  # free the previous finetune before loading the next
-            s = self.setup
-            self._pair = load_pair(s.base, finetune, s.sae, s.hook or None, s.zoo, s.device, s.dtype)
+            s, loaded = self.setup, self._pair
+            self._pair = None
+            if loaded is None:
+                self._pair = load_pair(s.base, finetune, s.sae, s.hook or None, s.zoo, s.device, s.dtype)
+            else:  # the base and SAE stay; the previous finetune is freed before the next loads
+                kept = replace(loaded, finetune=None)
+                del loaded
+                self._pair = with_finetune(kept, finetune, s.zoo, s.device, s.dtype)
             self._finetune = finetune
         return self._pair
 
