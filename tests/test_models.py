@@ -155,6 +155,9 @@ def test_the_loader_keeps_base_and_sae_and_swaps_only_the_finetune(hub_dirs, tmp
         torch.testing.assert_close(got.run_with_cache(tokens, names_filter=second.hook)[1][second.hook],
                                    want.run_with_cache(tokens, names_filter=fresh.hook)[1][fresh.hook])
     assert loader(ft).trimmed_tokens == [] and loader(ft).base is first_base
+    with pytest.raises(SpecError, match="finetune="):
+        loader(f"local:{tmp_path / 'missing'}")
+    assert loader(ft).finetune is not None  # a failed load leaves nothing behind to be handed out
 
 
 def test_a_dtype_change_converts_every_weight_and_the_config():

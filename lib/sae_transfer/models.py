@@ -374,7 +374,7 @@ def _processing_of(sae) -> dict:
 def with_finetune(pair: ModelPair, finetune: str, zoo: str = "default", device: str = "auto",
                   dtype: str = "float32") -> ModelPair:
     """``pair`` with another finetune of the same base: the loaded base, SAE and tokenizer kept, only the finetune
-    loaded (a chapter walking checkpoints loaded the base again for each; 1 to 3 s a load for SmolLM2 on CPU).
+    loaded (a chapter walking checkpoints loaded the base again for each: 2.7 s a load of SmolLM2 on 2 cores).
     The caller drops its reference to ``pair`` first if the old finetune is to be freed before the new loads."""
     base = pair.specs["base"]
     trimmed = compare_tokenizers(pair.tokenizer, load_tokenizer_for(finetune, "finetune", zoo))

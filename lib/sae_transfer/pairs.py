@@ -61,7 +61,7 @@ class PairLoader:
     def __call__(self, finetune: str) -> ModelPair:
         if self._finetune != finetune:
             s, loaded = self.setup, self._pair
-            self._pair = None
+            self._pair, self._finetune = None, None  # nothing half-loaded is reused if the load fails
             if loaded is None:
                 self._pair = load_pair(s.base, finetune, s.sae, s.hook or None, s.zoo, s.device, s.dtype)
             else:  # the base and SAE stay; the previous finetune is freed before the next loads
