@@ -93,3 +93,15 @@ def test_report_names_are_one_namespace(tmp_path):
     rep.number("n", 1)
     with pytest.raises(ValueError, match="'n' recorded twice"):
         rep.number("n", 2)
+
+
+def test_a_table_shows_values_that_would_round_to_zero_with_significant_digits(tmp_path):
+    """Learning rates of 3e-4 and 3e-5 printed as 0.000 on the real family's predict page."""
+    import pandas as pd
+
+    from sae_transfer.book.report import Report
+
+    df = pd.DataFrame({"lr": [0.0, 3e-4, 3e-5], "delta CE": [4.8081, 0.0001, 6.2]}, index=["a", "b", "c"])
+    html = Report(tmp_path).table("cases", df, precision=3).to_html()
+    assert ">0.0003<" in html and ">3e-05<" in html and ">0<" in html  # the column of small values
+    assert ">4.808<" in html and ">0.000<" in html  # a column with ordinary values keeps the precision

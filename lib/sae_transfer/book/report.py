@@ -94,6 +94,11 @@ class Report:
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
         styled = df.style.format(precision=precision, na_rep="", thousands=",")
+        # A column whose every non-zero value would print as 0.000 (learning rates) gets two significant digits.
+        tiny = [c for c in df.columns if df[c].dtype.kind == "f" and (df[c].abs() > 0).any()
+                and df[c].abs().max() < 0.5 * 10.0**-precision]
+        if tiny and df.columns.is_unique:
+            styled = styled.format("{:.2g}", subset=tiny, na_rep="")
         if df.index.is_unique and df.columns.is_unique:  # Styler can address cells of unique labels only
             numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
             styled = (styled.set_properties(subset=numeric, **{"text-align": "right"})
