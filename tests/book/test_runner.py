@@ -105,3 +105,5 @@ def test_a_table_shows_values_that_would_round_to_zero_with_significant_digits(t
     html = Report(tmp_path).table("cases", df, precision=3).to_html()
     assert ">0.0003<" in html and ">3e-05<" in html and ">0<" in html  # the column of small values
     assert ">4.808<" in html and ">0.000<" in html  # a column with ordinary values keeps the precision
+    repeated = Report(tmp_path / "r").table("cases", df.set_axis(["a", "a", "b"]), precision=3).to_html()
+    assert ">0.0003<" in repeated  # also where the index repeats a label (the predict page's is a MultiIndex)

@@ -96,8 +96,8 @@ class Report:
         styled = df.style.format(precision=precision, na_rep="", thousands=",")
         # A column whose every non-zero value would print as 0.000 (learning rates) gets two significant digits.
         tiny = [c for c in df.columns if df[c].dtype.kind == "f" and (df[c].abs() > 0).any()
-                and df[c].abs().max() < 0.5 * 10.0**-precision]
-        if tiny and df.columns.is_unique:
+                and df[c].abs().max() < 0.5 * 10.0**-precision]  # (columns are unique: to_json above says so)
+        if tiny:
             styled = styled.format("{:.2g}", subset=tiny, na_rep="")
         if df.index.is_unique and df.columns.is_unique:  # Styler can address cells of unique labels only
             numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
