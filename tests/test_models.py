@@ -64,15 +64,21 @@ def test_default_processing_centres_the_residual_stream(hub_dirs):
     assert cache[pair.hook].mean(-1).abs().max() < 1e-5  # center_writing_weights
 
 
-def test_finetune_with_appended_pad_is_trimmed(hub_dirs, tmp_path):
+def _with_appended_pad(hub_dirs, out):
+    """The finetune saved again with a special token appended to its vocabulary (as chat finetunes do)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hub_dirs / "ft")
     tok.add_special_tokens({"additional_special_tokens": ["<PAD>"]})
     model = AutoModelForCausalLM.from_pretrained(hub_dirs / "ft")
     model.resize_token_embeddings(len(tok))
-    model.save_pretrained(tmp_path / "ft_pad")
-    tok.save_pretrained(tmp_path / "ft_pad")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_finetune_with_appended_pad_is_trimmed(hub_dirs, tmp_path):
+    _with_appended_pad(hub_dirs, tmp_path / "ft_pad")
     with pytest.warns(UserWarning, match=r"appends 1 special token\(s\) \['<PAD>'\]"):
         pair = load_pair(f"local:{hub_dirs / 'base'}", f"local:{tmp_path / 'ft_pad'}",
                          f"local:{hub_dirs / 'sae'}", device="cpu")
@@ -128,16 +134,9 @@ def test_the_loader_keeps_base_and_sae_and_swaps_only_the_finetune(hub_dirs, tmp
     """A chapter walking finetunes loads the base once: the second finetune comes with the same base and SAE
     objects, its own trimmed tokens, and activations equal to a pair loaded from nothing (the SAE's
     processing kwargs applied to it too)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from sae_transfer.pairs import PairSetup
 
-    tok = AutoTokenizer.from_pretrained(hub_dirs / "ft")
-    tok.add_special_tokens({"additional_special_tokens": ["<PAD>"]})
-    model = AutoModelForCausalLM.from_pretrained(hub_dirs / "ft")
-    model.resize_token_embeddings(len(tok))
-    model.save_pretrained(tmp_path / "ft_pad")
-    tok.save_pretrained(tmp_path / "ft_pad")
+    _with_appended_pad(hub_dirs, tmp_path / "ft_pad")
     base, sae, ft, ft_pad = (f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'sae'}", f"local:{hub_dirs / 'ft'}",
                              f"local:{tmp_path / 'ft_pad'}")
     loader = PairSetup(base, sae, device="cpu").loader()
