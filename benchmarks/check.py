@@ -33,9 +33,9 @@ def main() -> None:
     ap.add_argument("--predict-run", type=Path, help="a predict chapter run directory (its results.json)")
     a = ap.parse_args()
 
-    from sae_transfer import predict
     from sae_transfer.book.bench import write_record
     from sae_transfer.check import CheckRequest, CheckSpec, run
+    from sae_transfer.studies.predict import measure as predict
     from sae_transfer.zoo import Zoo
 
     torch.set_num_threads(2)

@@ -71,9 +71,9 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
 
-    from sae_transfer.book.provenance import device_description
     from sae_transfer.check import CheckRequest, CheckSpec, run
-    from sae_transfer.models import check_dtype
+    from sae_transfer.core.provenance import device_description
+    from sae_transfer.models.load import check_dtype
 
     root = a.workdir or Path(tempfile.mkdtemp())
     t0 = time.perf_counter()

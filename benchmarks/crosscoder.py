@@ -21,8 +21,8 @@ import time
 def one(d_model: int, tokens: int) -> dict:
     import torch
 
-    from sae_transfer.book.provenance import proc_status_bytes
-    from sae_transfer.crosscoder import CrosscoderConfig, TrainConfig, fit
+    from sae_transfer.core.provenance import proc_status_bytes
+    from sae_transfer.studies.diffing.crosscoder import CrosscoderConfig, TrainConfig, fit
 
     torch.manual_seed(0)
 

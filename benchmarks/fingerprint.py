@@ -19,7 +19,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SAE_TRANSFER_CACHE"] = str(Path(tmp) / "cache")
-        from sae_transfer.cache import dir_fingerprint
+        from sae_transfer.passes.cache import dir_fingerprint
 
         model = Path(tmp) / "model"
         model.mkdir()

@@ -63,8 +63,8 @@ def matmul_limit(m: int, d: int, d_mlp: int) -> float:
 
 
 def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
-    from sae_transfer.memory import PassShape, budget_bytes, plan
-    from sae_transfer.sae_metrics import log_probs
+    from sae_transfer.core.memory import PassShape, budget_bytes, plan
+    from sae_transfer.passes.sae_metrics import log_probs
 
     model, sae = pair.base, pair.sae
     cfg = model.cfg
@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--real-zoo", default="")
     ap.add_argument("--context-size", type=int, default=128)
     a = ap.parse_args()
-    from sae_transfer.models import load_pair
+    from sae_transfer.models.load import load_pair
     from sae_transfer.zoo.store import Zoo
 
     torch.set_num_threads(2)

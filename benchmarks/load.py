@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--via", choices=("project", "tl"), default="project")
     args = ap.parse_args()
 
-    from sae_transfer.convert import quiet_to
+    from sae_transfer.core.convert import quiet_to
     from sae_transfer.zoo.store import Zoo
 
     zoo = Zoo.open(args.zoo)

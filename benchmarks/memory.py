@@ -51,19 +51,19 @@ def _large_vocab_pair():
 
 
 def child(case: str, zoo: str, n_tokens: int, ctx: int, batch: int, budget: str) -> dict:
-    import scipy.stats  # noqa: F401  (imported by the pass's intervals: libraries are not the pass's memory)
     import sae_lens  # noqa: F401
+    import scipy.stats  # noqa: F401  (imported by the pass's intervals: libraries are not the pass's memory)
     import transformer_lens  # noqa: F401
 
-    from sae_transfer.book.provenance import proc_status_bytes
-    from sae_transfer.sae_metrics import sae_pass
+    from sae_transfer.core.provenance import proc_status_bytes
+    from sae_transfer.passes.sae_metrics import sae_pass
 
     torch.set_num_threads(2)
     rss0 = proc_status_bytes("VmRSS")
     if case == "large-vocab":
         base, ft, sae, hook, tok = _large_vocab_pair()
     else:
-        from sae_transfer.models import load_pair
+        from sae_transfer.models.load import load_pair
         from sae_transfer.zoo.store import Zoo
 
         root = next(iter(Zoo.open(zoo).recipe.models))

@@ -26,16 +26,16 @@ import time
 
 import torch
 
+
 def child(impl: str, zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
     """Measure one implementation over both models, in this process."""
     import math
 
-    from sae_transfer.datasets import TokenSpec, token_batches
-    from sae_transfer.models import load_pair
-    from sae_transfer.book.provenance import peak_rss_mb
-    from sae_transfer.sae_metrics import sae_pass
+    from sae_transfer.core.provenance import peak_rss_mb
+    from sae_transfer.data.tokens import TokenSpec, token_batches
+    from sae_transfer.models.load import load_pair
+    from sae_transfer.passes.sae_metrics import sae_pass
     from sae_transfer.zoo.sae import run_evals_on_windows
-
     from sae_transfer.zoo.store import Zoo
 
     torch.set_num_threads(2)

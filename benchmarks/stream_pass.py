@@ -22,10 +22,10 @@ import torch
 
 
 def _setup(zoo: str, n_tokens: int, ctx: int, batch: int):
-    from sae_transfer.accumulators import ResidualSimilarity
-    from sae_transfer.datasets import TokenSpec, token_batches
-    from sae_transfer.models import load_models
-    from sae_transfer.hooks import residual_hooks
+    from sae_transfer.data.tokens import TokenSpec, token_batches
+    from sae_transfer.models.hooks import residual_hooks
+    from sae_transfer.models.load import load_models
+    from sae_transfer.passes.accumulators import ResidualSimilarity
 
     base, ft, tok, _ = load_models("zoo:base-s", "zoo:code", zoo, "cpu")
     spec = TokenSpec("zoo:code", n_tokens, ctx, batch)
@@ -36,9 +36,8 @@ def _setup(zoo: str, n_tokens: int, ctx: int, batch: int):
 
 def one_pass(zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
     """Run the pass once in this process; report peak RSS."""
-    from sae_transfer.stream import run_pass
-
-    from sae_transfer.book.provenance import peak_rss_mb
+    from sae_transfer.core.provenance import peak_rss_mb
+    from sae_transfer.passes.stream import run_pass
 
     base, ft, batches, hooks, accs = _setup(zoo, n_tokens, ctx, batch)
     before = peak_rss_mb()
@@ -48,7 +47,7 @@ def one_pass(zoo: str, n_tokens: int, ctx: int, batch: int) -> dict:
 
 @torch.no_grad()
 def throughput(zoo: str, n_tokens: int, ctx: int, batch: int, repeats: int = 3) -> dict:
-    from sae_transfer.stream import run_pass
+    from sae_transfer.passes.stream import run_pass
 
     base, ft, batches, hooks, accs = _setup(zoo, n_tokens, ctx, batch)
     run_pass(base, ft, iter(batches[:2]), hooks, accs())  # warm up

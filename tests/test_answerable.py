@@ -6,12 +6,12 @@ from collections import Counter
 
 import pytest
 
-from sae_transfer import answerable as A
+from sae_transfer.data import answerable as A
 
 
 @pytest.fixture(scope="module")
 def downloads(smoke_card):
-    from sae_transfer.paths import cache_dir
+    from sae_transfer.core.paths import cache_dir
 
     return cache_dir() / "downloads"  # the smoke zoo has fetched the Wikipedia summaries
 

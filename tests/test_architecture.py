@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sae_transfer.cache import PACKAGE_DIR, _imports, module_closure
+from sae_transfer.passes.cache import PACKAGE_DIR, _imports, module_closure
 
 MODULES = sorted(
     "sae_transfer." + ".".join(p.relative_to(PACKAGE_DIR).with_suffix("").parts).removesuffix(".__init__")
@@ -48,28 +48,46 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-def _layer_violations(inside: str, forbidden: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(m, n) for m, deps in _graph().items() if m.startswith(inside) for n in deps
-            if n.startswith(forbidden)]
+#: The layers, bottom first: a module imports only from its own folder and the folders before it. The package's
+#: top-level modules (``cli``, ``__main__``) sit above everything.
+LAYERS = ("core", "zoo", "models", "data", "passes", "methods", "studies", "check", "book")
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 2 and not (PACKAGE_DIR / parts[1]).is_dir():
+        return len(LAYERS)  # cli, __main__
+    return LAYERS.index(parts[1]) if len(parts) > 1 else len(LAYERS)
+
+
+def test_every_module_has_a_layer():
+    folders = {p.name for p in PACKAGE_DIR.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(LAYERS), f"folders and LAYERS differ: {folders ^ set(LAYERS)}"
+    top = sorted(p.stem for p in PACKAGE_DIR.glob("*.py"))
+    assert top == ["__init__", "__main__", "cli"], f"modules outside the layer folders: {top}"
 
 
 def test_layers_point_one_way():
-    science = ("sae_transfer.residuals", "sae_transfer.sae_metric", "sae_transfer.feature", "sae_transfer.predict",
-               "sae_transfer.generalization", "sae_transfer.probes", "sae_transfer.answerable", "sae_transfer.stream",
-               "sae_transfer.accumulators", "sae_transfer.cache", "sae_transfer.pairs", "sae_transfer.models",
-               "sae_transfer.datasets", "sae_transfer.outliers", "sae_transfer.hooks", "sae_transfer.verdict",
-               "sae_transfer.crosscoder", "sae_transfer.diffing")
-    # the zoo builds and serves models; it never measures, plots or runs chapters
-    assert _layer_violations("sae_transfer.zoo", science + ("sae_transfer.book", "sae_transfer.figures")) == []
-    # measurements never reach up into figures or the book machinery
-    for m in science:
-        assert _layer_violations(m, ("sae_transfer.book", "sae_transfer.figures", "sae_transfer.cli",
-                                     "sae_transfer.check")) == []
-    # figures draw plain data; they never run the book or a check
-    assert _layer_violations("sae_transfer.figures", ("sae_transfer.book", "sae_transfer.cli",
-                                                      "sae_transfer.check")) == []
-    # the check command builds on the studies; the book never needs it
-    assert _layer_violations("sae_transfer.book", ("sae_transfer.check",)) == []
+    upward = [(m, n) for m, deps in _graph().items() for n in deps if _layer(n) > _layer(m)]
+    assert upward == [], f"imports that reach up a layer: {upward}"
+
+
+def _study(module: str) -> str | None:
+    """The study folder a module sits in; None outside ``studies/`` and for modules every study shares there."""
+    parts = module.split(".")
+    in_folder = len(parts) > 2 and parts[1] == "studies" and (PACKAGE_DIR / "studies" / parts[2]).is_dir()
+    return parts[2] if in_folder else None
+
+
+def test_no_study_imports_another_study():
+    across = [(m, n) for m, deps in _graph().items() for n in deps
+              if _study(m) and _study(n) and _study(m) != _study(n)]
+    assert across == [], f"a study imports another study: {across}"
+
+
+def test_the_book_never_needs_the_check_command():
+    assert [(m, n) for m, deps in _graph().items() if m.startswith("sae_transfer.book") for n in deps
+            if n.startswith("sae_transfer.check")] == []
 
 
 def test_package_imports_sit_at_the_top_of_files():
@@ -111,7 +129,7 @@ def test_chapters_only_read(notebook):
 
 
 def test_measurement_code_fingerprint_follows_imports():
-    closure = module_closure("sae_transfer.residuals")
-    assert {"sae_transfer.residuals", "sae_transfer.accumulators", "sae_transfer.stream",
-            "sae_transfer.cache"} <= set(closure)
-    assert not any(m.startswith(("sae_transfer.book", "sae_transfer.figures")) for m in closure)
+    closure = module_closure("sae_transfer.studies.residuals.measure")
+    assert {"sae_transfer.studies.residuals.measure", "sae_transfer.passes.accumulators", "sae_transfer.passes.stream",
+            "sae_transfer.passes.cache", "sae_transfer.models.load", "sae_transfer.core.memory"} <= set(closure)
+    assert not any(m.startswith(("sae_transfer.book", "sae_transfer.studies.residuals.figures")) for m in closure)

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from sae_transfer import cache, residuals
-from sae_transfer.datasets import TokenSpec
-from sae_transfer.pairs import PairSetup
+from sae_transfer.data.tokens import TokenSpec
+from sae_transfer.models.pairs import PairSetup
+from sae_transfer.passes import cache
+from sae_transfer.studies.residuals import measure as residuals
 
 D = 32
 TEXT = "the quick brown fox jumps over the lazy dog and then it runs far away into the woods. "

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from sae_transfer import verdict as V
 from sae_transfer.cli import main
+from sae_transfer.core import verdict as V
 
 SMOKE = ["--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-s"]
 
@@ -111,9 +111,9 @@ def test_watch_measures_every_checkpoint_in_order_and_plots_them(smoke_card, tmp
 
 
 def test_adapt_repairs_the_code_finetunes_sae_to_the_native_saes_level(smoke_card, tmp_path):
-    from sae_transfer.datasets import TokenSpec, token_windows
-    from sae_transfer.models import load_local_sae
-    from sae_transfer.sae_metrics import sae_pass
+    from sae_transfer.data.tokens import TokenSpec, token_windows
+    from sae_transfer.models.load import load_local_sae
+    from sae_transfer.passes.sae_metrics import sae_pass
     from sae_transfer.zoo import Zoo
 
     _, data = _check(["--finetune", "zoo:code", "--adapt", "--adapt-tokens", "200000"], tmp_path)

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from sae_transfer.convert import NAME_ONLY_FAMILIES, check_convertible, hooked_from_hf, verify_logits
-from sae_transfer.models import SpecError, check_source
+from sae_transfer.core.convert import NAME_ONLY_FAMILIES, check_convertible, hooked_from_hf, verify_logits
+from sae_transfer.models.load import SpecError, check_source
 
 SMALL = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.1)

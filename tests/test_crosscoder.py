@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer import diffing_classes as dc
-from sae_transfer.crosscoder import (CrosscoderConfig, TrainConfig, decoder_cosines, fit, fvu, relative_norms,
-                                     shuffled)
-from sae_transfer.crosscoder_stats import CrosscoderStats, refit_decoders
+from sae_transfer.studies.diffing import classes as dc
+from sae_transfer.passes.stream import shuffled
+from sae_transfer.studies.diffing.crosscoder import (CrosscoderConfig, TrainConfig, decoder_cosines, fit, fvu,
+                                                     relative_norms)
+from sae_transfer.studies.diffing.crosscoder_stats import CrosscoderStats, refit_decoders
 
 D, N_FEAT = 64, 48
 

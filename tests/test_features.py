@@ -6,9 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from sae_transfer.accumulators import FeaturePairStats
-from sae_transfer.feature_drift import direction_drift
-from sae_transfer.features import group_summary, logit_similarity, select_groups
+from sae_transfer.passes.accumulators import FeaturePairStats
+from sae_transfer.studies.features.drift import direction_drift
+from sae_transfer.passes.feature_groups import select_groups
+from sae_transfer.studies.features.measure import group_summary, logit_similarity
 
 
 class _ReluSAE:
@@ -117,10 +118,11 @@ def test_logit_similarity_and_drift_of_identical_models_are_one():
 @pytest.mark.slow
 def test_zoo_model_against_itself_gives_similarity_one(smoke_card):
     """``code@0`` holds the base's own weights: every live feature has activation similarity 1."""
-    from sae_transfer.features import FeatureStudy, measure
-    from sae_transfer.pairs import PairSetup
+    from sae_transfer.models.pairs import PairSetup
+    from sae_transfer.studies.features.measure import FeatureStudy, measure
 
-    study = FeatureStudy(1024, 2048, 64, 8, n_regular=50, n_dead=10, dataset="zoo:code")
+    study = FeatureStudy(n_select=1024, n_tokens=2048, context_size=64, batch_size=8, n_regular=50, n_dead=10,
+                         outliers="2x", dataset="zoo:code")
     r = measure(PairSetup("zoo:base-s", "zoo:base-s", zoo="smoke", device="cpu"), ["zoo:code@0"], study)["zoo:code@0"]
     sims = torch.tensor(r["scores"]["act_sim"], dtype=torch.float64)
     live = torch.tensor(r["scores"]["density_base"]) > 0

@@ -2,7 +2,10 @@
 
 import pytest
 
-from sae_transfer import features, predict, residuals, sae_metric_tables
+from sae_transfer.studies.features import measure as features
+from sae_transfer.studies.predict import measure as predict
+from sae_transfer.studies.residuals import measure as residuals
+from sae_transfer.studies.sae_metrics import tables as sae_metric_tables
 
 
 def _layer(hook: str, cos: float) -> dict:
@@ -54,7 +57,9 @@ def test_features_headline_reads_the_regular_group():
                                                         "dead_in_finetune": []},
                            "pool_sizes": {"regular": 4, "dead_in_base": 1, "dead_in_finetune": 0},
                            "unembed_frobenius_ratio": 0.2, "dataset": "zoo:code"}}
-    h = features.headline(result, features.FeatureStudy(8, 8, 4, 2, n_regular=4, n_dead=2))
+    study = features.FeatureStudy(n_select=8, n_tokens=8, context_size=4, batch_size=2, n_regular=4, n_dead=2,
+                                  outliers="2x", dataset="")
+    h = features.headline(result, study)
     assert h["regular_sim_code"] == pytest.approx((0.9 + 0.7 + 0.95 + 0.85) / 4)
     assert h["regular_above08_code"] == pytest.approx(75.0)
     assert h["all_undefined_code"] == 1 and h["pool_dead_in_base_code"] == 1 and h["dataset_code"] == "code"
@@ -66,7 +71,9 @@ def test_predict_headline_ranks_predictors():
              "STS_ICL": (i * 7) % 5, "STS_act": 1.0 + (i % 2), "steps x lr": float(i % 3),
              **{o: -i / 10 for o in predict.OUTCOMES}} for i in range(8)]
     corr = predict.correlation_table(rows, n_boot=50)
-    h = predict.headline(rows, corr, predict.PredictStudy(64, 16, 4), n_datasets=1, n_boot=50)
+    study = predict.PredictStudy(n_tokens=64, context_size=16, batch_size=4, outliers="2x", n_shift=100,
+                                 sts_examples=64, demo_tokens=96)
+    h = predict.headline(rows, corr, study, n_datasets=1, n_boot=50)
     assert h["n_cases"] == 8 and h["n_checkpoints"] == 8
     assert h["sp_residual_cosine__delta_ce"] == pytest.approx(1.0)
     assert h["best_predictor"] in ("residual cosine", "weight deviation") and h["best_mean_abs"] == pytest.approx(1.0)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sae_transfer.io import atomic_dir, fingerprint, write_json_atomic
+from sae_transfer.core.io import atomic_dir, fingerprint, write_json_atomic
 
 
 def test_write_json_atomic_replaces_and_leaves_no_temp(tmp_path):

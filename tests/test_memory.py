@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae_transfer.book.provenance import proc_status_bytes
-from sae_transfer.memory import PassShape, budget_bytes, check_memory, plan, release
-from sae_transfer.sae_metrics import logit_stats, sae_batch, sae_pass
+from sae_transfer.core.memory import PassShape, budget_bytes, check_memory, plan
+from sae_transfer.core.provenance import proc_status_bytes
+from sae_transfer.passes.sae_metrics import logit_stats, sae_batch, sae_pass
 
 
 def _model(d_vocab=50, cap=-1.0, d_model=16, n_ctx=64):
@@ -79,8 +79,8 @@ def test_chunked_logit_statistics_equal_whole_logits(cap):
 
 
 def test_micro_batches_and_logit_chunks_do_not_change_the_metrics():
-    from sae_transfer.sae_accumulator import SAEMetrics
-    from sae_transfer.memory import Plan
+    from sae_transfer.core.memory import Plan
+    from sae_transfer.passes.sae_accumulator import SAEMetrics
 
     model, sae = _model(), _sae(16)
     tokens = torch.randint(0, 50, (4, 16), generator=torch.Generator().manual_seed(2))
@@ -113,7 +113,7 @@ def test_a_pass_on_a_256k_vocabulary_stays_under_its_budget():
 
 
 def test_logit_similarity_streams_over_the_vocabulary_and_equals_the_whole_computation():
-    from sae_transfer.features import logit_similarity
+    from sae_transfer.studies.features.measure import logit_similarity
 
     base, ft = _model(d_vocab=500), _model(d_vocab=500)
     with torch.no_grad():
@@ -131,10 +131,10 @@ def test_logit_similarity_streams_over_the_vocabulary_and_equals_the_whole_compu
 
 
 def test_the_residual_pass_in_micro_batches_gives_the_same_results():
-    from sae_transfer.accumulators import FeaturePairStats, ResidualSimilarity
-    from sae_transfer.hooks import residual_hooks
-    from sae_transfer.memory import PassShape
-    from sae_transfer.stream import run_pass
+    from sae_transfer.core.memory import PassShape
+    from sae_transfer.models.hooks import residual_hooks
+    from sae_transfer.passes.accumulators import FeaturePairStats, ResidualSimilarity
+    from sae_transfer.passes.stream import run_pass
 
     base, ft, sae = _model(), _model(), _sae(16)
     with torch.no_grad():
@@ -160,8 +160,8 @@ def test_the_residual_pass_in_micro_batches_gives_the_same_results():
 
 _RELEASE_PROBE = """
 import torch
-from sae_transfer.book.provenance import proc_status_bytes
-from sae_transfer.memory import release
+from sae_transfer.core.provenance import proc_status_bytes
+from sae_transfer.core.memory import release
 before = proc_status_bytes("VmRSS")
 held = [torch.ones(16_000) for _ in range(4_000)]  # 256 MB in 64 KB pieces: below glibc's mmap threshold
 grown = proc_status_bytes("VmRSS") - before

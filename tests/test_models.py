@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from sae_transfer.models import SpecError, compare_tokenizers, load_pair, parse_spec
+from sae_transfer.models.load import SpecError, compare_tokenizers, load_pair, parse_spec
 
 D = 32
 
@@ -134,7 +134,7 @@ def test_the_loader_keeps_base_and_sae_and_swaps_only_the_finetune(hub_dirs, tmp
     """A chapter walking finetunes loads the base once: the second finetune comes with the same base and SAE
     objects, its own trimmed tokens, and activations equal to a pair loaded from nothing (the SAE's
     processing kwargs applied to it too)."""
-    from sae_transfer.pairs import PairSetup
+    from sae_transfer.models.pairs import PairSetup
 
     _with_appended_pad(hub_dirs, tmp_path / "ft_pad")
     base, sae, ft, ft_pad = (f"local:{hub_dirs / 'base'}", f"local:{hub_dirs / 'sae'}", f"local:{hub_dirs / 'ft'}",
@@ -163,7 +163,7 @@ def test_a_dtype_change_converts_every_weight_and_the_config():
     """``quiet_to(model, dtype)`` does what TransformerLens's ``to(dtype)`` does, without its quadratic loop."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from sae_transfer.convert import quiet_to
+    from sae_transfer.core.convert import quiet_to
 
     cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=50, n_ctx=8,
                                   act_fn="gelu", normalization_type="LN", device="cpu")
@@ -192,7 +192,7 @@ def test_sae_in_the_training_format_loads(tmp_path):
     from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
-    from sae_transfer.models import load_sae
+    from sae_transfer.models.load import load_sae
 
     torch.manual_seed(0)
     cfg = BatchTopKTrainingSAEConfig(d_in=D, d_sae=64, k=4, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_post"))

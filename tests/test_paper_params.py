@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from sae_transfer.book.chapters import get_chapter, resolve_params
-from sae_transfer.paths import params_dir
+from sae_transfer.core.paths import params_dir
 
 PAPER = sorted((params_dir() / "paper").glob("*.yaml"))
 
@@ -31,8 +31,8 @@ def test_paper_set_is_complete_and_valid(path: Path):
 @pytest.mark.parametrize("path", [p for p in PAPER if "sae_metrics" in yaml.safe_load(p.read_text())],
                          ids=lambda p: p.stem)
 def test_paper_sets_use_the_seeds_saes_and_thresholds(path: Path):
-    from sae_transfer.models import parse_spec
-    from sae_transfer.outliers import Outliers
+    from sae_transfer.models.load import parse_spec
+    from sae_transfer.passes.outliers import Outliers
 
     section = yaml.safe_load(path.read_text())["sae_metrics"]
     assert parse_spec(section["sae"], "sae", sae=True)[0] == "sae_lens"
@@ -42,7 +42,7 @@ def test_paper_sets_use_the_seeds_saes_and_thresholds(path: Path):
 
 def test_answerability_set_is_the_papers_setup():
     """Seed 002: Gemma 2 9B, a Gemma Scope residual SAE of width 131K at layer 20, probes at layers 20 and 31."""
-    from sae_transfer.models import parse_spec
+    from sae_transfer.models.load import parse_spec
 
     section = yaml.safe_load((params_dir() / "paper" / "gemma-2-9b-answerability.yaml").read_text())["answerability"]
     kind, ref = parse_spec(section["sae"], "sae", sae=True)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer.predict import correlate, correlation_table, ranking, weight_deviation
-from sae_transfer.sts import sts, unigram_similarity
+from sae_transfer.studies.predict.measure import correlate, correlation_table, ranking, weight_deviation
+from sae_transfer.studies.predict.sts import sts, unigram_similarity
 
 
 def _model(seed: int, positional: str = "standard"):
@@ -83,7 +83,7 @@ def _claim_rows():
 
 
 def test_the_claim_is_scored_on_final_checkpoints_and_on_all():
-    from sae_transfer import sts as S
+    from sae_transfer.studies.predict import sts as S
 
     cases = S.claim_cases(_claim_rows())
     assert len(cases) == 8 and cases["final"].sum() == 4 and (cases["|CE change|"] > 0).all()
@@ -129,7 +129,7 @@ def test_ranking_orders_predictors():
 
 
 def test_the_claims_verdict_reads_estimate_and_interval():
-    from sae_transfer.sts import verdict
+    from sae_transfer.studies.predict.sts import verdict
 
     assert verdict({"pearson": 0.8, "pearson_lo": 0.3}) == "supports the claim"
     assert verdict({"pearson": 0.4, "pearson_lo": 0.1}).startswith("agrees in sign")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from sae_transfer import probes
-from sae_transfer.hooks import probe_hooks
+from sae_transfer.methods import probes
+from sae_transfer.models.hooks import probe_hooks
 
 
 def _planted(n=200, d=64, feature=7, seed=0):

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from sae_transfer.accumulators import FIRING
-from sae_transfer.sae_accumulator import SAEMetrics
-from sae_transfer.hooks import resume_layer
-from sae_transfer.outliers import Outliers
-from sae_transfer.sae_metric_tables import density_comparison
-from sae_transfer.sae_metrics import _final_resid
+from sae_transfer.models.hooks import resume_layer
+from sae_transfer.passes.accumulators import FIRING
+from sae_transfer.passes.outliers import Outliers
+from sae_transfer.passes.sae_accumulator import SAEMetrics
+from sae_transfer.passes.sae_metrics import _final_resid
+from sae_transfer.passes.sae_metrics import density_comparison
 
 
 def test_outlier_rules_parse_and_resolve():
@@ -141,7 +141,7 @@ def test_density_comparison():
 
 @pytest.mark.slow
 def test_resumed_forward_equals_hooked_forward(smoke_card):
-    from sae_transfer.models import load_models
+    from sae_transfer.models.load import load_models
 
     model, _, _, _ = load_models("zoo:base-s", "zoo:code", "smoke", "cpu")
     tokens = torch.randint(0, model.cfg.d_vocab, (2, 16), generator=torch.Generator().manual_seed(0))
@@ -159,9 +159,9 @@ def test_resumed_forward_equals_hooked_forward(smoke_card):
 @pytest.mark.slow
 def test_outliers_keep_their_activation_when_splicing(smoke_card):
     """With every token an outlier, neither intervention changes anything."""
-    from sae_transfer.datasets import TokenSpec, token_batches
-    from sae_transfer.models import load_pair
-    from sae_transfer.sae_metrics import sae_pass
+    from sae_transfer.data.tokens import TokenSpec, token_batches
+    from sae_transfer.models.load import load_pair
+    from sae_transfer.passes.sae_metrics import sae_pass
 
     pair = load_pair("zoo:base-s", "zoo:code", "zoo:base-s", zoo="smoke", device="cpu")
     spec = TokenSpec("zoo:prose", 512, 64, 4)
@@ -175,8 +175,8 @@ def test_outliers_keep_their_activation_when_splicing(smoke_card):
 @pytest.mark.slow
 def test_streamed_metrics_agree_with_run_evals(smoke_card):
     """The issue's cross-check: L0, explained variance (per token) and CE with and without the SAE."""
-    from sae_transfer.pairs import PairSetup
-    from sae_transfer.sae_metrics import cross_check
+    from sae_transfer.models.pairs import PairSetup
+    from sae_transfer.passes.sae_metrics import cross_check
 
     rows = cross_check(PairSetup("zoo:base-s", "zoo:base-s", zoo="smoke", device="cpu"), "zoo:code", "zoo:prose",
                        2048, 64, 8)
@@ -190,7 +190,7 @@ def test_streamed_metrics_agree_with_run_evals(smoke_card):
 
 
 def _subset(n_batches: int, seed: int = 0):
-    from sae_transfer.sae_accumulator import _Subset
+    from sae_transfer.passes.sae_accumulator import _Subset
 
     sub = _Subset(4, 8)
     g = torch.Generator().manual_seed(seed)
@@ -215,7 +215,7 @@ def test_intervals_over_token_batches_hold_the_estimate_and_narrow_with_more_bat
 
 
 def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
-    from sae_transfer.sae_metric_tables import describe
+    from sae_transfer.studies.sae_metrics.tables import describe
 
     def r(ev, delta_ce=0.1):
         return {"kept": {"ev_token": ev, "ce_recovered": 0.9, "l0": 10.0, "kl": 0.1, "delta_ce": delta_ce,

@@ -11,7 +11,7 @@ import pytest
 
 from sae_transfer.book import launch
 from sae_transfer.book.chapters import chapter_names, get_chapter, resolve_params
-from sae_transfer.paths import PROJECT_ROOT, cache_dir
+from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 
 pytestmark = pytest.mark.slow
 

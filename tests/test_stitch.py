@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer.accumulators import RunningTopK
-from sae_transfer.sizes_stats import FeatureCorrelation, LayerCKA, StitchQuality
-from sae_transfer.sizes_train import tokens_to_reach
-from sae_transfer.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch, map_direction
+from sae_transfer.passes.accumulators import RunningTopK
+from sae_transfer.studies.sizes.stats import FeatureCorrelation, LayerCKA, StitchQuality
+from sae_transfer.studies.sizes.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch, map_direction
+from sae_transfer.studies.sizes.train import tokens_to_reach
 
 D_S, D_L = 12, 20
 
@@ -170,8 +170,8 @@ def test_tokens_to_reach_interpolates_between_checkpoints():
 def test_sizes_refuses_other_tokenizers_and_missing_layers_before_any_weights(tmp_path, smoke_card):
     from sae_lens import SAE
 
-    from sae_transfer.models import SpecError
-    from sae_transfer.sizes import check_inputs
+    from sae_transfer.models.load import SpecError
+    from sae_transfer.studies.sizes.measure import check_inputs
     from sae_transfer.zoo import Zoo
 
     tok = copy.deepcopy(Zoo.open("smoke").tokenizer)  # the zoo's own object is shared within the process

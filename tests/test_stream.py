@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from sae_transfer.accumulators import COS_BINS, Bins, ResidualSimilarity
-from sae_transfer.datasets import TokenSpec, check_token_spec
-from sae_transfer.hooks import stop_layer
+from sae_transfer.data.tokens import TokenSpec, check_token_spec
+from sae_transfer.models.hooks import stop_layer
+from sae_transfer.passes.accumulators import COS_BINS, Bins, ResidualSimilarity
 
 
 def test_bins_count_everything_including_outliers():
@@ -76,8 +76,8 @@ def test_bad_token_specs(spec, message):
 
 @pytest.mark.slow
 def test_pass_on_zoo_pairs(smoke_card):
-    from sae_transfer.pairs import PairSetup
-    from sae_transfer.residuals import by_hook, measure
+    from sae_transfer.models.pairs import PairSetup
+    from sae_transfer.studies.residuals.measure import by_hook, measure
 
     spec = TokenSpec("zoo:code", 4096, 64, 16)
     setup = PairSetup("zoo:base-s", zoo="smoke", device="cpu")
@@ -96,7 +96,7 @@ def test_pass_on_zoo_pairs(smoke_card):
 def test_json_dataset_windows(tmp_path):
     import json
 
-    from sae_transfer.datasets import token_batches
+    from sae_transfer.data.tokens import token_batches
     from sae_transfer.zoo.tokens import train_tokenizer
 
     tok = train_tokenizer({"prose": ["hello world, this is text. " * 40] * 4}, 300, tmp_path / "t", seed=0)

@@ -2,15 +2,16 @@
 
 import json
 
-import pandas as pd
-import pytest
-
-from sae_transfer import summaries
+from sae_transfer.book import findings
+from sae_transfer.studies.answerability import prose as answerability
+from sae_transfer.studies.diffing import prose as diffing
+from sae_transfer.studies.residuals import prose as residuals
+from sae_transfer.studies.sae_metrics import prose as sae_metrics
 
 
 def test_residuals_names_the_finetune_that_moved_most():
     h = {"cos_code_code": 0.91, "cos_math_math": 0.80}
-    text = summaries.residuals(h, {"zoo:code": "zoo:code", "zoo:math": "zoo:math"})
+    text = residuals.in_short(h, {"zoo:code": "zoo:code", "zoo:math": "zoo:math"})
     assert text.startswith("At the middle layer, `math` moved furthest") and "0.800" in text and "0.910" in text
     assert "0.67 for Gemma-2b / Python" in text  # the seed's, quoted as theirs
 
@@ -19,7 +20,7 @@ def test_sae_metrics_words_follow_the_verdict_thresholds():
     h = {"ev_token_base_code": 0.80, "ev_token_code_code": 0.30, "ev_token_base_math": 0.80,
          "ev_token_math_math": 0.795, "delta_ce_code_code": 0.9, "delta_ce_math_math": 0.1,
          "delta_ce_base_code": 0.2, "delta_ce_base_math": 0.2}
-    text = summaries.sae_metrics(h, [("zoo:code", "zoo:code"), ("zoo:math", "zoo:math")])
+    text = sae_metrics.in_short(h, [("zoo:code", "zoo:code"), ("zoo:math", "zoo:math")])
     assert "**breaks** on `code`" in text and "**still works** on `math`" in text
     assert "up to 0.900 nats" in text and "(`code`)" in text
 
@@ -27,14 +28,14 @@ def test_sae_metrics_words_follow_the_verdict_thresholds():
 def test_answerability_says_gains_when_a_carried_probe_improves():
     h = {"residual_in": 0.9, "residual_out": 0.7, "sae1_in": 0.6, "sae1_out": 0.55, "drop_residual": -0.01,
          "drop_sae1": 0.02}
-    text = summaries.answerability(h)
+    text = answerability.in_short(h)
     assert "residual probe gains 0.010 AUROC" in text and "one-feature probe loses 0.020 AUROC" in text
 
 
 def test_diffing_with_no_new_latents_and_no_floor():
     h = {"worst_ft": "code", "worst_kept_pct": 40.0, "worst_lost_pct": 5.0, "n_pairs": 1, "total_new": 0,
          "has_floor": False, "has_ceiling": False}
-    assert summaries.diffing(h) == ("Against a crosscoder of base and finetune, code keeps 40% of the base SAE's "
+    assert diffing.in_short(h) == ("Against a crosscoder of base and finetune, code keeps 40% of the base SAE's "
                                     "firing features and loses 5%. The crosscoder finds no latent new in any "
                                     "finetune.")
 
@@ -48,12 +49,12 @@ def test_findings_keep_the_chapter_order_and_skip_what_no_part_ran():
                                 "sae_metrics": _results("sae_metrics", {"in_short": "S."}, "SAE metrics")},
              "On SmolLM2-135M-Instruct": {"sae_metrics": _results("sae_metrics", {"in_short": "R."}, "SAE metrics")}}
     links = {p: {c: f"{p[:2]}/{c}.ipynb" for c in chapters} for p, chapters in parts.items()}
-    found = summaries.findings(parts, links)
+    found = findings.findings(parts, links)
     assert [f["chapter"] for f in found] == ["sae_metrics", "features"]
-    md = summaries.findings_markdown(found)
+    md = findings.findings_markdown(found)
     assert md.splitlines()[0] == "1. **Does the base SAE still work on a finetune?**"
     assert "   - *On SmolLM2-135M-Instruct:* R. ([SAE metrics](On/sae_metrics.html))" in md.splitlines()
-    assert summaries.findings_markdown([]) == "No chapter of this build has a summary yet."
+    assert findings.findings_markdown([]) == "No chapter of this build has a summary yet."
 
 
 def test_transfer_points_mark_the_base_and_each_finetune_own_domain(smoke_card):
@@ -63,11 +64,11 @@ def test_transfer_points_mark_the_base_and_each_finetune_own_domain(smoke_card):
              {"name": "math", "step": 8, "dataset": "math", "residual cosine": 0.97, "delta CE": 0.15}]
     parts = {"On the toy zoo": {"predict": {"meta": {"params": {"zoo": "smoke"}}, "tables": {"cases": cases}}},
              "Other": {"residuals": {"meta": {"params": {"zoo": "smoke"}}}}}  # no predict chapter: no points
-    pts = summaries.transfer_points(parts)
+    pts = findings.transfer_points(parts)
     assert list(pts["kind"]) == ["the base itself", "finetune, own domain", "finetune, other data",
                                  "finetune, own domain"]
     assert set(pts["part"]) == {"On the toy zoo"} and pts["delta CE"].tolist() == [0.1, 0.4, 0.2, 0.15]
-    assert summaries.transfer_points({}).empty
+    assert findings.transfer_points({}).empty
 
 
 def test_load_runs_labels_parts_by_what_they_run_on(tmp_path, smoke_card):
@@ -77,6 +78,6 @@ def test_load_runs_labels_parts_by_what_they_run_on(tmp_path, smoke_card):
             {"meta": {"params": {"zoo": zoo}, "title": "Residuals"}, "numbers": {}, "tables": {}}))
     runs = {"Chapters": {"residuals": {"run_dir": str(tmp_path / "a"), "page": "chapters/residuals.ipynb"}},
             "Real": {"residuals": {"run_dir": str(tmp_path / "b"), "page": "smollm2-smoke/residuals.ipynb"}}}
-    parts, links = summaries.load_runs(runs)
+    parts, links = findings.load_runs(runs)
     assert list(parts) == ["On the toy zoo", "On SmolLM2-135M-Instruct"]
     assert links["On SmolLM2-135M-Instruct"]["residuals"] == "smollm2-smoke/residuals.ipynb"

@@ -100,7 +100,7 @@ def test_a_book_of_your_own_parameter_file_describing_only_the_real_family(tmp_p
     """Two sections of the real family's own file (the smoke-size one): a book of just those chapters, with -W."""
     import yaml
 
-    from sae_transfer.paths import params_dir
+    from sae_transfer.core.paths import params_dir
 
     spec = yaml.safe_load((params_dir() / "book" / "smollm2-smoke.yaml").read_text())
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump({c: spec[c] for c in ("residuals", "sae_metrics")}))

@@ -13,18 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from .book.chapters import ParameterError, all_chapters, get_chapter, profiles, read_yaml, resolve_params
-from .book import launch
-from .book.build import Book, build_book
-from .book.preflight import absolute_paths, preflight
-from .book.runner import check_out_dir, run_chapter
-from . import check
-from .check.measure import MIN_BATCHES
-from .check.report import line, provenance, write
-from .models import context_limit, resolve_device
-from .paths import cache_dir
-from .zoo import Zoo, build_zoo
-from .zoo.card import format_card
+from sae_transfer import check
+from sae_transfer.book import launch
+from sae_transfer.book.build import Book, build_book
+from sae_transfer.book.chapters import (ParameterError, all_chapters, get_chapter, profiles, read_yaml, resolve_params,
+                                        write_parameter_cells)
+from sae_transfer.book.preflight import absolute_paths, preflight
+from sae_transfer.book.runner import check_out_dir, run_chapter
+from sae_transfer.check.measure import MIN_BATCHES
+from sae_transfer.check.report import line, provenance, write
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.models.load import context_limit, resolve_device
+from sae_transfer.zoo import Zoo, build_zoo
+from sae_transfer.zoo.card import format_card
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--force", action="store_true", help="re-execute every chapter even if up to date")
     book.add_argument("--device", help="override the device parameter of every chapter (e.g. cuda)")
 
-    sub.add_parser("launch", help="write launch/: the notebooks the book's Colab buttons open (commit them)")
+    sub.add_parser("launch", help="write the chapters' parameters cells from their Study, and launch/: the "
+                                  "notebooks the book's Colab buttons open (commit both)")
 
     zoo = sub.add_parser("zoo", help="the offline model zoo")
     zsub = zoo.add_subparsers(dest="zoo_cmd", required=True)
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "zoo":
             cmd_zoo(args)
         elif args.cmd == "launch":
+            for name in write_parameter_cells():
+                print(f"notebooks/{name}.md: parameters cell written from its Study")
             print(f"{len(launch.write())} launch notebooks in {launch.LAUNCH_DIR}")
     except ValueError as e:  # ParameterError, and bad recipes, specs and paths from lib: one clear line
         _error(e)

@@ -37,7 +37,7 @@ def test_the_comparison_page_reads_both_parts(html):
     import re
 
     from sae_transfer.book.compare import compare
-    from sae_transfer.paths import cache_dir
+    from sae_transfer.core.paths import cache_dir
 
     runs = cache_dir() / "runs"
     parts = {part: {c: json.loads((runs / f"book-{part}" / c / "results.json").read_text())
@@ -64,7 +64,7 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
     _need_browser()
     from selenium.webdriver.common.by import By
 
-    from sae_transfer.paths import cache_dir
+    from sae_transfer.core.paths import cache_dir
 
     runs = cache_dir() / "runs" / "book-smoke"
     results = {c: json.loads((runs / c / "results.json").read_text()) for c in ("zoo", "residuals", "answerability",
@@ -134,7 +134,7 @@ def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, t
     _need_browser()
     from selenium.webdriver.common.by import By
 
-    from sae_transfer.paths import PROJECT_ROOT, cache_dir
+    from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 
     runs = cache_dir() / "runs"
     with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
@@ -193,7 +193,7 @@ def test_the_pdf_holds_every_page_and_its_figures(html, tmp_path):
     import subprocess
 
     from sae_transfer.book.pdf import PDF_NAME, chromium
-    from sae_transfer.paths import cache_dir
+    from sae_transfer.core.paths import cache_dir
 
     if not (chromium() and shutil.which("pdftoppm") and shutil.which("pdfimages")):
         if os.environ.get("CI"):

@@ -93,3 +93,59 @@ def test_a_part_holds_only_the_chapters_its_profile_lists(tmp_path, monkeypatch)
     monkeypatch.setattr("sae_transfer.book.chapters.params_dir", lambda: tmp_path / "params")
     with pytest.raises(ParameterError, match=r"profile 'odd': chapters=\['zoo', 'sizez'\] must list chapters"):
         profile_chapters("odd")
+
+
+def test_each_notebook_parameters_cell_is_written_from_its_study():
+    from sae_transfer.book.chapters import stale_parameter_cells
+
+    stale = stale_parameter_cells()
+    assert not stale, f"parameters cells differ from their Study ({stale}): run python -m sae_transfer launch"
+
+
+def test_a_parameter_declared_once_in_a_study_reaches_every_view(tmp_path, monkeypatch, capsys):
+    """A throwaway parameter added to one ``Study`` shows in the notebook's cell, ``list``, the checks of ``-p``
+    and of YAML files, and the parameters page; nothing else is edited."""
+    from dataclasses import dataclass
+
+    from sae_transfer import cli
+    from sae_transfer.book import chapters
+    from sae_transfer.studies import parameters as P
+    from sae_transfer.studies.residuals.study import Study
+
+    @dataclass(frozen=True, kw_only=True)
+    class WithThrowaway(Study):
+        throwaway: int = P.param(7, "a parameter no chapter has", P.positive("throwaway", least=3))
+
+    real = chapters.study_class
+    monkeypatch.setattr(chapters, "study_class", lambda name: WithThrowaway if name == "residuals" else real(name))
+    chapters.notebook_page.cache_clear()
+    try:
+        cell = chapters.declared_cell("residuals")
+        assert 'throwaway: int = 7  # a parameter no chapter has\nrun_dir: str = ""' in cell
+        assert chapters.stale_parameter_cells() == ["residuals"]  # the notebook must be rewritten: a test says so
+        cli.cmd_list()
+        assert "    throwaway (int, default 7): a parameter no chapter has" in capsys.readouterr().out
+        ch = get_chapter("residuals")
+        assert resolve_params(ch, overrides=[("throwaway", "4")])["throwaway"] == 4
+        with pytest.raises(ParameterError, match=r"throwaway=2 must be an integer of at least 3"):
+            resolve_params(ch, overrides=[("throwaway", "2")])
+        f = tmp_path / "p.yaml"
+        f.write_text("residuals:\n  throwaway: 1\n")
+        with pytest.raises(ParameterError, match=r"throwaway=1 must be an integer of at least 3"):
+            resolve_params(ch, files=[f])
+        row = "| `throwaway` | int | `7` | a parameter no chapter has | an integer >= 3 |"
+        assert row in chapters.parameters_markdown()
+    finally:
+        chapters.notebook_page.cache_clear()
+
+
+def test_measurement_configs_are_built_by_keyword_from_the_parameters():
+    from sae_transfer.studies.features.measure import FeatureStudy
+    from sae_transfer.studies.features.study import Study
+
+    with pytest.raises(TypeError):
+        FeatureStudy(1024, 2048, 64, 8)  # noqa: keyword only
+    defaults = {f: getattr(Study(), f) for f in ("n_select", "n_tokens", "context_size", "batch_size", "n_regular",
+                                                 "n_dead", "outliers", "dataset")}
+    study = FeatureStudy.of({**defaults, "unrelated": 1}, top_k=3)
+    assert study.n_select == Study().n_select and study.top_k == 3 and study.seed == 0

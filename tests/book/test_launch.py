@@ -38,7 +38,7 @@ def test_a_part_page_runs_with_its_profile_and_sets_itself_up():
 
 
 def test_the_repository_is_named_once():
-    from sae_transfer.paths import PROJECT_ROOT
+    from sae_transfer.core.paths import PROJECT_ROOT
 
     url = launch.repository_url()
     assert url.startswith("https://")

@@ -38,7 +38,7 @@ def _files(tmp_path):
     local.mkdir()
     (local / "config.json").write_text('{"model_type": "gpt2", "n_positions": 64}')
     (local / "tokenizer.json").write_text("{}")
-    from sae_transfer.paths import params_dir
+    from sae_transfer.core.paths import params_dir
 
     shutil.copy(params_dir() / "zoo" / "smoke.yaml", tmp_path / "unbuilt.yaml")
     recipe = (params_dir() / "zoo" / "smoke.yaml").read_text().replace("n_layers: 2,", "n_layers: two,", 1)

@@ -55,7 +55,7 @@ def test_zoo_datasets_are_text_for_a_model_with_its_own_tokenizer(smoke_card, tm
 
     from transformers import PreTrainedTokenizerFast
 
-    from sae_transfer.datasets import TokenSpec, token_windows
+    from sae_transfer.data.tokens import TokenSpec, token_windows
     from sae_transfer.zoo import Zoo
     from sae_transfer.zoo.tokens import train_tokenizer
 

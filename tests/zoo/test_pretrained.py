@@ -24,7 +24,7 @@ def test_the_real_model_is_converted_and_checked(real_smoke_card):
 
 
 def test_dequantized_directory_loads_through_local_as_the_zoo_model(real_smoke_card):
-    from sae_transfer.models import load_model, load_tokenizer_for
+    from sae_transfer.models.load import load_model, load_tokenizer_for
 
     zoo = Zoo.open("smollm2-smoke")
     hf_dir = zoo.root / "models" / "smollm2" / "hf"
@@ -64,7 +64,7 @@ def test_a_batchtopk_sae_fine_tuned_keeps_its_sparsity_and_never_trains_on_bos(r
                                                                               monkeypatch):
     """Fine-tuning starts from the saved top-k threshold: from 0, the threshold's running average (rate 0.01 a step)
     is 8% of its value after 8 steps, and the saved SAE fires many times as often as it was trained to."""
-    from sae_transfer.models import load_sae
+    from sae_transfer.models.load import load_sae
     from sae_transfer.zoo import sae as zoo_sae
 
     zoo = Zoo.open("smollm2-smoke")

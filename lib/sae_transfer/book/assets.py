@@ -14,8 +14,8 @@ from pathlib import Path
 
 import plotly
 
-from ..paths import cache_dir
-from ..zoo.data import PypiSource
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.zoo.data import PypiSource
 
 MATHJAX = PypiSource("jupyter-server-mathjax", "0.2.6", "jupyter_server_mathjax-0.2.6-py3-none-any.whl",
                      "416389dde2010df46d5fbbb7adb087a5607111070af65a1445391040f2babb5e",

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..io import write_json_atomic
-from ..paths import PROJECT_ROOT
-from .provenance import git_commit
+from sae_transfer.core.io import write_json_atomic
+from sae_transfer.core.paths import PROJECT_ROOT
+from sae_transfer.core.provenance import git_commit
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 

@@ -13,17 +13,16 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import assets
-from .chapters import (ParameterError, all_chapters, chapter_names, notebook_page, profile_chapters, profile_parts,
-                       profiles, read_yaml, resolve_params)
-from .compare import page as compare_page
-from ..io import write_text_atomic
-from ..paths import PROJECT_ROOT, cache_dir
-from ..zoo.build import build_zoo
-from .pdf import chromium, print_pdf
-from .preflight import absolute_paths, preflight
-from .runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
-
+from sae_transfer.book import assets
+from sae_transfer.book.chapters import (ParameterError, all_chapters, chapter_names, notebook_page, parameters_markdown,
+                                        profile_chapters, profile_parts, profiles, read_yaml, resolve_params)
+from sae_transfer.book.compare import page as compare_page
+from sae_transfer.book.pdf import chromium, print_pdf
+from sae_transfer.book.preflight import absolute_paths, preflight
+from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
+from sae_transfer.core.io import write_text_atomic
+from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
+from sae_transfer.zoo.build import build_zoo
 
 #: What a book's source tree holds besides its pages: configuration, stylesheet and the static pages every book has.
 STATIC = ("_config.yml", "_toc.yml", "_static/sae-transfer.css", "_ext/launch_pages.py", "book/methods.md",
@@ -173,10 +172,15 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
         write_text_atomic(book.book_dir / "compare.md", compare_page(by_part))
     if book.root == PROJECT_ROOT:
         failed += run_pages(book, done)
+    if book.root == PROJECT_ROOT:
+        write_text_atomic(book.book_dir / "parameters.md", parameters_markdown())
     write_toc(book)
     write_status_page(book, done, failed)
     return done, failed
 
+
+#: The toc's part that tells how to use the project (static pages under ``book/using/`` and the parameters page).
+USING = "Using the project"
 
 #: Pages of the project's book that are executed notebooks but not chapters (``notebooks/<name>.md``): the
 #: introduction reads every chapter run of the book, the workshop page the workshop benchmark's record.
@@ -215,6 +219,8 @@ def write_toc(book: Book) -> Path:
     # (its introduction is written by ``prepare``).
     pages = {f"book/{name}" for name, _ in PAGES if name != "intro"} if book.root != PROJECT_ROOT else set()
     held = lambda f: not f.startswith("book/chapters/") or book.parts[0].holds(f.removeprefix("book/chapters/"))
+    if book.root != PROJECT_ROOT:  # how to use the project is the project's book's part, not a user's
+        pages |= {e["file"] for part in toc["parts"] if part["caption"] == USING for e in part["chapters"]}
     for part in toc["parts"]:
         part["chapters"] = [e for e in part["chapters"] if e["file"] not in pages and held(e["file"])]
     toc["parts"] = [p for p in toc["parts"] if p["chapters"]]

@@ -1,13 +1,16 @@
 """The book's chapters and their parameters, and the checks that run on parameters before any kernel starts.
 
 A chapter is a jupytext MyST notebook ``notebooks/<name>.md`` listed as ``book/chapters/<name>`` in
-``_toc.yml``; the toc is the one ordered list of chapters. Its parameters are the annotated assignments of the
-cell tagged ``parameters``, read with papermill's own inspection (name, type, default, the comment as doc).
+``_toc.yml``; the toc is the one ordered list of chapters. Its parameters are the fields of its study's ``Study``
+dataclass (``sae_transfer.studies.<name>.study``): name, type, default, doc and check, declared there once. The
+notebook's parameters cell is written from them (``parameters_cell``; a test holds the two equal).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import importlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -16,20 +19,13 @@ from typing import Any, Callable
 
 import yaml
 
-from .. import answerable, io
-from ..datasets import TokenSpec, check_token_spec
-from ..memory import check_memory
-from ..models import check_dtype, parse_spec, resolve_device
-from ..outliers import Outliers
-from ..paths import PROJECT_ROOT, notebooks_dir, params_dir
-from ..zoo.recipe import load_recipe
+from sae_transfer.core import io
+from sae_transfer.core.paths import PROJECT_ROOT, notebooks_dir, params_dir
+from sae_transfer.studies.parameters import TYPES as _TYPES
+from sae_transfer.studies.parameters import declared, parameters_cell, rule_of
 
 #: Parameters the runner sets itself; never listed, never taken from the user.
 RUNNER_PARAMS = ("run_dir",)
-
-_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool,
-                                              "list": list, "dict": dict}
-
 
 class ParameterError(ValueError):
     """Bad chapter name or parameter: the CLI prints its one line and exits with status 2."""
@@ -41,6 +37,7 @@ class Parameter:
     type: str
     default: Any
     doc: str
+    check: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,7 @@ class Chapter:
     title: str
     source: Path
     parameters: tuple[Parameter, ...]
+    study: type | None = None  # the ``Study`` dataclass that declares the parameters
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.parameters}
@@ -64,17 +62,19 @@ def read_notebook(path: Path):
     return nb
 
 
-def _parameters(nb) -> tuple[Parameter, ...]:
-    from papermill.inspection import _infer_parameters  # papermill's own parser of the parameters cell
+def study_class(name: str) -> type | None:
+    """``sae_transfer.studies.<name>.study.Study``; None for an executed page that is not a chapter."""
+    try:
+        module = importlib.import_module(f"sae_transfer.studies.{name}.study")
+    except ModuleNotFoundError as e:
+        if e.name in (f"sae_transfer.studies.{name}", f"sae_transfer.studies.{name}.study"):
+            return None
+        raise
+    return module.Study
 
-    out = []
-    for p in _infer_parameters(nb):
-        if p.name in RUNNER_PARAMS:
-            continue
-        if p.inferred_type_name not in _TYPES:
-            raise ParameterError(f"{p.name}: annotate it with one of {sorted(_TYPES)} in the parameters cell")
-        out.append(Parameter(p.name, p.inferred_type_name, yaml.safe_load(p.default), p.help.strip()))
-    return tuple(out)
+
+def _parameters(study: type | None) -> tuple[Parameter, ...]:
+    return tuple(Parameter(p.name, p.type, p.default, p.doc, p.check) for p in declared(study)) if study else ()
 
 
 def chapter_names() -> list[str]:
@@ -98,140 +98,62 @@ def notebook_page(name: str) -> Chapter:
     nb = read_notebook(source)
     title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
                   for line in c.source.splitlines() if line.startswith("# ")), name)
-    return Chapter(name, title, source, _parameters(nb))
+    study = study_class(name)
+    return Chapter(name, title, source, _parameters(study), study)
+
+
+_PARAMETERS_CELL = re.compile(r"(```\{code-cell\} ipython3\n:tags: \[parameters\]\n\n)(.*?)(\n```)", re.S)
+
+
+def declared_cell(name: str) -> str:
+    """The parameters cell ``notebooks/<name>.md`` should hold: written from the chapter's ``Study``."""
+    return parameters_cell(study_class(name), RUNNER_PARAMS)
+
+
+def stale_parameter_cells() -> list[str]:
+    """Chapters whose notebook's parameters cell differs from their ``Study`` (empty: in sync)."""
+    out = []
+    for name in chapter_names():
+        m = _PARAMETERS_CELL.search((notebooks_dir() / f"{name}.md").read_text())
+        if m is None or m.group(2).strip() != declared_cell(name):
+            out.append(name)
+    return out
+
+
+def write_parameter_cells() -> list[str]:
+    """Rewrite each chapter notebook's parameters cell from its ``Study``; returns the chapters rewritten."""
+    written = []
+    for name in stale_parameter_cells():
+        path = notebooks_dir() / f"{name}.md"
+        text = path.read_text()
+        if _PARAMETERS_CELL.search(text) is None:
+            raise ParameterError(f"{path}: no code cell tagged parameters to write the Study's parameters into")
+        io.write_text_atomic(path, _PARAMETERS_CELL.sub(lambda m: m.group(1) + declared_cell(name) + m.group(3),
+                                                        text, count=1))
+        notebook_page.cache_clear()
+        written.append(name)
+    return written
+
+
+def parameters_markdown() -> str:
+    """The parameters page of the book: every chapter's parameters, from their ``Study`` dataclasses."""
+    lines = ["# Parameters", "",
+             "Every chapter's parameters, written from the `Study` dataclass that declares them (its type, default, "
+             "doc and check); set them with `-p NAME VALUE`, a YAML file (`-f`) or a profile (`--profile`). A value "
+             "that fails its check is refused in one line, with exit status 2, before any kernel starts.", ""]
+    for c in all_chapters():
+        lines += [f"## {c.title}", "", f"`python -m sae_transfer run {c.name}`, declared in "
+                  f"`lib/{c.study.__module__.replace('.', '/')}.py`.", "",
+                  "| parameter | type | default | what it is | valid values |", "|---|---|---|---|---|"]
+        cell = lambda text: str(text).replace("|", "\\|")
+        lines += [f"| `{p.name}` | {p.type} | `{cell(json.dumps(p.default))}` | {cell(p.doc)} | "
+                  f"{cell(rule_of(p.check))} |" for p in c.parameters]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def all_chapters() -> list[Chapter]:
     return [get_chapter(n) for n in chapter_names()]
-
-
-# ----------------------------------------------------------------------------------- value checks
-
-def _as_parameter_check(check: Callable[[Any], Any], prefix: str = "", each: bool = False):
-    """A lib validator (raising ValueError with one clear line) as a parameter check; ``each``: per list item."""
-    def run(value) -> None:
-        for v in (value if each else [value]):
-            try:
-                check(v)
-            except ValueError as e:
-                raise ParameterError(f"{prefix}{e}") from None
-    return run
-
-
-def _zoo_recipe(value: str) -> None:
-    load_recipe(value)
-
-
-def _device(value: str) -> None:
-    resolve_device(value)
-
-
-def _dtype(value: str) -> None:
-    check_dtype(value)
-
-
-def _model_spec(name: str):
-    def check(value: str) -> None:
-        parse_spec(value, name)
-    return check
-
-
-def _sae_spec(value: str) -> None:
-    parse_spec(value, "sae", sae=True)
-
-
-def _outliers(value: str) -> None:
-    Outliers.parse(value)
-
-
-def _dataset(value: str) -> None:
-    check_token_spec(TokenSpec(value, 1, 2, 1))
-
-
-def _answerable(check: str):
-    def run(value) -> None:
-        getattr(answerable, check)(value)
-    return run
-
-
-def _probe_sizes(name: str):
-    def check(value: int) -> None:
-        answerable.check_sizes(**{"n_train": 4, "n_test": 4, name: value})
-    return check
-
-
-def _layers(value: list) -> None:
-    if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in value):
-        raise ValueError(f"layers={value!r}: block indices (integers >= 0); [] for every block")
-
-
-def _ks(value: list) -> None:
-    if not value or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value):
-        raise ValueError(f"ks={value!r}: a non-empty list of positive feature counts, e.g. [1, 2, 5, 10, 20, 50]")
-
-
-def _check_positive(name: str, allow_zero: bool = False, least: int = 1):
-    def check(value: int) -> None:
-        if allow_zero and value < 0:
-            raise ParameterError(f"{name}={value} must be a non-negative integer")
-        if not allow_zero and value < least:
-            raise ParameterError(f"{name}={value} must be an integer of at least {least}"
-                                 + (" (BOS and one token)" if name == "context_size" else ""))
-    return check
-
-
-def _check_positive_float(name: str):
-    def check(value: float) -> None:
-        if not value > 0 or value != value or value == float("inf"):
-            raise ParameterError(f"{name}={value} must be a positive, finite number")
-    return check
-
-
-def _non_empty(name: str):
-    def check(value: list) -> None:
-        if not value:
-            raise ParameterError(f"{name}=[]: give at least one")
-    return check
-
-
-def _all(*checks):
-    def run(value) -> None:
-        for check in checks:
-            check(value)
-    return run
-
-
-#: Checks by parameter name, shared by every chapter that has a parameter of that name.
-VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
-    "zoo": _as_parameter_check(_zoo_recipe, "zoo: "), "device": _as_parameter_check(_device),
-    "dtype": _as_parameter_check(_dtype), "base": _as_parameter_check(_model_spec("base")),
-    "finetunes": _all(_non_empty("finetunes"), _as_parameter_check(_model_spec("finetunes"), each=True)),
-    "datasets": _all(_non_empty("datasets"), _as_parameter_check(_dataset, "datasets: ", each=True)),
-    "sae": _as_parameter_check(_sae_spec), "outliers": _as_parameter_check(_outliers),
-    "dataset": _as_parameter_check(lambda v: v == "" or _dataset(v), "dataset: "),
-    "layers": _as_parameter_check(_layers), "memory": _as_parameter_check(check_memory),
-    "ks": _as_parameter_check(_ks),
-    **{n: _as_parameter_check(_probe_sizes(n)) for n in ("n_train", "n_test")},
-    "context_size": _check_positive("context_size", least=2),
-    "domains": _all(_non_empty("domains"), _as_parameter_check(_answerable("check_domains"))),
-    "sae_finetune_lr": _check_positive_float("sae_finetune_lr"), "lr": _check_positive_float("lr"),
-    "twin": _as_parameter_check(lambda v: v == "" or _model_spec("twin")(v)),
-    "second_sae": _as_parameter_check(lambda v: v == "" or parse_spec(v, "second_sae", sae=True)),
-    "base_data": _as_parameter_check(_dataset, "base_data: "),
-    **{n: _as_parameter_check(_model_spec(n)) for n in ("small", "large")},
-    **{n: _as_parameter_check(lambda v, n=n: parse_spec(v, n, sae=True)) for n in ("small_sae", "large_sae")},
-    **{n: _as_parameter_check(_dataset, f"{n}: ") for n in ("steer_from", "steer_to")},
-    "stitch_tokens": _check_positive("stitch_tokens", least=4096),
-    "sae_checkpoints": _check_positive("sae_checkpoints", least=2),
-    "stitch_lr": _check_positive_float("stitch_lr"),
-    **{n: _check_positive(n) for n in ("n_tokens", "batch_size", "checkpoint_tokens", "n_select",
-                                       "n_regular", "n_dead", "recovery_tokens", "n_show", "n_shift",
-                                       "sts_examples", "demo_tokens", "n_boot", "max_tokens",
-                                       "context_chars", "train_tokens", "expansion", "k", "batch_tokens",
-                                       "top_k", "probe_k")},
-    **{n: _check_positive(n, allow_zero=True) for n in ("check_tokens", "sae_finetune_tokens", "n_checkpoints",
-                                                        "sae_tokens")},
-}
 
 
 def coerce(chapter: Chapter, name: str, value: Any) -> Any:
@@ -338,7 +260,10 @@ def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Pat
     for layer in layers:
         for name, value in layer.items():
             params[name] = coerce(chapter, name, value)
-    for name, check in VALUE_CHECKS.items():
-        if name in params:
-            check(params[name])
+    for p in chapter.parameters:
+        if p.check is not None:
+            try:
+                p.check(params[p.name])
+            except ValueError as e:
+                raise ParameterError(str(e)) from None
     return params

@@ -16,10 +16,10 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from ..io import write_text_atomic
-from ..paths import PROJECT_ROOT
-from .chapters import (chapter_names, get_chapter, profile_chapters, profile_parts, profile_params, profiles,
-                       read_notebook)
+from sae_transfer.book.chapters import (chapter_names, get_chapter, profile_chapters, profile_params, profile_parts,
+                                        profiles, read_notebook)
+from sae_transfer.core.io import write_text_atomic
+from sae_transfer.core.paths import PROJECT_ROOT
 
 LAUNCH_DIR = PROJECT_ROOT / "launch"
 

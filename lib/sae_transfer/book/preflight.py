@@ -12,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..datasets import TokenSpec, check_dataset_source, zoo_stream
-from ..hooks import block_of
-from ..models import SpecError, check_pair_kinds, check_source, context_limit, n_layers_of
-from ..sizes import check_inputs
-from ..zoo.store import Zoo
+from sae_transfer.core.specs import data_spec, is_zoo
+from sae_transfer.data.tokens import TokenSpec, check_dataset_source, zoo_stream
+from sae_transfer.models.hooks import block_of
+from sae_transfer.models.load import SpecError, check_pair_kinds, check_source, context_limit, n_layers_of
+from sae_transfer.studies.sizes.measure import check_inputs
+from sae_transfer.zoo.store import Zoo
 
 
 def _absolute(spec: str) -> str:
@@ -48,7 +49,7 @@ ZOO_ONLY = {"predict": "its cases are the saved checkpoints of the zoo's finetun
 def preflight(params: dict[str, Any], chapter: str = "") -> None:
     zoo = params.get("zoo", "default")
     base, finetunes = params.get("base"), params.get("finetunes", [])
-    if chapter in ZOO_ONLY and base and not base.startswith("zoo:"):
+    if chapter in ZOO_ONLY and base and not is_zoo(base):
         raise SpecError(f"base={base!r}: chapter {chapter!r} needs a zoo base ({ZOO_ONLY[chapter]}); "
                         "run it on the zoo, or run residuals, sae_metrics and features on your pair")
     if base:
@@ -61,7 +62,7 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
         check_source(params["sae"], "sae", zoo, sae=True)
     if params.get("twin"):
         check_source(params["twin"], "twin", zoo)
-        if base and base.startswith("zoo:") != params["twin"].startswith("zoo:"):
+        if base and is_zoo(base) != is_zoo(params["twin"]):
             raise SpecError(f"twin={params['twin']!r}: base={base!r} pairs only with a twin of the same source "
                             "(zoo with zoo); the crosscoder reads both on the same tokens")
     if params.get("second_sae"):
@@ -117,10 +118,9 @@ def _check_zoo_text(params: dict[str, Any], zoo: str) -> None:
     """Each zoo dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``);
     for a base that is not a zoo model, ``zoo:`` datasets are the zoo's text, which must be built."""
     datasets = [*params.get("datasets", []), *([params.get("dataset")] if params.get("dataset") else [])]
-    if not params.get("base", "zoo:").startswith("zoo:"):
-        for d in (d for d in datasets if d.startswith("zoo:")):
-            domain, _, split = d.removeprefix("zoo:").partition("/")
-            Zoo.open(zoo).text_file(domain, split or "heldout")
+    if not is_zoo(params.get("base", "zoo:")):
+        for d in (data_spec(d) for d in datasets if is_zoo(d)):
+            Zoo.open(zoo).text_file(d.ref, d.split or "heldout")
         return
     if "n_tokens" not in params or "context_size" not in params:
         return
@@ -131,5 +131,5 @@ def _check_zoo_text(params: dict[str, Any], zoo: str) -> None:
     if "dataset" in params and not params["dataset"]:  # each zoo finetune on its own domain
         handle = Zoo.open(zoo)
         datasets += [d for ft in params.get("finetunes", []) if (d := handle.own_domain(ft))]
-    for dataset in dict.fromkeys(d for d in datasets if d.startswith("zoo:")):
+    for dataset in dict.fromkeys(d for d in datasets if is_zoo(d)):
         zoo_stream(TokenSpec(dataset, need, ctx, 1), zoo, asked)

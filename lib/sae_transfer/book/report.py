@@ -21,8 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json_atomic
-from .provenance import peak_rss_mb
+from sae_transfer.core.io import write_json_atomic
+from sae_transfer.core.provenance import peak_rss_mb
 
 NUMBERS_FILE = "numbers.json"
 

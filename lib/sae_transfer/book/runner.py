@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .chapters import Chapter, ParameterError, read_notebook
-from ..io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
-from ..paths import PROJECT_ROOT, cache_dir
-from ..zoo.store import Zoo
-from .provenance import device_description, git_commit, package_versions
-from .report import NUMBERS_FILE
+from sae_transfer.book.chapters import Chapter, ParameterError, read_notebook
+from sae_transfer.book.report import NUMBERS_FILE
+from sae_transfer.core.io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
+from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
+from sae_transfer.core.provenance import device_description, git_commit, package_versions
+from sae_transfer.zoo.store import Zoo
 
 KERNEL_NAME = "sae-transfer"
 RESULTS_FILE = "results.json"

@@ -8,18 +8,19 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..datasets import TokenSpec, token_windows
-from ..io import atomic_dir
-from ..models import parse_spec
-from ..zoo.sae import finetune_sae
-from ..zoo.store import Zoo
+from sae_transfer.core.io import atomic_dir
+from sae_transfer.core.specs import data_spec, is_zoo
+from sae_transfer.data.tokens import TokenSpec, token_windows
+from sae_transfer.models.load import parse_spec
+from sae_transfer.zoo.sae import finetune_sae
+from sae_transfer.zoo.store import Zoo
 
 
 def training_tokens_spec(dataset: str, n_tokens: int, context_size: int, after: TokenSpec) -> TokenSpec:
     """The tokens an SAE adapts on, disjoint from those it is measured on: a zoo domain's train split, or the
     windows of any other dataset that follow the measured ones (``after``)."""
-    if dataset.startswith("zoo:"):
-        domain = dataset.removeprefix("zoo:").partition("/")[0]
+    if is_zoo(dataset):
+        domain = data_spec(dataset).ref
         return TokenSpec(f"zoo:{domain}/train", n_tokens, context_size, 32, after.seed)
     return TokenSpec(dataset, n_tokens, context_size, 32, after.seed, after.skip + after.n_windows())
 

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import verdict as V
-from ..accumulators import FeaturePairStats, ResidualSimilarity
-from ..sae_accumulator import SAEMetrics, metrics_of_sums
-from ..datasets import TokenSpec, check_token_spec
-from ..features import context_text, select_groups
-from ..hooks import resume_layer
-from ..sae_metrics import pass_plan, sae_batch
+from sae_transfer.core import verdict as V
+from sae_transfer.data.contexts import context_text
+from sae_transfer.data.tokens import TokenSpec, check_token_spec
+from sae_transfer.models.hooks import resume_layer
+from sae_transfer.passes.accumulators import FeaturePairStats, ResidualSimilarity
+from sae_transfer.passes.feature_groups import select_groups
+from sae_transfer.passes.sae_accumulator import SAEMetrics, metrics_of_sums
+from sae_transfer.passes.sae_metrics import pass_plan, sae_batch
 
 #: Intervals need whole token batches to resample; fewer than this and a percentile interval means nothing.
 MIN_BATCHES = 4

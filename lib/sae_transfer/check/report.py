@@ -10,11 +10,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import figures
-from .. import verdict as V
-from ..book.provenance import device_description, git_commit, package_versions
-from ..io import write_json_atomic, write_text_atomic
-from ..labels import short
+from sae_transfer.check import figures
+from sae_transfer.core import verdict as V
+from sae_transfer.core.io import write_json_atomic, write_text_atomic
+from sae_transfer.core.labels import short
+from sae_transfer.core.provenance import device_description, git_commit, package_versions
 
 
 def _fmt(m: dict, digits: int = 3) -> str:
@@ -65,10 +65,10 @@ def write(out: Path, data: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "check.json"]
     write_json_atomic(out / "check.json", data)
-    figs = {"criteria.png": figures.check.criteria(data["results"])}
+    figs = {"criteria.png": figures.criteria(data["results"])}
     steps = {r["step"] for r in data["results"]}
     if len(data["request"]["finetunes"]) > 1 and len(steps) > 1:
-        figs["watch.png"] = figures.check.watch(data["results"])
+        figs["watch.png"] = figures.watch(data["results"])
     for name, fig in figs.items():
         tmp = out / f".{name}.tmp.png"
         fig.savefig(tmp, dpi=120, bbox_inches="tight")

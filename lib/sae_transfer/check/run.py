@@ -10,17 +10,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import verdict as V
-from ..datasets import check_dataset_source, token_windows
-from ..memory import check_memory
-from ..models import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune, load_local_sae,
-                      load_pair, parse_spec, resolve_device)
-from ..outliers import Outliers, outlier_threshold
-from ..pairs import PairSetup
-from ..sae_metrics import sae_pass
-from ..zoo.store import Zoo, split_spec
-from .adapt import adapt, adaptation_windows, training_tokens_spec
-from .measure import CheckSpec, add_contexts, check_pass
+from sae_transfer.check.adapt import adapt, adaptation_windows, training_tokens_spec
+from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass
+from sae_transfer.core import verdict as V
+from sae_transfer.core.memory import check_memory
+from sae_transfer.core.specs import is_zoo
+from sae_transfer.data.tokens import check_dataset_source, token_windows
+from sae_transfer.models.load import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune,
+                                      load_local_sae, load_pair, parse_spec, resolve_device)
+from sae_transfer.models.pairs import PairSetup
+from sae_transfer.passes.outliers import Outliers, outlier_threshold
+from sae_transfer.passes.sae_metrics import sae_pass
+from sae_transfer.zoo.store import Zoo, split_spec
 
 #: The version of ``check.json``'s layout (its fields are documented in the README).
 SCHEMA = 1
@@ -64,7 +65,7 @@ def step_of(spec: str, index: int, zoo: str) -> int:
 def watch_series(target: str, zoo: str) -> tuple[str, ...]:
     """The checkpoints ``--watch`` means: every saved checkpoint (step > 0) of a zoo finetune ``zoo:NAME``, or
     every model directory inside ``DIR`` (ordered by the last number in its name)."""
-    if target.startswith("zoo:"):
+    if is_zoo(target):
         check_source(target, "watch", zoo)
         saved = Zoo.open(zoo).checkpoints(target)
         if saved is None:
@@ -96,7 +97,7 @@ def preflight(req: CheckRequest) -> CheckRequest:
     Outliers.parse(req.spec.outliers)
     datasets = req.datasets
     if not datasets:
-        own = Zoo.open(req.zoo).own_domain(req.finetunes[-1]) if req.finetunes[-1].startswith("zoo:") else None
+        own = Zoo.open(req.zoo).own_domain(req.finetunes[-1])
         if not own:
             raise ValueError("dataset: give --dataset zoo:DOMAIN, json:PATH or hub:NAME (only a single-domain zoo "
                              "finetune has a default: its own domain)")

@@ -3,7 +3,7 @@ SAEs, the zoo card.
 
 ``store.Zoo`` reads a built zoo; ``build`` builds one. Nothing in this package measures."""
 
-from .build import build_zoo
-from .store import Zoo, zoo_dir
+from sae_transfer.zoo.build import build_zoo
+from sae_transfer.zoo.store import Zoo, zoo_dir
 
 __all__ = ["Zoo", "build_zoo", "zoo_dir"]

@@ -14,20 +14,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..convert import arch_of, hooked_from_hf, quiet_to
-from ..io import atomic_dir, fingerprint, write_json_atomic
-from ..memory import release
-from ..paths import cache_dir
-from .data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
-from .fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint, sae_fingerprint,
-                           write_record)
-from .pretrained import PRETRAINED, dequantize, save_tokenizer
-from .recipe import ModelRecipe, SAERecipe, ZooRecipe
-from .sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
-from .store import Zoo, load_weights, new_model, save_weights
-from .tokens import check_vocab, encode_documents, load_tokenizer, train_tokenizer
-from .train import heldout_ce, hf_loss, train_lm
-
+from sae_transfer.core.convert import arch_of, hooked_from_hf, quiet_to
+from sae_transfer.core.io import atomic_dir, fingerprint, write_json_atomic
+from sae_transfer.core.memory import release
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.core.specs import is_zoo
+from sae_transfer.zoo.data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
+from sae_transfer.zoo.fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint,
+                                           sae_fingerprint, write_record)
+from sae_transfer.zoo.pretrained import PRETRAINED, dequantize, save_tokenizer
+from sae_transfer.zoo.recipe import ModelRecipe, SAERecipe, ZooRecipe
+from sae_transfer.zoo.sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
+from sae_transfer.zoo.store import Zoo, load_weights, new_model, save_weights
+from sae_transfer.zoo.tokens import check_vocab, encode_documents, load_tokenizer, train_tokenizer
+from sae_transfer.zoo.train import heldout_ce, hf_loss, train_lm
 
 # --------------------------------------------------------------------------------------------- data
 
@@ -259,7 +259,7 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
     new model, not new text (as Kissane et al. fine-tuned base SAEs on the chat model's activations). Built
     once into ``<zoo>/sae-finetunes/``; returns ``[{"tokens": int, "path": str}]`` in token order.
     """
-    if not (finetune.startswith("zoo:") and sae.startswith("zoo:")):
+    if not (is_zoo(finetune) and is_zoo(sae)):
         raise ValueError(f"finetune={finetune!r}, sae={sae!r}: SAE fine-tuning needs a zoo model and a zoo SAE "
                          "(it trains on the zoo's train split)")
     name = sae.removeprefix("zoo:")

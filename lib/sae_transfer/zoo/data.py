@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import sha256_file
+from sae_transfer.core.io import sha256_file
 
 DOMAINS = ("prose", "code", "math")
 SPLITS = ("train", "heldout")

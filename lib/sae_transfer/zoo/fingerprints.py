@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import fingerprint, sha256_file, write_json_atomic
-from .data import SOURCES_TABLE
-from .pretrained import PRETRAINED
-from .recipe import ZooRecipe
+from sae_transfer.core.io import fingerprint, sha256_file, write_json_atomic
+from sae_transfer.zoo.data import SOURCES_TABLE
+from sae_transfer.zoo.pretrained import PRETRAINED
+from sae_transfer.zoo.recipe import ZooRecipe
 
 
 def _pretrained(recipe: ZooRecipe) -> dict:

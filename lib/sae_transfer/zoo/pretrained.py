@@ -13,7 +13,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import PypiSource
+from sae_transfer.zoo.data import PypiSource
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-
-from ..io import read_yaml
-from ..paths import params_dir
-from .data import DOMAINS
-from .pretrained import check_name
+from sae_transfer.core.io import read_yaml
+from sae_transfer.core.paths import params_dir
+from sae_transfer.zoo.data import DOMAINS
+from sae_transfer.zoo.pretrained import check_name
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .tokens import TokenStream
+from sae_transfer.zoo.tokens import TokenStream
 
 
 def token_dataset(stream: TokenStream, n_windows: int):

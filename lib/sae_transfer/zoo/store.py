@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert import quiet_to
-from ..io import fingerprint
-from ..paths import cache_dir
-from .data import DOMAINS
-from .fingerprints import card_fingerprint, check_size, data_fingerprint, model_fingerprint, sae_fingerprint
-from .recipe import ZooRecipe, load_recipe
-from .tokens import TokenStream, bos_id, load_tokenizer
+from sae_transfer.core.convert import quiet_to
+from sae_transfer.core.io import fingerprint
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.core.specs import is_zoo, model_spec
+from sae_transfer.zoo.data import DOMAINS
+from sae_transfer.zoo.fingerprints import (card_fingerprint, check_size, data_fingerprint, model_fingerprint,
+                                           sae_fingerprint)
+from sae_transfer.zoo.recipe import ZooRecipe, load_recipe
+from sae_transfer.zoo.tokens import TokenStream, bos_id, load_tokenizer
 
 
 def zoo_dir(profile: str) -> Path:
@@ -46,10 +48,8 @@ def build_command(profile: str) -> str:
 
 def split_spec(spec: str) -> tuple[str, int | None]:
     """``zoo:code@25`` or ``code@25`` -> ``("code", 25)``; ``zoo:code`` -> ``("code", None)``."""
-    name, _, step = spec.removeprefix("zoo:").partition("@")
-    if step and not step.isdigit():
-        raise ValueError(f"zoo model {spec!r}: the step after @ must be a whole number")
-    return name, int(step) if step else None
+    s = model_spec(spec if is_zoo(spec) else f"zoo:{spec}", "zoo model")
+    return s.ref, s.step
 
 
 @dataclass(frozen=True)
@@ -212,14 +212,14 @@ class Zoo:
 
     def own_domain(self, spec: str) -> str | None:
         """``zoo:DOMAIN`` for a ``zoo:NAME[@STEP]`` finetune trained on one zoo domain; None otherwise."""
-        if not spec.startswith("zoo:"):
+        if not is_zoo(spec):
             return None
         m = self.recipe.models.get(split_spec(spec)[0])
         return f"zoo:{next(iter(m.mix))}" if m is not None and m.parent and len(m.mix) == 1 else None
 
     def checkpoints(self, spec: str) -> Checkpoints | None:
         """A zoo finetune's saved checkpoints; None for hub and local specs and models saved without any."""
-        if not spec.startswith("zoo:"):
+        if not is_zoo(spec):
             return None
         name = split_spec(spec)[0]
         m = self.recipe.models.get(name)
@@ -235,7 +235,7 @@ class Zoo:
 
     def native_sae(self, spec: str) -> str | None:
         """``zoo:SAE`` trained on the zoo model ``spec`` itself, if the zoo has one."""
-        if not spec.startswith("zoo:"):
+        if not is_zoo(spec):
             return None
         name = split_spec(spec)[0]
         return next((f"zoo:{s}" for s, r in self.recipe.saes.items() if r.model == name), None)

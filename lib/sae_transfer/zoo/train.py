@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .tokens import TokenStream
+from sae_transfer.zoo.tokens import TokenStream
 
 
 @dataclass

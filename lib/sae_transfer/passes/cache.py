@@ -1,0 +1,212 @@
+"""Measurement caches, keyed by everything a result depends on.
+
+``measurement_key(what, code, setup, ...)`` is the one key every measurement uses. It holds
+
+- the fingerprint of the *source* of the module that computes the measurement and of every module of this
+  package it imports, transitively (``code_fingerprint``): change a metric's code and its results recompute,
+  with no version number to bump by hand;
+- for zoo models, SAEs and datasets, the fingerprint of their recipe;
+- for ``local:`` models and SAEs and ``json:`` datasets, the fingerprint of their *content* (every file's
+  sha256, memoised by path, size and modification time so a file is read once per version);
+- for ``hub:`` models and datasets, the resolved revision where the hub (or its local cache) gives one;
+- the parameters and the token spec.
+
+``cached(what, key, compute)`` stores ``compute()``'s JSON result under a hash of the key, written atomically;
+an entry that does not parse is discarded and recomputed, with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from sae_transfer.core.io import fingerprint, sha256_file, write_json_atomic
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.core.specs import data_spec, model_spec, sae_spec
+from sae_transfer.zoo.store import Zoo
+
+PACKAGE = "sae_transfer"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # sae_transfer/, above passes/
+
+
+# ------------------------------------------------------------------------------------------ code
+
+def _module_file(name: str) -> Path | None:
+    if name == PACKAGE:
+        return PACKAGE_DIR / "__init__.py"
+    rel = Path(*name.split(".")[1:])
+    for path in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Modules of this package that module ``name`` (at ``path``) imports, anywhere in its body."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != PACKAGE:
+                continue
+            out.add(target)
+            out.update(f"{target}.{a.name}" for a in node.names)  # ``from . import probes`` names modules
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+    return {m for m in out if _module_file(m) is not None}
+
+
+def module_closure(name: str) -> list[str]:
+    """``name`` and every module of this package it imports, transitively, sorted."""
+    seen, todo = set(), [name]
+    while todo:
+        m = todo.pop()
+        if m in seen or (path := _module_file(m)) is None:
+            continue
+        seen.add(m)
+        todo.extend(_imports(m, path) - seen)
+    return sorted(seen)
+
+
+def code_fingerprint(module: str) -> str:
+    """Hash of the source of ``module`` (e.g. ``sae_transfer.studies.residuals.measure``) and of its package imports."""
+    return fingerprint({m: _module_file(m).read_text() for m in module_closure(module)})
+
+
+# ------------------------------------------------------------------------------------------ content
+
+def _hash_memo() -> Path:
+    return cache_dir() / "file-hashes.json"
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """sha256 of each file's bytes, memoised by (path, size, mtime): a replaced or edited file is re-read."""
+    memo_path = _hash_memo()
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    digests, changed = {}, False
+    for p in paths:
+        p = Path(p).resolve()
+        st = p.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = memo.get(str(p))
+        if entry is None or entry[:2] != stamp:
+            entry = [*stamp, sha256_file(p)]
+            memo[str(p)] = entry
+            changed = True
+        digests[str(p)] = entry[2]
+    if changed:
+        write_json_atomic(memo_path, memo)
+    return fingerprint(digests)
+
+
+def dir_fingerprint(path: Path) -> str:
+    """Content fingerprint of every file under ``path`` (names relative to it, so a moved copy matches)."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return fingerprint({"files": [str(p.relative_to(path)) for p in files], "content": files_fingerprint(files)})
+
+
+def hub_revision(repo_id: str, repo_type: str = "model") -> str | None:
+    """The commit the hub resolves ``repo_id`` to now, else the one its local cache holds, else None."""
+    try:
+        from huggingface_hub import HfApi, constants
+    except ImportError:
+        return None
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            info = HfApi().model_info if repo_type == "model" else HfApi().dataset_info
+            return info(repo_id).sha
+        except Exception:  # noqa: BLE001 - no network, no such repo, rate limit: fall back to the cache
+            pass
+    ref = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "refs" / "main"
+    return ref.read_text().strip() if ref.exists() else None
+
+
+# ------------------------------------------------------------------------------------------ identities
+
+def model_identity(spec: str, zoo: str) -> dict:
+    """What identifies a model's weights: recipe fingerprint (zoo), content (local) or revision (hub)."""
+    s = model_spec(spec)
+    if s.source == "zoo":
+        return {"spec": spec, "zoo": Zoo.open(zoo).model_fingerprint(spec.partition(":")[2])}
+    if s.source == "local":
+        return {"spec": spec, "path": str(Path(s.ref).resolve()), "content": dir_fingerprint(Path(s.ref))}
+    return {"spec": spec, "revision": hub_revision(s.ref)}
+
+
+def sae_identity(spec: str, zoo: str) -> dict:
+    s = sae_spec(spec)
+    if s.source == "zoo":
+        return {"spec": spec, "zoo": Zoo.open(zoo).sae_fingerprint(s.ref)}
+    if s.source == "local":
+        return {"spec": spec, "path": str(Path(s.ref).resolve()), "content": dir_fingerprint(Path(s.ref))}
+    return {"spec": spec, "sae_lens": importlib.metadata.version("sae-lens")}  # its release table picks the files
+
+
+def dataset_identity(dataset: str, zoo: str) -> dict:
+    d = data_spec(dataset)
+    if d.source == "zoo":
+        return {"zoo_data": Zoo.open(zoo).data_fingerprint()}
+    if d.source == "json":
+        return {"path": str(Path(d.ref).resolve()), "content": files_fingerprint([Path(d.ref)])}
+    return {"revision": hub_revision(d.ref, "dataset")}
+
+
+def tokens_identity(spec, zoo: str) -> dict:
+    """A ``TokenSpec`` with the identity of the text behind it."""
+    return {**asdict(spec), "data": dataset_identity(spec.dataset, zoo)}
+
+
+# ------------------------------------------------------------------------------------------ keys and entries
+
+def measurement_key(what: str, code: str, setup, *, finetune: str | None = None, model: str | None = None,
+                    tokens=None, **params: Any) -> dict:
+    """The cache key of one measurement: ``what`` it is, the ``code`` module computing it, the pair's setup
+    (base, SAE, hook, dtype), the ``finetune`` compared with the base or the one ``model`` measured alone, the
+    tokens, and any further JSON-able ``params``."""
+    key: dict[str, Any] = {"what": what, "code": code_fingerprint(code),
+                           "base": model_identity(setup.base, setup.zoo), "dtype": setup.dtype}
+    if setup.sae:
+        key["sae"] = sae_identity(setup.sae, setup.zoo)
+        key["hook"] = setup.hook or "the SAE's own"
+    if finetune is not None:
+        key["finetune"] = model_identity(finetune, setup.zoo)
+    if model is not None:
+        key["model"] = model_identity(model, setup.zoo)
+    if tokens is not None:
+        key["tokens"] = tokens_identity(tokens, setup.zoo)
+    return {**key, **params}
+
+
+def entry_path(what: str, key: dict) -> Path:
+    return cache_dir() / "measure" / f"{what}-{fingerprint(key)}.json"
+
+
+def cached(what: str, key: dict, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s result, stored under ``<cache>/measure/<what>-<fingerprint(key)>.json``."""
+    path = entry_path(what, key)
+    if path.exists():
+        try:
+            return json.loads(path.read_text())["result"]
+        except (ValueError, KeyError):
+            warnings.warn(f"cache entry {path} is damaged; discarding it and recomputing", stacklevel=2)
+            path.unlink(missing_ok=True)
+    result = compute()
+    write_json_atomic(path, {"key": key, "result": result})
+    return result
+
+

@@ -1,0 +1,23 @@
+"""The diffing chapter's "In short": two sentences written from its headline numbers,
+so the box at the top of the page can never disagree with the page; the introduction reads it back from
+``results.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sae_transfer.core.labels import pct
+
+
+def in_short(h: dict[str, Any]) -> str:
+    text = (f"Against a crosscoder of base and finetune, {h['worst_ft']} keeps {pct(h['worst_kept_pct'])} of the "
+            f"base SAE's firing features and loses {pct(h['worst_lost_pct'])}")
+    if h["n_pairs"] > 1:
+        text += f"; {h['best_ft']} keeps {pct(h['best_kept_pct'])}"
+    new = h["total_new"]
+    text += (". The crosscoder finds no latent new in any finetune" if new == 0 else
+             f". The crosscoder finds {new} latent{'s' if new != 1 else ''} new in the finetunes")
+    if h["has_floor"] and h["has_ceiling"]:
+        text += (f"; an independently pretrained twin keeps {pct(h['floor_kept_pct'])} by the same rule and a "
+                 f"second SAE of the base {pct(h['ceiling_kept_pct'])}")
+    return text + "."

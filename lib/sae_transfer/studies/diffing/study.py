@@ -1,0 +1,44 @@
+"""The diffing chapter's parameters: each declared once, here, with its default, doc and check (see
+``studies.parameters``, which derives the notebook's parameters cell, the command's checks and the docs from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sae_transfer.studies import parameters as P
+from sae_transfer.studies.parameters import param
+
+
+@dataclass(frozen=True, kw_only=True)
+class Study:
+    zoo: str = param("default", "zoo profile the zoo: specs refer to (smoke, default or a recipe path)", P.zoo_recipe)
+    base: str = param("zoo:base-s", "base model spec: zoo:NAME, hub:ORG/NAME or local:PATH", P.model("base"))
+    finetunes: list = param(["zoo:code", "zoo:math"],
+                            "finetuned model specs; the first is also followed along its checkpoints",
+                            P.each(P.model("finetunes"), "finetunes"))
+    sae: str = param("zoo:base-s", "the base's SAE: zoo:NAME, sae_lens:RELEASE:SAE_ID or local:PATH", P.sae("sae"))
+    twin: str = param("zoo:twin", "the base's recipe from another seed (the floor); empty: no floor",
+                      P.optional(P.model("twin")))
+    second_sae: str = param("zoo:base-s-seed1",
+                            "the base SAE's recipe from another seed (the ceiling); empty: no ceiling",
+                            P.optional(P.sae("second_sae")))
+    base_data: str = param("zoo:prose", "the base's data; each zoo finetune adds its own domain",
+                           P.dataset("base_data"))
+    train_tokens: int = param(307200, "crosscoder training tokens per pair (half the base's data, half the finetune's)",
+                              P.positive("train_tokens"))
+    n_tokens: int = param(16384, "held-out evaluation tokens per dataset", P.positive("n_tokens"))
+    context_size: int = param(128, "tokens per window, BOS included", P.positive("context_size", least=2))
+    batch_size: int = param(16, "windows per batch", P.positive("batch_size"))
+    expansion: int = param(8, "crosscoder latents per residual dimension", P.positive("expansion"))
+    k: int = param(32, "latents active per token on average (BatchTopK)", P.positive("k"))
+    lr: float = param(0.001, "Adam learning rate of the crosscoder", P.positive_float("lr"))
+    batch_tokens: int = param(1024, "activations per crosscoder step", P.positive("batch_tokens"))
+    n_checkpoints: int = param(2, "crosscoders along the first finetune's saved checkpoints; 0: none",
+                               P.non_negative("n_checkpoints"))
+    n_show: int = param(24, "latents per pair given a browsable page", P.positive("n_show"))
+    top_k: int = param(8, "contexts kept per latent and dataset", P.positive("top_k"))
+    seed: int = param(0, "seed of the crosscoders and the token order", P.non_negative("seed"))
+    device: str = param("auto", "torch device: auto, cpu, cuda", P.device)
+    dtype: str = param("float32", "model dtype: float32, bfloat16, float16", P.dtype)
+    memory: str = param("auto", "memory a pass may take beyond the weights: auto (half of what is free), 8GB, 30%",
+                        P.memory)

@@ -1,0 +1,78 @@
+"""Figures of the predicting-transfer chapter. Each function takes plain data and returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
+from sae_transfer.core import verdict as V
+from sae_transfer.core.labels import short
+
+
+def scatter(rows: list[dict], predictors, outcomes):
+    """One panel per (outcome row, predictor column); points coloured by dataset, marked by finetune."""
+    df = pd.DataFrame(rows)
+    fig, axes = plt.subplots(len(outcomes), len(predictors), figsize=(2.9 * len(predictors), 2.5 * len(outcomes)),
+                             squeeze=False, sharey="row")
+    markers = dict(zip(sorted(df["name"].unique()), "osD^vP*"))
+    for i, o in enumerate(outcomes):
+        for j, p in enumerate(predictors):
+            ax = axes[i][j]
+            for k, (ds, g) in enumerate(df.groupby("dataset")):
+                for name, gg in g.groupby("name"):
+                    ax.scatter(gg[p], gg[o], s=18, marker=markers[name], color=sns.color_palette()[k],
+                               label=f"{short(ds)}" if name == sorted(g["name"].unique())[0] else None)
+            if i == len(outcomes) - 1:
+                ax.set_xlabel(p)
+            if j == 0:
+                ax.set_ylabel(o)
+    axes[0][0].legend(fontsize=7, title="data", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def compute(rows: list[dict], outcomes=("EV per token", "delta CE", "regular act sim")):
+    """Outcomes against tokens of finetuning, one line per (finetune, dataset)."""
+    df = pd.DataFrame(rows)
+    base_rows = df[df["name"] == "none"]
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(4 * len(outcomes), 3.4), squeeze=False)
+    for ax, o in zip(axes[0], outcomes):
+        for name, g in df[df["name"] != "none"].groupby("name"):
+            for ds, gg in g.groupby("dataset"):
+                start = base_rows[base_rows["dataset"] == ds]
+                gg = pd.concat([start, gg]).sort_values("tokens_seen")
+                ax.plot(gg["tokens_seen"], gg[o], marker="o", ms=3, label=f"{name} on {short(ds)}")
+        ax.set_xlabel("finetuning tokens")
+        ax.set_title(o, fontsize=10)
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ answerability probes
+
+
+def calibration(table: pd.DataFrame):
+    """The calibration cases (``predict.calibration``): EV drop against regular activation similarity, coloured by
+    verdict, the thresholds drawn; the third criterion (CE recovered drop) shows in the colour only."""
+    t = table.reset_index()
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    ev, sim = V.EV_DROP, V.REGULAR_ACT_SIM
+    colours = {"transfers": "#1a7f37", "degraded": "#d97706", "broken": "#c00000"}
+    markers = dict(zip(sorted(t["dataset"].unique()), "osD^v"))
+    for (verdict, ds), g in t.groupby(["verdict", "dataset"]):
+        ax.scatter(g[ev.label], g[sim.label], color=colours[verdict], marker=markers[ds], s=28,
+                   label=f"{verdict}, {ds}")
+    for x in (ev.keep, ev.breaks):
+        ax.axvline(x, color="grey", lw=0.8, ls="--")
+    for y in (sim.keep, sim.breaks):
+        ax.axhline(y, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(left=min(1.5 * float(t[ev.label].min()), -0.005))
+    ax.set_xlabel("EV drop (base minus finetune; symlog)")
+    ax.set_ylabel("regular activation similarity")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,87 @@
+"""Figures of the residuals chapter, from ``residuals.measure``'s records. Each function takes plain data and returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from sae_transfer.core.labels import short
+from sae_transfer.core.plotting import centers
+from sae_transfer.studies.residuals.measure import middle
+
+
+def histograms(records: list[dict], metric: str, xlabel: str, xlim=None):
+    """Step histograms of a per-token metric (``cos`` or ``rel``), one line per (finetune, dataset)."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for rec in records:
+        ft, ds, r = rec["finetune"], rec["dataset"], middle(rec)
+        counts = r["hist"][metric]
+        total = sum(counts)
+        ax.step(centers(r["bins"][metric]), [c / total for c in counts], where="mid",
+                label=f"{ft.removeprefix('zoo:')} on {ds.removeprefix('zoo:')}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of tokens")
+    if xlim:
+        ax.set_xlim(*xlim)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def by_position(records: list[dict]):
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for rec in records:
+        ft, ds, r = rec["finetune"], rec["dataset"], middle(rec)
+        ax.plot(r["by_position"]["cos"], label=f"{ft.removeprefix('zoo:')} on {ds.removeprefix('zoo:')}")
+    ax.set_xlabel("context position")
+    ax.set_ylabel("mean cosine similarity")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def by_layer(table: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for (ft, ds), row in table.iterrows():
+        ax.plot(list(row.index), row.values, marker="o", label=f"{ft} on {ds}")
+    ax.set_xlabel("residual stream after")
+    ax.set_ylabel("mean cosine similarity")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def norms(records: list[dict]):
+    """log10 residual norm distributions of base and finetune at the middle layer, one panel per dataset."""
+    datasets = sorted({rec["dataset"] for rec in records})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.3), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        drawn_base = False
+        for rec in records:
+            if rec["dataset"] != ds:
+                continue
+            ft, r = rec["finetune"], middle(rec)
+            x = centers(r["bins"]["log10_norm"])
+            if not drawn_base:
+                ax.step(x, r["hist"]["log10_norm_base"], where="mid", color="black", label="base")
+                drawn_base = True
+            ax.step(x, r["hist"]["log10_norm_ft"], where="mid", label=short(ft))
+        ax.set_title(short(ds))
+        ax.set_xlabel("log10 residual norm")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("tokens")
+    fig.tight_layout()
+    return fig
+
+
+def checkpoints(rows: list[dict]):
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, g in df.groupby("finetune"):
+        ax.plot(g["step"], g["cosine"], marker="o", label=f"{name} (middle layer)")
+        ax.plot(g["step"], g["last-layer cosine"], marker=".", ls="--", label=f"{name} (last layer)")
+    ax.set_xlabel("finetuning step")
+    ax.set_ylabel("mean cosine similarity to base")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

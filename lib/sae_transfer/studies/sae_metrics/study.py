@@ -1,0 +1,35 @@
+"""The SAE-metric chapter's parameters: each declared once, here, with its default, doc and check (see
+``studies.parameters``, which derives the notebook's parameters cell, the command's checks and the docs from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sae_transfer.studies import parameters as P
+from sae_transfer.studies.parameters import param
+
+
+@dataclass(frozen=True, kw_only=True)
+class Study:
+    zoo: str = param("default", "zoo profile the zoo: specs refer to (smoke, default or a recipe path)", P.zoo_recipe)
+    base: str = param("zoo:base-s", "base model spec: zoo:NAME, hub:ORG/NAME or local:PATH", P.model("base"))
+    finetunes: list = param(["zoo:code", "zoo:math"], "finetuned model specs, each evaluated with the base SAE",
+                            P.each(P.model("finetunes"), "finetunes"))
+    sae: str = param("zoo:base-s", "the base's SAE: zoo:NAME, sae_lens:RELEASE:SAE_ID or local:PATH", P.sae("sae"))
+    hook: str = param("", "hook the SAE reads; empty: the hook the SAE was trained on")
+    datasets: list = param(["zoo:prose", "zoo:code", "zoo:math"], "token sources: zoo:DOMAIN, hub:NAME or json:PATH",
+                           P.each(P.dataset("datasets"), "datasets"))
+    n_tokens: int = param(32768, "tokens per (model, dataset); the seed used 256K (the paper sets do)",
+                          P.positive("n_tokens"))
+    context_size: int = param(128, "tokens per window, BOS included", P.positive("context_size", least=2))
+    batch_size: int = param(32, "windows per batch", P.positive("batch_size"))
+    outliers: str = param("2x", "outlier norm: none, a multiple of the base's mean norm ('2x'), or absolute ('289')",
+                          P.outliers)
+    checkpoint_tokens: int = param(8192, "tokens per checkpoint in the sweep along finetuning (zoo finetunes only)",
+                                   P.positive("checkpoint_tokens"))
+    check_tokens: int = param(4096, "tokens for the cross-check against SAELens in the appendix (0: skip it)",
+                              P.non_negative("check_tokens"))
+    device: str = param("auto", "torch device: auto, cpu, cuda", P.device)
+    dtype: str = param("float32", "model dtype: float32, bfloat16, float16", P.dtype)
+    memory: str = param("auto", "memory a pass may take beyond the weights: auto (half of what is free), 8GB, 30%",
+                        P.memory)
