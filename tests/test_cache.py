@@ -126,6 +126,20 @@ def test_a_damaged_entry_is_recomputed_with_a_warning(isolated_cache):
     assert json.loads(path.read_text())["result"] == {"v": 2}
 
 
+def test_an_entry_edited_by_hand_is_not_served(isolated_cache):
+    """A number changed in a cache entry's JSON (parsing fine) fails the entry's checksum and is recomputed."""
+    key = {"what": "test", "x": 2}
+    assert cache.cached("test", key, lambda: {"ev": 0.61, "rows": [(1, 2.5)]}) is not None
+    path = cache.entry_path("test", key)
+    entry = json.loads(path.read_text())
+    assert cache.cached("test", key, lambda: pytest.fail("a whole entry is served")) == entry["result"]
+    entry["result"]["ev"] = 0.99
+    path.write_text(json.dumps(entry))
+    with pytest.warns(UserWarning, match=f"cache entry {path} is damaged or was edited"):
+        assert cache.cached("test", key, lambda: {"ev": 0.61})["ev"] == 0.61
+    assert json.loads(path.read_text())["result"] == {"ev": 0.61}
+
+
 def test_zoo_keys_use_recipe_fingerprints_and_hub_keys_revisions(tmp_path, monkeypatch):
     from huggingface_hub import constants
 

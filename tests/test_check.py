@@ -49,9 +49,9 @@ def code_check(smoke_card, tmp_path_factory):
     return status, json.loads((out / "check.json").read_text()), out
 
 
-def test_the_aggressive_code_finetune_is_broken_and_exits_3(code_check):
+def test_the_aggressive_code_finetune_is_broken_and_exits_11(code_check):
     status, data, out = code_check
-    assert status == 3 and data["verdict"] == "broken" and data["exit_status"] == 3
+    assert status == 11 and data["verdict"] == "broken" and data["exit_status"] == 11
     (r,) = data["results"]
     assert r["dataset"] == "zoo:code" and r["step"] == 120  # its own domain, its last step
     assert r["decided"] and r["criteria"]["regular_act_sim"] == "broken"
@@ -67,7 +67,7 @@ def test_the_aggressive_code_finetune_is_broken_and_exits_3(code_check):
 
 def test_the_report_follows_its_schema(code_check):
     _, data, out = code_check
-    assert data["schema"] == 1 and data["thresholds"]["version"] == V.VERSION
+    assert data["schema"] == 2 and data["thresholds"]["version"] == V.VERSION
     assert set(data["thresholds"]["criteria"]) == {c.key for c in V.CRITERIA}
     assert data["request"]["hook"] == "blocks.1.hook_resid_pre" and data["request"]["spec"]["max_tokens"] == 16384
     assert {"commit", "versions", "device"} <= set(data["provenance"])
@@ -107,7 +107,7 @@ def test_watch_measures_every_checkpoint_in_order_and_plots_them(smoke_card, tmp
     sims = [r["metrics"]["regular_act_sim"]["value"] for r in data["results"]]
     assert sims[0] > sims[-1] + 0.2  # similarity falls along finetuning
     assert data["results"][0]["verdict"] != "broken" and data["results"][-1]["verdict"] == "broken"
-    assert status == 3 and (tmp_path / "out" / "watch.png").stat().st_size > 5000
+    assert status == V.EXIT_STATUS["broken"] and (tmp_path / "out" / "watch.png").stat().st_size > 5000
 
 
 def test_adapt_repairs_the_code_finetunes_sae_to_the_native_saes_level(smoke_card, tmp_path):
@@ -177,3 +177,24 @@ def test_the_cli_keeps_the_chapters_preflight_apart_from_the_checks(smoke_card, 
     out = tmp_path / "r"
     assert main(["run", "residuals", "--profile", "smoke", "-p", "base", "zoo:nope", "--out", str(out)]) == 2
     assert "no model 'nope'" in capsys.readouterr().err
+
+
+def test_no_crash_exits_with_a_verdict_code(smoke_card, tmp_path):
+    """A check killed mid-pass, or failing with an uncaught error, exits with a code no verdict has."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "sae_transfer", "check", *SMOKE, "--finetune", "zoo:code", "--no-early-stop",
+           "--out", str(tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() not in V.EXIT_STATUS.values()
+    crash = subprocess.run([sys.executable, "-c", "from sae_transfer import check; from sae_transfer.cli import main;"
+                            " check.run = lambda *a, **k: 1 / 0; raise SystemExit(main(['check', " +
+                            ", ".join(repr(a) for a in SMOKE) + ", '--finetune', 'zoo:code', '--out', "
+                            f"{str(tmp_path / 'crash')!r}]))"], capture_output=True, text=True)
+    assert crash.returncode == 1 and "ZeroDivisionError" in crash.stderr
+    assert crash.returncode not in V.EXIT_STATUS.values() and 2 not in V.EXIT_STATUS.values()

@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     zl = zsub.add_parser("list", help="print the zoo card of a built profile")
     zl.add_argument("--profile", default="default")
 
-    chk = sub.add_parser("check", help="does a base SAE still work on a finetune? exit 0 transfers, 1 degraded, "
-                                       "3 broken (2: bad input)")
+    chk = sub.add_parser("check", help="does a base SAE still work on a finetune? exit 0 transfers, 10 degraded, "
+                                       "11 broken (2: bad input; 1 or a signal's code: the check itself failed)")
     chk.add_argument("--base", required=True,
                      help="the model the SAE was trained on: zoo:NAME, hub:ORG/NAME or local:DIR")
     chk.add_argument("--finetune", action="append", default=[],

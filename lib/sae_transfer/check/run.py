@@ -24,7 +24,7 @@ from sae_transfer.passes.sae_metrics import sae_pass
 from sae_transfer.zoo.store import Zoo, split_spec
 
 #: The version of ``check.json``'s layout (its fields are documented in the README).
-SCHEMA = 1
+SCHEMA = 2  # 2: exit statuses 10 (degraded) and 11 (broken), no longer 1 and 3
 
 
 @dataclass(frozen=True)

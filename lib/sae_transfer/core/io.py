@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import yaml
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if hasattr(obj, "item"):  # numpy / torch scalars
@@ -40,7 +40,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 @contextmanager
@@ -66,8 +66,12 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 def fingerprint(obj: Any) -> str:
     """Short stable hash of a JSON-able object (recipes, parameters, file digests)."""
-    blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
+    blob = json.dumps(obj, sort_keys=True, default=json_default).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -11,8 +11,9 @@
 - for ``hub:`` models and datasets, the resolved revision where the hub (or its local cache) gives one;
 - the parameters and the token spec.
 
-``cached(what, key, compute)`` stores ``compute()``'s JSON result under a hash of the key, written atomically;
-an entry that does not parse is discarded and recomputed, with a warning naming it.
+``cached(what, key, compute)`` stores ``compute()``'s JSON result under a hash of the key, written atomically with
+a checksum of the result; an entry that does not parse or fails its checksum is discarded and recomputed, with a
+warning naming it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from sae_transfer.core.io import fingerprint, sha256_file, write_json_atomic
+from sae_transfer.core.io import fingerprint, json_default, sha256_bytes, sha256_file, write_json_atomic
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import data_spec, model_spec, sae_spec
 from sae_transfer.zoo.store import Zoo
@@ -196,17 +197,27 @@ def entry_path(what: str, key: dict) -> Path:
     return cache_dir() / "measure" / f"{what}-{fingerprint(key)}.json"
 
 
+def _checksum(result: Any) -> str:
+    """sha256 of the result as it reads back from JSON (tuples as lists, keys as strings)."""
+    return sha256_bytes(json.dumps(json.loads(json.dumps(result, default=json_default)), sort_keys=True).encode())
+
+
 def cached(what: str, key: dict, compute: Callable[[], Any]) -> Any:
-    """``compute()``'s result, stored under ``<cache>/measure/<what>-<fingerprint(key)>.json``."""
+    """``compute()``'s result, stored under ``<cache>/measure/<what>-<fingerprint(key)>.json`` with a checksum of
+    its own body: an entry that does not parse, or whose result was edited, is discarded (with a warning naming
+    it) and recomputed."""
     path = entry_path(what, key)
     if path.exists():
         try:
-            return json.loads(path.read_text())["result"]
-        except (ValueError, KeyError):
-            warnings.warn(f"cache entry {path} is damaged; discarding it and recomputing", stacklevel=2)
+            entry = json.loads(path.read_text())
+            if entry["sha256"] != _checksum(entry["result"]):
+                raise ValueError("checksum")
+            return entry["result"]
+        except (ValueError, KeyError, TypeError):
+            warnings.warn(f"cache entry {path} is damaged or was edited; discarding it and recomputing", stacklevel=2)
             path.unlink(missing_ok=True)
     result = compute()
-    write_json_atomic(path, {"key": key, "result": result})
+    write_json_atomic(path, {"key": key, "result": result, "sha256": _checksum(result)})
     return result
 
 
