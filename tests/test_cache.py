@@ -104,7 +104,21 @@ def test_code_fingerprint_covers_imported_modules_only(tmp_path, monkeypatch):
     assert cache.code_fingerprint("sae_transfer.metric") != before
 
 
+def test_a_small_file_edited_to_its_size_and_time_is_seen(tmp_path, isolated_cache):
+    import os
+
+    f = tmp_path / "text.jsonl"
+    f.write_text('{"text": "aaaa"}\n')
+    first = cache.files_fingerprint([f])
+    st = f.stat()
+    f.write_text('{"text": "bbbb"}\n')
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_size == st.st_size and f.stat().st_mtime_ns == st.st_mtime_ns
+    assert cache.files_fingerprint([f]) != first
+
+
 def test_file_fingerprints_are_memoised_and_follow_edits(tmp_path, isolated_cache, monkeypatch):
+    monkeypatch.setattr(cache, "ALWAYS_HASH_BYTES", 100)  # memoised above this size
     f = tmp_path / "w.bin"
     f.write_bytes(b"a" * 1000)
     first = cache.files_fingerprint([f])
@@ -151,3 +165,43 @@ def test_zoo_keys_use_recipe_fingerprints_and_hub_keys_revisions(tmp_path, monke
     assert cache.model_identity("hub:org/other", "smoke")["revision"] is None
     zoo = cache.model_identity("zoo:code@25", "smoke")
     assert zoo["spec"] == "zoo:code@25" and len(zoo["zoo"]) == 16
+
+
+@pytest.fixture
+def zoo_copy(smoke_root, tmp_path, monkeypatch):
+    """A copy of the built smoke zoo in a cache of its own, to damage without touching the shared one."""
+    import shutil
+
+    cache_root = tmp_path / "cache"
+    shutil.copytree(smoke_root, cache_root / "zoo" / "smoke")
+    monkeypatch.setenv("SAE_TRANSFER_CACHE", str(cache_root))
+    return cache_root / "zoo" / "smoke"
+
+
+def test_a_zoo_file_with_other_bytes_of_its_size_is_refused_and_keys_follow_content(zoo_copy):
+    from sae_transfer.models.pairs import PairSetup
+    from sae_transfer.zoo.store import Zoo
+
+    setup = PairSetup("zoo:base-s", "zoo:base-s", zoo="smoke", device="cpu")
+    before = cache.measurement_key("t", "sae_transfer.passes.cache", setup)
+    weights = zoo_copy / "saes" / "base-s" / "sae_weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8:] = bytes(8) if data[-8:] != bytes(8) else b"\x01" * 8  # the last weights, same size, same header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"zoo file .*sae_weights.safetensors differs from what was built"):
+        Zoo.open("smoke").sae("zoo:base-s")
+    record = json.loads((zoo_copy / "saes" / "base-s" / "fingerprint.json").read_text())
+    record["files"]["sae_weights.safetensors"][1] = "0" * 64  # as a rebuild from another recipe would record
+    (zoo_copy / "saes" / "base-s" / "fingerprint.json").write_text(json.dumps(record))
+    assert cache.measurement_key("t", "sae_transfer.passes.cache", setup) != before
+
+
+def test_a_zoo_model_built_from_another_recipe_is_refused(zoo_copy):
+    from sae_transfer.zoo.store import Zoo
+
+    record_path = zoo_copy / "models" / "code" / "fingerprint.json"
+    record = json.loads(record_path.read_text())
+    record["fingerprint"] = "another-recipe"
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"zoo model 'code' was built from another recipe than profile 'smoke'"):
+        Zoo.open("smoke").model("code")

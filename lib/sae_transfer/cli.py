@@ -22,6 +22,7 @@ from sae_transfer.book.preflight import absolute_paths, preflight
 from sae_transfer.book.runner import check_out_dir, run_chapter
 from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
+from sae_transfer.core.io import mark_ours
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.models.load import context_limit, resolve_device
 from sae_transfer.zoo import Zoo, build_zoo
@@ -157,6 +158,7 @@ def cmd_check(args) -> int:
     req = check_request(args)
     out = check_out_dir(args.out if args.out is not None else
                         cache_dir() / "checks" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    mark_ours(out)
     data = check.run(req, out)
     data["provenance"] = provenance(req.device)
     write(out, data)

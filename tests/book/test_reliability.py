@@ -33,6 +33,9 @@ def _files(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"text": "unterminated\n')
     (tmp_path / "notext.jsonl").write_text('{"body": "hello"}\n')
     (tmp_path / "featurs.yaml").write_text("featurs:\n  n_tokens: 8\n")
+    (tmp_path / "list.yaml").write_text("- residuals\n- features\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "emptyrecipe.yaml").write_text("seed: 0\n")
     (tmp_path / "mixed.yaml").write_text("n_tokens: 8\nresiduals:\n  n_tokens: 8\n")
     local = tmp_path / "local_model"
     local.mkdir()
@@ -117,6 +120,14 @@ CASES = {
     "book_file_missing": (["book", "-f", "{t}/nope.yaml", "--out", "{t}/out"], "nope.yaml' does not exist"),
     "book_file_bad_section": (["book", "-f", "{t}/featurs.yaml", "--out", "{t}/out"],
                               "section 'featurs' is not a chapter (did you mean 'features'?)"),
+    "book_file_list": (["book", "-f", "{t}/list.yaml", "--out", "{t}/out"], "list.yaml' is not a mapping"),
+    "book_file_empty": (["book", "-f", "{t}/empty.yaml", "--out", "{t}/out"], "empty.yaml' is empty"),
+    "recipe_without_models": (["run", "zoo", "-p", "zoo", "{t}/emptyrecipe.yaml"], "zoo recipe: models is empty"),
+    "check_device_meta": (["check", "--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-s", "--finetune",
+                           "zoo:code", "--device", "meta"], "device='meta' cannot run a model here"),
+    "predict_base_without_finetunes": (["run", "predict", *SMOKE, "-p", "base", "zoo:twin"],
+                                       "base='zoo:twin': zoo profile 'smoke' holds no finetune of it"),
+    "seed_negative": (["run", "answerability", *SMOKE, "-p", "seed", "-1"], "seed=-1 must be a non-negative integer"),
 }
 
 
@@ -166,7 +177,7 @@ def test_a_failed_run_never_mixes_with_the_run_before(tmp_path):
     (out / "table_from_the_old_run.csv").write_text("a\n1\n")
     with pytest.raises(ChapterFailed, match=f"partial notebook kept at {out}/failing.ipynb"):
         run_chapter(chapter, {"n": 3}, out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["failing.ipynb", "figures", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".sae-transfer", "failing.ipynb", "figures", "run.json"]
     assert json.loads((out / "run.json").read_text())["params"] == {"n": 3}
     assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob(".old-*"))
 
@@ -236,3 +247,29 @@ def test_relative_paths_resolve_where_the_command_runs(tmp_path, monkeypatch):
     assert out["datasets"] == [f"json:{tmp_path / 'd.jsonl'}", "zoo:prose"]
     assert out["zoo"] == str(tmp_path / "recipes" / "mine.yaml")
     assert out["sae"] == "sae_lens:rel:id" and out["n_tokens"] == 8
+
+
+@pytest.mark.parametrize("argv", [["run", "zoo", *SMOKE], ["book", "-f", "{t}/zoo.yaml"],
+                                  ["check", "--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-s",
+                                   "--finetune", "zoo:code"]], ids=["run", "book", "check"])
+def test_a_directory_the_project_did_not_write_is_never_replaced(argv, tmp_path, smoke_card):
+    """``--out`` on a directory holding a user's files is refused in one line, before anything runs, and every file
+    stays as it was; a directory a run wrote is reused."""
+    (tmp_path / "zoo.yaml").write_text("zoo:\n  zoo: smoke\n")
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "thesis.tex").write_text("\\chapter{Results}\n")
+    (out / "_toc.yml").write_text("format: jb-book\n")
+    proc = cli(*[a.replace("{t}", str(tmp_path)) for a in argv], "--out", out)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "holds files this project did not write (first: '_toc.yml')" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["_toc.yml", "thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "\\chapter{Results}\n"
+
+
+def test_a_run_directory_is_marked_and_rerun_in_place(tmp_path, smoke_card):
+    out = tmp_path / "run"
+    for _ in range(2):
+        proc = cli("run", "zoo", *SMOKE, "--out", out)
+        assert proc.returncode == 0, proc.stderr
+    assert (out / ".sae-transfer").is_file() and (out / "results.json").is_file()

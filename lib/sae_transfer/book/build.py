@@ -20,7 +20,7 @@ from sae_transfer.book.compare import page as compare_page
 from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight
 from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
-from sae_transfer.core.io import write_text_atomic
+from sae_transfer.core.io import mark_ours, write_text_atomic
 from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 from sae_transfer.zoo.build import build_zoo
 
@@ -69,8 +69,12 @@ class Book:
         """A book of the user's own parameter files (flat, or a section per chapter), built in ``out`` with
         its runs beside it."""
         files = tuple(Path(f).resolve() for f in files)
-        sections = {k for f in files for k, v in (read_yaml(f, "parameter file") or {}).items()
-                    if isinstance(v, dict)}
+        for f in files:
+            data = read_yaml(f, "parameter file")
+            if not data or not isinstance(data, dict):
+                raise ParameterError(f"parameter file {str(f)!r} {'is empty' if not data else 'is not a mapping'}; "
+                                     "give parameters (name: value) or one section per chapter (residuals: {...})")
+        sections = {k for f in files for k, v in read_yaml(f, "parameter file").items() if isinstance(v, dict)}
         chapters = tuple(c for c in chapter_names() if c in sections) if sections else ()
         return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files, chapters),),
                    Path(out).resolve() / "runs",
@@ -101,6 +105,7 @@ class Book:
         of its own that lists the chapters it holds and the command that built it."""
         if self.root == PROJECT_ROOT:
             return
+        mark_ours(self.root)
         for rel in STATIC:
             dest = self.root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,13 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
                         "run it on the zoo, or run residuals, sae_metrics and features on your pair")
     if base:
         check_source(base, "base", zoo)
+    if chapter in ZOO_ONLY and base:
+        handle = Zoo.open(zoo)
+        if not any(handle.checkpoints(f"zoo:{n}") for n in handle.finetunes_of(base)):
+            bases = sorted({f"zoo:{m.parent}" for n, m in handle.recipe.models.items()
+                            if m.parent and handle.checkpoints(f"zoo:{n}")})
+            raise SpecError(f"base={base!r}: zoo profile {handle.profile!r} holds no finetune of it with saved "
+                            f"checkpoints, and {ZOO_ONLY[chapter]}; bases that have them: {bases}")
     for ft in finetunes:
         check_source(ft, "finetunes", zoo)
         if base:

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from sae_transfer.book.chapters import Chapter, ParameterError, read_notebook
 from sae_transfer.book.report import NUMBERS_FILE
-from sae_transfer.core.io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
+from sae_transfer.core.io import fingerprint, foreign_file, mark_ours, sha256_file, write_json_atomic, write_text_atomic
 from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 from sae_transfer.core.provenance import device_description, git_commit, package_versions
 from sae_transfer.zoo.store import Zoo
@@ -103,13 +103,25 @@ def cached_results(run_dir: Path, fp: str) -> dict | None:
     return None
 
 
+def _legacy_output(directory: Path) -> bool:
+    """Output of a version that wrote no marker: a run (``run.json``), a check (``check.json``) or a book of
+    parameter files (its toc says who wrote it)."""
+    toc = directory / "book" / "_toc.yml"
+    return ((directory / "run.json").is_file() or (directory / "check.json").is_file()
+            or (toc.is_file() and toc.read_text(errors="replace").startswith("# Written by python -m sae_transfer")))
+
+
 def check_out_dir(out: Path) -> Path:
-    """``--out`` as an absolute directory path that can be created; one-line ``ParameterError`` otherwise."""
+    """``--out`` as an absolute directory path that can be created, and that holds nothing the project did not
+    write (it is replaced, or written into); one-line ``ParameterError`` otherwise."""
     if str(out).strip() in ("", "."):
         raise ParameterError("--out is empty; give a directory for the run (or leave --out out for the default)")
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {str(out)!r} is a file; give a directory")
+    if (name := foreign_file(out, _legacy_output)) is not None:
+        raise ParameterError(f"--out {str(out)!r} holds files this project did not write (first: {name!r}); "
+                             "give a new or empty directory, or one a run of this project wrote")
     parent = next((p for p in out.parents if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ParameterError(f"--out {str(out)!r} cannot be created: {str(parent)!r} is not a writable directory")
@@ -176,6 +188,7 @@ def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Pat
     fp = source_fingerprint(chapter, params)
     commit = git_commit()
     command = command_line(chapter, params)
+    mark_ours(run_dir)
     write_json_atomic(run_dir / "run.json", {"chapter": chapter.name, "params": params, "command": command,
                                              "commit": commit})
     out_nb = run_dir / f"{chapter.name}.ipynb"

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -98,3 +98,25 @@ def read_yaml(path: Path, what: str) -> Any:
                          f"{getattr(e, 'problem', None) or type(e).__name__}{where}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {str(path)!r} cannot be read: {e}") from None
+
+
+#: Written into every directory the project makes for its output (a run, a book, a check): a directory that holds
+#: files but not this one is the user's, and the project never deletes or overwrites it.
+MARKER = ".sae-transfer"
+
+
+def mark_ours(directory: Path) -> None:
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    (Path(directory) / MARKER).write_text("This directory was written by sae_transfer; it may replace what is here.\n")
+
+
+def foreign_file(directory: Path, legacy: Callable[[Path], bool] = lambda d: False) -> str | None:
+    """The first file of ``directory`` the project did not write, or None: it is missing, empty, marked as the
+    project's, or ``legacy`` recognises it as written by a version from before the marker."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    entries = sorted(p.name for p in directory.iterdir())
+    if not entries or MARKER in entries or legacy(directory):
+        return None
+    return entries[0]

@@ -165,6 +165,8 @@ def resolve_device(device: str) -> str:
         dev = torch.device(device)
     except RuntimeError:
         raise SpecError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SpecError(f"device={device!r} cannot run a model here; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"device={device!r} but no CUDA device is visible; use auto or cpu")
     return str(dev)

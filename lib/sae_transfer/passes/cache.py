@@ -5,7 +5,8 @@
 - the fingerprint of the *source* of the module that computes the measurement and of every module of this
   package it imports, transitively (``code_fingerprint``): change a metric's code and its results recompute,
   with no version number to bump by hand;
-- for zoo models, SAEs and datasets, the fingerprint of their recipe;
+- for zoo models, SAEs and datasets, the fingerprint of their recipe and of their content (the sha256 of every
+  file as recorded at build time; ``zoo.fingerprints.check_file`` holds each file to it when it is opened);
 - for ``local:`` models and SAEs and ``json:`` datasets, the fingerprint of their *content* (every file's
   sha256, memoised by path, size and modification time so a file is read once per version);
 - for ``hub:`` models and datasets, the resolved revision where the hub (or its local cache) gives one;
@@ -29,6 +30,7 @@ from typing import Any, Callable
 from sae_transfer.core.io import fingerprint, json_default, sha256_bytes, sha256_file, write_json_atomic
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import data_spec, model_spec, sae_spec
+from sae_transfer.zoo.fingerprints import content_digest
 from sae_transfer.zoo.store import Zoo
 
 PACKAGE = "sae_transfer"
@@ -91,8 +93,13 @@ def _hash_memo() -> Path:
     return cache_dir() / "file-hashes.json"
 
 
+#: Files below this size are hashed every time (milliseconds): an edit that keeps the size and restores the
+#: modification time is still seen. Larger files (model weights) are memoised by (path, size, mtime).
+ALWAYS_HASH_BYTES = 64 << 20
+
+
 def files_fingerprint(paths: list[Path]) -> str:
-    """sha256 of each file's bytes, memoised by (path, size, mtime): a replaced or edited file is re-read."""
+    """sha256 of each file's bytes; a file of ``ALWAYS_HASH_BYTES`` or more is memoised by (path, size, mtime)."""
     memo_path = _hash_memo()
     try:
         memo = json.loads(memo_path.read_text())
@@ -104,7 +111,7 @@ def files_fingerprint(paths: list[Path]) -> str:
         st = p.stat()
         stamp = [st.st_size, st.st_mtime_ns]
         entry = memo.get(str(p))
-        if entry is None or entry[:2] != stamp:
+        if entry is None or entry[:2] != stamp or st.st_size < ALWAYS_HASH_BYTES:
             entry = [*stamp, sha256_file(p)]
             memo[str(p)] = entry
             changed = True
@@ -143,7 +150,8 @@ def model_identity(spec: str, zoo: str) -> dict:
     """What identifies a model's weights: recipe fingerprint (zoo), content (local) or revision (hub)."""
     s = model_spec(spec)
     if s.source == "zoo":
-        return {"spec": spec, "zoo": Zoo.open(zoo).model_fingerprint(spec.partition(":")[2])}
+        handle = Zoo.open(zoo)
+        return {"spec": spec, "zoo": handle.model_fingerprint(s.ref), "content": handle.content("models", s.ref)}
     if s.source == "local":
         return {"spec": spec, "path": str(Path(s.ref).resolve()), "content": dir_fingerprint(Path(s.ref))}
     return {"spec": spec, "revision": hub_revision(s.ref)}
@@ -152,7 +160,8 @@ def model_identity(spec: str, zoo: str) -> dict:
 def sae_identity(spec: str, zoo: str) -> dict:
     s = sae_spec(spec)
     if s.source == "zoo":
-        return {"spec": spec, "zoo": Zoo.open(zoo).sae_fingerprint(s.ref)}
+        handle = Zoo.open(zoo)
+        return {"spec": spec, "zoo": handle.sae_fingerprint(s.ref), "content": handle.content("saes", s.ref)}
     if s.source == "local":
         return {"spec": spec, "path": str(Path(s.ref).resolve()), "content": dir_fingerprint(Path(s.ref))}
     return {"spec": spec, "sae_lens": importlib.metadata.version("sae-lens")}  # its release table picks the files
@@ -161,7 +170,9 @@ def sae_identity(spec: str, zoo: str) -> dict:
 def dataset_identity(dataset: str, zoo: str) -> dict:
     d = data_spec(dataset)
     if d.source == "zoo":
-        return {"zoo_data": Zoo.open(zoo).data_fingerprint()}
+        handle = Zoo.open(zoo)
+        return {"zoo_data": handle.data_fingerprint(), "content": handle.content("data", ""),
+                "text": content_digest(handle.root / "text")}
     if d.source == "json":
         return {"path": str(Path(d.ref).resolve()), "content": files_fingerprint([Path(d.ref)])}
     return {"revision": hub_revision(d.ref, "dataset")}

@@ -118,15 +118,36 @@ def damaged_files(path: Path) -> list[str]:
     return bad
 
 
-def check_size(path: Path, rel: str) -> None:
-    """Cheap check before loading one file of an artifact: it exists and has its recorded size."""
+#: Files whose sha256 matched their build record in this process, by (path, size, mtime): each is hashed once.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def check_file(path: Path, rel: str, profile: str = "") -> None:
+    """Before loading one file of an artifact: it exists, has its recorded size and, the first time this process
+    opens it, its recorded sha256 (a file overwritten with other bytes of the same size is never used)."""
     record = read_record(path) or {}
     want = record.get("files", {}).get(rel)
     f = path / rel
+    rebuild = (f"run: python -m sae_transfer zoo build{f' --profile {profile}' if profile else ''} "
+               "(it rebuilds what is damaged)")
     if not f.is_file() or (want is not None and f.stat().st_size != want[0]):
         got = f"{f.stat().st_size} bytes" if f.is_file() else "missing"
         raise ValueError(f"zoo file {f} is damaged ({got}, {want[0] if want else '?'} bytes at build time); "
-                         "run: python -m sae_transfer zoo build (it rebuilds what is damaged)")
+                         f"{rebuild}")
+    st = f.stat()
+    stamp = (str(f), st.st_size, st.st_mtime_ns)
+    if want is None or stamp in _VERIFIED:
+        return
+    if sha256_file(f) != want[1]:
+        raise ValueError(f"zoo file {f} differs from what was built (sha256 of its {st.st_size} bytes); {rebuild}")
+    _VERIFIED.add(stamp)
+
+
+def content_digest(path: Path) -> str | None:
+    """A hash of every file's recorded sha256: what a measurement of this artifact is keyed by, beside its recipe
+    (``check_file`` holds the files to the record). None for an artifact that is not built."""
+    record = read_record(path)
+    return fingerprint(record.get("files") or record.get("fingerprint")) if record else None
 
 
 def is_current(path: Path, fp: str) -> bool:

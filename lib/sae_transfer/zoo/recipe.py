@@ -130,6 +130,8 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     models: dict[str, ModelRecipe] = {}
     if not isinstance(raw.get("models") or {}, dict) or not isinstance(raw.get("saes") or {}, dict):
         _fail("zoo recipe: models and saes must be mappings of names to settings")
+    if not raw.get("models"):
+        _fail("zoo recipe: models is empty; give at least a base model (see params/zoo/smoke.yaml)")
     for name, spec in (raw.get("models") or {}).items():
         if not isinstance(spec, dict):
             _fail(f"zoo recipe: models.{name} must be a mapping of settings, got {spec!r}")

@@ -32,8 +32,8 @@ from sae_transfer.core.io import fingerprint
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo, model_spec
 from sae_transfer.zoo.data import DOMAINS
-from sae_transfer.zoo.fingerprints import (card_fingerprint, check_size, data_fingerprint, model_fingerprint,
-                                           sae_fingerprint)
+from sae_transfer.zoo.fingerprints import (card_fingerprint, check_file, content_digest, data_fingerprint,
+                                           model_fingerprint, sae_fingerprint, stored_fingerprint)
 from sae_transfer.zoo.recipe import ZooRecipe, load_recipe
 from sae_transfer.zoo.tokens import TokenStream, bos_id, load_tokenizer
 
@@ -132,6 +132,11 @@ class Zoo:
     def sae_fingerprint(self, name: str) -> str:
         return sae_fingerprint(self.recipe, name.removeprefix("zoo:"))
 
+    def content(self, kind: str, name: str) -> str | None:
+        """The content digest of a built ``models``/``saes`` artifact, or of the ``data`` (``name`` ignored)."""
+        path = self.root / "data" if kind == "data" else self.root / kind / split_spec(name)[0]
+        return content_digest(path)
+
     # -------------------------------------------------------------------- data
     @cached_property
     def tokenizer(self):
@@ -146,7 +151,7 @@ class Zoo:
         """One ``TokenStream`` per domain of ``split`` (train or heldout), memory-mapped."""
         bos = self.bos_id
         for d in DOMAINS:
-            check_size(self.root / "data", f"tokens/{d}_{split}.npy")
+            check_file(self.root / "data", f"tokens/{d}_{split}.npy", self.source)
         tokens = self.root / "data" / "tokens"
         return {d: TokenStream(np.load(tokens / f"{d}_{split}.npy", mmap_mode="r"), context_size, bos)
                 for d in DOMAINS}
@@ -157,7 +162,7 @@ class Zoo:
         if not (self.root / "text" / "fingerprint.json").exists():
             raise ValueError(f"zoo profile {self.profile!r} holds no text yet (zoo:{domain} for a model with its "
                              f"own tokenizer); run: {build_command(self.source)}")
-        check_size(self.root / "text", path.name)
+        check_file(self.root / "text", path.name, self.source)
         return path
 
     def shares_tokenizer(self, tokenizer) -> bool:
@@ -174,6 +179,9 @@ class Zoo:
         path = self.root / "models" / name
         if not (path / "fingerprint.json").exists():
             raise ValueError(f"zoo model {name!r} is not built in {self.root}; run: {build_command(self.source)}")
+        if stored_fingerprint(path) != self.model_fingerprint(name):
+            raise ValueError(f"zoo model {name!r} was built from another recipe than profile {self.profile!r} gives "
+                             f"now; rebuild it with: {build_command(self.source)}")
         model = new_model(json.loads((path / "arch.json").read_text()), self.tokenizer)
         weights = path / "model.safetensors"
         if step is not None:
@@ -181,7 +189,7 @@ class Zoo:
             if not weights.exists():
                 raise ValueError(f"zoo model {spec!r}: no checkpoint at step {step}; saved steps are "
                                  f"{self.training_log(name)['checkpoint_steps']}")
-        check_size(path, str(weights.relative_to(path)))
+        check_file(path, str(weights.relative_to(path)), self.source)
         load_weights(model, weights)
         return quiet_to(model, device).eval()
 
@@ -193,7 +201,10 @@ class Zoo:
         if not (path / "fingerprint.json").exists():
             built = sorted(p.name for p in (self.root / "saes").glob("*") if (p / "fingerprint.json").exists())
             raise ValueError(f"zoo SAE {name!r} is not built in {self.root}; built SAEs are {built}")
-        check_size(path, "sae_weights.safetensors")
+        if name in self.recipe.saes and stored_fingerprint(path) != self.sae_fingerprint(name):
+            raise ValueError(f"zoo SAE {name!r} was built from another recipe than profile {self.profile!r} gives "
+                             f"now; rebuild it with: {build_command(self.source)}")
+        check_file(path, "sae_weights.safetensors", self.source)
         return SAE.load_from_disk(str(path), device=device)
 
     # -------------------------------------------------------------------- facts about models
