@@ -149,3 +149,19 @@ def test_measurement_configs_are_built_by_keyword_from_the_parameters():
                                                  "n_dead", "outliers", "dataset")}
     study = FeatureStudy.of({**defaults, "unrelated": 1}, top_k=3)
     assert study.n_select == Study().n_select and study.top_k == 3 and study.seed == 0
+
+
+def test_a_book_file_shaped_like_the_shipped_profiles_is_accepted(tmp_path):
+    """``book -f`` takes a file with ``chapters: [...]`` beside its sections, as ``params/book/*.yaml`` have."""
+    from sae_transfer.book.build import Book
+    from sae_transfer.book.chapters import file_params
+    from sae_transfer.core.paths import params_dir
+
+    shipped = params_dir() / "book" / "smollm2.yaml"
+    book = Book.from_files([shipped], tmp_path / "out")
+    assert book.parts[0].chapters == ("zoo", "residuals", "sae_metrics", "features", "predict", "answerability")
+    assert file_params(shipped, get_chapter("residuals"))["n_tokens"] == 4096
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("chapters: [residuals, featurs]\nresiduals:\n  n_tokens: 8\n")
+    with pytest.raises(ParameterError, match=r"chapters=\['residuals', 'featurs'\] must list chapters"):
+        Book.from_files([bad], tmp_path / "out2")

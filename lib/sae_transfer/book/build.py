@@ -14,8 +14,9 @@ import nbformat
 import yaml
 
 from sae_transfer.book import assets
-from sae_transfer.book.chapters import (ParameterError, all_chapters, chapter_names, notebook_page, parameters_markdown,
-                                        profile_chapters, profile_parts, profiles, read_yaml, resolve_params)
+from sae_transfer.book.chapters import (ParameterError, all_chapters, book_chapters, chapter_names, notebook_page,
+                                        parameters_markdown, profile_chapters, profile_parts, profiles, read_yaml,
+                                        resolve_params)
 from sae_transfer.book.compare import page as compare_page
 from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight
@@ -76,6 +77,9 @@ class Book:
                                      "give parameters (name: value) or one section per chapter (residuals: {...})")
         sections = {k for f in files for k, v in read_yaml(f, "parameter file").items() if isinstance(v, dict)}
         chapters = tuple(c for c in chapter_names() if c in sections) if sections else ()
+        listed = [c for f in files for c in book_chapters(read_yaml(f, "parameter file").get("chapters") or [],
+                                                          f"parameter file {str(f)!r}")]
+        chapters = tuple(c for c in chapter_names() if c in listed) if listed else chapters
         return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files, chapters),),
                    Path(out).resolve() / "runs",
                    "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}")

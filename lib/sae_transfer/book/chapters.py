@@ -195,11 +195,15 @@ def profile_params(profile: str, chapter: str) -> dict[str, Any]:
 def profile_chapters(profile: str) -> tuple[str, ...]:
     """The chapters a profile's book holds (``chapters: [...]``), in book order; empty: every chapter. A real model
     family with one size has no second size for the sizes chapter, so its profile leaves that chapter out."""
-    listed = _profile(profile).get("chapters") or []
+    return book_chapters(_profile(profile).get("chapters") or [], f"profile {profile!r}")
+
+
+def book_chapters(listed: Any, where: str) -> tuple[str, ...]:
+    """A book's ``chapters: [...]`` (a profile's or a parameter file's), checked, in book order."""
     names = chapter_names()
     bad = [c for c in listed if c not in names] if isinstance(listed, list) else [listed]
     if bad:
-        raise ParameterError(f"profile {profile!r}: chapters={listed!r} must list chapters; valid chapters are {names}")
+        raise ParameterError(f"{where}: chapters={listed!r} must list chapters; valid chapters are {names}")
     return tuple(c for c in names if c in listed)
 
 
@@ -227,6 +231,7 @@ def file_params(path: Path, chapter: Chapter) -> dict[str, Any]:
     data = read_yaml(path, "parameter file") or {}
     if not isinstance(data, dict):
         raise ParameterError(f"parameter file {str(path)!r} must hold a mapping of parameter names to values")
+    data = {k: v for k, v in data.items() if k != "chapters"}  # which chapters a book holds (book_chapters)
     dict_params = {p.name for p in chapter.parameters if p.type == "dict"}
     sections = [k for k, v in data.items() if isinstance(v, dict) and k not in dict_params]
     if not sections:
