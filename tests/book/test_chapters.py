@@ -165,3 +165,13 @@ def test_a_book_file_shaped_like_the_shipped_profiles_is_accepted(tmp_path):
     bad.write_text("chapters: [residuals, featurs]\nresiduals:\n  n_tokens: 8\n")
     with pytest.raises(ParameterError, match=r"chapters=\['residuals', 'featurs'\] must list chapters"):
         Book.from_files([bad], tmp_path / "out2")
+
+
+def test_a_book_of_local_models_and_json_text_builds_no_zoo():
+    from sae_transfer.book.build import needs_zoo
+
+    own = {"zoo": "default", "base": "local:/m/base", "finetunes": ["local:/m/ft"], "sae": "local:/m/sae",
+           "datasets": ["json:/m/text.jsonl"], "n_tokens": 8}
+    assert not needs_zoo("residuals", own)
+    assert needs_zoo("residuals", {**own, "datasets": ["json:/m/text.jsonl", "zoo:prose"]})  # the zoo's text
+    assert needs_zoo("sae_metrics", {**own, "base": "zoo:base-s"}) and needs_zoo("zoo", {"zoo": "smoke"})

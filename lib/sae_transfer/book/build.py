@@ -22,6 +22,7 @@ from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight
 from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 from sae_transfer.core.io import mark_ours, write_text_atomic
+from sae_transfer.core.specs import is_zoo
 from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 from sae_transfer.zoo.build import build_zoo
 
@@ -149,7 +150,7 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     chapters = [c for c in all_chapters() if book.holds(c.name)]
     params = {(part, c.name): book.params(part, c, device)
               for part in book.parts for c in chapters if part.holds(c.name)}  # all checked before any heavy work
-    for zoo in sorted({p["zoo"] for p in params.values() if "zoo" in p}):
+    for zoo in sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
     for (part, name), p in params.items():
@@ -322,6 +323,13 @@ def copy_pages(book: Book) -> list[Path]:
                 shutil.copytree(src, dest)
                 out.append(dest)
     return out
+
+
+def needs_zoo(chapter: str, params: dict) -> bool:
+    """Whether a chapter run reads its zoo: the zoo page does, and so does any run one of whose specs names it (a
+    book of ``local:`` models and ``json:`` text never builds a zoo)."""
+    values = [v for value in params.values() for v in (value if isinstance(value, list) else [value])]
+    return chapter == "zoo" or any(isinstance(v, str) and is_zoo(v) for v in values)
 
 
 def build_book(book: Book, force: bool = False, device: str | None = None) -> Path:
