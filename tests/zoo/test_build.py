@@ -114,3 +114,27 @@ def test_sae_training_depends_on_its_seed_not_on_the_process_random_state(smoke_
     assert torch.equal(torch.get_rng_state(), after)  # the caller's generator is left as it was
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(weights(1)["W_enc"], first["W_enc"])
+
+
+@pytest.mark.slow
+def test_two_zoo_builds_at_once_on_one_cache_both_finish_with_one_artifact(smoke_root, tmp_path):
+    """Two processes build the same missing SAE at once: one builds it, the other waits for the zoo and then
+    finds it built; neither removes the other's work, and the SAE matches its build record."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from sae_transfer.zoo.fingerprints import damaged_files
+
+    cache = tmp_path / "cache"
+    shutil.copytree(smoke_root, cache / "zoo" / "smoke")
+    shutil.rmtree(cache / "zoo" / "smoke" / "saes" / "base-s-seed1")
+    env = {**os.environ, "SAE_TRANSFER_CACHE": str(cache), "TQDM_DISABLE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "sae_transfer", "zoo", "build", "--profile", "smoke"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert any("another process is building it; waiting" in o for o in outs), outs
+    sae = cache / "zoo" / "smoke" / "saes" / "base-s-seed1"
+    assert damaged_files(sae) == [] and not list(sae.parent.glob(".tmp-*"))

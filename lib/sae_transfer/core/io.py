@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
+from filelock import FileLock
 
 
 def json_default(obj: Any) -> Any:
@@ -47,21 +48,26 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temp directory beside ``final``; on success it replaces ``final`` in one rename.
 
-    An interrupted build leaves only a ``.tmp-*`` directory, which the next build ignores and removes.
+    One writer at a time holds ``final``'s lock (another process building it waits), so the ``.tmp-*`` directories
+    it clears are those of a build that was killed, never one in progress.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".tmp-{final.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with FileLock(final.parent / f".{final.name}.lock"):
+        for stale in final.parent.glob(f".tmp-{final.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+        try:
+            yield tmp
+            old = final.with_name(f".old-{final.name}-{os.getpid()}") if final.exists() else None
+            if old is not None:
+                os.replace(final, old)
+            os.replace(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def fingerprint(obj: Any) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from sae_transfer.core.convert import arch_of, hooked_from_hf, quiet_to
@@ -20,8 +21,14 @@ from sae_transfer.core.memory import release
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.zoo.data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
-from sae_transfer.zoo.fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint,
-                                           sae_fingerprint, write_record)
+from sae_transfer.zoo.fingerprints import (
+    card_fingerprint,
+    data_fingerprint,
+    is_current,
+    model_fingerprint,
+    sae_fingerprint,
+    write_record,
+)
 from sae_transfer.zoo.pretrained import PRETRAINED, dequantize, save_tokenizer
 from sae_transfer.zoo.recipe import ModelRecipe, SAERecipe, ZooRecipe
 from sae_transfer.zoo.sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
@@ -337,8 +344,23 @@ def build_card(zoo: Zoo, device: str) -> dict:
 
 
 def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
-    """Build (or reuse) every artifact of a zoo profile and return its card, with each step's seconds."""
+    """Build (or reuse) every artifact of a zoo profile and return its card, with each step's seconds. One build
+    of a zoo at a time: a second one (another book on the same cache) waits, then finds it built."""
     zoo = Zoo.open(profile)
+    zoo.root.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(zoo.root.parent / f".{zoo.root.name}.build.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"zoo {profile!r}: another process is building it; waiting", flush=True)
+        lock.acquire()
+    try:
+        return _build_zoo(zoo, device)
+    finally:
+        lock.release()
+
+
+def _build_zoo(zoo: Zoo, device: str) -> dict:
     timings = {}
     t = time.perf_counter()
     build_data(zoo)
