@@ -45,7 +45,9 @@ def test_sae_metric_headline_and_cross_check_ratio():
     assert h["d_sae"] == 4 and h["n_tokens_measured"] == 100 and h["max_outlier_pct"] == 25.0
     assert h["dead_both_code_prose"] == 0.25
     assert h["check_max_rel_diff"] == pytest.approx(0.1 / 10.1)  # the NaN row is left out, not propagated
-    assert sae_metric_tables.headline(results, [], [])["check_max_rel_diff"] == 0.0
+    assert "check_max_rel_diff" not in sae_metric_tables.headline(results, [], [])  # skipped: no difference of 0
+    assert "not run" in sae_metric_tables.cross_check_reading([], None)
+    assert "not run" in sae_metric_tables.cross_check_table([]).index[0]
 
 
 def test_features_headline_reads_the_regular_group():

@@ -57,11 +57,6 @@ def declared(study: type) -> tuple[Declared, ...]:
     return tuple(out)
 
 
-def from_namespace(study: type, namespace: dict[str, Any]):
-    """A ``Study`` from the variables a notebook's parameters cell (and papermill) set."""
-    return study(**{f.name: namespace[f.name] for f in dataclasses.fields(study)})
-
-
 def _literal(value: Any) -> str:
     """Python source for a default, strings in double quotes as the notebooks write them."""
     return json.dumps(value) if isinstance(value, (str, list, dict)) else repr(value)

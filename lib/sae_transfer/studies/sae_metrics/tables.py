@@ -85,8 +85,18 @@ def checkpoint_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def cross_check_table(rows: list[dict]) -> pd.DataFrame:
+    """Our metrics beside ``run_evals``'s; a one-line table saying so when the cross-check was skipped."""
+    if not rows:
+        return pd.DataFrame({"cross-check": ["not run: check_tokens is 0"]}).set_index("cross-check")
     df = pd.DataFrame(rows, columns=["model", "metric", "ours", "sae_lens", "abs diff"])
     return df.set_index(["model", "metric"])
+
+
+def cross_check_reading(rows: list[dict], max_rel_diff: float | None) -> str:
+    """The appendix's sentence on the cross-check, or why there is none."""
+    if not rows:
+        return "The cross-check was not run here (`check_tokens` is 0); the metrics above stand on this code alone."
+    return f"The largest relative difference over all metrics is {max_rel_diff:.1e}."
 
 
 #: Metrics glued per (model, dataset); the finetune's also carry the norm ratio.
@@ -129,7 +139,8 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
                     f"ckpt_first_ev_{name}": float(g["EV per token"].iloc[1]),
                     f"ckpt_final_ev_{name}": float(g["EV per token"].iloc[-1])})
     rel = [r["abs diff"] / max(abs(r["sae_lens"]), 1e-6) for r in check]
-    out["check_max_rel_diff"] = max((x for x in rel if x == x), default=0.0)  # x == x: NaN rows left out
+    if check:  # a skipped cross-check has no difference to report, not a difference of 0
+        out["check_max_rel_diff"] = max((x for x in rel if x == x), default=float("nan"))  # NaN rows left out
     return {k: v for k, v in out.items() if v == v}  # undefined (a correlation of constants): left out, not NaN
 
 
