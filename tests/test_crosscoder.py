@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer.studies.diffing import classes as dc
 from sae_transfer.passes.stream import shuffled
+from sae_transfer.studies.diffing import classes as dc
 from sae_transfer.studies.diffing.crosscoder import (CrosscoderConfig, TrainConfig, decoder_cosines, fit, fvu,
                                                      relative_norms)
 from sae_transfer.studies.diffing.crosscoder_stats import CrosscoderStats, refit_decoders

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sae_transfer.passes.accumulators import FeaturePairStats
-from sae_transfer.studies.features.drift import direction_drift
 from sae_transfer.passes.feature_groups import select_groups
+from sae_transfer.studies.features.drift import direction_drift
 from sae_transfer.studies.features.measure import group_summary, logit_similarity
 
 

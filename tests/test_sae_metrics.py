@@ -10,8 +10,7 @@ from sae_transfer.models.hooks import resume_layer
 from sae_transfer.passes.accumulators import FIRING
 from sae_transfer.passes.outliers import Outliers
 from sae_transfer.passes.sae_accumulator import SAEMetrics
-from sae_transfer.passes.sae_metrics import _final_resid
-from sae_transfer.passes.sae_metrics import density_comparison
+from sae_transfer.passes.sae_metrics import _final_resid, density_comparison
 
 
 def test_outlier_rules_parse_and_resolve():

@@ -22,8 +22,8 @@ from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight
 from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 from sae_transfer.core.io import mark_ours, write_text_atomic
-from sae_transfer.core.specs import is_zoo
 from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
+from sae_transfer.core.specs import is_zoo
 from sae_transfer.zoo.build import build_zoo
 
 #: What a book's source tree holds besides its pages: configuration, stylesheet and the static pages every book has.

@@ -9,8 +9,8 @@ notebook's parameters cell is written from them (``parameters_cell``; a test hol
 from __future__ import annotations
 
 import difflib
-import json
 import importlib
+import json
 import re
 from dataclasses import dataclass
 from functools import cache

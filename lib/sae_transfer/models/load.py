@@ -53,7 +53,8 @@ def parse_spec(spec: str, param: str, sae: bool = False) -> tuple[str, str]:
     s = sae_spec(spec, param) if sae else model_spec(spec, param)
     if s.source == "local" and not Path(s.ref).is_dir():
         raise SpecError(f"{param}={spec!r}: no such directory")
-    return s.source, (spec.partition(":")[2] if s.source == "zoo" else s.ref)
+    step = getattr(s, "step", None)
+    return s.source, (s.ref if step is None else f"{s.ref}@{step}")
 
 
 #: What a directory must hold to load as a model or an SAE, and how to produce it.

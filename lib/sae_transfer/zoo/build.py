@@ -21,14 +21,8 @@ from sae_transfer.core.memory import release
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.zoo.data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
-from sae_transfer.zoo.fingerprints import (
-    card_fingerprint,
-    data_fingerprint,
-    is_current,
-    model_fingerprint,
-    sae_fingerprint,
-    write_record,
-)
+from sae_transfer.zoo.fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint,
+                                           sae_fingerprint, write_record)
 from sae_transfer.zoo.pretrained import PRETRAINED, dequantize, save_tokenizer
 from sae_transfer.zoo.recipe import ModelRecipe, SAERecipe, ZooRecipe
 from sae_transfer.zoo.sae import dead_fraction, evaluate_sae, finetune_sae, train_sae

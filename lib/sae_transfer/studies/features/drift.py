@@ -18,8 +18,8 @@ from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes import sae_metrics
 from sae_transfer.passes.outliers import outlier_threshold
 from sae_transfer.studies.features.measure import pair_stats
-from sae_transfer.zoo.build import build_sae_finetune
 from sae_transfer.studies.parameters import Config
+from sae_transfer.zoo.build import build_sae_finetune
 
 
 @dataclass(frozen=True, kw_only=True)

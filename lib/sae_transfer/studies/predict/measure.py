@@ -21,8 +21,8 @@ from sae_transfer.passes.cache import cached, measurement_key
 from sae_transfer.passes.feature_groups import select_groups
 from sae_transfer.passes.outliers import finite_or_none, outlier_threshold
 from sae_transfer.passes.stream import run_pass
-from sae_transfer.studies.predict.sts import SWEEP, sts, sts_inputs, unigram_similarity
 from sae_transfer.studies.parameters import Config
+from sae_transfer.studies.predict.sts import SWEEP, sts, sts_inputs, unigram_similarity
 
 #: Outcomes (measured with the SAE-metric and feature chapters' code) and predictors, as table columns.
 OUTCOMES = ("delta CE", "CE recovered", "EV per token", "L0 ratio", "density r", "regular act sim")

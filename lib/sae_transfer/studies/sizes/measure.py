@@ -33,11 +33,11 @@ from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.accumulators import RunningTopK
 from sae_transfer.passes.cache import cached, entry_path, measurement_key, sae_identity, tokens_identity
 from sae_transfer.passes.sae_metrics import logit_stats, sae_pass
+from sae_transfer.studies.parameters import Config
 from sae_transfer.studies.sizes import train as sizes_train
 from sae_transfer.studies.sizes import transfer as sizes_transfer
 from sae_transfer.studies.sizes.stats import FeatureCorrelation, LayerCKA, StitchQuality
 from sae_transfer.studies.sizes.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
-from sae_transfer.studies.parameters import Config
 
 
 @dataclass(frozen=True, kw_only=True)
