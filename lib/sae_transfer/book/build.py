@@ -239,7 +239,8 @@ def write_toc(book: Book) -> Path:
              for part in book.parts[1:]]
     if extra:
         extra.append({"caption": "Compared", "chapters": [{"file": "book/compare"}]})
-    toc["parts"] = toc["parts"][:-1] + extra + toc["parts"][-1:]
+    at = next((i for i, part in enumerate(toc["parts"]) if part["caption"] in (USING, "Reference")), len(toc["parts"]))
+    toc["parts"] = toc["parts"][:at] + extra + toc["parts"][at:]  # further parts right after the main part's
     path = book.book_dir / "_toc.yml"
     write_text_atomic(path, "# Written by python -m sae_transfer book from the project's _toc.yml; do not edit.\n"
                       + yaml.safe_dump(toc, sort_keys=False))
