@@ -24,6 +24,7 @@ from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
 from sae_transfer.core.io import mark_ours
 from sae_transfer.core.paths import cache_dir
+from sae_transfer.studies.parameters import rule_of
 from sae_transfer.models.load import context_limit, resolve_device
 from sae_transfer.zoo import Zoo, build_zoo
 from sae_transfer.zoo.card import format_card
@@ -100,7 +101,9 @@ def cmd_list() -> None:
     for c in all_chapters():
         print(f"{c.name}: {c.title}")
         for p in c.parameters:
-            print(f"    {p.name} ({p.type}, default {json.dumps(p.default)}): {p.doc}")
+            valid = rule_of(p.check)
+            print(f"    {p.name} ({p.type}, default {json.dumps(p.default)}): {p.doc}"
+                  + (f"; valid: {valid}" if valid else ""))
     print(f"profiles: {', '.join(profiles())}")
 
 
