@@ -16,16 +16,22 @@ from pathlib import Path
 from sae_transfer import check
 from sae_transfer.book import launch
 from sae_transfer.book.build import Book, build_book
-from sae_transfer.book.chapters import (ParameterError, all_chapters, get_chapter, profiles, read_yaml, resolve_params,
-                                        write_parameter_cells)
+from sae_transfer.book.chapters import (
+    ParameterError,
+    all_chapters,
+    get_chapter,
+    profiles,
+    read_yaml,
+    resolve_params,
+    write_parameter_cells,
+)
 from sae_transfer.book.preflight import absolute_paths, preflight
 from sae_transfer.book.runner import check_out_dir, run_chapter
 from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
-from sae_transfer.core.io import mark_ours
 from sae_transfer.core.paths import cache_dir
-from sae_transfer.studies.parameters import rule_of
 from sae_transfer.models.load import context_limit, resolve_device
+from sae_transfer.studies.parameters import rule_of
 from sae_transfer.zoo import Zoo, build_zoo
 from sae_transfer.zoo.card import format_card
 
@@ -161,7 +167,6 @@ def cmd_check(args) -> int:
     req = check_request(args)
     out = check_out_dir(args.out if args.out is not None else
                         cache_dir() / "checks" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
-    mark_ours(out)
     data = check.run(req, out)
     data["provenance"] = provenance(req.device)
     write(out, data)

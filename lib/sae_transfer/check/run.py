@@ -13,11 +13,21 @@ from typing import Any
 from sae_transfer.check.adapt import adapt, adaptation_windows, training_tokens_spec
 from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass
 from sae_transfer.core import verdict as V
+from sae_transfer.core.io import mark_ours
 from sae_transfer.core.memory import check_memory
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.data.tokens import check_dataset_source, token_windows
-from sae_transfer.models.load import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune,
-                                      load_local_sae, load_pair, parse_spec, resolve_device)
+from sae_transfer.models.load import (
+    check_dtype,
+    check_pair_kinds,
+    check_source,
+    context_limit,
+    load_finetune,
+    load_local_sae,
+    load_pair,
+    parse_spec,
+    resolve_device,
+)
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.outliers import Outliers, outlier_threshold
 from sae_transfer.passes.sae_metrics import sae_pass
@@ -140,6 +150,7 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
             add_contexts(r, pair.tokenizer, windows[ds])
             results.append({"finetune": ft, "step": step_of(ft, i, req.zoo), "dataset": ds, **r,
                             "seconds": time.time() - t0})
+    mark_ours(out)  # the first thing written into out: what follows may replace what a check wrote here before
     adapted = _adapt(req, pair, windows, thresholds, results, out) if req.adapt_tokens else None
     worst = V.worst(r["verdict"] for r in results)
     return {"schema": SCHEMA, "thresholds": V.thresholds(), "verdict": worst, "exit_status": V.EXIT_STATUS[worst],

@@ -130,8 +130,6 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     models: dict[str, ModelRecipe] = {}
     if not isinstance(raw.get("models") or {}, dict) or not isinstance(raw.get("saes") or {}, dict):
         _fail("zoo recipe: models and saes must be mappings of names to settings")
-    if not raw.get("models"):
-        _fail("zoo recipe: models is empty; give at least a base model (see params/zoo/smoke.yaml)")
     for name, spec in (raw.get("models") or {}).items():
         if not isinstance(spec, dict):
             _fail(f"zoo recipe: models.{name} must be a mapping of settings, got {spec!r}")
@@ -185,6 +183,8 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
         if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
             _fail(f"zoo recipe: {key}={raw[key]!r} must be an integer")
     _check_types("data", DataRecipe, dict(raw.get("data") or {}))
+    if not models:
+        _fail("zoo recipe: models is empty; give at least a base model (see params/zoo/smoke.yaml)")
     eval_windows = int(raw.get("eval_windows", 64))
     return ZooRecipe(profile=profile, seed=int(raw.get("seed", 0)), context_size=int(raw.get("context_size", 128)),
                      eval_windows=eval_windows, dead_windows=int(raw.get("dead_windows", 4 * eval_windows)),
