@@ -155,7 +155,8 @@ def test_an_sae_of_another_width_is_refused(smoke_card, tmp_path, capsys):
     args = ["check", "--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-m", "--finetune", "zoo:code",
             "--hook", "blocks.1.hook_resid_pre", "--out", str(tmp_path / "out")]
     assert main(args) == 2
-    assert "sae d_in=96 but the model's activation" in capsys.readouterr().err
+    assert "sae='zoo:base-m' reads width 96 but base='zoo:base-s' has a residual stream of width 64" in \
+        capsys.readouterr().err
 
 
 def test_watch_orders_a_directory_of_checkpoints_by_the_number_in_their_names(tmp_path):

@@ -29,7 +29,8 @@ from sae_transfer.book.preflight import absolute_paths, preflight
 from sae_transfer.book.runner import check_out_dir, run_chapter
 from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
-from sae_transfer.core.paths import cache_dir
+from sae_transfer.core.io import atomic_dir, mark_ours
+from sae_transfer.core.paths import cache_dir, check_cache_writable
 from sae_transfer.models.load import context_limit, resolve_device
 from sae_transfer.studies.parameters import rule_of
 from sae_transfer.zoo import Zoo, build_zoo
@@ -167,9 +168,11 @@ def cmd_check(args) -> int:
     req = check_request(args)
     out = check_out_dir(args.out if args.out is not None else
                         cache_dir() / "checks" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
-    data = check.run(req, out)
-    data["provenance"] = provenance(req.device)
-    write(out, data)
+    with atomic_dir(out) as work:  # a failed or killed check leaves an earlier report whole, and no half of its own
+        mark_ours(work)
+        data = check.run(req, work, final=out)
+        data["provenance"] = provenance(req.device)
+        write(work, data)
     if args.json:
         print((out / "check.json").read_text(), end="")
     else:
@@ -182,6 +185,8 @@ def cmd_check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.cmd in ("run", "book", "zoo", "check"):
+            check_cache_writable()
         if args.cmd == "check":
             return cmd_check(args)
         if args.cmd == "list":
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # ParameterError, and bad recipes, specs and paths from lib: one clear line
         _error(e)
         return 2
-    except RuntimeError as e:  # ChapterFailed, a failed book build
+    except (RuntimeError, OSError) as e:  # ChapterFailed, a failed book build, a full disk
         _error(e)
         return 1
     return 0

@@ -3,6 +3,7 @@ half-written or silently mixed: concurrent runs, failed runs over good ones, dam
 chapters in a book."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,9 +19,41 @@ from tests.book.test_runner import NOTEBOOK
 SLOW_NOTEBOOK = NOTEBOOK.replace('rep.number("n_squared", n * n)', 'import time\ntime.sleep(6)\nrep.number("n_squared", n * n)')
 
 
-def cli(*argv, cwd=None):
+def cli(*argv, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "sae_transfer", *map(str, argv)], capture_output=True, text=True,
-                          cwd=cwd)
+                          cwd=cwd, env=None if env is None else {**os.environ, **env})
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """A user's own pair as they save it (a Llama-style base and finetune, an SAE saved by sae_lens, JSON-lines
+    text), and the ways such files go wrong: weights missing or cut off, a line that is not JSON, ..."""
+    from tests.test_docs import _tiny_llama
+    from tests.test_walkthrough import _sae
+
+    root = tmp_path_factory.mktemp("own")
+    _tiny_llama(root / "base", 0)
+    _tiny_llama(root / "ft", 1)
+    _sae(root / "sae", training_format=False)
+    words = "the model reads a sentence about code and math and then it writes another one".split()
+    (root / "text.jsonl").write_text("".join(json.dumps({"text": " ".join(words[(i + j) % 15] for j in range(40))})
+                                             + "\n" for i in range(400)))
+    (root / "short.jsonl").write_text('{"text": "a b c"}\n')
+    (root / "text_not_str.jsonl").write_text('{"text": "hello there"}\n{"text": 5}\n')
+    (root / "line_not_json.jsonl").write_text('{"text": "hello there"}\nnot json\n')
+    for name, keep in (("no_weights", lambda f: "safetensors" not in f.name), ("cut_weights", lambda f: True)):
+        (root / name).mkdir()
+        for f in filter(keep, (root / "base").iterdir()):
+            shutil.copy(f, root / name)
+    weights = root / "cut_weights" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    for name, keep in (("sae_cfg_only", lambda f: f.name == "cfg.json"), ("sae_cut", lambda f: True)):
+        (root / name).mkdir()
+        for f in filter(keep, (root / "sae").iterdir()):
+            shutil.copy(f, root / name)
+    weights = root / "sae_cut" / "sae_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return root
 
 
 def _files(tmp_path):
@@ -47,9 +80,17 @@ def _files(tmp_path):
     recipe = (params_dir() / "zoo" / "smoke.yaml").read_text().replace("n_layers: 2,", "n_layers: two,", 1)
     (tmp_path / "typo_recipe.yaml").write_text(recipe)
     (tmp_path / "bad_recipe.yaml").write_text("models: {a: [1\n")
+    toy = "seed: 0\nmodels:\n  a: {n_layers: 2, d_model: 8, n_heads: 2, d_mlp: 16, steps: 10, lr: 0.001, mix: {prose: 1.0}}\n"
+    (tmp_path / "checkpoints_past_steps.yaml").write_text(
+        toy + "  b: {parent: a, steps: 10, lr: 0.001, mix: {code: 1.0}, checkpoints: [0.5, 2.0]}\n")
+    (tmp_path / "sae_past_blocks.yaml").write_text(
+        toy + "saes:\n  a: {model: a, hook: blocks.5.hook_resid_pre, d_sae: 16, training_tokens: 1000, l1: 1.0}\n")
+    (tmp_path / "twice.yaml").write_text("n_tokens: 8\nn_tokens: 16\n")
+    (tmp_path / "bad_value_section.yaml").write_text("residuals:\n  n_tokens: -5\n")
 
 
 SMOKE = ["--profile", "smoke"]
+OWN = ["-p", "base", "local:{o}/base", "-p", "finetunes", "[local:{o}/ft]", "-p", "datasets", "[json:{o}/text.jsonl]"]
 CASES = {
     "yaml_malformed": (["run", "residuals", *SMOKE, "-f", "{t}/bad.yaml"], "is not valid YAML: "),
     "yaml_is_dir": (["run", "residuals", *SMOKE, "-f", "{t}/adir"], "is a directory; give a YAML file"),
@@ -70,9 +111,9 @@ CASES = {
     "json_missing": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/nope.jsonl]"], "no such file"),
     "json_empty": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/empty.jsonl]"], "is empty"),
     "json_malformed": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/broken.jsonl]"],
-                       "its first line is not JSON"),
+                       "line 1 is not JSON"),
     "json_no_text": (["run", "residuals", *SMOKE, "-p", "datasets", "[json:{t}/notext.jsonl]"],
-                     "records need a 'text' string; the first record has ['body']"),
+                     "records need a 'text' string; line 1: it has ['body']"),
     "context_too_small": (["run", "residuals", *SMOKE, "-p", "context_size", "1"], "context_size=1 must be an "
                           "integer of at least 2"),
     "context_too_large": (["run", "residuals", *SMOKE, "-p", "context_size", "4096"],
@@ -89,7 +130,7 @@ CASES = {
     "text_runs_out_own_domain": (["run", "features", *SMOKE, "-p", "n_tokens", "99999999"],
                                  "n_select + n_tokens="),
     "hook_beyond_the_model": (["run", "sae_metrics", *SMOKE, "-p", "hook", "blocks.9.hook_resid_pre"],
-                              "names block 9 but the base model has blocks 0..1"),
+                              "names block 9 but base='zoo:base-s' has blocks 0..1"),
     "layers_beyond_the_model": (["run", "answerability", *SMOKE, "-p", "layers", "[7]"],
                                 "layers=[7]: the base model has blocks 0..1"),
     "negative_lr": (["run", "features", *SMOKE, "-p", "sae_finetune_lr", "-1"],
@@ -128,17 +169,76 @@ CASES = {
     "predict_base_without_finetunes": (["run", "predict", *SMOKE, "-p", "base", "zoo:twin"],
                                        "base='zoo:twin': zoo profile 'smoke' holds no finetune of it"),
     "seed_negative": (["run", "answerability", *SMOKE, "-p", "seed", "-1"], "seed=-1 must be a non-negative integer"),
+    # what needs a model's or an SAE's configuration (never its weights), checked before any kernel
+    "hook_typo": (["run", "sae_metrics", *OWN, "-p", "sae", "local:{o}/sae", "-p", "hook", "blocks.1.hook_resid_prr"],
+                  "hook='blocks.1.hook_resid_prr' is not a hook of base='local:{o}/base'; close matches: "
+                  "['blocks.1.hook_resid_pre'"),
+    "hook_not_the_saes": (["run", "sae_metrics", *OWN, "-p", "sae", "local:{o}/sae", "-p", "hook",
+                           "blocks.1.hook_resid_post"], "but sae='local:{o}/sae' was trained at 'blocks.1.hook_resid_pre'"),
+    "sae_width_not_the_models": (["run", "sae_metrics", *SMOKE, "-p", "sae", "zoo:base-m"],
+                                 "sae='zoo:base-m' reads width 96 but base='zoo:base-s' has a residual stream of width 64"),
+    "sae_without_weights": (["run", "sae_metrics", *OWN, "-p", "sae", "local:{o}/sae_cfg_only"],
+                            "the directory holds no sae_weights.safetensors"),
+    "sae_weights_cut_off": (["run", "sae_metrics", *OWN, "-p", "sae", "local:{o}/sae_cut"],
+                            "sae_weights.safetensors is cut off"),
+    "model_without_weights": (["run", "residuals", "-p", "base", "local:{o}/no_weights", "-p", "finetunes",
+                               "[local:{o}/ft]"], "the directory holds no model.safetensors or"),
+    "model_weights_cut_off": (["run", "residuals", "-p", "base", "local:{o}/base", "-p", "finetunes",
+                               "[local:{o}/cut_weights]"], "model.safetensors is cut off ("),
+    "hub_offline": (["run", "residuals", "-p", "base", "hub:gpt2", "-p", "finetunes", "[hub:gpt2]"],
+                    "base='hub:gpt2': not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
+    "sae_lens_release_unknown": (["run", "sae_metrics", *OWN, "-p", "sae", "sae_lens:gemma-scope-2b-pt-rez:x"],
+                                 "sae_lens has no release 'gemma-scope-2b-pt-rez'; close matches: ['gemma-scope-2b-pt-res'"),
+    "sae_lens_id_unknown": (["run", "sae_metrics", *OWN, "-p", "sae", "sae_lens:gemma-scope-2b-pt-res:nope"],
+                            "release 'gemma-scope-2b-pt-res' has no SAE 'nope'"),
+    "json_too_short": (["run", "residuals", *OWN, "-p", "datasets", "[json:{o}/short.jsonl]"],
+                       "n_tokens=49152 needs 384 windows of 128 tokens but dataset='json:{o}/short.jsonl' holds 0"),
+    "json_too_short_for_check": (["check", "--base", "local:{o}/base", "--finetune", "local:{o}/ft", "--sae",
+                                  "local:{o}/sae", "--dataset", "json:{o}/text.jsonl", "--tokens", "999999"],
+                                 "tokens=999999 needs 7813 windows of 128 tokens but dataset='json:{o}/text.jsonl' "
+                                 "holds"),
+    "json_text_not_a_string": (["run", "residuals", *OWN, "-p", "datasets", "[json:{o}/text_not_str.jsonl]"],
+                               "text_not_str.jsonl': records need a 'text' string; line 2: 'text' is int"),
+    "json_line_not_json": (["run", "residuals", *OWN, "-p", "datasets", "[json:{o}/line_not_json.jsonl]"],
+                           "line_not_json.jsonl': line 2 is not JSON"),
+    "check_hub_offline": (["check", "--base", "hub:gpt2", "--finetune", "hub:gpt2", "--sae", "local:{o}/sae",
+                           "--dataset", "json:{o}/text.jsonl"], "not in the local Hugging Face cache"),
+    "check_without_weights": (["check", "--base", "local:{o}/no_weights", "--finetune", "local:{o}/ft", "--sae",
+                               "local:{o}/sae", "--dataset", "json:{o}/text.jsonl"], "holds no model.safetensors"),
+    "check_hook_typo": (["check", "--base", "local:{o}/base", "--finetune", "local:{o}/ft", "--sae", "local:{o}/sae",
+                         "--hook", "blocks.1.hook_resid_prr", "--dataset", "json:{o}/text.jsonl"],
+                        "is not a hook of base="),
+    "run_device_meta": (["run", "residuals", *SMOKE, "-p", "device", "meta"], "device='meta' cannot run a model here"),
+    # checks across parameters (a Study's ``check``)
+    "demo_tokens_past_the_context": (["run", "predict", *SMOKE, "-p", "demo_tokens", "100000"],
+                                     "demo_tokens=100000 leaves no room for a query in context_size=64; use "
+                                     "demo_tokens <= 62"),
+    "expansion_past_memory": (["run", "diffing", *SMOKE, "-p", "expansion", "1000000", "-p", "memory", "1GB"],
+                              "expansion=1000000: a crosscoder of 64000000 latents on width 64 needs 244.14 GiB to "
+                              "train, over memory='1GB'"),
+    # files
+    "cache_not_writable": (["run", "residuals", *SMOKE], "cache directory {t}/afile/cache cannot be written"),
+    "yaml_key_twice": (["run", "residuals", *SMOKE, "-f", "{t}/twice.yaml"], "key 'n_tokens' is given twice at line 2"),
+    "book_file_error_names_its_section": (["book", "-f", "{t}/bad_value_section.yaml", "--out", "{t}/out"],
+                                          "bad_value_section.yaml', section 'residuals': n_tokens=-5 must be"),
+    "recipe_checkpoints_past_steps": (["zoo", "build", "--profile", "{t}/checkpoints_past_steps.yaml"],
+                                      "models.b.checkpoints=[0.5, 2.0]: [2.0] are not fractions of its steps"),
+    "recipe_sae_past_the_blocks": (["zoo", "build", "--profile", "{t}/sae_past_blocks.yaml"],
+                                   "saes.a.hook='blocks.5.hook_resid_pre'; a zoo SAE reads blocks.L.hook_resid_pre or "
+                                   "blocks.L.hook_resid_post of its model, L in 0..1"),
 }
+ENV = {"cache_not_writable": {"SAE_TRANSFER_CACHE": "{t}/afile/cache"}}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card):
+def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own):
     _files(tmp_path)
     argv, message = CASES[case]
-    argv = [a.replace("{t}", str(tmp_path)) for a in argv]
-    message = message.replace("{t}", str(tmp_path))
+    fill = lambda text: text.replace("{t}", str(tmp_path)).replace("{o}", str(own))  # noqa: E731
+    argv, message = [fill(a) for a in argv], fill(message)
+    env = {k: fill(v) for k, v in ENV.get(case, {}).items()}
     t0 = time.perf_counter()
-    proc = cli(*argv, "--out", tmp_path / "out") if "--out" not in argv and argv[0] == "run" else cli(*argv)
+    proc = cli(*argv, "--out", tmp_path / "out", env=env) if "--out" not in argv and argv[0] == "run" else cli(*argv, env=env)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
     assert message in proc.stderr, proc.stderr
@@ -174,12 +274,20 @@ def test_a_failed_run_never_mixes_with_the_run_before(tmp_path):
     chapter = _chapter(tmp_path)
     out = tmp_path / "out"
     run_chapter(chapter, {"n": 1}, out, progress=False)
-    (out / "table_from_the_old_run.csv").write_text("a\n1\n")
-    with pytest.raises(ChapterFailed, match=f"partial notebook kept at {out}/failing.ipynb"):
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    failed = tmp_path / "out.failed"
+    with pytest.raises(ChapterFailed, match=f"partial notebook kept at {failed}/failing.ipynb"):
         run_chapter(chapter, {"n": 3}, out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == [".sae-transfer", "failing.ipynb", "figures", "run.json"]
-    assert json.loads((out / "run.json").read_text())["params"] == {"n": 3}
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # the good run
+    assert sorted(p.name for p in failed.iterdir()) == [".sae-transfer", "failing.ipynb", "figures", "run.json"]
+    assert json.loads((failed / "run.json").read_text())["params"] == {"n": 3}
+    with pytest.raises(ChapterFailed, match=f"partial notebook kept at {failed}/failing.ipynb"):
+        run_chapter(chapter, {"n": 5}, out, progress=False)  # a second failure replaces the first, beside the good run
+    assert json.loads((failed / "run.json").read_text())["params"] == {"n": 5}
     assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob(".old-*"))
+    shutil.rmtree(out)
+    with pytest.raises(ChapterFailed, match=f"partial notebook kept at {out}/failing.ipynb"):
+        run_chapter(chapter, {"n": 3}, out, progress=False)  # nothing good to keep: the failure is the run
 
 
 def test_a_killed_runs_leftovers_are_cleared(tmp_path):

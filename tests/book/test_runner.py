@@ -62,16 +62,17 @@ def test_successful_run_writes_results_with_provenance(chapter, tmp_path):
     assert any("parameters" in t and "hide-input" in t for t in tags)
 
 
-def test_failing_cell_is_reported_and_leaves_no_results(chapter, tmp_path):
+def test_failing_cell_is_reported_and_leaves_the_good_run_alone(chapter, tmp_path):
     out = tmp_path / "bad"
     run_chapter(chapter, {"n": 1}, out, progress=False)  # a previous good run...
-    assert (out / "results.json").exists()
+    good = (out / "results.json").read_text()
     with pytest.raises(ChapterFailed) as e:
-        run_chapter(chapter, {"n": 3}, out, progress=False)  # ...must not survive a failed one
+        run_chapter(chapter, {"n": 3}, out, progress=False)  # ...stays whole; the failure is kept beside it
     msg = str(e.value)
     assert "chapter 'failing' failed in cell" in msg and "ZeroDivisionError: boom at n=3" in msg
-    assert not (out / "results.json").exists()
-    assert (out / "failing.ipynb").exists()  # partial notebook kept for inspection
+    assert (out / "results.json").read_text() == good
+    assert not (tmp_path / "bad.failed" / "results.json").exists()
+    assert (tmp_path / "bad.failed" / "failing.ipynb").exists()  # partial notebook kept for inspection
 
 
 def test_command_line_spells_out_non_defaults(chapter):

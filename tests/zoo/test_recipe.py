@@ -18,10 +18,10 @@ def test_shipped_profiles_parse():
                        "n_heads": 1, "d_mlp": 8}}}, "valid domains are ['prose', 'code', 'math']"),
     ({"models": {"a": {"steps": 1, "lr": 1.0, "mix": {"code": 1.0}, "parent": "zz"}}}, "valid parents are ['a']"),
     ({"models": {"a": {"steps": 1, "lr": 1.0, "mix": {"code": 1.0}}}}, "needs n_layers"),
-    ({"saes": {"s": {"model": "x", "hook": "h", "d_sae": 8, "training_tokens": 1, "l1": 1.0}}}, "valid models"),
+    ({"saes": {"s": {"model": "x", "hook": "blocks.0.hook_resid_pre", "d_sae": 8, "training_tokens": 1, "l1": 1.0}}}, "valid models"),
     ({"models": {"a": {"steps": 1, "lr": 1.0, "mix": {"code": 1.0}, "n_layers": 1, "d_model": 8, "n_heads": 1,
                        "d_mlp": 8}},
-      "saes": {"s": {"model": "a", "hook": "h", "d_sae": 8, "training_tokens": 1, "architecture": "batchtopk",
+      "saes": {"s": {"model": "a", "hook": "blocks.0.hook_resid_pre", "d_sae": 8, "training_tokens": 1, "architecture": "batchtopk",
                      "l1": 1.0}}}, "needs k for architecture 'batchtopk'"),
 ])
 def test_bad_recipes_name_the_key(raw, message):

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +143,16 @@ def book_parts(profile: str) -> list[Part]:
     return parts
 
 
+@contextmanager
+def _naming(part: Part, chapter: str) -> Iterator[None]:
+    """A parameter's one-line error, led by where it was given: the book's files or profile, and the section."""
+    try:
+        yield
+    except ValueError as e:
+        where = (f"{', '.join(repr(str(f)) for f in part.files)}" if part.files else f"profile {part.profile!r}")
+        raise ParameterError(f"{where}, section {chapter!r}: {e}") from None
+
+
 def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple[list[dict], list[dict]]:
     """Run (or reuse) every chapter of every part of ``book`` and copy executed notebooks into it.
 
@@ -148,13 +160,17 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
     """
     chapters = [c for c in all_chapters() if book.holds(c.name)]
-    params = {(part, c.name): book.params(part, c, device)
-              for part in book.parts for c in chapters if part.holds(c.name)}  # all checked before any heavy work
+    params = {}
+    for part in book.parts:  # all checked before any heavy work
+        for c in (c for c in chapters if part.holds(c.name)):
+            with _naming(part, c.name):
+                params[(part, c.name)] = book.params(part, c, device)
     for zoo in sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
     for (part, name), p in params.items():
-        preflight(p, name)  # after the zoo is built: the models and SAEs named must exist
+        with _naming(part, name):
+            preflight(p, name)  # after the zoo is built: the models and SAEs named must exist
     book.prepare()
     done, failed = [], []
     for part in book.parts:

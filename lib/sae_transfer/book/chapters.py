@@ -271,4 +271,9 @@ def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Pat
                 p.check(params[p.name])
             except ValueError as e:
                 raise ParameterError(str(e)) from None
+    if hasattr(chapter.study, "check"):  # checks across parameters, once each one is valid
+        try:
+            chapter.study(**params).check()
+        except ValueError as e:
+            raise ParameterError(str(e)) from None
     return params

@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sae_transfer.core.specs import data_spec, is_zoo
-from sae_transfer.data.tokens import TokenSpec, check_dataset_source, zoo_stream
+from sae_transfer.core.specs import is_zoo
+from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text_holds, zoo_stream
+from sae_transfer.models.configs import check_reads
 from sae_transfer.models.hooks import block_of
-from sae_transfer.models.load import SpecError, check_pair_kinds, check_source, context_limit, n_layers_of
+from sae_transfer.models.load import (SpecError, check_pair_kinds, check_source, context_limit, load_tokenizer_for,
+                                      n_layers_of)
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
 
@@ -62,16 +64,18 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
             raise SpecError(f"base={base!r}: zoo profile {handle.profile!r} holds no finetune of it with saved "
                             f"checkpoints, and {ZOO_ONLY[chapter]}; bases that have them: {bases}")
     for ft in finetunes:
-        check_source(ft, "finetunes", zoo)
         if base:
             check_pair_kinds(base, ft)
+        check_source(ft, "finetunes", zoo)
     if params.get("sae"):
         check_source(params["sae"], "sae", zoo, sae=True)
+        if base:
+            check_reads(base, params["sae"], params.get("hook", ""), zoo)
     if params.get("twin"):
-        check_source(params["twin"], "twin", zoo)
         if base and is_zoo(base) != is_zoo(params["twin"]):
             raise SpecError(f"twin={params['twin']!r}: base={base!r} pairs only with a twin of the same source "
                             "(zoo with zoo); the crosscoder reads both on the same tokens")
+        check_source(params["twin"], "twin", zoo)
     if params.get("second_sae"):
         check_source(params["second_sae"], "second_sae", zoo, sae=True)
     for name in ("small", "large"):
@@ -99,7 +103,7 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
                         f"tokens; use context_size <= {limit}")
     if base:
         _check_blocks(params, n_layers_of(base, zoo))
-        _check_zoo_text(params, zoo)
+        _check_text(params, zoo)
     if chapter == "sae_metrics":
         n_batches = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"]).n_batches()
         if n_batches < 4:
@@ -121,20 +125,21 @@ def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:
         raise SpecError(f"layers={params['layers']!r}: the base model has blocks 0..{n_layers - 1}")
 
 
-def _check_zoo_text(params: dict[str, Any], zoo: str) -> None:
-    """Each zoo dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``);
-    for a base that is not a zoo model, ``zoo:`` datasets are the zoo's text, which must be built."""
-    datasets = [*params.get("datasets", []), *([params.get("dataset")] if params.get("dataset") else [])]
-    if not is_zoo(params.get("base", "zoo:")):
-        for d in (data_spec(d) for d in datasets if is_zoo(d)):
-            Zoo.open(zoo).text_file(d.ref, d.split or "heldout")
-        return
+def _check_text(params: dict[str, Any], zoo: str) -> None:
+    """Each dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``): a zoo
+    base reads the zoo's token streams; any other base tokenizes the text (a ``json:`` file, a zoo domain's text)
+    with its own tokenizer, here, before a model loads."""
     if "n_tokens" not in params or "context_size" not in params:
         return
     ctx = params["context_size"]
     need = params["n_tokens"] + params.get("n_select", 0)
     asked = "n_tokens" if "n_select" not in params else "n_select + n_tokens"
     datasets = [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]
+    if not is_zoo(params["base"]):
+        tokenizer = load_tokenizer_for(params["base"], "base", zoo)
+        for dataset in dict.fromkeys(datasets):
+            check_text_holds(TokenSpec(dataset, need, ctx, 1), tokenizer, zoo, asked)
+        return
     if "dataset" in params and not params["dataset"]:  # each zoo finetune on its own domain
         handle = Zoo.open(zoo)
         datasets += [d for ft in params.get("finetunes", []) if (d := handle.own_domain(ft))]

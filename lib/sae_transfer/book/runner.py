@@ -4,7 +4,8 @@ A run directory holds ``run.json`` (what was asked), the executed ``<chapter>.ip
 as CSV and ``results.json`` (every number the chapter reports, its parameters, package versions, commit,
 device, wall time, peak memory). A run executes in a fresh directory that replaces the run directory when it
 ends, so a run directory never mixes two runs' files; a failed run holds its partial notebook and no
-``results.json``. One run at a time per run directory (a lock).
+``results.json``, and goes beside a successful run (``<run>.failed``) rather than over it. One run at a time per
+run directory (a lock).
 """
 
 from __future__ import annotations
@@ -156,13 +157,26 @@ def _replace_dir(new: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def failed_dir(final: Path) -> Path:
+    """Where a failed run into ``final`` is kept: ``final`` itself, unless it holds a successful run (then
+    ``<final>.failed`` beside it, replacing an earlier failure of ours there)."""
+    if not (final / RESULTS_FILE).exists():
+        return final
+    beside = final.with_name(f"{final.name}.failed")
+    if foreign_file(beside, _legacy_output) is not None:
+        raise ParameterError(f"the failed run cannot be kept at {str(beside)!r}: it holds files this project did "
+                             "not write")
+    return beside
+
+
 def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None = None,
                 progress: bool = True) -> dict:
     """Execute ``chapter`` with already-validated ``params``; return the results written to results.json.
 
     The run executes in a fresh directory beside ``run_dir`` that then replaces it, so ``run_dir`` holds one
-    run's files and never a mix: a success with its ``results.json``, or a failure with its partial notebook and
-    no ``results.json``. Two runs into one ``run_dir`` at once: the second is refused.
+    run's files and never a mix. A failure is kept with its partial notebook and no ``results.json``: in
+    ``run_dir``, or in ``<run_dir>.failed`` when ``run_dir`` holds a successful run, which stays as it was. Two
+    runs into one ``run_dir`` at once: the second is refused.
     """
     final = check_out_dir(Path(run_dir) if run_dir is not None else default_run_dir(chapter.name))
     with run_lock(final):
@@ -172,11 +186,13 @@ def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None =
         try:
             results = _execute(chapter, params, work, final, progress)
         except BaseException as e:
-            # The failed run's own files (run.json, the partial notebook) replace the directory: an earlier
-            # run's results.json left there would read as this run's success.
-            _replace_dir(work, final)
+            # The failed run's own files (run.json, the partial notebook) are kept whole and never mixed with
+            # another run's: in place of an earlier failure, or beside an earlier success, which stays intact (a
+            # full disk or a bad parameter must not cost the last good run).
+            kept = failed_dir(final)
+            _replace_dir(work, kept)
             if isinstance(e, ChapterFailed):
-                raise ChapterFailed(str(e).replace(str(work), str(final))) from None
+                raise ChapterFailed(str(e).replace(str(work), str(kept))) from None
             raise
         _replace_dir(work, final)
     return results

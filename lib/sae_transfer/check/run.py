@@ -13,21 +13,12 @@ from typing import Any
 from sae_transfer.check.adapt import adapt, adaptation_windows, training_tokens_spec
 from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass
 from sae_transfer.core import verdict as V
-from sae_transfer.core.io import mark_ours
 from sae_transfer.core.memory import check_memory
 from sae_transfer.core.specs import is_zoo
-from sae_transfer.data.tokens import check_dataset_source, token_windows
-from sae_transfer.models.load import (
-    check_dtype,
-    check_pair_kinds,
-    check_source,
-    context_limit,
-    load_finetune,
-    load_local_sae,
-    load_pair,
-    parse_spec,
-    resolve_device,
-)
+from sae_transfer.data.tokens import check_dataset_source, check_text_holds, token_windows
+from sae_transfer.models.configs import check_reads
+from sae_transfer.models.load import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune,
+                                      load_local_sae, load_pair, load_tokenizer_for, parse_spec, resolve_device)
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.outliers import Outliers, outlier_threshold
 from sae_transfer.passes.sae_metrics import sae_pass
@@ -101,6 +92,7 @@ def preflight(req: CheckRequest) -> CheckRequest:
         check_source(ft, "finetune", req.zoo)
         check_pair_kinds(req.base, ft)
     check_source(req.sae, "sae", req.zoo, sae=True)
+    check_reads(req.base, req.sae, req.hook, req.zoo)
     check_dtype(req.dtype)
     resolve_device(req.device)
     check_memory(req.memory)
@@ -117,18 +109,22 @@ def preflight(req: CheckRequest) -> CheckRequest:
     if limit is not None and spec.context_size > limit:
         raise ValueError(f"context_size={spec.context_size} exceeds the base model's context of {limit} tokens; "
                          f"use context_size <= {limit}")
+    tokenizer = None if is_zoo(req.base) else load_tokenizer_for(req.base, "base", req.zoo)
     for ds in datasets:
         spec.validate(ds)
         check_dataset_source(ds)
+        if tokenizer is not None:
+            check_text_holds(spec.tokens(ds), tokenizer, req.zoo, "tokens")
     if req.adapt_tokens < 0 or req.adapt_lr <= 0:
         raise ValueError(f"adapt_tokens={req.adapt_tokens}, adapt_lr={req.adapt_lr}: tokens must be >= 0 and the "
                          "learning rate positive")
     return replace(req, datasets=tuple(datasets))
 
 
-def run(req: CheckRequest, out: Path) -> dict[str, Any]:
+def run(req: CheckRequest, out: Path, final: Path | None = None) -> dict[str, Any]:
     """The whole check as plain data (``check.json``'s content); the adapted SAE, if asked for, goes to
-    ``out/adapted-sae``."""
+    ``out/adapted-sae``, and is recorded at ``final/adapted-sae`` (``final``: where ``out`` is moved once the
+    check is done)."""
     req = preflight(req)
     started = time.time()
     spec = req.spec
@@ -150,8 +146,9 @@ def run(req: CheckRequest, out: Path) -> dict[str, Any]:
             add_contexts(r, pair.tokenizer, windows[ds])
             results.append({"finetune": ft, "step": step_of(ft, i, req.zoo), "dataset": ds, **r,
                             "seconds": time.time() - t0})
-    mark_ours(out)  # the first thing written into out: what follows may replace what a check wrote here before
     adapted = _adapt(req, pair, windows, thresholds, results, out) if req.adapt_tokens else None
+    if adapted is not None:
+        adapted["path"] = str((final or out) / Path(adapted["path"]).relative_to(out))
     worst = V.worst(r["verdict"] for r in results)
     return {"schema": SCHEMA, "thresholds": V.thresholds(), "verdict": worst, "exit_status": V.EXIT_STATUS[worst],
             "request": {**{k: v for k, v in asdict(req).items() if k != "spec"}, "hook": pair.hook,

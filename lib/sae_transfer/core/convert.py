@@ -157,6 +157,32 @@ def verify_logits(model, hf_model, n_tokens: int = 8, seed: int = 0) -> float:
     return diff
 
 
+@contextlib.contextmanager
+def _config(name_or_dir: str, fold_ln: bool, device: str, dtype: torch.dtype, kwargs: dict[str, Any]):
+    """``(official name, HookedTransformerConfig)`` of a hub name or a local checkpoint; the name holds while the
+    context is open (a local checkpoint is read through a neutral path, ``_neutral_path``)."""
+    from transformer_lens import loading_from_pretrained as loading
+
+    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if Path(name_or_dir).is_dir():
+            template = NAME_ONLY_FAMILIES.get(read_config(Path(name_or_dir)).get("model_type"))
+            if template:
+                yield template, _name_only_config(Path(name_or_dir), template, fold_ln, device, dtype)
+                return
+            official = stack.enter_context(_neutral_path(Path(name_or_dir)))
+        else:
+            official = loading.get_official_model_name(name_or_dir)
+        yield official, loading.get_pretrained_model_config(official, fold_ln=fold_ln, device=device, dtype=dtype,
+                                                            **kwargs)
+
+
+def hooked_config(directory: Path):
+    """The ``HookedTransformerConfig`` TransformerLens gives a local checkpoint, from its config files alone."""
+    with _config(str(directory), True, "cpu", torch.float32, {}) as (_, cfg):
+        return cfg
+
+
 def hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: torch.dtype,
                    from_pretrained_kwargs: dict[str, Any] | None = None, verify: bool = True):
     """A HookedTransformer of ``hf_model``'s weights (``name_or_dir``'s own when None).
@@ -177,21 +203,7 @@ def hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: to
         from transformers import AutoModelForCausalLM
 
         hf_model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
-    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
-        warnings.simplefilter("ignore", DeprecationWarning)
-        if local:
-            template = NAME_ONLY_FAMILIES.get(read_config(Path(name_or_dir)).get("model_type"))
-            if template:
-                cfg = _name_only_config(Path(name_or_dir), template, processing["fold_ln"], device, dtype)
-                official = template
-            else:
-                official = stack.enter_context(_neutral_path(Path(name_or_dir)))
-                cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
-                                                          dtype=dtype, **kwargs)
-        else:
-            official = loading.get_official_model_name(name_or_dir)
-            cfg = loading.get_pretrained_model_config(official, fold_ln=processing["fold_ln"], device=device,
-                                                      dtype=dtype, **kwargs)
+    with _config(name_or_dir, processing["fold_ln"], device, dtype, kwargs) as (official, cfg):
         state = loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
         model.load_and_process_state_dict(state, **processing)

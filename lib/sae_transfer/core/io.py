@@ -88,6 +88,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *defaults``: the keys beside it override the merged ones, by design
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path, what: str) -> Any:
     """A YAML file's content, or a one-line ``ValueError`` naming ``what`` it is, the file and the problem."""
     path = Path(path)
@@ -96,7 +112,7 @@ def read_yaml(path: Path, what: str) -> Any:
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a directory; give a YAML file")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -68,10 +68,28 @@ def check_token_spec(spec: TokenSpec) -> None:
             raise ValueError(f"{name}={getattr(spec, name)} must be positive (context_size at least 2)")
 
 
-def check_dataset_source(dataset: str) -> None:
-    """A ``json:`` file exists, is not empty, and its first record is a JSON object with a ``text`` string.
+def _records(path: Path, dataset: str) -> Iterator[str]:
+    """The ``text`` of each record of a JSON-lines file, each line checked: one JSON object with a ``text``
+    string. An error names the file (through ``dataset``) and the line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"dataset={dataset!r}: line {number} is not JSON ({e.msg} at column {e.colno}); "
+                                 "give one JSON object with a 'text' field per line") from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                found = (f"'text' is {type(record['text']).__name__}" if isinstance(record, dict) and "text" in record
+                         else f"it has {sorted(record) if isinstance(record, dict) else type(record).__name__}")
+                raise ValueError(f"dataset={dataset!r}: records need a 'text' string; line {number}: {found}")
+            yield record["text"]
 
-    Checked before any model loads (the rest of the file is read lazily, a record at a time)."""
+
+def check_dataset_source(dataset: str) -> None:
+    """A ``json:`` file exists and every line of it is a JSON object with a ``text`` string (a read of the whole
+    file, before any model loads: a bad line found halfway through a pass would waste the pass)."""
     d = data_spec(dataset)
     if d.source != "json":
         return
@@ -79,18 +97,45 @@ def check_dataset_source(dataset: str) -> None:
     if not path.is_file():
         raise ValueError(f"dataset={dataset!r}: {'is a directory' if path.is_dir() else 'no such file'}; "
                          "give a JSON-lines file with a 'text' field per line")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = next((line for line in f if line.strip()), None)
-    if first is None:
+    if next(iter(_records(path, dataset)), None) is None:
         raise ValueError(f"dataset={dataset!r} is empty; give a JSON-lines file with a 'text' field per line")
-    try:
-        record = json.loads(first)
-    except ValueError as e:
-        raise ValueError(f"dataset={dataset!r}: its first line is not JSON ({e.msg} at column {e.colno}); "
-                         "give one JSON object with a 'text' field per line") from None
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        found = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"dataset={dataset!r}: records need a 'text' string; the first record has {found}")
+    for _ in _records(path, dataset):
+        pass
+
+
+def _windows(texts: Iterable[str], tokenizer, context_size: int, want: int) -> list[list[int]]:
+    """Up to ``want`` windows of ``context_size`` tokens cut from ``texts`` in order, each led by the tokenizer's
+    BOS (a model without one reads windows of text alone)."""
+    bos = tokenizer.bos_token_id
+    body = context_size - (bos is not None)
+    rows, buf = [], []
+    for text in texts:
+        buf.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        while len(buf) >= body and len(rows) < want:
+            rows.append(([bos] if bos is not None else []) + buf[:body])
+            buf = buf[body:]
+        if len(rows) == want:
+            break
+    return rows
+
+
+def check_text_holds(spec: TokenSpec, tokenizer, zoo: str = "default", asked: str = "n_tokens") -> None:
+    """A ``json:`` file, or a zoo domain's text read by another tokenizer, holds the windows ``spec`` asks for
+    (tokenized here, before any model loads; ``asked`` names the parameters they come from)."""
+    d = data_spec(spec.dataset)
+    if d.source == "json":
+        texts = _records(Path(d.ref), spec.dataset)
+    elif d.source == "zoo":
+        texts = _records(Zoo.open(zoo).text_file(d.ref, d.split or "heldout"), spec.dataset)
+    else:
+        return  # a hub dataset is streamed; how long it is shows only as it is read
+    want = spec.skip + spec.n_windows()
+    got = len(_windows(texts, tokenizer, spec.context_size, want))
+    if got < want:
+        usable = max(got - spec.skip, 0)
+        fix = f"use {asked} <= {usable * spec.context_size} or give more text" if usable else "give more text"
+        raise ValueError(f"{asked}={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} tokens "
+                         f"but dataset={spec.dataset!r} holds {usable}; {fix}")
 
 
 def zoo_stream(spec: TokenSpec, zoo: str, asked: str = "n_tokens"):
@@ -133,17 +178,7 @@ def _text_windows(spec: TokenSpec, tokenizer, zoo: str = "default") -> torch.Ten
     else:
         ds = load_dataset(d.ref, d.config, split="train", streaming=True)
     ds = ds.shuffle(seed=spec.seed, buffer_size=1000) if d.source == "hub" else ds
-    bos = tokenizer.bos_token_id  # None: a model without one reads windows of text alone
-    body = spec.context_size - (bos is not None)
-    rows, buf = [], []
-    want = spec.skip + spec.n_windows()
-    for item in ds:
-        buf.extend(tokenizer(item["text"], add_special_tokens=False)["input_ids"])
-        while len(buf) >= body and len(rows) < want:
-            rows.append(([bos] if bos is not None else []) + buf[:body])
-            buf = buf[body:]
-        if len(rows) == want:
-            break
+    rows = _windows((item["text"] for item in ds), tokenizer, spec.context_size, spec.skip + spec.n_windows())
     rows = rows[spec.skip:]
     if len(rows) < spec.n_windows():
         raise ValueError(f"dataset={spec.dataset!r} holds only {len(rows) * spec.context_size} tokens; "

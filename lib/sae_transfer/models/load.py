@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import json
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ import torch
 
 from sae_transfer.core.convert import check_convertible, hooked_from_hf, quiet_to, read_config
 from sae_transfer.core.specs import SpecError, model_spec, sae_spec
+from sae_transfer.models.configs import (WEIGHT_FILES, check_hub_model, check_safetensors, no_loading_advice,
+                                         sae_facts)
 from sae_transfer.models.hooks import stop_layer
 from sae_transfer.zoo.pretrained import PRETRAINED
 from sae_transfer.zoo.store import Zoo, build_command, split_spec
@@ -62,6 +63,7 @@ LOCAL_MODEL_FILES = (("config.json",), "save it with model.save_pretrained(DIR)"
 LOCAL_TOKENIZER_FILES = (("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model"),
                          "save the tokenizer with tokenizer.save_pretrained(DIR)")
 LOCAL_SAE_FILES = (("cfg.json",), "save it with sae_lens (sae.save_inference_model(DIR) or save_model)")
+LOCAL_SAE_WEIGHTS = (("sae_weights.safetensors",), LOCAL_SAE_FILES[1])
 
 
 def _zoo_check(kind: str, ref: str, param: str, zoo: str) -> None:
@@ -97,15 +99,25 @@ def _missing(directory: Path, wanted: tuple[tuple[str, ...], str]) -> str | None
 
 def check_source(spec: str, param: str, zoo: str, sae: bool = False) -> None:
     """What can be known of a spec without loading weights: zoo names, saved steps and that the zoo is built;
-    that a ``local:`` directory holds a model and tokenizer (or an SAE). One-line ``SpecError`` otherwise."""
+    that a ``local:`` directory holds a model, its weights (whole) and a tokenizer, or an SAE; that a ``hub:``
+    model can be had; that a sae_lens release exists. One-line ``SpecError`` otherwise."""
     kind, ref = parse_spec(spec, param, sae=sae)
     if kind == "zoo":
         _zoo_check("sae" if sae else "model", ref, param, zoo)
+    elif kind == "hub":
+        check_hub_model(spec, ref, param)
+    elif kind == "sae_lens":
+        sae_facts(spec, zoo, param)
     elif kind == "local":
         directory = Path(ref)
-        for wanted in ((LOCAL_SAE_FILES,) if sae else (LOCAL_MODEL_FILES, LOCAL_TOKENIZER_FILES)):
+        weights = ((WEIGHT_FILES, "save it with model.save_pretrained(DIR)"),)
+        for wanted in ((LOCAL_SAE_FILES, LOCAL_SAE_WEIGHTS) if sae else
+                       (LOCAL_MODEL_FILES, *weights, LOCAL_TOKENIZER_FILES)):
             if problem := _missing(directory, wanted):
                 raise SpecError(f"{param}={spec!r}: the directory {problem}")
+        for single in ("sae_weights.safetensors",) if sae else ("model.safetensors",):
+            if (directory / single).exists():
+                check_safetensors(directory / single, param, spec)
         if not sae:
             try:
                 check_convertible(directory)
@@ -210,17 +222,8 @@ def compare_tokenizers(base_tok, ft_tok) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ SAEs
 
-@contextmanager
-def _no_loading_advice():
-    """sae_lens warns, on building an SAE whose metadata carries model kwargs, to load the model another way; the
-    models here are converted with those kwargs already (``convert.py``), so the advice does not apply."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
-        yield
-
-
 def load_sae(spec: str, zoo: str, device: str, dtype: str = "float32"):
-    with _no_loading_advice():
+    with no_loading_advice():
         return _load_sae(spec, zoo, device, dtype)
 
 
@@ -251,7 +254,7 @@ def load_local_sae(path: Path, device: str, dtype: str = "float32"):
         raise SpecError(f"sae='local:{path}': the directory holds no sae_weights.safetensors (found "
                         f"{sorted(p.name for p in path.iterdir())}); save the SAE with sae_lens")
     try:
-        with _no_loading_advice():
+        with no_loading_advice():
             return SAE.load_from_disk(str(path), device=device, dtype=dtype)
     except KeyError as inference_error:
         try:
@@ -261,7 +264,7 @@ def load_local_sae(path: Path, device: str, dtype: str = "float32"):
             raise SpecError(f"sae='local:{path}': sae_lens cannot load it in its inference or training format "
                             f"(architecture {arch!r}, files {sorted(p.name for p in path.iterdir())}); "
                             f"{inference_error!r}") from None
-        with tempfile.TemporaryDirectory() as tmp, _no_loading_advice():
+        with tempfile.TemporaryDirectory() as tmp, no_loading_advice():
             training.save_inference_model(tmp)
             return SAE.load_from_disk(tmp, device=device, dtype=dtype)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from sae_transfer.core.io import read_yaml
 from sae_transfer.core.paths import params_dir
 from sae_transfer.zoo.data import DOMAINS
-from sae_transfer.zoo.pretrained import check_name
+from sae_transfer.zoo.pretrained import PRETRAINED, check_name
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,19 @@ def _check_types(where: str, cls, spec: dict) -> None:
             _fail(f"zoo recipe: {where}.{f.name}={value!r} must be positive")
 
 
+def _check_sae_hook(name: str, s: SAERecipe, models: dict[str, ModelRecipe]) -> None:
+    """A zoo SAE reads a residual stream its model has (before five models train, not after)."""
+    root = models[s.model]
+    while root.parent is not None and root.parent in models:
+        root = models[root.parent]
+    n_layers = PRETRAINED[root.pretrained].n_layers if root.pretrained else root.n_layers
+    m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", s.hook)
+    if m is None or (n_layers is not None and int(m.group(1)) >= n_layers):
+        last = f"{n_layers - 1}" if n_layers else "L"
+        _fail(f"zoo recipe: saes.{name}.hook={s.hook!r}; a zoo SAE reads blocks.L.hook_resid_pre or "
+              f"blocks.L.hook_resid_post of its model, L in 0..{last}")
+
+
 def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     """Validate a recipe dict; every error names the offending key and what would be valid."""
     known = {"seed", "context_size", "eval_windows", "dead_windows", "data", "models", "saes"}
@@ -149,6 +163,9 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: models.{name}: {e}")
         if bad := set(m.mix) - set(DOMAINS):
             _fail(f"zoo recipe: models.{name}.mix names {sorted(bad)}; valid domains are {list(DOMAINS)}")
+        if bad := [f for f in m.checkpoints if not 0 < f <= 1]:
+            _fail(f"zoo recipe: models.{name}.checkpoints={list(m.checkpoints)}: {bad} are not fractions of its "
+                  f"steps; give each in (0, 1] (0.5 saves at step {max(1, round(0.5 * m.steps))} of {m.steps})")
         if m.parent is None and m.pretrained is None and None in (m.n_layers, m.d_model, m.n_heads, m.d_mlp):
             _fail(f"zoo recipe: models.{name} has no parent, so it needs n_layers, d_model, n_heads and d_mlp")
         models[name] = m
@@ -170,6 +187,7 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             _fail(f"zoo recipe: saes.{name}: {e}")
         if s.model not in models:
             _fail(f"zoo recipe: saes.{name}.model={s.model!r}; valid models are {sorted(models)}")
+        _check_sae_hook(name, s, models)
         if s.architecture not in ("standard", "batchtopk"):
             _fail(f"zoo recipe: saes.{name}.architecture={s.architecture!r}; valid are ['batchtopk', 'standard']")
         if s.normalize not in ("none", "expected_average_only_in"):

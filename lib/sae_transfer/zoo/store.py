@@ -186,9 +186,12 @@ class Zoo:
         weights = path / "model.safetensors"
         if step is not None:
             weights = path / "checkpoints" / f"step_{step:06d}.safetensors"
+            saved = self.training_log(name)["checkpoint_steps"]
+            if step not in saved:
+                raise ValueError(f"zoo model {spec!r}: no checkpoint at step {step}; saved steps are {saved}")
             if not weights.exists():
-                raise ValueError(f"zoo model {spec!r}: no checkpoint at step {step}; saved steps are "
-                                 f"{self.training_log(name)['checkpoint_steps']}")
+                raise ValueError(f"zoo model {spec!r}: the checkpoint of step {step} is missing from {path} (its "
+                                 f"training saved it, so the zoo was damaged); rebuild it: {build_command(self.source)}")
         check_file(path, str(weights.relative_to(path)), self.source)
         load_weights(model, weights)
         return quiet_to(model, device).eval()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sae_transfer.core.memory import budget_bytes, gib
+from sae_transfer.models.load import d_model_of, resolve_device
 from sae_transfer.studies import parameters as P
 from sae_transfer.studies.parameters import param
 
@@ -42,3 +44,22 @@ class Study:
     dtype: str = param("float32", "model dtype: float32, bfloat16, float16", P.dtype)
     memory: str = param("auto", "memory a pass may take beyond the weights: auto (half of what is free), 8GB, 30%",
                         P.memory)
+
+    def check(self) -> None:
+        """Checks across parameters, before any kernel starts: the crosscoder's weights, gradients and Adam's two
+        moments (``crosscoder_bytes``) fit the memory budget (the residual width comes from the base's config)."""
+        width = d_model_of(self.base, self.zoo)
+        if width is None:
+            return
+        need, budget = crosscoder_bytes(width, self.expansion), budget_bytes(self.memory, resolve_device(self.device))
+        if need > budget:
+            largest = max(budget // crosscoder_bytes(width, 1), 0)
+            raise ValueError(f"expansion={self.expansion}: a crosscoder of {self.expansion * width} latents on width "
+                             f"{width} needs {gib(need)} to train, over memory={self.memory!r} ({gib(budget)} here); "
+                             f"use expansion <= {largest}")
+
+
+def crosscoder_bytes(d_model: int, expansion: int) -> int:
+    """fp32 bytes of a crosscoder's encoder and decoder ([2, d_model, d_sae] each), their gradients and Adam's
+    two moments: 4 tensors of 4 * d_model * d_sae floats."""
+    return 4 * 4 * (4 * d_model * expansion * d_model)

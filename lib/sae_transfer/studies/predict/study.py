@@ -29,3 +29,9 @@ class Study:
     dtype: str = param("float32", "model dtype: float32, bfloat16, float16", P.dtype)
     memory: str = param("auto", "memory a pass may take beyond the weights: auto (half of what is free), 8GB, 30%",
                         P.memory)
+
+    def check(self) -> None:
+        """Checks across parameters, before any kernel starts."""
+        if self.demo_tokens + 2 > self.context_size:
+            raise ValueError(f"demo_tokens={self.demo_tokens} leaves no room for a query in context_size="
+                             f"{self.context_size}; use demo_tokens <= {self.context_size - 2}")
