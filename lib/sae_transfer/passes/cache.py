@@ -27,7 +27,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from sae_transfer.core.io import fingerprint, json_default, sha256_bytes, sha256_file, write_json_atomic
+from sae_transfer.core.io import (fingerprint, json_default, sha256_bytes, sha256_file, write_json_atomic,
+                                  write_text_atomic)
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import data_spec, model_spec, sae_spec
 from sae_transfer.zoo.fingerprints import content_digest
@@ -232,3 +233,29 @@ def cached(what: str, key: dict, compute: Callable[[], Any]) -> Any:
     return result
 
 
+
+
+def trained(what: str, key: dict, weights: Path, train: Callable[[], tuple[dict, Any]]) -> tuple[dict, Any]:
+    """``(state dict, training log)`` of a model trained once per key: the log is a cache entry, the weights sit at
+    ``weights`` with their sha256 beside them (``<weights>.sha256``), checked each time they are opened. Weights
+    missing, cut or edited (or a log without them: a killed run) are trained again."""
+    import torch
+
+    sums = weights.with_name(weights.name + ".sha256")
+    if not (weights.exists() and sums.exists() and sha256_file(weights) == sums.read_text().strip()):
+        if weights.exists():
+            warnings.warn(f"trained weights {weights} differ from their record; training them again", stacklevel=2)
+        for f in (entry_path(what, key), weights, sums):
+            f.unlink(missing_ok=True)
+
+    def compute() -> Any:
+        state, log = train()
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        tmp = weights.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(weights)
+        write_text_atomic(sums, sha256_file(weights))
+        return log
+
+    log = cached(what, key, compute)
+    return torch.load(weights, weights_only=True), log

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from sae_transfer.core.io import sha256_file
 
@@ -36,21 +40,29 @@ class PypiSource:
     sdist: bool = False
 
     def fetch(self, downloads: Path) -> Path:
-        """Download the distribution once into ``downloads``; verify its sha256 every time."""
+        """The distribution in ``downloads``, fetched once and held to its pinned sha256 every time it is opened.
+
+        It is downloaded into a temp directory and renamed into place only once its digest is right, under a lock
+        (two builds at once fetch it once), so a cut or damaged file never sits under the final name; one found
+        there (from an earlier version) is fetched again."""
         path = downloads / self.filename
-        if not path.exists():
-            downloads.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "-q", "-d", str(downloads), f"{self.package}=={self.version}"]
-            cmd += ["--no-binary", ":all:"] if self.sdist else ["--only-binary", ":all:"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0 or not path.exists():
-                raise RuntimeError(f"could not download {self.package}=={self.version} from PyPI: "
-                                   f"{proc.stderr.strip().splitlines()[-1:] or 'no file'}")
-        digest = sha256_file(path)
-        if digest != self.sha256:
-            path.unlink()
-            raise RuntimeError(f"{path.name}: sha256 {digest} != pinned {self.sha256}; deleted, rerun to fetch again")
+        downloads.mkdir(parents=True, exist_ok=True)
+        with FileLock(downloads / f".{self.filename}.lock"):
+            if path.exists() and sha256_file(path) == self.sha256:
+                return path
+            with tempfile.TemporaryDirectory(dir=downloads, prefix=".tmp-") as tmp:
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                       "-q", "-d", tmp, f"{self.package}=={self.version}"]
+                cmd += ["--no-binary", ":all:"] if self.sdist else ["--only-binary", ":all:"]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                got = Path(tmp) / self.filename
+                if proc.returncode != 0 or not got.exists():
+                    raise RuntimeError(f"could not download {self.package}=={self.version} from PyPI: "
+                                       f"{proc.stderr.strip().splitlines()[-1:] or 'no file'}")
+                if (digest := sha256_file(got)) != self.sha256:
+                    raise RuntimeError(f"{self.filename} from PyPI has sha256 {digest}, not the pinned "
+                                       f"{self.sha256}; nothing was kept")
+                os.replace(got, path)
         return path
 
 

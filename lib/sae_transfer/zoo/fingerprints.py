@@ -76,8 +76,19 @@ def stored_fingerprint(path: Path) -> str | None:
     return record.get("fingerprint") if record else None
 
 
-def write_record(path: Path, fp: str) -> None:
-    """Written last into a finished artifact: its fingerprint and the size and sha256 of every file in it."""
+#: Files of an artifact that log how it was built (wall times, temp paths): recorded and checked like the rest,
+#: but not part of its content digest, so a rebuild that gives the same weights gives the same measurement keys.
+LOGS = ("train_log.json", "train_info.json", "data_card.json", "runner_cfg.json")
+
+
+def write_record(path: Path, fp: str, canonical: bool = True) -> None:
+    """Written last into a finished artifact: its fingerprint and the size and sha256 of every file in it. Its
+    JSON files are first rewritten with sorted keys (``canonical``): sae_lens writes an SAE's config in an order
+    that varies between processes, which would give one SAE two digests."""
+    if canonical:
+        for f in sorted(path.rglob("*.json")):
+            if f.name != RECORD:
+                write_json_atomic(f, json.loads(f.read_text()))  # sorted keys
     files = {str(f.relative_to(path)): [f.stat().st_size, sha256_file(f)]
              for f in sorted(path.rglob("*")) if f.is_file() and f.name != RECORD}
     write_json_atomic(path / RECORD, {"fingerprint": fp, "files": files})
@@ -108,7 +119,7 @@ def damaged_files(path: Path) -> list[str]:
     if "files" not in record:
         bad = [str(f.relative_to(path)) for f in sorted(path.rglob("*")) if f.is_file() and not _loads(f)]
         if not bad:
-            write_record(path, record["fingerprint"])
+            write_record(path, record["fingerprint"], canonical=False)
         return bad
     bad = []
     for rel, (size, digest) in record["files"].items():
@@ -147,7 +158,10 @@ def content_digest(path: Path) -> str | None:
     """A hash of every file's recorded sha256: what a measurement of this artifact is keyed by, beside its recipe
     (``check_file`` holds the files to the record). None for an artifact that is not built."""
     record = read_record(path)
-    return fingerprint(record.get("files") or record.get("fingerprint")) if record else None
+    if not record:
+        return None
+    files = {rel: v for rel, v in (record.get("files") or {}).items() if Path(rel).name not in LOGS}
+    return fingerprint(files or record.get("fingerprint"))
 
 
 def is_current(path: Path, fp: str) -> bool:

@@ -15,7 +15,7 @@ from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data.tokens import TokenSpec, check_token_spec, interleaved_batches
 from sae_transfer.models.hooks import stop_layer
 from sae_transfer.models.pairs import PairSetup, own_dataset
-from sae_transfer.passes.cache import cached, entry_path, measurement_key, tokens_identity
+from sae_transfer.passes.cache import measurement_key, tokens_identity, trained
 from sae_transfer.studies.diffing.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
 from sae_transfer.studies.parameters import Config
 
@@ -92,21 +92,14 @@ def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStud
                           specs=[tokens_identity(s, setup.zoo) for s in specs], study=study.training())
     path = cache_dir() / "crosscoders" / f"{fingerprint(key)}.pt"
 
-    def train() -> dict:
+    def train() -> tuple[dict, dict]:
         pair = load()
         d = pair.base.cfg.d_model
         cfg = CrosscoderConfig(d, study.expansion * d, study.k)
         tc = TrainConfig(study.n_train, study.batch_tokens, study.lr, seed=study.seed)
         torch.manual_seed(study.seed)
         cc, log = fit(cfg, tc, lambda: paired_activations(pair, specs, setup.zoo))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(cc.state(), tmp)
-        tmp.replace(path)
-        return log
+        return cc.state(), log
 
-    if not path.exists():
-        # a log entry without its weights is an interrupted run: train again
-        entry_path("crosscoder", key).unlink(missing_ok=True)
-    log = cached("crosscoder", key, train)
-    return Crosscoder.from_state(torch.load(path, weights_only=True)), log
+    state, log = trained("crosscoder", key, path, train)
+    return Crosscoder.from_state(state), log

@@ -31,7 +31,7 @@ from sae_transfer.models.load import (SpecError, check_dtype, d_model_of, load_m
                                       n_layers_of, parse_spec, resolve_device)
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.accumulators import RunningTopK
-from sae_transfer.passes.cache import cached, entry_path, measurement_key, sae_identity, tokens_identity
+from sae_transfer.passes.cache import cached, entry_path, measurement_key, sae_identity, tokens_identity, trained
 from sae_transfer.passes.sae_metrics import logit_stats, sae_pass
 from sae_transfer.studies.parameters import Config
 from sae_transfer.studies.sizes import train as sizes_train
@@ -193,20 +193,15 @@ def trained_stitch(setup: PairSetup, small: str, small_sae: str, study: SizesStu
                           lr=study.stitch_lr, n=study.stitch_tokens, seed=study.seed)
     weights = entry_path("stitch", key).with_suffix(".pt")
 
-    def train() -> dict:
+    def train() -> tuple[dict, dict]:
         s = sizes()
         cfg = StitchConfig(study.stitch_tokens, lr=study.stitch_lr, seed=study.seed)
         st, log = fit_stitch(s.small.cfg.d_model, s.large.cfg.d_model, cfg,
                              lambda: paired_residuals(s, specs, setup.zoo))
-        tmp = weights.with_suffix(".tmp")
-        torch.save(st.state(), tmp)
-        tmp.replace(weights)
-        return log
+        return st.state(), log
 
-    if not weights.exists():
-        entry_path("stitch", key).unlink(missing_ok=True)  # a log without its weights: an interrupted run
-    log = cached("stitch", key, train)
-    return Stitch.from_state(torch.load(weights, weights_only=True)), log
+    state, log = trained("stitch", key, weights, train)
+    return Stitch.from_state(state), log
 
 
 @torch.inference_mode()
