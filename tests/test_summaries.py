@@ -19,9 +19,10 @@ def test_residuals_names_the_finetune_that_moved_most():
 def test_sae_metrics_words_follow_the_verdict_thresholds():
     h = {"ev_token_base_code": 0.80, "ev_token_code_code": 0.30, "ev_token_base_math": 0.80,
          "ev_token_math_math": 0.795, "delta_ce_code_code": 0.9, "delta_ce_math_math": 0.1,
-         "delta_ce_base_code": 0.2, "delta_ce_base_math": 0.2}
+         "delta_ce_base_code": 0.2, "delta_ce_base_math": 0.2, "ce_recovered_base_code": 0.9,
+         "ce_recovered_code_code": 0.5, "ce_recovered_base_math": 0.9, "ce_recovered_math_math": 0.89}
     text = sae_metrics.in_short(h, [("zoo:code", "zoo:code"), ("zoo:math", "zoo:math")])
-    assert "**breaks** on `code`" in text and "**still works** on `math`" in text
+    assert "**is broken (EV drop 0.500, over 0.2)** on `code`" in text and "**transfers** on `math`" in text
     assert "up to 0.900 nats" in text and "(`code`)" in text
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -138,18 +139,43 @@ def test_a_zoo_build_killed_at_random_points_then_rerun_gives_the_undisturbed_zo
     assert not [p for p in (cache / "zoo").rglob("*") if p.name.startswith((".tmp-", ".old-"))]
 
 
-def test_two_books_at_once_on_one_cache_both_finish_with_the_same_numbers(tmp_path, smoke_card):
-    book = tmp_path / "book.yaml"
-    book.write_text("residuals: {zoo: smoke, n_tokens: 8192}\n")
-    cache = _cache(tmp_path)
-    procs = [_cli(["book", "-f", book, "--out", tmp_path / name], cache) for name in ("a", "b")]
-    for proc in procs:
-        _, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err
-    (a,), (b,) = ([*(tmp_path / name).glob("runs/**/results.json")] for name in ("a", "b"))
-    assert _numbers(a.parent) == _numbers(b.parent)
-    assert (tmp_path / "a" / "_build" / "html" / "index.html").exists()
-    assert (tmp_path / "b" / "_build" / "html" / "index.html").exists()
+OWN_BOOK = """\
+residuals: {base: local:base, finetunes: [local:ft], datasets: [json:text.jsonl], n_tokens: 2048, context_size: 64,
+            batch_size: 8}
+sae_metrics: {base: local:base, finetunes: [local:ft], sae: local:sae, datasets: [json:text.jsonl], n_tokens: 2048,
+              context_size: 64, batch_size: 8, check_tokens: 512}
+features: {base: local:base, finetunes: [local:ft], sae: local:sae, dataset: json:text.jsonl, n_select: 2048,
+           n_tokens: 2048, context_size: 64, batch_size: 8, n_regular: 20, n_dead: 5, recovery_tokens: 512}
+"""
+
+
+def test_two_books_of_a_pair_without_checkpoints_at_once_on_one_cache(tmp_path):
+    """Two ``book -f`` at once, on one cache, of a user's own Llama-style pair given without checkpoints: both
+    build with warnings as errors, give the same numbers, and each section the pair cannot fill says why."""
+    from tests.test_docs import _tiny_llama
+    from tests.test_walkthrough import _sae
+
+    _tiny_llama(tmp_path / "base", 0)
+    _tiny_llama(tmp_path / "ft", 1)
+    _sae(tmp_path / "sae", training_format=False)
+    words = "the model reads a sentence about code and math and then it writes another one".split()
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": " ".join(words[(i + j) % 15] for j in range(40))})
+                                                 + "\n" for i in range(300)))
+    (tmp_path / "book.yaml").write_text(OWN_BOOK)
+    cache = _cache(tmp_path, zoo=False)
+    procs = [_cli(["book", "-f", "book.yaml", "--out", name], cache, cwd=tmp_path) for name in ("a", "b")]
+    with ThreadPoolExecutor(2) as pool:  # read both at once: a full pipe would stall one book behind the other
+        errors = list(pool.map(lambda proc: proc.communicate(timeout=1200)[1], procs))
+    for proc, err in zip(procs, errors):
+        assert proc.returncode == 0, err[-3000:]
+    for chapter in ("residuals", "sae_metrics", "features"):
+        a, b = (tmp_path / name / "runs" / "book" / chapter for name in ("a", "b"))
+        assert _numbers(a) == _numbers(b)
+    assert not (cache / "zoo").exists()  # no spec names the zoo: it is never built
+    absent = json.loads((tmp_path / "a" / "runs" / "book" / "features" / "results.json").read_text())["absent"]
+    assert set(absent) == {"sim_vs_decoder", "recovery", "checkpoints"}
+    page = (tmp_path / "a" / "book" / "_build" / "html" / "book" / "chapters" / "residuals.html").read_text()
+    assert "no curve along finetuning to draw" in page
 
 
 # ------------------------------------------------------------------------------------------ a full disk
@@ -193,8 +219,9 @@ def test_a_full_disk_leaves_the_previous_good_run_and_check_intact(tmp_path, sma
     check = ["check", "--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-s", "--finetune", "zoo:code",
              "--tokens", "4096", "--out", small_disk / "check"]
     for argv in (run, check):
-        subprocess.run([sys.executable, "-m", "sae_transfer", *map(str, argv)], env=_env(cache), check=True,
-                       capture_output=True)
+        done = subprocess.run([sys.executable, "-m", "sae_transfer", *map(str, argv)], env=_env(cache),
+                              capture_output=True, text=True)
+        assert done.returncode in (0, 10, 11), done.stderr  # a verdict, whichever
     _fill(small_disk)
     assert "No space left on device" in _after_the_disk_fills(small_disk / "run", run[:-2] + ["-p", "n_tokens", "8192",
                                                               "--out", small_disk / "run"], cache).stderr

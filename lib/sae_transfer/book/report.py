@@ -26,6 +26,10 @@ from sae_transfer.core.provenance import peak_rss_mb
 
 NUMBERS_FILE = "numbers.json"
 
+#: Why a figure along finetuning is missing, for a pair given without a series of checkpoints.
+NO_CHECKPOINTS = ("No finetune given here has a series of saved checkpoints (a zoo finetune does; a `local:` or "
+                  "`hub:` finetune is one model), so there is no curve along finetuning to draw.")
+
 
 class Report:
     def __init__(self, run_dir: str | Path | None = None):
@@ -38,6 +42,7 @@ class Report:
         self.numbers: dict[str, float | int | str] = {}
         self.tables: dict[str, list[dict[str, Any]]] = {}
         self.figures: dict[str, dict[str, str]] = {}
+        self.absent: dict[str, str] = {}
 
     # ------------------------------------------------------------------ recording
     def number(self, name: str, value: Any) -> Any:
@@ -52,6 +57,17 @@ class Report:
         self.numbers[name] = value
         glue(name, value, display=False)
         return value
+
+    def absent_figure(self, name: str, reason: str) -> None:
+        """In the place of figure ``name``, which this pair's data cannot give (no saved checkpoints, no SAE
+        fine-tuned): the reason, in italics, under the figure's caption. The page states what is missing and why,
+        and the book's build never meets a key that was not glued."""
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        self._claim(name)
+        self.absent[name] = reason
+        glue(name, Markdown(f"*{reason}*"), display=False)
 
     def text(self, name: str, markdown: str) -> None:
         """Record and glue a paragraph written from results (``{glue:md}`name``` on the page), for prose that
@@ -69,7 +85,7 @@ class Report:
 
     def _claim(self, name: str) -> None:
         """Numbers, tables and figures share one glue namespace: a name used twice would break the book."""
-        if name in self.numbers or name in self.tables or name in self.figures:
+        if name in self.numbers or name in self.tables or name in self.figures or name in self.absent:
             raise ValueError(f"report name {name!r} recorded twice (numbers, tables and figures share names)")
 
     def headline(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +183,7 @@ class Report:
             pass
         path = self.run_dir / NUMBERS_FILE
         write_json_atomic(path, {"numbers": self.numbers, "tables": self.tables, "figures": self.figures,
-                                 "kernel": extra})
+                                 "kernel": extra, **({"absent": self.absent} if self.absent else {})})
         return path
 
 

@@ -213,7 +213,9 @@ def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Pat
     try:
         pm.execute_notebook(read_notebook(chapter.source), str(out_nb),
                             parameters={**params, "run_dir": str(run_dir)}, kernel_name=ensure_kernel(),
-                            cwd=str(run_dir), progress_bar=progress, language="python")
+                            cwd=str(run_dir), progress_bar=progress, language="python",
+                            # a batch run keeps no IPython history: kernels at once would share its sqlite file
+                            extra_arguments=["--HistoryManager.enabled=False"])
     except pm.PapermillExecutionError as e:
         raise ChapterFailed(f"chapter {chapter.name!r} failed in cell {e.cell_index} "
                             f"(execution count {e.exec_count}): {e.ename}: {e.evalue}; "
@@ -243,6 +245,6 @@ def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Pat
             tags.append("hide-input")  # the defaults, one click away
     write_text_atomic(out_nb, nbformat.writes(nb))
     results = {"meta": meta, "numbers": recorded["numbers"], "tables": recorded["tables"],
-               "figures": recorded["figures"]}
+               "figures": recorded["figures"], **({"absent": recorded["absent"]} if "absent" in recorded else {})}
     write_json_atomic(run_dir / RESULTS_FILE, results)
     return results

@@ -96,11 +96,38 @@ def thresholds() -> dict:
                          for c in CRITERIA}}
 
 
-def ev_wording(base_ev: float, ft_ev: float) -> str:
-    """The SAE-metric chapter's words for one finetune, from the EV criterion alone."""
-    drop = base_ev - ft_ev
-    if base_ev < POOR:
-        return ("does as poorly as on the base, where it already explains little" if drop <= EV_DROP.keep else
-                "does worse than on the base, where it already explains little")
-    return {"transfers": "still works", "degraded": "degrades", "broken": "breaks"}[
-        "broken" if ft_ev < 0 else EV_DROP.classify(drop)]
+def judge(values: Mapping[str, float]) -> dict:
+    """The verdict from the criteria that were measured (``values`` keyed by criterion key; a criterion missing
+    from it is not judged, and named in ``unmeasured``): ``{"verdict", "decided_by", "classes", "unmeasured"}``,
+    ``decided_by`` the first criterion at the verdict's class (None when everything transfers)."""
+    measured = [c for c in CRITERIA if c.key in values]
+    classes = {c.key: c.classify(values[c.key]) for c in measured}
+    verdict = worst(classes.values()) if classes else "degraded"
+    decider = next((c for c in measured if classes[c.key] == verdict != "transfers"), None)
+    return {"verdict": verdict, "decided_by": decider.key if decider else None, "classes": classes,
+            "unmeasured": [c.key for c in CRITERIA if c.key not in values]}
+
+
+VERBS = {"transfers": "transfers", "degraded": "is degraded", "broken": "is broken"}
+
+
+def in_words(values: Mapping[str, float]) -> str:
+    """One verdict in words with the criterion that decided it: ``is degraded (CE recovered drop 0.031, over
+    0.02)``; the same words ``check`` prints for the same numbers."""
+    j = judge(values)
+    if j["decided_by"] is None:
+        return VERBS[j["verdict"]]
+    c = next(c for c in CRITERIA if c.key == j["decided_by"])
+    edge = c.breaks if j["verdict"] == "broken" else c.keep
+    return f"{VERBS[j['verdict']]} ({c.label} {values[c.key]:.3f}, {'over' if c.higher_is_worse else 'under'} {edge:g})"
+
+
+def pair_words(base: Mapping[str, float], finetune: Mapping[str, float]) -> str:
+    """The verdict in words for a base SAE measured on base and finetune with the same tokens (``ev_token`` and
+    ``ce_recovered`` of each): the drops of ``check``'s first two criteria. An SAE that explains little on the
+    base itself has nothing to transfer, and is said to."""
+    if base["ev_token"] < POOR:
+        return ("explains as little as on the base" if base["ev_token"] - finetune["ev_token"] <= EV_DROP.keep else
+                "explains less than on the base, where it already explains little")
+    return in_words({"ev_drop": base["ev_token"] - finetune["ev_token"],
+                     "ce_recovered_drop": base["ce_recovered"] - finetune["ce_recovered"]})

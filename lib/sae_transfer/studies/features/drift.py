@@ -99,6 +99,12 @@ def checkpoint_similarity(setup: PairSetup, finetune: str, result: dict, n_token
     return rows
 
 
+#: Why drift and recovery are missing where no SAE was fine-tuned on a finetune.
+NOT_TUNED = ("No SAE was fine-tuned on a finetune here: the chapter fine-tunes the base SAE on a zoo finetune's "
+             "training text, which needs a zoo finetune, a zoo SAE and sae_finetune_tokens > 0, so there is no drift "
+             "or recovery to draw.")
+
+
 def measure(setup: PairSetup, finetunes: list[str], results: dict[str, dict], study: DriftStudy) -> dict[str, Any]:
     """Drift, recovery and the checkpoint curve for every finetune (``results`` from ``features.measure``).
 
