@@ -183,3 +183,22 @@ def test_release_hands_freed_heap_back_between_build_steps():
     grown, left = map(int, out.stdout.split())
     assert grown > 200e6
     assert left < 0.25 * grown
+
+
+def test_the_cross_check_batch_follows_the_memory_budget():
+    """run_evals holds its logits whole: a 200K-token vocabulary gets fewer windows a batch under a smaller budget,
+    and a budget under one window is refused in one line."""
+    from types import SimpleNamespace
+
+    from sae_transfer.data.tokens import TokenSpec
+    from sae_transfer.passes.sae_metrics import RUN_EVALS_LOGIT_COPIES, run_evals_batch
+
+    base = torch.nn.Linear(2, 2)
+    base.cfg = SimpleNamespace(d_model=512, d_mlp=2048, n_heads=8, d_vocab=200_000, dtype=torch.float32)
+    pair = SimpleNamespace(base=base, sae=SimpleNamespace(cfg=SimpleNamespace(d_sae=4096)))
+    spec = TokenSpec("zoo:prose", 1 << 16, 128, 16)
+    logits = 128 * RUN_EVALS_LOGIT_COPIES * 4 * 200_000  # about 1 GB a window
+    assert run_evals_batch(pair, spec, "64GB") == 16
+    assert run_evals_batch(pair, spec, str(4 * logits + logits // 2)) == 4
+    with pytest.raises(ValueError, match="memory='500MB' leaves"):
+        run_evals_batch(pair, spec, "500MB")

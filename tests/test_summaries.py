@@ -82,3 +82,17 @@ def test_load_runs_labels_parts_by_what_they_run_on(tmp_path, smoke_card):
     parts, links = findings.load_runs(runs)
     assert list(parts) == ["On the toy zoo", "On SmolLM2-135M-Instruct"]
     assert links["On SmolLM2-135M-Instruct"]["residuals"] == "smollm2-smoke/residuals.ipynb"
+
+
+def test_a_crosscoder_that_did_not_train_reports_no_classes():
+    """FVU at or over 1 (151% as a user met it): the page and the box say the method failed, not what it found."""
+    from sae_transfer.studies.diffing import tables
+
+    h = {"worst_ft": "code", "worst_kept_pct": 40.0, "worst_lost_pct": 5.0, "n_pairs": 1, "total_new": 3,
+         "has_floor": False, "has_ceiling": False, "fvu_max": 1.51, "fvu_max_pct": 151.0, "trained": False}
+    box = diffing.in_short(h)
+    assert box.startswith("The crosscoder did not train (it leaves 151% of the variance unexplained)")
+    assert "keeps" not in box and "new in" not in box
+    text = tables.describe(h)
+    assert text["summary"].startswith("The crosscoder did not train") and "keeps 40%" not in text["summary"]
+    assert text["new"] == "" and "not reported as findings" in text["features"]

@@ -208,6 +208,12 @@ CASES = {
     "check_hook_typo": (["check", "--base", "local:{o}/base", "--finetune", "local:{o}/ft", "--sae", "local:{o}/sae",
                          "--hook", "blocks.1.hook_resid_prr", "--dataset", "json:{o}/text.jsonl"],
                         "is not a hook of base="),
+    "diffing_text_too_short_to_train": (["run", "diffing", "-p", "base", "local:{o}/base", "-p", "finetunes",
+                                         "[local:{o}/ft]", "-p", "sae", "local:{o}/sae", "-p", "twin", "", "-p",
+                                         "second_sae", "", "-p", "base_data", "json:{o}/text.jsonl"],
+                                        "train_tokens=307200 and n_tokens=16384 need 2649 windows of 128 tokens of "
+                                        "base_data='json:{o}/text.jsonl' (2521 to train the crosscoder, then 128 to "
+                                        "evaluate it) but it holds"),
     "run_device_meta": (["run", "residuals", *SMOKE, "-p", "device", "meta"], "device='meta' cannot run a model here"),
     # checks across parameters (a Study's ``check``)
     "demo_tokens_past_the_context": (["run", "predict", *SMOKE, "-p", "demo_tokens", "100000"],

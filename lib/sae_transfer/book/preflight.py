@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from sae_transfer.core.specs import is_zoo
-from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text_holds, zoo_stream
+from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text_holds, windows_available, zoo_stream
 from sae_transfer.models.configs import check_reads
 from sae_transfer.models.hooks import block_of
 from sae_transfer.models.load import (SpecError, check_pair_kinds, check_source, context_limit, load_tokenizer_for,
                                       n_layers_of)
+from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, train_specs
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
 
@@ -129,6 +130,8 @@ def _check_text(params: dict[str, Any], zoo: str) -> None:
     """Each dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``): a zoo
     base reads the zoo's token streams; any other base tokenizes the text (a ``json:`` file, a zoo domain's text)
     with its own tokenizer, here, before a model loads."""
+    if "train_tokens" in params and not is_zoo(params["base"]):
+        _check_training_text(params, zoo)
     if "n_tokens" not in params or "context_size" not in params:
         return
     ctx = params["context_size"]
@@ -145,3 +148,20 @@ def _check_text(params: dict[str, Any], zoo: str) -> None:
         datasets += [d for ft in params.get("finetunes", []) if (d := handle.own_domain(ft))]
     for dataset in dict.fromkeys(d for d in datasets if is_zoo(d)):
         zoo_stream(TokenSpec(dataset, need, ctx, 1), zoo, asked)
+
+
+def _check_training_text(params: dict[str, Any], zoo: str) -> None:
+    """The diffing chapter's text for a pair outside the zoo: its crosscoder trains on the first windows of
+    ``base_data`` and is evaluated on the windows after them, so the text must hold both (refused here, before
+    the models load, rather than inside the kernel under the name of an internal token count)."""
+    study = DiffingStudy.of(params, n_train=params["train_tokens"])
+    data = params["base_data"]  # a pair outside the zoo reads the base's data (``own_dataset``)
+    (train,), (held_out,) = train_specs(study, [data]), eval_specs(study, [data])
+    have = windows_available(held_out, load_tokenizer_for(params["base"], "base", zoo), zoo)
+    need = held_out.skip + held_out.n_windows()
+    if have is not None and have < need:
+        fits = int(max(have - held_out.n_windows() - 1, 0) * study.context_size / 1.05)
+        raise SpecError(f"train_tokens={study.n_train} and n_tokens={study.n_tokens} need {need} windows of "
+                        f"{study.context_size} tokens of base_data={data!r} ({train.n_windows()} to train the "
+                        f"crosscoder, then {held_out.n_windows()} to evaluate it) but it holds {have}; "
+                        + (f"use train_tokens <= {fits} or give more text" if fits else "give more text"))

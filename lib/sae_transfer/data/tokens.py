@@ -119,19 +119,24 @@ def _windows(texts: Iterable[str], tokenizer, context_size: int, want: int) -> l
     return rows
 
 
-def check_text_holds(spec: TokenSpec, tokenizer, zoo: str = "default", asked: str = "n_tokens") -> None:
-    """A ``json:`` file, or a zoo domain's text read by another tokenizer, holds the windows ``spec`` asks for
-    (tokenized here, before any model loads; ``asked`` names the parameters they come from)."""
+def windows_available(spec: TokenSpec, tokenizer, zoo: str = "default") -> int | None:
+    """How many of the ``skip + n_windows`` windows ``spec`` reads a ``json:`` file, or a zoo domain's text read by
+    another tokenizer, holds (tokenized here, before any model loads); None for a hub dataset, which is streamed
+    and shows its length only as it is read."""
     d = data_spec(spec.dataset)
     if d.source == "json":
         texts = _records(Path(d.ref), spec.dataset)
     elif d.source == "zoo":
         texts = _records(Zoo.open(zoo).text_file(d.ref, d.split or "heldout"), spec.dataset)
     else:
-        return  # a hub dataset is streamed; how long it is shows only as it is read
-    want = spec.skip + spec.n_windows()
-    got = len(_windows(texts, tokenizer, spec.context_size, want))
-    if got < want:
+        return None
+    return len(_windows(texts, tokenizer, spec.context_size, spec.skip + spec.n_windows()))
+
+
+def check_text_holds(spec: TokenSpec, tokenizer, zoo: str = "default", asked: str = "n_tokens") -> None:
+    """The text behind ``spec`` holds the windows it asks for (``asked`` names the parameters they come from)."""
+    got = windows_available(spec, tokenizer, zoo)
+    if got is not None and got < spec.skip + spec.n_windows():
         usable = max(got - spec.skip, 0)
         fix = f"use {asked} <= {usable * spec.context_size} or give more text" if usable else "give more text"
         raise ValueError(f"{asked}={spec.n_tokens} needs {spec.n_windows()} windows of {spec.context_size} tokens "

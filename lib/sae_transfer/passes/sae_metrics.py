@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sae_transfer.core.memory import PassShape, Plan, budget_bytes, plan
+from sae_transfer.core.memory import PassShape, Plan, budget_bytes, micro_batch, plan
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.data.tokens import TokenSpec, check_token_spec, token_batches, token_windows
 from sae_transfer.models.hooks import resume_layer
@@ -225,6 +225,20 @@ SHARED_METRICS = ("l0", "ev_token", "ev_global", "mse", "cos", "norm_ratio", "ce
                   "ce_recovered", "kl", "kl_zero", "dead_frac")
 
 
+#: Vocabulary-sized fp32 tensors per position that ``run_evals`` holds at once: clean, spliced and ablated logits,
+#: their log-probabilities, and the probabilities and terms of its KL divergences (an upper estimate).
+RUN_EVALS_LOGIT_COPIES = 10
+
+
+def run_evals_batch(pair, spec: TokenSpec, memory: str) -> int:
+    """The windows per ``run_evals`` batch (at most ``spec.batch_size``) that fit the ``memory`` budget: it holds
+    its logits whole, so a 200K-token vocabulary at 16 windows of 128 tokens wants about 16 GB."""
+    shape = PassShape.of(pair.base.cfg, pair.sae.cfg.d_sae, spec.context_size)
+    window = spec.context_size * RUN_EVALS_LOGIT_COPIES * 4 * shape.d_vocab + shape.window_bytes()
+    device = str(next(pair.base.parameters()).device)
+    return micro_batch(window, spec.batch_size, budget_bytes(memory, device), spec.context_size, memory)
+
+
 def cross_check(setup: PairSetup, finetune: str, dataset: str, n_tokens: int, context_size: int,
                 batch_size: int) -> list[dict]:
     """Our streamed metrics next to ``run_evals``'s on the same SAE, models and ``n_tokens`` token windows of
@@ -237,13 +251,13 @@ def cross_check(setup: PairSetup, finetune: str, dataset: str, n_tokens: int, co
     spec = TokenSpec(dataset, n_tokens, context_size, max(1, min(batch_size, n_tokens // context_size)))
     check_token_spec(spec)
     pair = setup.loader()(finetune)
+    batch = run_evals_batch(pair, spec, setup.memory)
     windows = token_windows(spec, pair.tokenizer, setup.zoo)
-    windows = windows[: len(windows) - len(windows) % spec.batch_size]  # run_evals wants whole batches
+    windows = windows[: len(windows) - len(windows) % batch]  # run_evals wants whole batches
     out = []
     for role, model in (("base", pair.base), ("finetune", pair.finetune)):
-        ours = sae_pass(model, pair.sae, pair.hook, windows.split(spec.batch_size), math.inf,
-                        memory=setup.memory)["all"]
-        ref = run_evals_on_windows(pair.sae, model, windows, spec.batch_size)
+        ours = sae_pass(model, pair.sae, pair.hook, windows.split(batch), math.inf, memory=setup.memory)["all"]
+        ref = run_evals_on_windows(pair.sae, model, windows, batch)
         out += [{"model": role, "metric": k, "ours": ours[k], "sae_lens": ref[k], "abs diff": abs(ours[k] - ref[k])}
                 for k in SHARED_METRICS]
     return out

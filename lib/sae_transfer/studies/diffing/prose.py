@@ -10,6 +10,9 @@ from sae_transfer.core.labels import pct
 
 
 def in_short(h: dict[str, Any]) -> str:
+    if not h.get("trained", True):
+        return (f"The crosscoder did not train (it leaves {h['fvu_max_pct']:.0f}% of the variance unexplained), so "
+                "this chapter reports no classes for this pair.")
     text = (f"Against a crosscoder of base and finetune, {h['worst_ft']} keeps {pct(h['worst_kept_pct'])} of the "
             f"base SAE's firing features and loses {pct(h['worst_lost_pct'])}")
     if h["n_pairs"] > 1:

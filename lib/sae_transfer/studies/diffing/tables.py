@@ -141,6 +141,7 @@ def headline(result: dict) -> dict[str, Any]:
     every = summaries.values()  # the twin's crosscoder too
     h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in every)
     h["fvu_max_pct"] = 100 * h["fvu_max"]
+    h["trained"] = h["fvu_max"] < UNTRAINED_FVU
     h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in every)
     h["has_floor"] = bool(result.get("twin"))
     h["has_ceiling"] = bool(result.get("ceiling"))
@@ -163,8 +164,22 @@ def headline(result: dict) -> dict[str, Any]:
     return h
 
 
+#: A crosscoder that leaves this share of a model's variance unexplained (or more) predicts no better than the
+#: mean: it did not train, and its classes say nothing about the pair.
+UNTRAINED_FVU = 1.0
+
+
+def not_trained(h: dict) -> str:
+    return (f"The crosscoder did not train: it leaves {h['fvu_max_pct']:.0f}% of a model's variance unexplained on "
+            "held-out tokens, no better than predicting the mean, so its kept, shifted, lost and new classes say "
+            "nothing about this pair and are not reported as findings. Give it more `train_tokens` (or a smaller "
+            "`expansion`) and run the chapter again.")
+
+
 def summary_text(h: dict) -> str:
     """The chapter's opening sentence, written from the results."""
+    if not h["trained"]:
+        return not_trained(h)
     def pair(role: str) -> str:
         return (f"{h[role + '_ft']} keeps {h[role + '_kept_pct']:.0f}% of the base SAE's firing features, shifts "
                 f"{h[role + '_shifted_pct']:.0f}% and loses {h[role + '_lost_pct']:.0f}%")
@@ -199,6 +214,9 @@ def describe(h: dict) -> dict[str, str]:
     """Paragraphs whose subject depends on the results or on what was measured: ``summary``, ``floors`` (the two
     bars, or why they are missing) and ``checkpoints`` (the trend along the finetune, or that none was measured)."""
     out = {"summary": summary_text(h)}
+    if not h["trained"]:
+        out.update(features=not_trained(h), new="", floors="", checkpoints="")
+        return out
     two = h["n_pairs"] > 1
     out["features"] = (
         (f"{h['worst_ft']} keeps the fewest, " if two else f"{h['worst_ft']} keeps ")
