@@ -223,7 +223,8 @@ def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
     results = {"base": {"json:a.jsonl": r(0.80), "zoo:code": r(0.70), "zoo:math": r(0.30)},
                "finetunes": {"local:/x/ft-a": {"json:a.jsonl": r(0.79, -0.05)}, "hub:org/ft-b": {"zoo:code": r(0.30)}}}
     text = describe(results, [("local:/x/ft-a", "json:a.jsonl"), ("hub:org/ft-b", "zoo:code")])
-    assert "On `/x/ft-a`, on a.jsonl, the base SAE **transfers** by `check`'s thresholds" in text["verdicts"]
+    assert ("On `/x/ft-a`, on a.jsonl, the base SAE **transfers (EV drop 0.010, CE recovered drop 0.000, within "
+            "`check`'s thresholds)**") in text["verdicts"]
     assert "On `org/ft-b`, on code, the base SAE **is broken (EV drop 0.400, over 0.2)**" in text["verdicts"]
     assert "0.790 (0.780 to 0.800) against 0.800 (0.790 to 0.810)" in text["verdicts"]
     assert text["verdicts"].startswith("Intervals in parentheses are 95% intervals over token batches.")

@@ -22,7 +22,7 @@ def test_sae_metrics_words_follow_the_verdict_thresholds():
          "delta_ce_base_code": 0.2, "delta_ce_base_math": 0.2, "ce_recovered_base_code": 0.9,
          "ce_recovered_code_code": 0.5, "ce_recovered_base_math": 0.9, "ce_recovered_math_math": 0.89}
     text = sae_metrics.in_short(h, [("zoo:code", "zoo:code"), ("zoo:math", "zoo:math")])
-    assert "**is broken (EV drop 0.500, over 0.2)** on `code`" in text and "**transfers** on `math`" in text
+    assert "**is broken (EV drop 0.500, over 0.2)** on `code`" in text and "**transfers (EV drop 0.005, CE recovered drop 0.010, within `check`'s thresholds)** on `math`" in text
     assert "up to 0.900 nats" in text and "(`code`)" in text
 
 

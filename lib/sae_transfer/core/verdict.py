@@ -113,10 +113,13 @@ VERBS = {"transfers": "transfers", "degraded": "is degraded", "broken": "is brok
 
 def in_words(values: Mapping[str, float]) -> str:
     """One verdict in words with the criterion that decided it: ``is degraded (CE recovered drop 0.031, over
-    0.02)``; the same words ``check`` prints for the same numbers."""
+    0.02)``, or ``transfers (EV drop 0.004, CE recovered drop 0.010, within `check`'s thresholds)``: the verdict
+    ``check`` gives the same numbers."""
     j = judge(values)
     if j["decided_by"] is None:
-        return VERBS[j["verdict"]]
+        measured = [c for c in CRITERIA if c.key in values]
+        return f"{VERBS[j['verdict']]} (" + ", ".join(f"{c.label} {values[c.key]:.3f}" for c in measured) + \
+            ", within `check`'s thresholds)" if measured else VERBS[j["verdict"]]
     c = next(c for c in CRITERIA if c.key == j["decided_by"])
     edge = c.breaks if j["verdict"] == "broken" else c.keep
     return f"{VERBS[j['verdict']]} ({c.label} {values[c.key]:.3f}, {'over' if c.higher_is_worse else 'under'} {edge:g})"

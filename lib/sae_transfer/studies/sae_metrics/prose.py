@@ -19,6 +19,6 @@ def in_short(h: dict[str, Any], own: list[tuple[str, str]]) -> str:
                      f"on {short(ds)}, {b['ev_token']:.3f} on the base; CE loss recovered {f['ce_recovered']:.3f}, "
                      f"{b['ce_recovered']:.3f})")
     worst = max(own, key=lambda p: h[f"delta_ce_{slug(*p)}"])
-    return ("By `check`'s thresholds on reconstruction and CE loss recovered, the base SAE " + "; it ".join(parts) + ". Splicing it into the finetune costs up to "
+    return ("The base SAE " + "; it ".join(parts) + ". Splicing it into the finetune costs up to "
             f"{h[f'delta_ce_{slug(*worst)}']:.3f} nats of cross-entropy (`{short(worst[0])}`), against "
             f"{h[f'delta_ce_base_{short(worst[1])}']:.3f} in the base.")

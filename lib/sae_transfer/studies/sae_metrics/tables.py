@@ -158,8 +158,7 @@ def describe(results: dict, own: list[tuple[str, str]], checkpoints: list[dict] 
         ci = lambda r, m: f" ({r['ci'][m][0]:.3f} to {r['ci'][m][1]:.3f})" if m in r.get("ci", {}) else ""
         word = pair_words(b, f)
         ranked.append((b["ev_token"] - f["ev_token"], short(ft)))
-        lines.append(f"On `{short(ft)}`, on {short(ds)}, the base SAE **{word}** by `check`'s thresholds on "
-                     "reconstruction and CE loss recovered: explained variance per token "
+        lines.append(f"On `{short(ft)}`, on {short(ds)}, the base SAE **{word}**: explained variance per token "
                      f"{f['ev_token']:.3f}{ci(f, 'ev_token')} against {b['ev_token']:.3f}{ci(b, 'ev_token')} on the "
                      f"base, CE loss recovered {f['ce_recovered']:.3f}{ci(f, 'ce_recovered')} against "
                      f"{b['ce_recovered']:.3f}, L0 {f['l0']:.1f} against {b['l0']:.1f}, KL of the spliced from the "
