@@ -136,7 +136,7 @@ def test_adapt_repairs_the_code_finetunes_sae_to_the_native_saes_level(smoke_car
 
 @pytest.mark.parametrize("args, words", [
     (["--finetune", "zoo:nope"], "finetune='zoo:nope': no model 'nope'"),
-    (["--finetune", "zoo:code", "--hook", "blocks.9.hook_resid_pre"], "hook='blocks.9.hook_resid_pre' is not a hook"),
+    (["--finetune", "zoo:code", "--hook", "blocks.9.hook_resid_pre"], "hook='blocks.9.hook_resid_pre' names block 9 but base='zoo:base-s' has blocks 0..1"),
     (["--finetune", "zoo:code", "--tokens", "1024"], "tokens=1024 gives fewer than 4 batches"),
     (["--finetune", "zoo:code", "--dataset", "zoo:poetry"], "valid zoo datasets are"),
     (["--finetune", "zoo:code", "--context-size", "512"], "context_size=512 exceeds the base model's context"),

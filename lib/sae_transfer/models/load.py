@@ -64,6 +64,7 @@ LOCAL_TOKENIZER_FILES = (("tokenizer.json", "tokenizer_config.json", "vocab.json
                          "save the tokenizer with tokenizer.save_pretrained(DIR)")
 LOCAL_SAE_FILES = (("cfg.json",), "save it with sae_lens (sae.save_inference_model(DIR) or save_model)")
 LOCAL_SAE_WEIGHTS = (("sae_weights.safetensors",), LOCAL_SAE_FILES[1])
+LOCAL_MODEL_WEIGHTS = (WEIGHT_FILES, LOCAL_MODEL_FILES[1])
 
 
 def _zoo_check(kind: str, ref: str, param: str, zoo: str) -> None:
@@ -110,19 +111,19 @@ def check_source(spec: str, param: str, zoo: str, sae: bool = False) -> None:
         sae_facts(spec, zoo, param)
     elif kind == "local":
         directory = Path(ref)
-        weights = ((WEIGHT_FILES, "save it with model.save_pretrained(DIR)"),)
-        for wanted in ((LOCAL_SAE_FILES, LOCAL_SAE_WEIGHTS) if sae else
-                       (LOCAL_MODEL_FILES, *weights, LOCAL_TOKENIZER_FILES)):
-            if problem := _missing(directory, wanted):
-                raise SpecError(f"{param}={spec!r}: the directory {problem}")
-        for single in ("sae_weights.safetensors",) if sae else ("model.safetensors",):
-            if (directory / single).exists():
-                check_safetensors(directory / single, param, spec)
-        if not sae:
+        if problem := _missing(directory, LOCAL_SAE_FILES if sae else LOCAL_MODEL_FILES):
+            raise SpecError(f"{param}={spec!r}: the directory {problem}")
+        if not sae:  # an architecture TransformerLens cannot convert is the first thing to know
             try:
                 check_convertible(directory)
             except ValueError as e:
                 raise SpecError(f"{param}={spec!r}: {e}") from None
+        for wanted in (LOCAL_SAE_WEIGHTS,) if sae else (LOCAL_MODEL_WEIGHTS, LOCAL_TOKENIZER_FILES):
+            if problem := _missing(directory, wanted):
+                raise SpecError(f"{param}={spec!r}: the directory {problem}")
+        single = directory / ("sae_weights.safetensors" if sae else "model.safetensors")
+        if single.exists():
+            check_safetensors(single, param, spec)
 
 
 def check_pair_kinds(base: str, finetune: str) -> None:
