@@ -78,7 +78,7 @@ def _numbers(run_dir: Path) -> dict:
 
 
 def test_a_run_killed_at_random_points_then_rerun_gives_the_undisturbed_numbers(tmp_path, smoke_card):
-    argv = ["run", "residuals", "--profile", "smoke", "-p", "n_tokens", "8192", "-p", "checkpoint_tokens", "2048",
+    argv = ["run", "residuals", "--profile", "smoke", "-p", "n_tokens", "4096", "-p", "checkpoint_tokens", "1024",
             "--out"]
     reference = _cache(tmp_path / "reference")
     span = _finish([*argv, tmp_path / "reference" / "run"], reference)

@@ -138,16 +138,17 @@ def _check_text(params: dict[str, Any], zoo: str) -> None:
     need = params["n_tokens"] + params.get("n_select", 0)
     asked = "n_tokens" if "n_select" not in params else "n_select + n_tokens"
     datasets = [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]
-    if not is_zoo(params["base"]):
-        tokenizer = load_tokenizer_for(params["base"], "base", zoo)
-        for dataset in dict.fromkeys(datasets):
-            check_text_holds(TokenSpec(dataset, need, ctx, 1), tokenizer, zoo, asked)
-        return
-    if "dataset" in params and not params["dataset"]:  # each zoo finetune on its own domain
+    zoo_base = is_zoo(params["base"])
+    if zoo_base and "dataset" in params and not params["dataset"]:  # each zoo finetune on its own domain
         handle = Zoo.open(zoo)
         datasets += [d for ft in params.get("finetunes", []) if (d := handle.own_domain(ft))]
-    for dataset in dict.fromkeys(d for d in datasets if is_zoo(d)):
-        zoo_stream(TokenSpec(dataset, need, ctx, 1), zoo, asked)
+    tokenizer = None
+    for dataset in dict.fromkeys(datasets):
+        if zoo_base and is_zoo(dataset):
+            zoo_stream(TokenSpec(dataset, need, ctx, 1), zoo, asked)
+        else:
+            tokenizer = tokenizer or load_tokenizer_for(params["base"], "base", zoo)
+            check_text_holds(TokenSpec(dataset, need, ctx, 1), tokenizer, zoo, asked)
 
 
 def _check_training_text(params: dict[str, Any], zoo: str) -> None:
