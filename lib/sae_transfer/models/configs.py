@@ -116,7 +116,7 @@ def model_facts(spec: str, zoo: str) -> ModelFacts | None:
         from transformer_lens import HookedTransformerConfig
 
         arch = json.loads((Zoo.open(zoo).root / "models" / split_spec(s.ref)[0] / "arch.json").read_text())
-        cfg = HookedTransformerConfig(**{"seed": 0, **arch})
+        cfg = HookedTransformerConfig(**arch)  # no seed: building names must not reseed the process
     elif s.source == "local":
         try:
             cfg = hooked_config(Path(s.ref))
