@@ -101,7 +101,7 @@ def checkpoint_similarity(setup: PairSetup, finetune: str, result: dict, n_token
 
 #: Why drift and recovery are missing where no SAE was fine-tuned on a finetune.
 NOT_TUNED = ("No SAE was fine-tuned on a finetune here: the chapter fine-tunes the base SAE on a zoo finetune's "
-             "training text, which needs a zoo finetune, a zoo SAE and sae_finetune_tokens > 0, so there is no drift "
+             "training text, which needs a zoo finetune, a zoo SAE and `sae_finetune_tokens` > 0, so there is no drift "
              "or recovery to draw.")
 
 
