@@ -31,7 +31,8 @@ def _env(cache: Path) -> dict:
 
 
 def _cache(root: Path, zoo: bool = True) -> Path:
-    """A fresh cache holding the downloaded corpora (and the built smoke zoo), nothing measured."""
+    """A fresh cache holding the downloaded corpora (fetched by the ``smoke_card`` fixture, which every test here
+    takes) and the built smoke zoo, nothing measured."""
     cache = root / "cache"
     cache.mkdir(parents=True)
     (cache / "downloads").symlink_to(cache_dir() / "downloads")
@@ -125,7 +126,7 @@ def _without(obj, word: str):
     return [_without(v, word) for v in obj] if isinstance(obj, list) else obj
 
 
-def test_a_zoo_build_killed_at_random_points_then_rerun_gives_the_undisturbed_zoo(tmp_path):
+def test_a_zoo_build_killed_at_random_points_then_rerun_gives_the_undisturbed_zoo(tmp_path, smoke_card):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY_ZOO)
     argv = ["zoo", "build", "--profile", recipe, "--device", "cpu"]
@@ -149,7 +150,7 @@ features: {base: local:base, finetunes: [local:ft], sae: local:sae, dataset: jso
 """
 
 
-def test_two_books_of_a_pair_without_checkpoints_at_once_on_one_cache(tmp_path):
+def test_two_books_of_a_pair_without_checkpoints_at_once_on_one_cache(tmp_path, smoke_card):
     """Two ``book -f`` at once, on one cache, of a user's own Llama-style pair given without checkpoints: both
     build with warnings as errors, give the same numbers, and each section the pair cannot fill says why."""
     from tests.test_docs import _tiny_llama
