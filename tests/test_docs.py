@@ -59,6 +59,19 @@ def _tiny_llama(directory: Path, seed: int) -> None:
     train_tokenizer({"prose": ["the quick brown fox jumps over the lazy dog " * 20] * 5}, 300, directory, seed=0)
 
 
+def own_pair(root: Path, n_lines: int) -> None:
+    """A user's own pair in ``root``: Llama-style ``base`` and ``ft`` (two seeds), an SAE saved by sae_lens
+    (``sae``) and ``n_lines`` of JSON-lines text (``text.jsonl``)."""
+    from tests.test_walkthrough import _sae
+
+    _tiny_llama(root / "base", 0)
+    _tiny_llama(root / "ft", 1)
+    _sae(root / "sae", training_format=False)
+    words = "the model reads a sentence about code and math and then it writes another one".split()
+    (root / "text.jsonl").write_text("".join(json.dumps({"text": " ".join(words[(i + j) % 15] for j in range(40))})
+                                             + "\n" for i in range(n_lines)))
+
+
 @pytest.fixture(scope="module")
 def reader_dir(tmp_path_factory, smoke_card):
     from tests.test_walkthrough import _sae

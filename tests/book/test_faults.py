@@ -153,15 +153,9 @@ features: {base: local:base, finetunes: [local:ft], sae: local:sae, dataset: jso
 def test_two_books_of_a_pair_without_checkpoints_at_once_on_one_cache(tmp_path, smoke_card):
     """Two ``book -f`` at once, on one cache, of a user's own Llama-style pair given without checkpoints: both
     build with warnings as errors, give the same numbers, and each section the pair cannot fill says why."""
-    from tests.test_docs import _tiny_llama
-    from tests.test_walkthrough import _sae
+    from tests.test_docs import own_pair
 
-    _tiny_llama(tmp_path / "base", 0)
-    _tiny_llama(tmp_path / "ft", 1)
-    _sae(tmp_path / "sae", training_format=False)
-    words = "the model reads a sentence about code and math and then it writes another one".split()
-    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": " ".join(words[(i + j) % 15] for j in range(40))})
-                                                 + "\n" for i in range(300)))
+    own_pair(tmp_path, n_lines=300)
     (tmp_path / "book.yaml").write_text(OWN_BOOK)
     cache = _cache(tmp_path, zoo=False)
     procs = [_cli(["book", "-f", "book.yaml", "--out", name], cache, cwd=tmp_path) for name in ("a", "b")]

@@ -28,16 +28,10 @@ def cli(*argv, cwd=None, env=None):
 def own(tmp_path_factory):
     """A user's own pair as they save it (a Llama-style base and finetune, an SAE saved by sae_lens, JSON-lines
     text), and the ways such files go wrong: weights missing or cut off, a line that is not JSON, ..."""
-    from tests.test_docs import _tiny_llama
-    from tests.test_walkthrough import _sae
+    from tests.test_docs import own_pair
 
     root = tmp_path_factory.mktemp("own")
-    _tiny_llama(root / "base", 0)
-    _tiny_llama(root / "ft", 1)
-    _sae(root / "sae", training_format=False)
-    words = "the model reads a sentence about code and math and then it writes another one".split()
-    (root / "text.jsonl").write_text("".join(json.dumps({"text": " ".join(words[(i + j) % 15] for j in range(40))})
-                                             + "\n" for i in range(400)))
+    own_pair(root, n_lines=400)
     (root / "short.jsonl").write_text('{"text": "a b c"}\n')
     (root / "text_not_str.jsonl").write_text('{"text": "hello there"}\n{"text": 5}\n')
     (root / "line_not_json.jsonl").write_text('{"text": "hello there"}\nnot json\n')

@@ -69,6 +69,14 @@ class Report:
         self.absent[name] = reason
         glue(name, Markdown(f"*{reason}*"), display=False)
 
+    def figure_when(self, data: Any, name: str, draw, caption: str, absent: str) -> None:
+        """Figure ``name`` drawn from ``data`` (``draw(data)``) when there is any, else its reason (``absent``): one
+        call for a section that some pairs cannot fill."""
+        if data:
+            self.figure(name, draw(data), caption)
+        else:
+            self.absent_figure(name, absent)
+
     def text(self, name: str, markdown: str) -> None:
         """Record and glue a paragraph written from results (``{glue:md}`name``` on the page), for prose that
         must read right for any model: which models, how many, which one transfers least."""

@@ -98,14 +98,13 @@ def thresholds() -> dict:
 
 def judge(values: Mapping[str, float]) -> dict:
     """The verdict from the criteria that were measured (``values`` keyed by criterion key; a criterion missing
-    from it is not judged, and named in ``unmeasured``): ``{"verdict", "decided_by", "classes", "unmeasured"}``,
-    ``decided_by`` the first criterion at the verdict's class (None when everything transfers)."""
+    from it is not judged): ``{"verdict", "decided_by", "classes"}``, ``decided_by`` the first criterion at the
+    verdict's class (None when everything transfers)."""
     measured = [c for c in CRITERIA if c.key in values]
     classes = {c.key: c.classify(values[c.key]) for c in measured}
     verdict = worst(classes.values()) if classes else "degraded"
     decider = next((c for c in measured if classes[c.key] == verdict != "transfers"), None)
-    return {"verdict": verdict, "decided_by": decider.key if decider else None, "classes": classes,
-            "unmeasured": [c.key for c in CRITERIA if c.key not in values]}
+    return {"verdict": verdict, "decided_by": decider.key if decider else None, "classes": classes}
 
 
 VERBS = {"transfers": "transfers", "degraded": "is degraded", "broken": "is broken"}
