@@ -45,7 +45,7 @@ def _jsonl(path, text: str) -> None:
 def _cosine(base, ft, data) -> float:
     setup = PairSetup(f"local:{base}", device="cpu")
     (record,) = residuals.measure(setup, [f"local:{ft}"], [TokenSpec(f"json:{data}", 256, 16, 4)])
-    return residuals.middle(record)["cos_mean"]
+    return residuals.summarised(record)["cos_mean"]
 
 
 def test_replacing_a_local_model_or_editing_a_json_file_recomputes(tmp_path, tokenizer, isolated_cache,

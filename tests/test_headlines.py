@@ -4,6 +4,7 @@ import pytest
 
 from sae_transfer.studies.features import measure as features
 from sae_transfer.studies.predict import measure as predict
+from sae_transfer.models.hooks import residual_index
 from sae_transfer.studies.residuals import measure as residuals
 from sae_transfer.studies.sae_metrics import tables as sae_metric_tables
 
@@ -12,9 +13,11 @@ def _layer(hook: str, cos: float) -> dict:
     return {"hook": hook, "cos_mean": cos, "rel_dist_mean": 1 - cos, "pos0": {"cos": 1.0}, "n_tokens": 630}
 
 
-def _record(ft: str, ds: str, coses: list[float]) -> dict:
+def _record(ft: str, ds: str, coses: list[float], sae_hook: str = "") -> dict:
     hooks = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(len(coses) - 1)]
-    return {"finetune": ft, "dataset": ds, "layers": [_layer(h, c) for h, c in zip(hooks, coses)]}
+    at = residual_index(sae_hook) if sae_hook else len(coses) // 2
+    return {"finetune": ft, "dataset": ds, "layers": [_layer(h, c) for h, c in zip(hooks, coses)], "at": at,
+            "sae_hook": sae_hook}
 
 
 def test_residuals_headline_names_pairs_by_finetune_and_dataset():
@@ -26,6 +29,18 @@ def test_residuals_headline_names_pairs_by_finetune_and_dataset():
     assert h["summary_hook"] == "blocks.0.hook_resid_post" and h["n_tokens_measured"] == 630
     assert (h["ckpt_first_step_code"], h["ckpt_first_cos_code"], h["ckpt_final_cos_code"]) == (5, 0.8, 0.5)
     assert "ckpt_first_cos_math" not in h  # no checkpoints, no sentence about them
+    assert h["summary_where"] == "the middle layer (blocks.0.hook_resid_post)"
+
+
+def test_residuals_summary_describes_the_layer_the_sae_reads():
+    """An SAE at block 2's input reads the stream after block 1: the summary is there, not at the middle."""
+    records = [_record("local:/x/ft", "json:/x/t.jsonl", [1.0, 0.9, 0.7, 0.5, 0.3], "blocks.2.hook_resid_pre")]
+    h = residuals.headline(records, [])
+    assert h["cos__x_ft__x_t_jsonl"] == 0.7 and h["summary_hook"] == "blocks.1.hook_resid_post"
+    assert h["summary_where"] == ("the layer the SAE reads (blocks.2.hook_resid_pre, the same stream as "
+                                  "blocks.1.hook_resid_post)")
+    assert "0.700 with the base at the layer the SAE reads" in residuals.describe(records, [], {
+        "local:/x/ft": "json:/x/t.jsonl"})
 
 
 def _sae_result(l0: float, density: list[float]) -> dict:

@@ -231,7 +231,7 @@ def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
     assert "It transfers least to `org/ft-b` (a drop in explained variance of 0.400)" in text["verdicts"]
     assert "*lowers* the loss of `/x/ft-a` (delta CE -0.050)" in text["prose_ce"]
     poor = describe({**results, "finetunes": {"zoo:m": {"zoo:math": r(0.31)}}}, [("zoo:m", "zoo:math")])
-    assert "the base SAE **does as poorly as on the base, where it already explains little**" in poor["verdicts"]
+    assert "the base SAE **explains little even on the base, and about as little**" in poor["verdicts"]
 
 
 def test_the_page_and_check_give_one_verdict_for_the_same_numbers():

@@ -10,9 +10,9 @@ from sae_transfer.studies.sae_metrics import prose as sae_metrics
 
 
 def test_residuals_names_the_finetune_that_moved_most():
-    h = {"cos_code_code": 0.91, "cos_math_math": 0.80}
+    h = {"cos_code_code": 0.91, "cos_math_math": 0.80, "summary_where": "the middle layer (blocks.1.hook_resid_post)"}
     text = residuals.in_short(h, {"zoo:code": "zoo:code", "zoo:math": "zoo:math"})
-    assert text.startswith("At the middle layer, `math` moved furthest") and "0.800" in text and "0.910" in text
+    assert text.startswith("At the middle layer (blocks.1.hook_resid_post), `math` moved furthest") and "0.800" in text and "0.910" in text
     assert "0.67 for Gemma-2b / Python" in text  # the seed's, quoted as theirs
 
 
@@ -96,3 +96,15 @@ def test_a_crosscoder_that_did_not_train_reports_no_classes():
     text = tables.describe(h)
     assert text["summary"].startswith("The crosscoder did not train") and "keeps 40%" not in text["summary"]
     assert text["new"] == "" and "not reported as findings" in text["features"]
+
+
+def test_the_bos_sentence_is_this_models_own():
+    """Written from the measured norms: a zoo-like BOS (smaller) and a large model's (sixteen times the mean)."""
+    def results(bos: float, peak: float) -> dict:
+        return {"base": {"json:/u/t.jsonl": {"norms": {"bos": bos, "mean": 2.0, "max": peak}}}}
+
+    small = sae_metrics.norm_reading(results(1.0, 5.0))
+    assert "is 1, 0.5 times the mean norm of the other tokens (2): *smaller* than" in small
+    assert "2.5 times that mean" in small and "Neither is a massive activation" in small
+    large = sae_metrics.norm_reading(results(32.0, 5.0))
+    assert "16 times the mean" in large and "*larger* than" in large and "massive activations of large" in large

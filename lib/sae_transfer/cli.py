@@ -25,7 +25,7 @@ from sae_transfer.book.chapters import (
     resolve_params,
     write_parameter_cells,
 )
-from sae_transfer.book.preflight import absolute_paths, preflight
+from sae_transfer.book.preflight import absolute_paths, preflight, written_names
 from sae_transfer.book.runner import check_out_dir, run_chapter
 from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
@@ -116,10 +116,11 @@ def cmd_list() -> None:
 
 def cmd_run(args) -> None:
     chapter = get_chapter(args.chapter)
-    params = absolute_paths(resolve_params(chapter, args.profile, args.file, args.param))
+    written = resolve_params(chapter, args.profile, args.file, args.param)
+    params = absolute_paths(written)
     out = check_out_dir(Path(args.out)) if args.out is not None else None
     preflight(params, chapter.name)
-    results = run_chapter(chapter, params, out)
+    results = run_chapter(chapter, params, out, names=written_names(written))
     print(f"chapter {chapter.name!r} done in {results['meta']['wall_seconds']:.0f} s: "
           f"{len(results['numbers'])} numbers, {len(results['figures'])} figures in {results['meta']['run_dir']}")
 

@@ -21,7 +21,7 @@ from sae_transfer.book.chapters import (ParameterError, all_chapters, book_chapt
                                         resolve_params)
 from sae_transfer.book.compare import page as compare_page
 from sae_transfer.book.pdf import chromium, print_pdf
-from sae_transfer.book.preflight import absolute_paths, preflight
+from sae_transfer.book.preflight import absolute_paths, preflight, written_names
 from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
 from sae_transfer.core.io import mark_ours, write_text_atomic
 from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
@@ -102,10 +102,11 @@ class Book:
     def run_dir(self, part: Part, chapter: str) -> Path:
         return self.runs / (f"book-{part.profile}" if part.profile else "book") / chapter
 
-    def params(self, part: Part, chapter, device: str | None = None) -> dict:
+    def params(self, part: Part, chapter, device: str | None = None) -> tuple[dict, dict[str, str]]:
+        """The chapter's parameters as the kernel needs them, and ``{spec: as written}`` for the pages."""
         overrides = [("device", device)] if device and "device" in chapter.defaults() else []
         params = resolve_params(chapter, part.profile, list(part.files), overrides)
-        return absolute_paths(params) if part.files else params
+        return (absolute_paths(params), written_names(params)) if part.files else (params, {})
 
     def prepare(self) -> None:
         """A book outside the project gets the project's configuration and reference pages, and an introduction
@@ -160,11 +161,11 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
     """
     chapters = [c for c in all_chapters() if book.holds(c.name)]
-    params = {}
+    params, names = {}, {}
     for part in book.parts:  # all checked before any heavy work
         for c in (c for c in chapters if part.holds(c.name)):
             with _naming(part, c.name):
-                params[(part, c.name)] = book.params(part, c, device)
+                params[(part, c.name)], names[(part, c.name)] = book.params(part, c, device)
     for zoo in sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
@@ -177,11 +178,12 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
         for c in (c for c in chapters if part.holds(c.name)):
             p, run_dir = params[(part, c.name)], book.run_dir(part, c.name)
             label = f"chapter {c.name!r}" + (f" ({part.profile})" if len(book.parts) > 1 else "")
-            results = None if force else cached_results(run_dir, source_fingerprint(c, p))
+            written = names[(part, c.name)]
+            results = None if force else cached_results(run_dir, source_fingerprint(c, p, written))
             try:
                 if results is None:
                     print(f"{label}: executing", flush=True)
-                    results = run_chapter(c, p, run_dir)
+                    results = run_chapter(c, p, run_dir, names=written)
                 else:
                     print(f"{label}: up to date, reusing {run_dir}", flush=True)
             except ChapterFailed as e:

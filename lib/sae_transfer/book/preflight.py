@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sae_transfer.core.specs import is_zoo
+from sae_transfer.data import answerable
 from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text_holds, windows_available, zoo_stream
+from sae_transfer.methods.probes import prompt_ids
 from sae_transfer.models.configs import check_reads
 from sae_transfer.models.hooks import block_of
 from sae_transfer.models.load import (SpecError, check_pair_kinds, check_source, context_limit, load_tokenizer_for,
@@ -43,6 +45,16 @@ def absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list):
             out[name] = [_absolute(v) if isinstance(v, str) else v for v in value]
     return out
+
+
+def written_names(params: dict[str, Any]) -> dict[str, str]:
+    """``{absolute spec: the path as the user wrote it}`` for every ``local:`` and ``json:`` spec of ``params``:
+    pages name a model or a text file as it was written (``ft``, ``data/code.jsonl``), not by the absolute path
+    the kernel needs (``core.labels.short``)."""
+    specs = [v for value in params.values() for v in (value if isinstance(value, list) else [value])
+             if isinstance(v, str)]
+    return {_absolute(s): s.partition(":")[2] for s in specs
+            if s.partition(":")[0] in ("local", "json") and s.partition(":")[2] and _absolute(s) != s}
 
 
 #: Chapters whose study is built from the zoo itself, not from the pairs given: they refuse other bases.
@@ -105,6 +117,8 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
     if base:
         _check_blocks(params, n_layers_of(base, zoo))
         _check_text(params, zoo)
+    if chapter == "answerability" and base:
+        _check_prompts(params, zoo)
     if chapter == "sae_metrics":
         n_batches = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"]).n_batches()
         if n_batches < 4:
@@ -166,3 +180,18 @@ def _check_training_text(params: dict[str, Any], zoo: str) -> None:
                         f"{study.context_size} tokens of base_data={data!r} ({train.n_windows()} to train the "
                         f"crosscoder, then {held_out.n_windows()} to evaluate it) but it holds {have}; "
                         + (f"use train_tokens <= {fits} or give more text" if fits else "give more text"))
+
+
+def _check_prompts(params: dict[str, Any], zoo: str) -> None:
+    """The answerability prompts are built here, with the base's tokenizer, as the kernel will build them: a
+    tokenizer that makes them too long for ``max_tokens`` (or the model's context) leaves too few of a domain,
+    refused here in one line rather than after the models load."""
+    tokenizer = load_tokenizer_for(params["base"], "base", zoo)
+    limit = min(params["max_tokens"], context_limit(params["base"], zoo) or params["max_tokens"])
+    try:
+        answerable.build(list(params["domains"]), params["n_train"], params["n_test"], params["seed"],
+                         fits=lambda t: len(prompt_ids(tokenizer, t)) <= limit,
+                         context_chars=params["context_chars"])
+    except ValueError as e:
+        raise SpecError(f"base={params['base']!r}: with its tokenizer and max_tokens={params['max_tokens']}, {e}") \
+            from None

@@ -21,14 +21,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sae_transfer.book.bench import benchmark_table
+from sae_transfer.core import labels
 from sae_transfer.core.io import write_json_atomic
+from sae_transfer.core.memory import budget_bytes, gib
 from sae_transfer.core.provenance import peak_rss_mb
+from sae_transfer.models.load import resolve_device
 
 NUMBERS_FILE = "numbers.json"
 
 #: Why a figure along finetuning is missing, for a pair given without a series of checkpoints.
-NO_CHECKPOINTS = ("No finetune given here has a series of saved checkpoints (a zoo finetune does; a `local:` or "
-                  "`hub:` finetune is one model), so there is no curve along finetuning to draw.")
+NO_CHECKPOINTS = ("No finetune given here has a series of saved checkpoints (a `local:` or `hub:` finetune is one "
+                  "model), so there is no curve along finetuning to draw.")
 
 
 class Report:
@@ -39,6 +43,7 @@ class Report:
         (self.run_dir / "figures").mkdir(exist_ok=True)
         run_file = self.run_dir / "run.json"
         self.run = json.loads(run_file.read_text()) if run_file.exists() else {}
+        labels.use_names(self.run.get("names", {}))  # pages say "ft" where the user wrote local:ft
         self.numbers: dict[str, float | int | str] = {}
         self.tables: dict[str, list[dict[str, Any]]] = {}
         self.figures: dict[str, dict[str, str]] = {}
@@ -76,6 +81,27 @@ class Report:
             self.figure(name, draw(data), caption)
         else:
             self.absent_figure(name, absent)
+
+    def benchmarks(self, records: dict[str, str], ours: bool, precision: int = 2) -> None:
+        """Glue each ``{name: record}``: the last table of ``benchmarks/<record>.py`` when the run's models are
+        the project's own (``ours``: a zoo base), which that benchmark measured. For anyone else's models its
+        place says so: a user's book does not quote the project's figures as if they described the user's pair."""
+        for name, record in records.items():
+            if ours:
+                self.table(name, benchmark_table(record), precision)
+            else:
+                self.absent_figure(name, f"Not shown: `benchmarks/{record}.py` measured the project's own models on "
+                                         "its machine, not this pair; this run's own memory is stated above.")
+
+    def this_run(self, memory: str, device: str) -> str:
+        """Glue ``this_run``: the kernel's peak memory so far (weights included) and the budget ``memory`` gave
+        each pass beyond the weights here. Returns the sentence."""
+        budget = budget_bytes(memory, resolve_device(device))
+        text = (f"This run's kernel peaked at {gib(peak_rss_mb() * 2**20)} of resident memory by the end of its "
+                f"measurements, the models' weights included; `memory={memory!r}` allowed each pass "
+                f"{gib(budget)} beyond the weights on this machine.")
+        self.text("this_run", text)
+        return text
 
     def text(self, name: str, markdown: str) -> None:
         """Record and glue a paragraph written from results (``{glue:md}`name``` on the page), for prose that

@@ -67,8 +67,9 @@ def _kernel_is_ours(spec_dir: Path) -> bool:
     return Path(argv[0]).resolve() == Path(sys.executable).resolve() and argv[-len(KERNEL_ARGS):] == KERNEL_ARGS
 
 
-def source_fingerprint(chapter: Chapter, params: dict[str, Any]) -> str:
-    """Changes when the notebook, the library code, benchmark records, the parameters or the zoo change."""
+def source_fingerprint(chapter: Chapter, params: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """Changes when the notebook, the library code, benchmark records, the parameters, the names the pages give
+    them (``preflight.written_names``) or the zoo change."""
     # Benchmark records are shown in chapter appendices, so a new record reruns the chapter.
     lib = sorted((PROJECT_ROOT / "lib").rglob("*.py"))
     lib += sorted((PROJECT_ROOT / "benchmarks" / "results").glob("*.json"))
@@ -77,6 +78,7 @@ def source_fingerprint(chapter: Chapter, params: dict[str, Any]) -> str:
         card = Zoo.open(params["zoo"]).root / "card.json"
         zoo_card = json.loads(card.read_text()).get("fingerprint") if card.exists() else None
     return fingerprint({"notebook": sha256_file(chapter.source), "params": params, "zoo": zoo_card,
+                        **({"names": names} if names else {}),
                         "lib": [(str(p.relative_to(PROJECT_ROOT)), sha256_file(p)) for p in lib]})
 
 
@@ -170,8 +172,9 @@ def failed_dir(final: Path) -> Path:
 
 
 def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, names: dict[str, str] | None = None) -> dict:
     """Execute ``chapter`` with already-validated ``params``; return the results written to results.json.
+    ``names``: ``{spec: as the user wrote it}``, what the pages call those models and files.
 
     The run executes in a fresh directory beside ``run_dir`` that then replaces it, so ``run_dir`` holds one
     run's files and never a mix. A failure is kept with its partial notebook and no ``results.json``: in
@@ -184,7 +187,7 @@ def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None =
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
         try:
-            results = _execute(chapter, params, work, final, progress)
+            results = _execute(chapter, params, work, final, progress, names or {})
         except BaseException as e:
             # The failed run's own files (run.json, the partial notebook) are kept whole and never mixed with
             # another run's: in place of an earlier failure, or beside an earlier success, which stays intact (a
@@ -198,15 +201,16 @@ def run_chapter(chapter: Chapter, params: dict[str, Any], run_dir: Path | None =
     return results
 
 
-def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Path, progress: bool) -> dict:
+def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Path, progress: bool,
+             names: dict[str, str]) -> dict:
     import papermill as pm
 
-    fp = source_fingerprint(chapter, params)
+    fp = source_fingerprint(chapter, params, names)
     commit = git_commit()
     command = command_line(chapter, params)
     mark_ours(run_dir)
     write_json_atomic(run_dir / "run.json", {"chapter": chapter.name, "params": params, "command": command,
-                                             "commit": commit})
+                                             "commit": commit, "names": names})
     out_nb = run_dir / f"{chapter.name}.ipynb"
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -231,6 +235,7 @@ def _execute(chapter: Chapter, params: dict[str, Any], run_dir: Path, final: Pat
         "commit": commit, "versions": package_versions(), "device": device_description(params.get("device")),
         "started": started, "wall_seconds": wall, "peak_rss_mb": recorded["kernel"].get("peak_rss_mb"),
         "peak_cuda_mb": recorded["kernel"].get("peak_cuda_mb"), "fingerprint": fp, "run_dir": str(final),
+        **({"names": names} if names else {}),
     }
     # Provenance goes into the notebook too, so a downloaded .ipynb still says how it was made.
     import nbformat

@@ -129,8 +129,8 @@ def pair_words(base: Mapping[str, float], finetune: Mapping[str, float]) -> str:
     ``ce_recovered`` of each): the drops of ``check``'s first two criteria. An SAE that explains little on the
     base itself has nothing to transfer, and is said to."""
     if base["ev_token"] < POOR:
-        return ("does as poorly as on the base, where it already explains little"
+        return ("explains little even on the base, and about as little"
                 if base["ev_token"] - finetune["ev_token"] <= EV_DROP.keep else
-                "does worse than on the base, where it already explains little")
+                "explains little even on the base, and less still")
     return in_words({"ev_drop": base["ev_token"] - finetune["ev_token"],
                      "ce_recovered_drop": base["ce_recovered"] - finetune["ce_recovered"]})

@@ -177,6 +177,9 @@ class SAEMetrics:
         self.kept = _Subset(d_in, d_sae)
         self.n_outliers = 0
         self.n_outliers_pos0 = 0
+        # Residual norms at the hook: position 0 (BOS) apart from the rest, so a page can say how this model's
+        # BOS compares (small models: smaller than average; billion-parameter ones: hundreds of times larger).
+        self.norms = {"bos_sum": 0.0, "n_bos": 0, "rest_sum": 0.0, "n_rest": 0, "rest_max": 0.0}
 
     @torch.no_grad()
     def update(self, x, feats, x_hat, outlier, ce: dict[str, torch.Tensor], kl: dict[str, torch.Tensor]) -> None:
@@ -196,6 +199,13 @@ class SAEMetrics:
         self._parts: list = [None, None]
         self.n_outliers += int(out.sum())
         self.n_outliers_pos0 += int(outlier[:, 0].sum())
+        norms = x.float().norm(dim=-1)  # [B, T]
+        rest = norms[:, 1:]
+        self.norms["bos_sum"] += float(norms[:, 0].sum(dtype=torch.float64))
+        self.norms["n_bos"] += norms.shape[0]
+        self.norms["rest_sum"] += float(rest.sum(dtype=torch.float64))
+        self.norms["n_rest"] += rest.numel()
+        self.norms["rest_max"] = max(self.norms["rest_max"], float(rest.max()) if rest.numel() else 0.0)
 
     @torch.no_grad()
     def add_part(self, x, feats, x_hat, outlier, ce: dict[str, torch.Tensor], kl: dict[str, torch.Tensor]) -> None:
@@ -225,4 +235,7 @@ class SAEMetrics:
         return {"threshold": self.threshold if math.isfinite(self.threshold) else None,
                 "outlier_frac": self.n_outliers / n if n else 0.0,
                 "outliers_at_pos0": self.n_outliers_pos0,
+                "norms": {"bos": self.norms["bos_sum"] / max(self.norms["n_bos"], 1),
+                          "mean": self.norms["rest_sum"] / max(self.norms["n_rest"], 1),
+                          "max": self.norms["rest_max"]},
                 "all": self.all.result(self.d_sae), "kept": self.kept.result(self.d_sae)}

@@ -16,3 +16,15 @@ def in_short(h: dict[str, Any]) -> str:
             f"own domain and {h['residual_out']:.2f} in others; a single SAE feature at {h['sae1_in']:.2f} and "
             f"{h['sae1_out']:.2f}. Carried to the finetunes without retraining, the residual probe "
             f"{_change(h['drop_residual'])} and the one-feature probe {_change(h['drop_sae1'])}.")
+
+
+def capacity(toy_base: bool) -> str:
+    """What the probes can find in the base: the zoo's small base (``toy_base``) was never asked to answer."""
+    what = ("The zoo's small base model was trained briefly on mostly prose and never asked to answer anything: "
+            "the probes can only find what its residual stream carries about the prompt's surface (whether the "
+            "article's title recurs in the context, whether a year or a number is present). " if toy_base else "")
+    return what + ("Where the in-domain AUROC is near 0.5 no linear probe finds the distinction at that layer, and "
+                   "the generalization and finetuning results for that domain say nothing. The paper's question, "
+                   "whether answerability is *one* direction that features pick out, needs a model that can answer: "
+                   "`params/paper/gemma-2-9b-answerability.yaml` runs the same chapter on Gemma 2 9B with a Gemma "
+                   "Scope SAE, as the paper did, on a GPU.")

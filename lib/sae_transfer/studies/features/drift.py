@@ -100,9 +100,9 @@ def checkpoint_similarity(setup: PairSetup, finetune: str, result: dict, n_token
 
 
 #: Why drift and recovery are missing where no SAE was fine-tuned on a finetune.
-NOT_TUNED = ("No SAE was fine-tuned on a finetune here: the chapter fine-tunes the base SAE on a zoo finetune's "
-             "training text, which needs a zoo finetune, a zoo SAE and `sae_finetune_tokens` > 0, so there is no drift "
-             "or recovery to draw.")
+NOT_TUNED = ("No SAE was fine-tuned on a finetune here: the chapter fine-tunes the base SAE on the text it was "
+             "trained on, which is known only for the project's own SAEs and finetunes (and only with "
+             "`sae_finetune_tokens` > 0), so there is no drift or recovery to draw.")
 
 
 def measure(setup: PairSetup, finetunes: list[str], results: dict[str, dict], study: DriftStudy) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def describe(feats: dict[str, Any], drift: dict[str, Any], finetunes: list[str])
                            f"similarity is {', '.join(spearman)}" + (
                                ": how far a direction moved says little about whether the feature still fires on "
                                "the same tokens." if weak else "."))
-    out["drift"] = " ".join(drift_lines) or "No zoo pair was fine-tuned (sae_finetune_tokens is 0)."
+    out["drift"] = " ".join(drift_lines) or NOT_TUNED
     rec = []
     for ft in finetunes:
         k = slug(ft)
@@ -225,7 +225,7 @@ def describe(feats: dict[str, Any], drift: dict[str, Any], finetunes: list[str])
                        f"{d[f'rec_final_delta_ce_{k}']:.3f}.")
             if f"rec_native_ev_{k}" in d:
                 caught_up = d[f"rec_final_ev_{k}"] >= d[f"rec_native_ev_{k}"] - 0.01
-                rec.append(f"The SAE the zoo trained on `{short(ft)}` from scratch "
+                rec.append(f"The SAE trained on `{short(ft)}` from scratch "
                            f"({d[f'rec_native_tokens_{k}']:,} tokens) reaches {d[f'rec_native_ev_{k}']:.3f} "
                            f"(delta CE {d[f'rec_native_delta_ce_{k}']:.3f})"
                            + (": starting from the base SAE is the cheaper way to an SAE for the finetune, as Kissane "

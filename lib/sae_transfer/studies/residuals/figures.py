@@ -7,14 +7,14 @@ import pandas as pd
 
 from sae_transfer.core.labels import short
 from sae_transfer.core.plotting import centers
-from sae_transfer.studies.residuals.measure import middle
+from sae_transfer.studies.residuals.measure import summarised
 
 
 def histograms(records: list[dict], metric: str, xlabel: str, xlim=None):
     """Step histograms of a per-token metric (``cos`` or ``rel``), one line per (finetune, dataset)."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
     for rec in records:
-        ft, ds, r = rec["finetune"], rec["dataset"], middle(rec)
+        ft, ds, r = rec["finetune"], rec["dataset"], summarised(rec)
         counts = r["hist"][metric]
         total = sum(counts)
         ax.step(centers(r["bins"][metric]), [c / total for c in counts], where="mid",
@@ -31,7 +31,7 @@ def histograms(records: list[dict], metric: str, xlabel: str, xlim=None):
 def by_position(records: list[dict]):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for rec in records:
-        ft, ds, r = rec["finetune"], rec["dataset"], middle(rec)
+        ft, ds, r = rec["finetune"], rec["dataset"], summarised(rec)
         ax.plot(r["by_position"]["cos"], label=f"{ft.removeprefix('zoo:')} on {ds.removeprefix('zoo:')}")
     ax.set_xlabel("context position")
     ax.set_ylabel("mean cosine similarity")
@@ -52,7 +52,7 @@ def by_layer(table: pd.DataFrame):
 
 
 def norms(records: list[dict]):
-    """log10 residual norm distributions of base and finetune at the middle layer, one panel per dataset."""
+    """log10 residual norm distributions of base and finetune at the summarised layer, one panel per dataset."""
     datasets = sorted({rec["dataset"] for rec in records})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.3), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
@@ -60,7 +60,7 @@ def norms(records: list[dict]):
         for rec in records:
             if rec["dataset"] != ds:
                 continue
-            ft, r = rec["finetune"], middle(rec)
+            ft, r = rec["finetune"], summarised(rec)
             x = centers(r["bins"]["log10_norm"])
             if not drawn_base:
                 ax.step(x, r["hist"]["log10_norm_base"], where="mid", color="black", label="base")
@@ -78,7 +78,7 @@ def checkpoints(rows: list[dict]):
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, g in df.groupby("finetune"):
-        ax.plot(g["step"], g["cosine"], marker="o", label=f"{name} (middle layer)")
+        ax.plot(g["step"], g["cosine"], marker="o", label=f"{name} (summarised layer)")
         ax.plot(g["step"], g["last-layer cosine"], marker=".", ls="--", label=f"{name} (last layer)")
     ax.set_xlabel("finetuning step")
     ax.set_ylabel("mean cosine similarity to base")

@@ -18,7 +18,7 @@ def in_short(h: dict[str, Any], own: dict[str, str]) -> str:
     """``own``: finetune spec -> the dataset spec it is read on (its own domain where known)."""
     cos = {ft: h[f"cos_{slug(ft, ds)}"] for ft, ds in own.items()}
     most = min(cos, key=cos.get)
-    text = (f"At the middle layer, `{short(most)}` moved furthest: its residual keeps mean cosine {cos[most]:.3f} "
+    text = (f"At {h['summary_where']}, `{short(most)}` moved furthest: its residual keeps mean cosine {cos[most]:.3f} "
             f"with the base's on {short(own[most])}")
     if len(cos) > 1:
         least = max(cos, key=cos.get)

@@ -22,3 +22,25 @@ def in_short(h: dict[str, Any], own: list[tuple[str, str]]) -> str:
     return ("The base SAE " + "; it ".join(parts) + ". Splicing it into the finetune costs up to "
             f"{h[f'delta_ce_{slug(*worst)}']:.3f} nats of cross-entropy (`{short(worst[0])}`), against "
             f"{h[f'delta_ce_base_{short(worst[1])}']:.3f} in the base.")
+
+
+#: A token norm this many times the mean of the others is a massive activation (large models grow them, mostly
+#: on BOS, at hundreds of times the typical norm; the seed's outlier filter was made for them).
+MASSIVE = 10.0
+
+
+def norm_reading(results: dict[str, Any]) -> str:
+    """This base's residual norms at the SAE's hook, from the measured norms (``SAEMetrics``'s ``norms``) on the
+    first dataset: BOS against the mean of the other tokens, and the largest other token against that mean."""
+    ds, r = next(iter(results["base"].items()))
+    n = r["norms"]
+    bos, peak = n["bos"] / n["mean"], n["max"] / n["mean"]
+    size = "*smaller* than" if bos < 0.9 else "about that of" if bos <= 1.1 else "*larger* than"
+    text = (f"In the base, on {short(ds)}, the BOS token's residual norm at the SAE's hook is {n['bos']:.3g}, "
+            f"{bos:.2g} times the mean norm of the other tokens ({n['mean']:.3g}): {size} the average token's; the "
+            f"largest other token's norm is {peak:.2g} times that mean.")
+    if max(bos, peak) >= MASSIVE:
+        return text + (" Norms this far above the mean are the massive activations of large models that made the "
+                       "seed's outlier filter necessary; the table shows what filtering them changes.")
+    return text + (f" Neither is a massive activation (over {MASSIVE:g} times the mean, as billion-parameter models "
+                   "grow mostly on BOS, and as made the seed's outlier filter necessary).")
