@@ -49,7 +49,7 @@ def write_jsonl(path: Path, lines: list[str]) -> None:
     path.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
 
 
-def finetune(model, tokenizer, lines: list[str], steps: int, seed: int = 1, lr: float = 3e-3) -> None:
+def finetune(model, tokenizer, lines: list[str], steps: int, seed: int = 1, lr: float = 1e-3) -> None:
     """``steps`` AdamW steps of next-token loss on ``lines`` (batches of 4, 32 tokens): a finetune that moved."""
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)

@@ -130,3 +130,15 @@ def test_zoo_model_against_itself_gives_similarity_one(smoke_card):
     assert torch.allclose(sims[live & ~sims.isnan()], torch.ones(1, dtype=torch.float64), atol=1e-6)
     assert r["unembed_frobenius_ratio"] == 0.0
     assert r["groups"]["dead_in_base"] == [] and r["groups"]["dead_in_finetune"] == []
+
+
+def test_a_batch_of_outliers_only_is_skipped_and_a_pass_of_them_is_one_clear_error():
+    g = torch.Generator().manual_seed(2)
+    sae = _ReluSAE(6, 10)
+    a = torch.randn(4, 5, 6, generator=g)
+    b = a.clone()
+    b[2:] *= 100  # the finetune's last two windows: every token far over the threshold
+    r = _stats(a, b, sae, k=2, threshold=10.0)
+    assert r["n_tokens"] == 2 * 4 and r["n_outliers"] == 2 * 4
+    with pytest.raises(ValueError, match="every token measured at h was an outlier .* use outliers='none'"):
+        _stats(a * 100, b, sae, threshold=10.0)

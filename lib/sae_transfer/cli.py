@@ -134,7 +134,7 @@ def _book(args) -> Book:
                                  "in a directory of its own)")
         for f in args.file:
             read_yaml(f, "parameter file")  # a missing or broken file fails here, in one line
-        return Book.from_files(args.file, check_out_dir(args.out))
+        return Book.from_files(args.file, check_out_dir(args.out), written_out=str(args.out))
     profile = args.profile or "default"
     if profile not in profiles():
         raise ParameterError(f"unknown profile {profile!r}; valid profiles are {profiles()}")

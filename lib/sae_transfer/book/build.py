@@ -69,9 +69,11 @@ class Book:
                    f"python -m sae_transfer book --profile {profile}")
 
     @classmethod
-    def from_files(cls, files: list[Path], out: Path) -> "Book":
+    def from_files(cls, files: list[Path], out: Path, written_out: str | None = None) -> "Book":
         """A book of the user's own parameter files (flat, or a section per chapter), built in ``out`` with
-        its runs beside it."""
+        its runs beside it; its pages give the command as the user wrote it (``written_out``: ``--out`` so)."""
+        command = ("python -m sae_transfer book " + " ".join(f"-f {f}" for f in files)
+                   + f" --out {written_out or out}")
         files = tuple(Path(f).resolve() for f in files)
         for f in files:
             data = read_yaml(f, "parameter file")
@@ -84,8 +86,7 @@ class Book:
                                                           f"parameter file {str(f)!r}")]
         chapters = tuple(c for c in chapter_names() if c in listed) if listed else chapters
         return cls(Path(out).resolve(), (Part(None, "Chapters", "chapters", files, chapters),),
-                   Path(out).resolve() / "runs",
-                   "python -m sae_transfer book " + " ".join(f"-f {f}" for f in files) + f" --out {out}")
+                   Path(out).resolve() / "runs", command)
 
     def holds(self, chapter: str) -> bool:
         """Whether any part holds ``chapter``."""

@@ -64,9 +64,15 @@ def last_token_acts(model, tokenizer, texts: list[str], hooks: list[str], sae=No
 # ------------------------------------------------------------------------------------------ probes
 
 def _folds(groups: np.ndarray, n_splits: int = 5):
+    """Cross-validation folds that keep each group (a prompt item: both labels, both templates) whole; fewer
+    than ``n_splits`` when there are fewer groups (a small ``n_train``), never fewer than two."""
     from sklearn.model_selection import GroupKFold
 
-    return list(GroupKFold(n_splits=n_splits).split(np.zeros(len(groups)), groups=groups))
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError(f"the probes' cross-validation needs prompts of at least 2 items; got {n_groups} "
+                         "(raise n_train)")
+    return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(np.zeros(len(groups)), groups=groups))
 
 
 def feature_auroc(F: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -171,6 +171,8 @@ class FeaturePairStats:
         self.n_outliers += int((~keep[:, 1:]).sum())
         keep[:, 0] = False  # BOS: features that fire only there correlate perfectly and say nothing about text
         keep = keep.flatten().cpu()
+        if not keep.any():  # every token of this part an outlier: nothing to add (``result`` says if none ever was)
+            return
         fx = self.sae.encode(a.to(self.sae.dtype)).flatten(0, 1).cpu()[keep]  # [n, d_sae]
         fy = self.sae.encode(b.to(self.sae.dtype)).flatten(0, 1).cpu()[keep]
         idx = idx[keep]
@@ -205,7 +207,9 @@ class FeaturePairStats:
         """Per-feature lists [d_sae] (plain floats; NaN where a correlation is undefined)."""
         n, s = self.n, self.s
         if n == 0:
-            raise ValueError("FeaturePairStats: every token was an outlier or no batch was seen")
+            raise ValueError(f"every token measured at {self.hook} was an outlier (a residual norm over "
+                             f"{self.threshold:.4g} in the base or the finetune) or the position-0 token: no feature "
+                             "statistic is left; use outliers='none' or a larger multiple such as '10x'")
         mx, my = s["x"] / n, s["y"] / n
         vx, vy = s["xx"] / n - mx**2, s["yy"] / n - my**2
         cov = s["xy"] / n - mx * my

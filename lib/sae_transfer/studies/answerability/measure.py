@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from sae_transfer.core.labels import short
 from sae_transfer.data import answerable
 from sae_transfer.methods import probes
 from sae_transfer.methods.probes import RESIDUAL, Probe, fit_probes, probe_names, score
@@ -251,7 +252,7 @@ def cosine_table(result: dict):
 def bridge_table(result: dict, trained_on: str = "base"):
     """In-domain AUROC of probes on each finetune's final weights, averaged over domains, per probe."""
     df = pd.DataFrame(result["bridge"])
-    df = df[df["final"] & (df["trained on"] == trained_on)]
+    df = df[df["final"] & (df["trained on"] == trained_on)].assign(finetune=lambda d: d["finetune"].map(short))
     return df.pivot_table(index="probe", columns="finetune", values="auroc", aggfunc="mean").loc[
         probe_names(result["ks"])]
 
