@@ -108,3 +108,9 @@ def test_the_bos_sentence_is_this_models_own():
     assert "2.5 times that mean" in small and "Neither is a massive activation" in small
     large = sae_metrics.norm_reading(results(32.0, 5.0))
     assert "16 times the mean" in large and "*larger* than" in large and "massive activations of large" in large
+
+
+def test_only_the_toy_base_is_said_never_to_have_been_asked_to_answer():
+    assert "never asked to answer anything" in answerability.capacity(True)
+    real = answerability.capacity(False)
+    assert "never asked" not in real and "zoo" not in real and real.startswith("Where the in-domain AUROC")

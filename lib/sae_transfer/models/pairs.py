@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sae_transfer.core.memory import check_memory
+from sae_transfer.core.specs import is_zoo
 from sae_transfer.models.load import ModelPair, load_pair, load_tokenizer_for, parse_spec, with_finetune
 from sae_transfer.zoo.store import Zoo
 
@@ -37,6 +38,12 @@ class PairSetup:
     @property
     def zoo_handle(self) -> Zoo:
         return Zoo.open(self.zoo)
+
+    @property
+    def toy_base(self) -> bool:
+        """Whether the base is one of the zoo's toy models, trained here from scratch (not a real pretrained
+        model, whether the zoo's real family or the user's own): what a page may say of its base."""
+        return is_zoo(self.base) and not self.zoo_handle.recipe.pretrained
 
     def loader(self) -> "PairLoader":
         return PairLoader(self)

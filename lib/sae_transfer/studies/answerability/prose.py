@@ -19,7 +19,8 @@ def in_short(h: dict[str, Any]) -> str:
 
 
 def capacity(toy_base: bool) -> str:
-    """What the probes can find in the base: the zoo's small base (``toy_base``) was never asked to answer."""
+    """What the probes can find in the base: the zoo's toy base (``PairSetup.toy_base``) was never asked to
+    answer; of any other base the page says nothing it has not measured."""
     what = ("The zoo's small base model was trained briefly on mostly prose and never asked to answer anything: "
             "the probes can only find what its residual stream carries about the prompt's surface (whether the "
             "article's title recurs in the context, whether a year or a number is present). " if toy_base else "")

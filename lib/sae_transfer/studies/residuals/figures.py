@@ -18,7 +18,7 @@ def histograms(records: list[dict], metric: str, xlabel: str, xlim=None):
         counts = r["hist"][metric]
         total = sum(counts)
         ax.step(centers(r["bins"][metric]), [c / total for c in counts], where="mid",
-                label=f"{ft.removeprefix('zoo:')} on {ds.removeprefix('zoo:')}")
+                label=f"{short(ft)} on {short(ds)}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of tokens")
     if xlim:
@@ -32,7 +32,7 @@ def by_position(records: list[dict]):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for rec in records:
         ft, ds, r = rec["finetune"], rec["dataset"], summarised(rec)
-        ax.plot(r["by_position"]["cos"], label=f"{ft.removeprefix('zoo:')} on {ds.removeprefix('zoo:')}")
+        ax.plot(r["by_position"]["cos"], label=f"{short(ft)} on {short(ds)}")
     ax.set_xlabel("context position")
     ax.set_ylabel("mean cosine similarity")
     ax.legend(fontsize=8)
