@@ -49,7 +49,8 @@ def prepare(work: Path, steps: int) -> None:
         shutil.copyfile(toy.text_file(domain, "heldout"), work / f"{domain}.jsonl")
     tok = AutoTokenizer.from_pretrained(work / "base")
     model = AutoModelForCausalLM.from_pretrained(work / "base", dtype=torch.float32)
-    lines = [json.loads(line)["text"] for line in (work / "code.jsonl").read_text().splitlines()[:4 * steps]]
+    text = "".join(json.loads(line)["text"] for line in (work / "code.jsonl").read_text().splitlines())
+    lines = [text[i: i + 400] for i in range(0, 400 * 4 * steps, 400)]  # 4 pieces of code a step
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
     for step in range(steps):

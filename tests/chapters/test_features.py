@@ -49,5 +49,5 @@ def test_the_reading_is_written_from_the_numbers_for_each_finetune(results):
     assert f"{n['frobenius_math']:.3f} for `math`" in n["features_unembedding"]
     assert f"a mean cosine of {n['dec_cos_regular_code']:.3f}" in n["features_drift"]
     assert f"to {n['rec_final_ev_code']:.3f} after {n['sae_finetune_tokens']:,}" in n["features_recovery"]
-    assert f"The SAE the zoo trained on `code` from scratch" in n["features_recovery"]
+    assert "The SAE trained on `code` from scratch" in n["features_recovery"]
     assert f"to {n['ckpt_final_sim_math']:.3f}." in n["features_recovery"]

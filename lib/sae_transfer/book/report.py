@@ -82,6 +82,14 @@ class Report:
         else:
             self.absent_figure(name, absent)
 
+    def table_when(self, ok: bool, name: str, make, absent: str, precision: int = 4) -> None:
+        """Table ``name`` from ``make()`` when ``ok``, else its reason (``absent``) in its place, as
+        ``figure_when``: findings of a method that did not work on this data are not shown."""
+        if ok:
+            self.table(name, make(), precision)
+        else:
+            self.absent_figure(name, absent)
+
     def benchmarks(self, records: dict[str, str], ours: bool, precision: int = 2) -> None:
         """Glue each ``{name: record}``: the last table of ``benchmarks/<record>.py`` when the run's models are
         the project's own (``ours``: a zoo base), which that benchmark measured. For anyone else's models its
@@ -95,12 +103,17 @@ class Report:
 
     def this_run(self, memory: str, device: str) -> str:
         """Glue ``this_run``: the kernel's peak memory so far (weights included) and the budget ``memory`` gave
-        each pass beyond the weights here. Returns the sentence."""
+        each pass beyond the weights here. Returns the sentence. Like the run's wall time, this describes the run,
+        not the models: it is glued for the page but not recorded among the results (two runs of the same inputs
+        give the same ``results.json`` numbers); ``meta`` holds the kernel's final peak."""
+        from IPython.display import Markdown
+        from myst_nb import glue
+
         budget = budget_bytes(memory, resolve_device(device))
         text = (f"This run's kernel peaked at {gib(peak_rss_mb() * 2**20)} of resident memory by the end of its "
                 f"measurements, the models' weights included; `memory={memory!r}` allowed each pass "
                 f"{gib(budget)} beyond the weights on this machine.")
-        self.text("this_run", text)
+        glue("this_run", Markdown(text), display=False)
         return text
 
     def text(self, name: str, markdown: str) -> None:

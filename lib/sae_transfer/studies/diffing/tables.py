@@ -176,6 +176,12 @@ def not_trained(h: dict) -> str:
             "`expansion`) and run the chapter again.")
 
 
+def not_reported(h: dict) -> str:
+    """What stands in a table's or a figure's place when the crosscoder did not train."""
+    return (f"Not reported: the crosscoder did not train ({h['fvu_max_pct']:.0f}% of a model's variance "
+            "unexplained; see above).")
+
+
 def summary_text(h: dict) -> str:
     """The chapter's opening sentence, written from the results."""
     if not h["trained"]:
