@@ -182,9 +182,9 @@ def measure(setup: PairSetup, finetunes: list[str], tokens: list[TokenSpec], out
                               threshold=finite_or_none(threshold))
         result = cached("sae-metrics", key, run)
         if not result["kept"]["n_tokens"]:  # the metrics are over tokens that are not outliers: there are none
-            raise ValueError(f"every token of {model_spec} on {spec.dataset} is an outlier under outliers={outliers!r} "
-                             f"(residual norm over {threshold:.4g}, from the base's mean norm): its residual norms "
-                             "grew that much; use outliers='none' or a larger multiple such as '10x'")
+            raise ValueError(f"every token of {model_spec} on {spec.dataset} is an outlier under "
+                             f"outliers={outliers!r} (a residual norm over {threshold:.4g}), so no metric is left; "
+                             "use outliers='none' or a larger threshold such as '10x'")
         return result
 
     out: dict[str, Any] = {"base": {}, "finetunes": {ft: {} for ft in finetunes}, "thresholds": {}}

@@ -250,7 +250,7 @@ def describe(h: dict) -> dict[str, str]:
             + (f" and {h['best_dcos']:.2f} on {h['best_ft']}." if h["n_pairs"] > 1 else "."))
     else:
         out["floors"] = ("No twin of the base or second SAE was given (`twin`, `second_sae`), so this run has no "
-                         "floor or ceiling: read the shares against the zoo's, where both exist.")
+                         "floor or ceiling: read the shares against the project's own book, which has both.")
     if "ckpt_ft" in h:
         out["checkpoints"] = (
             f"Along {h['ckpt_ft']}'s finetuning, new latents are {h['ckpt_first_new']:.1f}% of live latents at step "
