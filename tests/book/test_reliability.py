@@ -129,7 +129,10 @@ CASES = {
                                 "layers=[7]: the base model has blocks 0..1"),
     "negative_lr": (["run", "features", *SMOKE, "-p", "sae_finetune_lr", "-1"],
                     "sae_finetune_lr=-1.0 must be a positive"),
-    "too_few_batches": (["run", "sae_metrics", *SMOKE, "-p", "n_tokens", "128"], "give at least 4"),
+    "too_few_batches": (["run", "sae_metrics", *SMOKE, "-p", "n_tokens", "128"], "give at least 4: n_tokens >= "),
+    "too_few_batches_of_this_size": (["run", "sae_metrics", *SMOKE, "-p", "n_tokens", "1024", "-p", "batch_size", "8"],
+                                     "makes 2 batch(es) of 8 windows of 64 tokens; the intervals resample whole "
+                                     "batches, so give at least 4: batch_size <= 4 or n_tokens >= 2048"),
     "memory_unparsable": (["run", "sae_metrics", *SMOKE, "-p", "memory", "lots"], "memory='lots': use 'auto', a size"),
     "memory_check": (["check", "--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-s", "--finetune",
                       "zoo:code", "--memory", "150%"], "memory='150%': use 'auto'"),

@@ -120,11 +120,13 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
     if chapter == "answerability" and base:
         _check_prompts(params, zoo)
     if chapter == "sae_metrics":
-        n_batches = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"]).n_batches()
-        if n_batches < 4:
-            raise SpecError(f"n_tokens={params['n_tokens']} makes {n_batches} batch(es) of {params['batch_size']} "
-                            f"windows; the intervals resample whole batches, so give at least 4 (a smaller "
-                            f"batch_size or more n_tokens)")
+        spec = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"])
+        if spec.n_batches() < 4:
+            fits = spec.n_windows() // 4  # the largest batch_size that makes 4 batches of these tokens
+            raise SpecError(f"n_tokens={spec.n_tokens} makes {spec.n_batches()} batch(es) of {spec.batch_size} "
+                            f"windows of {spec.context_size} tokens; the intervals resample whole batches, so give "
+                            "at least 4: " + (f"batch_size <= {fits} or " if fits else "")
+                            + f"n_tokens >= {4 * spec.batch_size * spec.context_size}")
 
 
 def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:
