@@ -82,13 +82,20 @@ class Report:
         else:
             self.absent_figure(name, absent)
 
-    def table_when(self, ok: bool, name: str, make, absent: str, precision: int = 4) -> None:
-        """Table ``name`` from ``make()`` when ``ok``, else its reason (``absent``) in its place, as
-        ``figure_when``: findings of a method that did not work on this data are not shown."""
-        if ok:
-            self.table(name, make(), precision)
-        else:
-            self.absent_figure(name, absent)
+    def findings(self, ok: bool, absent: str, tables: dict, figures: dict) -> None:
+        """A method's findings: tables ``{name: (make, precision)}`` and figures ``{name: (draw, caption)}``, made
+        only when ``ok`` (the method worked on this data); otherwise each place holds ``absent``, so nothing a
+        method that failed produced is shown as a finding."""
+        for name, (make, precision) in tables.items():
+            if ok:
+                self.table(name, make(), precision)
+            else:
+                self.absent_figure(name, absent)
+        for name, (draw, caption) in figures.items():
+            if ok:
+                self.figure(name, draw(), caption)
+            else:
+                self.absent_figure(name, absent)
 
     def benchmarks(self, records: dict[str, str], ours: bool, precision: int = 2) -> None:
         """Glue each ``{name: record}``: the last table of ``benchmarks/<record>.py`` when the run's models are

@@ -9,7 +9,7 @@ import pandas as pd
 
 from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
 from sae_transfer.studies.diffing import classes as dc
-from sae_transfer.studies.diffing.tables import pair_rows
+from sae_transfer.studies.diffing.tables import feature_table, floors_table, pair_rows
 
 CLASS_COLORS = {"kept": "#4c9f70", "shifted": "#e0b040", "lost": "#c8553d", "unmatched": "#9aa5b1"}
 
@@ -95,3 +95,10 @@ def along_checkpoints(table: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+
+
+def class_figures(result: dict) -> dict[str, tuple]:
+    """The figures that report the crosscoder's classes, ``{glue name: (draw, caption)}``, drawn only where it
+    trained (``Report.findings``)."""
+    return {"classes": (lambda: feature_classes(feature_table(result)), "Base-SAE feature classes."),
+            "floor_bars": (lambda: floors(floors_table(result)), "Between floor and ceiling.")}

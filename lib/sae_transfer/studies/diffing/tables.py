@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -174,6 +174,13 @@ def not_trained(h: dict) -> str:
             "held-out tokens, no better than predicting the mean, so its kept, shifted, lost and new classes say "
             "nothing about this pair and are not reported as findings. Give it more `train_tokens` (or a smaller "
             "`expansion`) and run the chapter again.")
+
+
+def class_tables(result: dict) -> dict[str, tuple[Callable[[], pd.DataFrame], int]]:
+    """The tables that report the crosscoder's classes, ``{glue name: (make, precision)}``, made only where it
+    trained (``Report.findings``)."""
+    return {"latents": (lambda: latent_table(result), 1), "feature_classes": (lambda: feature_table(result), 1),
+            "floors": (lambda: floors_table(result), 2), "along_checkpoints": (lambda: checkpoint_table(result), 1)}
 
 
 def not_reported(h: dict) -> str:
