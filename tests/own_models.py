@@ -1,7 +1,7 @@
 """A user's own model pair, made offline: a tiny checkpoint of one architecture from its config with random
 weights, a finetune of a few optimizer steps on the user's text, an SAE saved by sae_lens, and that text as JSON
 lines; no checkpoint series. The own-models suite (``tests/test_own_models.py``) and the loading benchmark
-(``benchmarks/load.py --synthetic``) build their pairs here.
+(``benchmarks/load_memory.py --synthetic``) build their pairs here.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from sae_transfer.check.report import line, provenance, write
 from sae_transfer.core.io import atomic_dir, mark_ours
 from sae_transfer.core.paths import cache_dir, check_cache_writable
 from sae_transfer.models.load import context_limit, resolve_device
-from sae_transfer.studies.parameters import rule_of
+from sae_transfer.studies.parameters import MEMORY_DOC, rule_of
 from sae_transfer.zoo import Zoo, build_zoo
 from sae_transfer.zoo.card import format_card
 
@@ -93,8 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--outliers", default="2x", help="outlier norm: none, NX (times the base's mean norm) or N")
     chk.add_argument("--device", default="auto")
     chk.add_argument("--dtype", default="float32")
-    chk.add_argument("--memory", default="auto", help="memory a pass may take beyond the weights: auto (half of "
-                     "what is free), a size (8GB) or a share (30%%)")
+    chk.add_argument("--memory", default="auto", help=MEMORY_DOC.replace("%", "%%"))
     chk.add_argument("--out", type=Path, help="report directory (default: <cache>/checks/<time>)")
     chk.add_argument("--json", action="store_true", help="print check.json to stdout instead of the verdict lines")
     chk.add_argument("--adapt", action="store_true",

@@ -133,6 +133,12 @@ CASES = {
     "too_few_batches_of_this_size": (["run", "sae_metrics", *SMOKE, "-p", "n_tokens", "1024", "-p", "batch_size", "8"],
                                      "makes 2 batch(es) of 8 windows of 64 tokens; the intervals resample whole "
                                      "batches, so give at least 4: batch_size <= 4 or n_tokens >= 2048"),
+    "memory_too_small_to_load": (["run", "residuals", *OWN, "-p", "memory", "64KiB"],
+                                 "memory='64KiB' leaves 0.06 MiB beyond the weights on this machine, but loading "
+                                 "base='local:{o}/base' takes about "),
+    "memory_too_small_to_load_check": (["check", "--base", "local:{o}/base", "--finetune", "local:{o}/ft", "--sae",
+                                        "local:{o}/sae", "--dataset", "json:{o}/text.jsonl", "--memory", "64KiB"],
+                                       "while its Hugging Face weights are converted; set memory to at least "),
     "memory_unparsable": (["run", "sae_metrics", *SMOKE, "-p", "memory", "lots"], "memory='lots': use 'auto', a size"),
     "memory_check": (["check", "--zoo", "smoke", "--base", "zoo:base-s", "--sae", "zoo:base-s", "--finetune",
                       "zoo:code", "--memory", "150%"], "memory='150%': use 'auto'"),

@@ -18,8 +18,8 @@ from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text
 from sae_transfer.methods.probes import prompt_ids
 from sae_transfer.models.configs import check_reads
 from sae_transfer.models.hooks import block_of
-from sae_transfer.models.load import (SpecError, check_pair_kinds, check_source, context_limit, load_tokenizer_for,
-                                      n_layers_of)
+from sae_transfer.models.load import (SpecError, check_load_fits, check_pair_kinds, check_source, context_limit,
+                                      load_tokenizer_for, n_layers_of)
 from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, train_specs
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
@@ -119,6 +119,9 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
         _check_text(params, zoo)
     if chapter == "answerability" and base:
         _check_prompts(params, zoo)
+    models = [(n, params[n]) for n in ("base", "twin", "small", "large") if params.get(n)]
+    check_load_fits(models + [("finetunes", ft) for ft in finetunes], zoo, params.get("dtype", "float32"),
+                    params.get("memory", "auto"), params.get("device", "auto"))
     if chapter == "sae_metrics":
         spec = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"])
         if spec.n_batches() < 4:

@@ -17,8 +17,9 @@ from sae_transfer.core.memory import check_memory
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.data.tokens import check_dataset_source, check_text_holds, token_windows
 from sae_transfer.models.configs import check_reads
-from sae_transfer.models.load import (check_dtype, check_pair_kinds, check_source, context_limit, load_finetune,
-                                      load_local_sae, load_pair, load_tokenizer_for, parse_spec, resolve_device)
+from sae_transfer.models.load import (check_dtype, check_load_fits, check_pair_kinds, check_source, context_limit,
+                                      load_finetune, load_local_sae, load_pair, load_tokenizer_for, parse_spec,
+                                      resolve_device)
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.outliers import Outliers, outlier_threshold
 from sae_transfer.passes.sae_metrics import sae_pass
@@ -96,6 +97,8 @@ def preflight(req: CheckRequest) -> CheckRequest:
     check_dtype(req.dtype)
     resolve_device(req.device)
     check_memory(req.memory)
+    check_load_fits([("base", req.base), *(("finetune", ft) for ft in req.finetunes)], req.zoo, req.dtype,
+                    req.memory, req.device)
     Outliers.parse(req.spec.outliers)
     datasets = req.datasets
     if not datasets:

@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from sae_transfer.core.memory import release
+from sae_transfer.core.weight_processing import load_processed, storages
+
 #: ``HookedTransformer.from_pretrained``'s weight processing defaults; an SAE's own
 #: ``model_from_pretrained_kwargs`` override them, so activations match what the SAE was trained on.
 PROCESSING_DEFAULTS = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True,
@@ -138,16 +141,25 @@ def _neutral_path(directory: Path):
 
 
 @torch.no_grad()
-def verify_logits(model, hf_model, n_tokens: int = 8, seed: int = 0) -> float:
-    """Largest difference between the HookedTransformer's and the Hugging Face model's centred logits on
-    ``n_tokens`` random tokens (TransformerLens centres the unembedding, which shifts every logit of a position
-    alike). Raises when it exceeds 1e-3 times the logits' spread (fp32; 5e-2 in half precision)."""
+def reference_logits(hf_model, d_vocab: int, n_tokens: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Hugging Face model's logits on ``n_tokens`` random tokens: ``(tokens [1, n_tokens], logits [1, n_tokens,
+    d_vocab] fp32)``, computed on the device it is on (taken before conversion, so the model can be freed)."""
     g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(0, model.cfg.d_vocab, (1, n_tokens), generator=g).to(model.cfg.device)
-    ours = model(tokens).float()
+    tokens = torch.randint(0, d_vocab, (1, n_tokens), generator=g)
     training = hf_model.training  # a model being finetuned is checked at each saved step: leave it as it was
-    theirs = hf_model.eval().to(model.cfg.device)(tokens).logits.float()[..., : ours.shape[-1]]
+    device = next(hf_model.parameters()).device
+    logits = hf_model.eval()(tokens.to(device)).logits.float()[..., :d_vocab].cpu()
     hf_model.train(training)
+    return tokens, logits
+
+
+@torch.no_grad()
+def check_logits(model, tokens: torch.Tensor, theirs: torch.Tensor) -> float:
+    """Largest difference between the HookedTransformer's centred logits on ``tokens`` and ``theirs``
+    (``reference_logits``; TransformerLens centres the unembedding, which shifts every logit of a position alike).
+    Raises when it exceeds 1e-3 times the logits' spread (fp32; 5e-2 in half precision)."""
+    ours = model(tokens.to(model.cfg.device)).float().cpu()
+    theirs = theirs[..., : ours.shape[-1]]
     centred = lambda t: t - t.mean(-1, keepdim=True)
     diff = float((centred(ours) - centred(theirs)).abs().max())
     tol = (1e-3 if model.cfg.dtype == torch.float32 else 5e-2) * max(1.0, float(theirs.std()))
@@ -155,6 +167,11 @@ def verify_logits(model, hf_model, n_tokens: int = 8, seed: int = 0) -> float:
         raise ValueError(f"the converted model's logits differ from the Hugging Face model's by {diff:.3g} "
                          f"(tolerance {tol:.3g}): TransformerLens does not convert this checkpoint faithfully")
     return diff
+
+
+def verify_logits(model, hf_model, n_tokens: int = 8, seed: int = 0) -> float:
+    """``check_logits`` of ``model`` against ``hf_model`` on ``n_tokens`` random tokens."""
+    return check_logits(model, *reference_logits(hf_model, model.cfg.d_vocab, n_tokens, seed))
 
 
 @contextlib.contextmanager
@@ -184,32 +201,44 @@ def hooked_config(directory: Path):
 
 
 def hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: torch.dtype,
-                   from_pretrained_kwargs: dict[str, Any] | None = None, verify: bool = True):
-    """A HookedTransformer of ``hf_model``'s weights (``name_or_dir``'s own when None).
+                   from_pretrained_kwargs: dict[str, Any] | None = None, verify: bool = True,
+                   weights: str | None = None, n_trim: int = 0):
+    """A HookedTransformer of ``hf_model``'s weights; when None, of ``weights`` (a hub name or a directory; default
+    ``name_or_dir``), loaded here and freed once converted, its vocabulary cut by ``n_trim`` appended tokens.
 
     The steps of ``HookedTransformer.from_pretrained(BASE, hf_model=FINETUNE)``, the seed's way, with two
     differences for a local ``save_pretrained`` directory: it stands in for an official hub name (TransformerLens's
     config and weight conversion accept directories; ``from_pretrained`` itself does not), and a family that
     TransformerLens configures only by name (Gemma 1/2/3) is converted through its official configuration with
-    the checkpoint's shapes. A local checkpoint is then checked against the Hugging Face model (``verify_logits``).
+    the checkpoint's shapes. A local checkpoint is then checked against the Hugging Face model (``check_logits``).
+    The weights are processed without TransformerLens's copies (``weight_processing``): the peak is the Hugging
+    Face weights and the converted ones, once each.
     """
     from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
 
+
     kwargs = {**PROCESSING_DEFAULTS, **(from_pretrained_kwargs or {})}
     processing = {k: kwargs.pop(k) for k in PROCESSING_DEFAULTS}
     local = Path(name_or_dir).is_dir()
-    if local and hf_model is None:
+    if hf_model is None and (local or weights is not None):
         from transformers import AutoModelForCausalLM
 
-        hf_model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
+        hf_model = AutoModelForCausalLM.from_pretrained(weights or name_or_dir, dtype=dtype)
+        if n_trim:
+            hf_model.resize_token_embeddings(hf_model.get_input_embeddings().num_embeddings - n_trim)
     with _config(name_or_dir, processing["fold_ln"], device, dtype, kwargs) as (official, cfg):
+        reference = reference_logits(hf_model, cfg.d_vocab) if local and verify else None
         state = loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
+        foreign = storages(hf_model) if hf_model is not None else frozenset()
+        hf_model = None  # a model loaded here is freed as its weights are processed; the caller's stays whole
+        release()
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-        model.load_and_process_state_dict(state, **processing)
+        load_processed(model, state, foreign, **processing)
+    release()
     model = quiet_to(model, device).eval()
-    if local and verify:
-        verify_logits(model, hf_model)
+    if reference is not None:
+        check_logits(model, *reference)
     return model
 
 

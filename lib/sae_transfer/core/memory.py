@@ -71,7 +71,7 @@ def budget_bytes(memory: str, device: str) -> int:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**20:.2f} MiB"
 
 
 @dataclass(frozen=True)

@@ -95,16 +95,19 @@ class ModelFacts:
     n_layers: int
     d_model: int
     hooks: tuple[str, ...]  # every hook name of the model, as TransformerLens names them
+    n_params: int  # of the HookedTransformer (an unembedding tied in the checkpoint counts apart)
 
 
-def _meta_hooks(cfg) -> tuple[str, ...]:
-    """The hook names of a HookedTransformer built from ``cfg`` on the meta device (milliseconds, no memory)."""
+def _meta_model(cfg) -> tuple[tuple[str, ...], int]:
+    """The hook names and parameter count of a HookedTransformer built from ``cfg`` on the meta device
+    (milliseconds, no memory)."""
     from transformer_lens import HookedTransformer
 
     cfg.tokenizer_name = None  # the names do not depend on it, and loading one may need the hub
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return tuple(HookedTransformer(cfg, move_to_device=False).hook_dict)
+        model = HookedTransformer(cfg, move_to_device=False)
+    return tuple(model.hook_dict), sum(p.numel() for p in model.parameters())
 
 
 @functools.cache
@@ -124,7 +127,7 @@ def model_facts(spec: str, zoo: str) -> ModelFacts | None:
             return None
     else:
         return None
-    return ModelFacts(cfg.n_layers, cfg.d_model, _meta_hooks(cfg))
+    return ModelFacts(cfg.n_layers, cfg.d_model, *_meta_model(cfg))
 
 
 @contextlib.contextmanager

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 
 from sae_transfer.core.convert import check_convertible, hooked_from_hf, quiet_to, read_config
-from sae_transfer.core.specs import SpecError, model_spec, sae_spec
-from sae_transfer.models.configs import (WEIGHT_FILES, check_hub_model, check_safetensors, no_loading_advice,
-                                         sae_facts)
+from sae_transfer.core.memory import budget_bytes, gib
+from sae_transfer.core.specs import SpecError, is_zoo, model_spec, sae_spec
+from sae_transfer.models.configs import (WEIGHT_FILES, check_hub_model, check_safetensors, model_facts,
+                                         no_loading_advice, sae_facts)
 from sae_transfer.models.hooks import stop_layer
 from sae_transfer.zoo.pretrained import PRETRAINED
 from sae_transfer.zoo.store import Zoo, build_command, split_spec
@@ -194,6 +195,29 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 # ------------------------------------------------------------------------------------------ tokenizers
 
+#: What loading a Hugging Face checkpoint (local or hub) adds at its peak beyond the weights it leaves, per byte of
+#: those weights: the Hugging Face model, read once, lives until its converted successors have replaced it
+#: (generous: ``benchmarks/load_memory.py`` measured 1.24 for SmolLM2-135M). A zoo model's file is mapped, not
+#: copied: it adds nothing.
+LOAD_OVERHEAD = 1.5
+
+
+def check_load_fits(models: list[tuple[str, str]], zoo: str, dtype: str, memory: str, device: str) -> None:
+    """One line naming ``memory`` when loading one of ``models`` (``(param, spec)``) would take more than the
+    budget beyond the weights already loaded; before any weights load. A hub model's size is not known before it
+    is downloaded: it is not checked."""
+    budget = budget_bytes(memory, resolve_device(device))
+    for param, spec in models:
+        facts = None if is_zoo(spec) else model_facts(spec, zoo)
+        if facts is None:
+            continue
+        need = int(LOAD_OVERHEAD * facts.n_params * check_dtype(dtype).itemsize)
+        if need > budget:
+            raise SpecError(f"memory={memory!r} leaves {gib(budget)} beyond the weights on this machine, but loading "
+                            f"{param}={spec!r} takes about {gib(need)} more while its Hugging Face weights are "
+                            f"converted; set memory to at least {gib(need)}")
+
+
 def load_tokenizer_for(spec: str, param: str, zoo: str):
     from transformers import AutoTokenizer
 
@@ -281,14 +305,8 @@ def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: t
             return quiet_to(Zoo.open(zoo).model(ref, device=device), dtype)
         except ValueError as e:
             raise SpecError(f"{param}={spec!r}: {e}") from None
-    from transformers import AutoModelForCausalLM
-
-    hf_model = None
-    if base_ref is not None:
-        hf_model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
-        if n_trim:
-            hf_model.resize_token_embeddings(hf_model.get_input_embeddings().num_embeddings - n_trim)
-    return hooked_from_hf(base_ref or ref, hf_model, tokenizer, device, dtype, from_pretrained_kwargs)
+    return hooked_from_hf(base_ref or ref, None, tokenizer, device, dtype, from_pretrained_kwargs,
+                          weights=ref if base_ref is not None else None, n_trim=n_trim)
 
 
 def check_hook(model, hook: str, sae) -> None:

@@ -193,3 +193,4 @@ def outliers(value: str) -> None:
 
 dtype = rule("float32, bfloat16 or float16")(check_dtype)
 memory = rule("auto, a size (8GB) or a share (30%)")(check_memory)
+MEMORY_DOC = "memory a step may take beyond the weights, loading included: auto (half of what is free), 8GB, 30%"

@@ -63,13 +63,16 @@ class Checkpoints:
 
 # ------------------------------------------------------------------------------------------ TransformerLens
 
-def new_model(arch: dict, tokenizer=None):
-    """A HookedTransformer of the zoo's architecture (``arch.json``: ``HookedTransformerConfig`` kwargs)."""
+def new_model(arch: dict, tokenizer=None, init: bool | None = None):
+    """A HookedTransformer of the zoo's architecture (``arch.json``: ``HookedTransformerConfig`` kwargs); ``init``
+    False leaves its weights unwritten (untouched memory), for a model whose weights are loaded next; None, as
+    ``arch`` says."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", DeprecationWarning)  # HookedTransformer is what sae_lens trains on
-        return HookedTransformer(HookedTransformerConfig(**{"seed": 0, **arch}), tokenizer=tokenizer)
+        init = {} if init is None else {"init_weights": init}
+        return HookedTransformer(HookedTransformerConfig(**{"seed": 0, **arch, **init}), tokenizer=tokenizer)
 
 
 def save_weights(model, path: Path) -> None:
@@ -78,10 +81,13 @@ def save_weights(model, path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
 
 
-def load_weights(model, path: Path) -> None:
+def load_weights(model, path: Path, assign: bool = False) -> None:
+    """``path``'s weights into ``model``: copied into its parameters, or with ``assign`` made its parameters
+    (a model on the CPU whose own were never written, ``new_model(init=False)``: one copy of the weights in
+    memory instead of two)."""
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(load_file(str(path)), assign=assign)
 
 
 # ------------------------------------------------------------------------------------------ the handle
@@ -182,7 +188,7 @@ class Zoo:
         if stored_fingerprint(path) != self.model_fingerprint(name):
             raise ValueError(f"zoo model {name!r} was built from another recipe than profile {self.profile!r} gives "
                              f"now; rebuild it with: {build_command(self.source)}")
-        model = new_model(json.loads((path / "arch.json").read_text()), self.tokenizer)
+        model = new_model(json.loads((path / "arch.json").read_text()), self.tokenizer, init=False)
         weights = path / "model.safetensors"
         if step is not None:
             weights = path / "checkpoints" / f"step_{step:06d}.safetensors"
@@ -193,7 +199,7 @@ class Zoo:
                 raise ValueError(f"zoo model {spec!r}: the checkpoint of step {step} is missing from {path} (its "
                                  f"training saved it, so the zoo was damaged); rebuild it: {build_command(self.source)}")
         check_file(path, str(weights.relative_to(path)), self.source)
-        load_weights(model, weights)
+        load_weights(model, weights, assign=True)
         return quiet_to(model, device).eval()
 
     def sae(self, name: str, device: str = "cpu"):

@@ -31,5 +31,4 @@ class Study:
                               P.non_negative("check_tokens"))
     device: str = param("auto", "torch device: auto, cpu, cuda", P.device)
     dtype: str = param("float32", "model dtype: float32, bfloat16, float16", P.dtype)
-    memory: str = param("auto", "memory a pass may take beyond the weights: auto (half of what is free), 8GB, 30%",
-                        P.memory)
+    memory: str = param("auto", P.MEMORY_DOC, P.memory)

@@ -47,4 +47,4 @@ class Study:
                                P.positive("context_chars"))
     device: str = param("auto", "torch device: auto, cpu, cuda", P.device)
     dtype: str = param("float32", "model dtype: float32, bfloat16, float16", P.dtype)
-    memory: str = param("auto", "memory budget of the SAE-metric passes: auto, a size (8GB) or a share (30%)", P.memory)
+    memory: str = param("auto", P.MEMORY_DOC, P.memory)
