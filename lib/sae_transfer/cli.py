@@ -20,6 +20,7 @@ from sae_transfer.book.chapters import (
     ParameterError,
     all_chapters,
     get_chapter,
+    left_at_default,
     profiles,
     read_yaml,
     resolve_params,
@@ -118,7 +119,7 @@ def cmd_run(args) -> None:
     written = resolve_params(chapter, args.profile, args.file, args.param)
     params = absolute_paths(written)
     out = check_out_dir(Path(args.out)) if args.out is not None else None
-    preflight(params, chapter.name)
+    params = preflight(params, chapter.name, left_at_default(chapter, args.profile, args.file, args.param))
     results = run_chapter(chapter, params, out, names=written_names(written))
     print(f"chapter {chapter.name!r} done in {results['meta']['wall_seconds']:.0f} s: "
           f"{len(results['numbers'])} numbers, {len(results['figures'])} figures in {results['meta']['run_dir']}")

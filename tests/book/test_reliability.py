@@ -213,7 +213,8 @@ CASES = {
                         "is not a hook of base="),
     "diffing_text_too_short_to_train": (["run", "diffing", "-p", "base", "local:{o}/base", "-p", "finetunes",
                                          "[local:{o}/ft]", "-p", "sae", "local:{o}/sae", "-p", "twin", "", "-p",
-                                         "second_sae", "", "-p", "base_data", "json:{o}/text.jsonl"],
+                                         "second_sae", "", "-p", "base_data", "json:{o}/text.jsonl", "-p",
+                                         "train_tokens", "307200"],
                                         "train_tokens=307200 and n_tokens=16384 need 2649 windows of 128 tokens of "
                                         "base_data='json:{o}/text.jsonl' (2521 to train the crosscoder, then 128 to "
                                         "evaluate it) but it holds"),
@@ -253,6 +254,45 @@ def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own
     assert message in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()  # no kernel started, nothing written
     assert time.perf_counter() - t0 < 60
+
+
+def test_a_default_too_large_for_the_pair_is_lowered_and_a_value_given_is_refused(own, capsys):
+    """Defaults fit the pair: the diffing chapter's default ``train_tokens`` (307,200) needs more text than this
+    pair's file holds, so it is lowered to the largest that fits, said on stderr; the same value given is refused,
+    and the lowered value, given, passes."""
+    from sae_transfer.book.chapters import get_chapter, left_at_default, resolve_params
+    from sae_transfer.book.preflight import preflight
+    from sae_transfer.studies.parameters import Unfit
+
+    chapter = get_chapter("diffing")
+    given = [("base", f"local:{own}/base"), ("finetunes", f"[local:{own}/ft]"), ("sae", f"local:{own}/sae"),
+             ("twin", ""), ("second_sae", ""), ("base_data", f"json:{own}/text.jsonl")]
+    params = resolve_params(chapter, overrides=given)
+    left = left_at_default(chapter, overrides=given)
+    assert "train_tokens" in left and "base" not in left
+    with pytest.raises(Unfit, match=r"^train_tokens=307200 and n_tokens=16384 need .* use train_tokens <= (\d+)") as e:
+        preflight(params, "diffing")  # nothing left at its default: refused
+    fitted = preflight(params, "diffing", left)
+    assert fitted["train_tokens"] == e.value.fits and 1024 <= e.value.fits < 307200
+    assert {k: v for k, v in fitted.items() if k != "train_tokens"} == {k: v for k, v in params.items()
+                                                                      if k != "train_tokens"}
+    err = capsys.readouterr().err
+    assert f"diffing: using train_tokens={e.value.fits} (its default 307200 does not fit: train_tokens=307200" in err
+    assert preflight(fitted, "diffing") == fitted
+
+
+def test_a_default_expansion_past_memory_is_lowered_in_the_parameters(capsys, smoke_card):
+    """A check across parameters (the crosscoder's width against ``memory``, width 64 on the smoke zoo: 256 KiB a
+    unit of expansion) lowers the default and refuses the same value given."""
+    from sae_transfer.book.chapters import get_chapter, resolve_params
+
+    chapter = get_chapter("diffing")
+    given = [("zoo", "smoke"), ("memory", "1MB")]
+    assert chapter.defaults()["expansion"] == 8
+    assert resolve_params(chapter, overrides=given)["expansion"] == 3  # 1e6 // 262144
+    assert "diffing: using expansion=3 (its default 8 does not fit: expansion=8: a crosscoder" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match="^expansion=8: .* use expansion <= 3$"):
+        resolve_params(chapter, overrides=[*given, ("expansion", "8")])
 
 
 # ------------------------------------------------------------------------------------------ run directories

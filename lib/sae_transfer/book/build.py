@@ -16,9 +16,9 @@ import nbformat
 import yaml
 
 from sae_transfer.book import assets
-from sae_transfer.book.chapters import (ParameterError, all_chapters, book_chapters, chapter_names, notebook_page,
-                                        parameters_markdown, profile_chapters, profile_parts, profiles, read_yaml,
-                                        resolve_params)
+from sae_transfer.book.chapters import (ParameterError, all_chapters, book_chapters, chapter_names,
+                                        left_at_default, notebook_page, parameters_markdown, profile_chapters,
+                                        profile_parts, profiles, read_yaml, resolve_params)
 from sae_transfer.book.compare import page as compare_page
 from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight, written_names
@@ -103,11 +103,13 @@ class Book:
     def run_dir(self, part: Part, chapter: str) -> Path:
         return self.runs / (f"book-{part.profile}" if part.profile else "book") / chapter
 
-    def params(self, part: Part, chapter, device: str | None = None) -> tuple[dict, dict[str, str]]:
-        """The chapter's parameters as the kernel needs them, and ``{spec: as written}`` for the pages."""
+    def params(self, part: Part, chapter, device: str | None = None) -> tuple[dict, dict[str, str], frozenset[str]]:
+        """The chapter's parameters as the kernel needs them, ``{spec: as written}`` for the pages, and the
+        parameters left at their defaults."""
         overrides = [("device", device)] if device and "device" in chapter.defaults() else []
         params = resolve_params(chapter, part.profile, list(part.files), overrides)
-        return (absolute_paths(params), written_names(params)) if part.files else (params, {})
+        left = left_at_default(chapter, part.profile, list(part.files), overrides)
+        return (absolute_paths(params), written_names(params), left) if part.files else (params, {}, left)
 
     def prepare(self) -> None:
         """A book outside the project gets the project's configuration and reference pages, and an introduction
@@ -162,17 +164,18 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
     """
     chapters = [c for c in all_chapters() if book.holds(c.name)]
-    params, names = {}, {}
+    params, names, left = {}, {}, {}
     for part in book.parts:  # all checked before any heavy work
         for c in (c for c in chapters if part.holds(c.name)):
             with _naming(part, c.name):
-                params[(part, c.name)], names[(part, c.name)] = book.params(part, c, device)
+                params[(part, c.name)], names[(part, c.name)], left[(part, c.name)] = book.params(part, c, device)
     for zoo in sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)}):
         print(f"zoo {zoo!r}: building what is missing", flush=True)
         build_zoo(zoo)
     for (part, name), p in params.items():
         with _naming(part, name):
-            preflight(p, name)  # after the zoo is built: the models and SAEs named must exist
+            # after the zoo is built: the models and SAEs named must exist
+            params[(part, name)] = preflight(p, name, left[(part, name)])
     book.prepare()
     done, failed = [], []
     for part in book.parts:

@@ -12,6 +12,7 @@ import difflib
 import importlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,7 +23,7 @@ import yaml
 from sae_transfer.core import io
 from sae_transfer.core.paths import PROJECT_ROOT, notebooks_dir, params_dir
 from sae_transfer.studies.parameters import TYPES as _TYPES
-from sae_transfer.studies.parameters import declared, parameters_cell, rule_of
+from sae_transfer.studies.parameters import declared, fitted, parameters_cell, rule_of
 
 #: Parameters the runner sets itself; never listed, never taken from the user.
 RUNNER_PARAMS = ("run_dir",)
@@ -256,12 +257,7 @@ def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Pat
     Raises ParameterError (one line, naming the parameter) on any bad name, type or value.
     """
     params = chapter.defaults()
-    layers: list[dict[str, Any]] = []
-    if profile:
-        layers.append(profile_params(profile, chapter.name))
-    for f in files:
-        layers.append(file_params(Path(f), chapter))
-    layers.append(dict(overrides))
+    layers = _layers(chapter, profile, files, overrides)
     for layer in layers:
         for name, value in layer.items():
             params[name] = coerce(chapter, name, value)
@@ -273,7 +269,33 @@ def resolve_params(chapter: Chapter, profile: str | None = None, files: list[Pat
                 raise ParameterError(str(e)) from None
     if hasattr(chapter.study, "check"):  # checks across parameters, once each one is valid
         try:
-            chapter.study(**params).check()
+            notes: list[str] = []
+            left = set(params) - {name for layer in layers for name in layer}
+            params = fitted(lambda p: chapter.study(**p).check(), params, left, notes)
+            say_fitted(chapter.name, notes)
         except ValueError as e:
             raise ParameterError(str(e)) from None
     return params
+
+
+def _layers(chapter: Chapter, profile: str | None, files, overrides) -> list[dict[str, Any]]:
+    layers: list[dict[str, Any]] = []
+    if profile:
+        layers.append(profile_params(profile, chapter.name))
+    for f in files:
+        layers.append(file_params(Path(f), chapter))
+    layers.append(dict(overrides))
+    return layers
+
+
+def left_at_default(chapter: Chapter, profile: str | None = None, files: list[Path] = (),
+                    overrides: list[tuple[str, str]] = ()) -> frozenset[str]:
+    """The parameters no profile, file or ``-p`` gave: the ones a check may lower to fit the pair."""
+    return frozenset(chapter.defaults()) - {name for layer in _layers(chapter, profile, files, overrides)
+                                            for name in layer}
+
+
+def say_fitted(chapter: str, notes: list[str]) -> None:
+    """On stderr, each default that was lowered to fit (``studies.parameters.fitted``): the run goes on."""
+    for note in notes:
+        print(f"{chapter}: using {note}", file=sys.stderr)

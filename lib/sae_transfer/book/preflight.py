@@ -1,7 +1,9 @@
 """Checks a chapter's parameters against the world before any kernel starts: that the zoo it names is built and
 holds the models, SAEs and checkpoints asked for, that local directories hold what they must, that JSON datasets
 are readable, that base and finetune can be paired, and that the context fits the model. Each failure is one
-line naming the parameter (``SpecError`` / ``ValueError``: exit status 2 from the CLI).
+line naming the parameter (``SpecError`` / ``ValueError``: exit status 2 from the CLI), except a value too large
+for the pair or its text that the user left at its default: that one is lowered to the largest that fits
+(``studies.parameters.Unfit``).
 
 ``chapters.resolve_params`` checks syntax and values alone; this needs the file system and a built zoo, so the
 book runs it after building the zoo and ``run`` right after resolving parameters.
@@ -20,7 +22,9 @@ from sae_transfer.models.configs import check_reads
 from sae_transfer.models.hooks import block_of
 from sae_transfer.models.load import (SpecError, check_load_fits, check_pair_kinds, check_source, context_limit,
                                       load_tokenizer_for, n_layers_of)
+from sae_transfer.book.chapters import say_fitted
 from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, train_specs
+from sae_transfer.studies.parameters import Unfit, fitted
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
 
@@ -61,7 +65,17 @@ def written_names(params: dict[str, Any]) -> dict[str, str]:
 ZOO_ONLY = {"predict": "its cases are the saved checkpoints of the zoo's finetunes of the base"}
 
 
-def preflight(params: dict[str, Any], chapter: str = "") -> None:
+def preflight(params: dict[str, Any], chapter: str = "", left: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every check that needs no weights, on the parameters as the kernel will get them; returns them, each of
+    the parameters ``left`` at their defaults (``chapters.left_at_default``) that does not fit the pair or its
+    text lowered to the largest value that does (said on stderr)."""
+    notes: list[str] = []
+    params = fitted(lambda p: _checks(p, chapter), params, left, notes)
+    say_fitted(chapter, notes)
+    return params
+
+
+def _checks(params: dict[str, Any], chapter: str) -> None:
     zoo = params.get("zoo", "default")
     base, finetunes = params.get("base"), params.get("finetunes", [])
     if chapter in ZOO_ONLY and base and not is_zoo(base):
@@ -126,10 +140,10 @@ def preflight(params: dict[str, Any], chapter: str = "") -> None:
         spec = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"])
         if spec.n_batches() < 4:
             fits = spec.n_windows() // 4  # the largest batch_size that makes 4 batches of these tokens
-            raise SpecError(f"n_tokens={spec.n_tokens} makes {spec.n_batches()} batch(es) of {spec.batch_size} "
-                            f"windows of {spec.context_size} tokens; the intervals resample whole batches, so give "
-                            "at least 4: " + (f"batch_size <= {fits} or " if fits else "")
-                            + f"n_tokens >= {4 * spec.batch_size * spec.context_size}")
+            raise Unfit(f"n_tokens={spec.n_tokens} makes {spec.n_batches()} batch(es) of {spec.batch_size} "
+                        f"windows of {spec.context_size} tokens; the intervals resample whole batches, so give "
+                        "at least 4: " + (f"batch_size <= {fits} or " if fits else "")
+                        + f"n_tokens >= {4 * spec.batch_size * spec.context_size}", "batch_size", fits or None)
 
 
 def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:
@@ -181,10 +195,13 @@ def _check_training_text(params: dict[str, Any], zoo: str) -> None:
     need = held_out.skip + held_out.n_windows()
     if have is not None and have < need:
         fits = int(max(have - held_out.n_windows() - 1, 0) * study.context_size / 1.05)
-        raise SpecError(f"train_tokens={study.n_train} and n_tokens={study.n_tokens} need {need} windows of "
-                        f"{study.context_size} tokens of base_data={data!r} ({train.n_windows()} to train the "
-                        f"crosscoder, then {held_out.n_windows()} to evaluate it) but it holds {have}; "
-                        + (f"use train_tokens <= {fits} or give more text" if fits else "give more text"))
+        # fewer tokens than one crosscoder step is no training: then nothing fits
+        fits = fits if fits >= params["batch_tokens"] else 0
+        raise Unfit(f"train_tokens={study.n_train} and n_tokens={study.n_tokens} need {need} windows of "
+                    f"{study.context_size} tokens of base_data={data!r} ({train.n_windows()} to train the "
+                    f"crosscoder, then {held_out.n_windows()} to evaluate it) but it holds {have}; "
+                    + (f"use train_tokens <= {fits} or give more text" if fits else "give more text"),
+                    "train_tokens", fits or None)
 
 
 def _check_prompts(params: dict[str, Any], zoo: str) -> None:

@@ -26,6 +26,33 @@ TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), 
                                              "list": list, "dict": dict}
 
 
+class Unfit(ValueError):
+    """A value too large for the pair, the data or the memory, and ``fits``, the largest that fits (None: none
+    does). A parameter left at its default is then set to ``fits`` (``fitted``); one the user set is refused."""
+
+    def __init__(self, message: str, param: str, fits: Any = None):
+        super().__init__(message)
+        self.param, self.fits = param, fits
+
+
+def fitted(check: Callable[[dict[str, Any]], None], params: dict[str, Any], left: set[str] | frozenset[str],
+           notes: list[str]) -> dict[str, Any]:
+    """``params`` once ``check(params)`` passes, each parameter it finds ``Unfit`` set to the largest value that
+    fits when the user ``left`` it at its default (a line for each in ``notes``); raises as ``check`` does for a
+    value the user gave, or where nothing fits."""
+    left = set(left)
+    while True:
+        try:
+            check(params)
+            return params
+        except Unfit as e:
+            if e.fits is None or e.param not in left:
+                raise
+            left.discard(e.param)  # lowered once: if that does not fit either, it is refused
+            notes.append(f"{e.param}={e.fits} (its default {params[e.param]} does not fit: {e})")
+            params = {**params, e.param: e.fits}
+
+
 def param(default: Any, doc: str, check: Callable[[Any], None] | None = None):
     """A chapter parameter: a keyword-only dataclass field holding its ``doc`` and ``check``."""
     meta = {"doc": doc, "check": check}

@@ -53,9 +53,9 @@ class Study:
         need, budget = crosscoder_bytes(width, self.expansion), budget_bytes(self.memory, resolve_device(self.device))
         if need > budget:
             largest = max(budget // crosscoder_bytes(width, 1), 0)
-            raise ValueError(f"expansion={self.expansion}: a crosscoder of {self.expansion * width} latents on width "
-                             f"{width} needs {gib(need)} to train, over memory={self.memory!r} ({gib(budget)} here); "
-                             f"use expansion <= {largest}")
+            raise P.Unfit(f"expansion={self.expansion}: a crosscoder of {self.expansion * width} latents on width "
+                          f"{width} needs {gib(need)} to train, over memory={self.memory!r} ({gib(budget)} here); "
+                          f"use expansion <= {largest}", "expansion", largest or None)
 
 
 def crosscoder_bytes(d_model: int, expansion: int) -> int:
