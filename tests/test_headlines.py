@@ -90,8 +90,30 @@ def test_predict_headline_ranks_predictors():
     corr = predict.correlation_table(rows, n_boot=50)
     study = predict.PredictStudy(n_tokens=64, context_size=16, batch_size=4, outliers="2x", n_shift=100,
                                  sts_examples=64, demo_tokens=96)
-    h = predict.headline(rows, corr, study, n_datasets=1, n_boot=50)
+    h = predict.headline(rows, corr, predict.ranking(rows, corr, n_boot=50), study, n_datasets=1, n_boot=50)
     assert h["n_cases"] == 8 and h["n_checkpoints"] == 8
     assert h["sp_residual_cosine__delta_ce"] == pytest.approx(1.0)
     assert h["best_predictor"] in ("residual cosine", "weight deviation") and h["best_mean_abs"] == pytest.approx(1.0)
     assert 1 <= h["baseline_rank"] <= len(predict.PREDICTORS)
+    # both track every outcome perfectly: on every resample their gap is 0, a tie, never a winner
+    assert h["n_tied"] >= 2 and {"residual cosine", "weight deviation"} <= set(h["tied_predictors"].split(" | "))
+
+
+def test_predict_prose_calls_ties_ties_and_counts_the_cases_it_classifies():
+    from sae_transfer.studies.predict import prose
+
+    h = {"best_predictor": "weight deviation", "best_mean_abs": 0.609, "n_tied": 3,
+         "tied_predictors": "weight deviation | residual cosine | steps x lr", "tied_values": "0.61 | 0.59 | 0.58",
+         "baseline_tied": True, "baseline_rank": 3, "baseline_mean_abs": 0.577, "baseline_gap_lo": -0.08,
+         "baseline_gap_hi": 0.03, "n_cases": 42, "cal_n": 39, "cal_transfers": 14, "cal_degraded": 17,
+         "cal_broken": 8}
+    text = prose.in_short(h)
+    assert "best" not in text and "weight deviation, residual cosine and steps x lr track transfer about equally " \
+                                   "(mean |Spearman r| 0.61, 0.59 and 0.58" in text
+    assert "baseline (steps x learning rate) is one of them." in text
+    assert text.endswith("Of the 39 cases after step 0, the `check` command's thresholds call 14 transfers, 17 "
+                         "degraded and 8 broken.")
+    alone = prose.in_short({**h, "n_tied": 1, "tied_predictors": "weight deviation", "tied_values": "0.61",
+                            "baseline_tied": False, "baseline_gap_lo": -0.09, "baseline_gap_hi": -0.01})
+    assert "Across 42 cases, weight deviation tracks transfer best (mean |Spearman r| 0.61" in alone
+    assert "ranks 3 (0.58), behind the first by 0.01 to 0.09 (95% interval)." in alone

@@ -8,12 +8,16 @@ from sae_transfer.book.chapters import ParameterError
 from sae_transfer.book.compare import COMPARISONS, compare, page
 
 
-def _results(code: float, math: float) -> dict:
-    """results.json of every chapter the comparisons read, with ``code`` and ``math`` for every number."""
+def _results(code: float, math: float, base: float = 0.0) -> dict:
+    """results.json of every chapter the comparisons read, with ``code`` and ``math`` for every number, and
+    ``base`` for the base's own values."""
     out: dict = {}
     for c in COMPARISONS:
         for ft, v in (("code", code), ("math", math)):
-            out.setdefault(c.chapter, {"numbers": {}})["numbers"][c.key.format(ft=ft)] = v
+            numbers = out.setdefault(c.chapter, {"numbers": {}})["numbers"]
+            numbers[c.key.format(ft=ft)] = v
+            if c.base_key:
+                numbers[c.base_key.format(ft=ft)] = base
     return out
 
 
@@ -28,13 +32,25 @@ def test_parts_agree_when_the_same_finetune_moved_further():
 def test_parts_that_disagree_are_named_and_counted():
     text = page({"toy": _results(0.2, 0.9), "real": _results(0.9, 0.2)})
     assert "**0 of 7 comparisons agree.**" in text
-    assert "parts differ: code, math" in text and "Where they differ: residual cosine" in text
-    assert "| 0.200 / 0.900 | 0.900 / 0.200 |" in text
+    assert "parts differ: code, math" in text and "Where they differ: whose residual stream is less aligned" in text
+    assert "| 0.200 / 0.900 | 0.900 / 0.200 |" in text  # levels where the chapter has no base value
+    assert "| +0.200 / +0.900 | +0.900 / +0.200 |" in text  # changes from the base, signed
 
 
-def test_numbers_the_verdict_tells_apart_read_apart():
+def test_values_within_the_tolerance_are_a_tie_and_read_apart():
     text = page({"toy": _results(0.2, 0.9), "real": _results(0.99860, 0.99893)})
-    assert "| 0.200 / 0.900 | 0.9986 / 0.9989 | code in every part |" in text  # not 0.999 / 0.999
+    assert "| 0.200 / 0.900 | 0.9986 / 0.9989 | 0.01 | parts differ: code, tie |" in text  # not 0.999 / 0.999
+    text = page({"toy": _results(0.5, 0.5), "real": _results(0.5, 0.505)})
+    assert "| 0.500 / 0.500 | 0.500 / 0.505 | 0.01 | a tie in every part |" in text
+
+
+def test_changes_from_the_base_are_compared_not_levels():
+    """The base SAE explains code worse than math already on the base: the code finetune's lower level is the
+    data's, and the math finetune lost more."""
+    numbers = {"ev_token_base_code": 0.5, "ev_token_base_math": 0.9, "ev_token_code_code": 0.49,
+               "ev_token_math_math": 0.7}
+    (row,) = compare({"toy": {"sae_metrics": {"numbers": numbers}}})
+    assert row["answers"]["toy"] == ({"code": pytest.approx(-0.01), "math": pytest.approx(-0.2)}, "math")
 
 
 def test_a_part_without_a_chapter_is_left_out_of_that_comparison():

@@ -27,6 +27,10 @@ def test_finetuning_compute_predicts_the_drift_it_causes(results):
     assert n["sp_weight_deviation__regular_act_sim"] < -0.5
     assert -1 <= n["sp_sts_icl__ev_per_token"] <= 1
     assert 0 < n["best_mean_abs"] <= 1 and 1 <= n["baseline_rank"] <= 5
+    # the verdicts count the cases after step 0, and add up to them
+    assert n["cal_transfers"] + n["cal_degraded"] + n["cal_broken"] == n["cal_n"] < n["n_cases"]
+    assert n["n_tied"] == len(n["tied_predictors"].split(" | ")) >= 1
+    assert f"Of the {n['cal_n']} cases after step 0" in n["in_short"]
 
 
 def test_tables_and_figures(results):

@@ -101,4 +101,7 @@ def class_figures(result: dict) -> dict[str, tuple]:
     """The figures that report the crosscoder's classes, ``{glue name: (draw, caption)}``, drawn only where it
     trained (``Report.findings``)."""
     return {"classes": (lambda: feature_classes(feature_table(result)), "Base-SAE feature classes."),
-            "floor_bars": (lambda: floors(floors_table(result)), "Between floor and ceiling.")}
+            "floor_bars": (lambda: floors(floors_table(result)), "Between floor and ceiling."),
+            # decoders of a crosscoder that did not train, drawn against the class bands, would read as classes
+            "rel_norms": (lambda: relative_norms(result), "Relative decoder norms."),
+            "dec_cos": (lambda: decoder_cosines(result), "Decoder cosines of shared latents.")}

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -152,14 +153,27 @@ def correlation_table(rows: list[dict], n_boot: int = 2000, seed: int = 0):
     return pd.DataFrame(out).set_index(["predictor", "outcome"])
 
 
-def ranking(corr) -> pd.DataFrame:
-    """Predictors ranked by mean |Spearman r| over the outcomes, with how many intervals exclude 0."""
-    rows = []
-    for p, g in corr.groupby(level="predictor"):
-        excl = ((g["spearman_lo"] > 0) | (g["spearman_hi"] < 0)).sum()
-        rows.append({"predictor": p, "mean |Spearman r|": float(g["spearman"].abs().mean()),
-                     "outcomes with interval excluding 0": f"{excl} of {len(g)}"})
-    return pd.DataFrame(rows).sort_values("mean |Spearman r|", ascending=False).set_index("predictor")
+def ranking(rows: list[dict], corr: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Predictors ranked by mean |Spearman r| over the outcomes, with how many of their intervals exclude 0, and
+    each one's gap to the first with a 95% interval from a paired bootstrap over cases (every predictor's mean
+    |Spearman r| on the same resample): a predictor whose gap interval holds 0 is tied with the first."""
+    point = corr["spearman"].abs().groupby(level="predictor").mean().sort_values(ascending=False)
+    first = point.index[0]
+    df = pd.DataFrame(rows)[[*PREDICTORS, *OUTCOMES]].astype(float)
+    rng = np.random.default_rng(seed)
+    boots = pd.DataFrame([df.iloc[rng.integers(0, len(df), len(df))].corr(method="spearman")
+                          .loc[list(PREDICTORS), list(OUTCOMES)].abs().mean(axis=1) for _ in range(n_boot)])
+    gaps = boots.sub(boots[first], axis=0)
+    out = []
+    for p, value in point.items():
+        g = corr.xs(p, level="predictor")
+        lo, hi = gaps[p].dropna().quantile([0.025, 0.975]) if p != first else (0.0, 0.0)
+        out.append({"predictor": p, "mean |Spearman r|": float(value),
+                    "gap to the first": float(value - point[first]), "gap 95% low": float(lo),
+                    "gap 95% high": float(hi), "tied with the first": "yes" if lo <= 0 <= hi else "no",
+                    "outcomes with interval excluding 0":
+                        f"{((g['spearman_lo'] > 0) | (g['spearman_hi'] < 0)).sum()} of {len(g)}"})
+    return pd.DataFrame(out).set_index("predictor")
 
 
 def deviation_by_layer(rows: list[dict]):
@@ -179,14 +193,20 @@ def cases_table(rows: list[dict]) -> pd.DataFrame:
     return shown.set_index(["name", "step", "dataset"])
 
 
-def headline(rows: list[dict], corr: pd.DataFrame, study: PredictStudy, n_datasets: int, n_boot: int) -> dict:
-    """Case counts, every Spearman r (``sp_<predictor>__<outcome>``), the best predictor and the compute baseline."""
-    ranked = ranking(corr)
+def headline(rows: list[dict], corr: pd.DataFrame, ranked: pd.DataFrame, study: PredictStudy, n_datasets: int,
+             n_boot: int) -> dict:
+    """Case counts, every Spearman r (``sp_<predictor>__<outcome>``), the first predictor, those tied with it
+    (``ranked``: ``ranking``'s table) and the compute baseline's place."""
+    tied = ranked[ranked["tied with the first"] == "yes"]
+    base = ranked.loc["steps x lr"]
     out = {"n_cases": len(rows), "n_shift": study.n_shift, "n_checkpoints": pd.DataFrame(rows)["finetune"].nunique(),
            "n_datasets": n_datasets, "n_boot": n_boot,
            **{f"sp_{slug(f'{p}__{o}').lower()}": r["spearman"] for (p, o), r in corr.iterrows()},
            "best_predictor": ranked.index[0], "best_mean_abs": float(ranked.iloc[0]["mean |Spearman r|"]),
-           "baseline_mean_abs": float(ranked.loc["steps x lr", "mean |Spearman r|"]),
+           "n_tied": len(tied), "tied_predictors": " | ".join(tied.index),
+           "tied_values": " | ".join(f"{v:.2f}" for v in tied["mean |Spearman r|"]),
+           "baseline_mean_abs": float(base["mean |Spearman r|"]), "baseline_tied": base["tied with the first"] == "yes",
+           "baseline_gap_lo": float(base["gap 95% low"]), "baseline_gap_hi": float(base["gap 95% high"]),
            "baseline_rank": int(list(ranked.index).index("steps x lr")) + 1}
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
 
