@@ -223,9 +223,10 @@ def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
     results = {"base": {"json:a.jsonl": r(0.80), "zoo:code": r(0.70), "zoo:math": r(0.30)},
                "finetunes": {"local:/x/ft-a": {"json:a.jsonl": r(0.79, -0.05)}, "hub:org/ft-b": {"zoo:code": r(0.30)}}}
     text = describe(results, [("local:/x/ft-a", "json:a.jsonl"), ("hub:org/ft-b", "zoo:code")])
-    assert ("On `/x/ft-a`, on a.jsonl, the base SAE **transfers (EV drop 0.010, CE recovered drop 0.000, within "
-            "`check`'s thresholds)**") in text["verdicts"]
-    assert "On `org/ft-b`, on code, the base SAE **is broken (EV drop 0.400, over 0.2)**" in text["verdicts"]
+    assert ("On `/x/ft-a`, on a.jsonl, the base SAE **reconstructs as well as on the base (EV drop 0.010, CE "
+            "recovered drop 0.000, within `check`'s thresholds)**") in text["verdicts"]
+    assert ("On `org/ft-b`, on code, the base SAE **reconstructs far worse than on the base (EV drop 0.400, over "
+            "0.2)**") in text["verdicts"]
     assert "0.790 (0.780 to 0.800) against 0.800 (0.790 to 0.810)" in text["verdicts"]
     assert text["verdicts"].startswith("Intervals in parentheses are 95% intervals over token batches.")
     assert "It transfers least to `org/ft-b` (a drop in explained variance of 0.400)" in text["verdicts"]
@@ -235,19 +236,20 @@ def test_the_verdict_paragraph_is_written_from_the_results_for_any_finetunes():
 
 
 def test_the_page_and_check_give_one_verdict_for_the_same_numbers():
-    """The SAE-metric page's word for a pair is ``check``'s verdict on the criteria the page measures, with the one
-    that decided it: a finetune whose reconstruction holds but whose CE loss recovered drops is degraded on both."""
+    """The SAE-metric page's word for a pair is ``check``'s class on the two criteria the page measures, with the
+    one that decided it, in reconstruction words (the verdict, which adds the features' criterion, is the book's
+    and ``check``'s): a finetune whose EV holds but whose CE loss recovered drops reconstructs worse on both."""
     import numpy as np
 
     from sae_transfer.core import verdict as V
 
     base = {"ev_token": 0.80, "ce_recovered": 0.95}
     assert V.pair_words(base, {"ev_token": 0.795, "ce_recovered": 0.92}) == \
-        "is degraded (CE recovered drop 0.030, over 0.02)"
+        "reconstructs worse than on the base (CE recovered drop 0.030, over 0.02)"
     rng = np.random.default_rng(0)
     for _ in range(500):
         ft = {"ev_token": float(rng.uniform(0.3, 0.8)), "ce_recovered": float(rng.uniform(0.7, 0.95))}
         drops = {"ev_drop": base["ev_token"] - ft["ev_token"], "ce_recovered_drop": base["ce_recovered"] -
                  ft["ce_recovered"]}
         checked = V.classify({**drops, "regular_act_sim": 1.0})["verdict"]  # what check says, features aside
-        assert V.pair_words(base, ft).startswith(V.VERBS[checked])
+        assert V.pair_words(base, ft).startswith(V.RECONSTRUCTION[checked])

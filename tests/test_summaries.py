@@ -22,7 +22,11 @@ def test_sae_metrics_words_follow_the_verdict_thresholds():
          "delta_ce_base_code": 0.2, "delta_ce_base_math": 0.2, "ce_recovered_base_code": 0.9,
          "ce_recovered_code_code": 0.5, "ce_recovered_base_math": 0.9, "ce_recovered_math_math": 0.89}
     text = sae_metrics.in_short(h, [("zoo:code", "zoo:code"), ("zoo:math", "zoo:math")])
-    assert "**is broken (EV drop 0.500, over 0.2)** on `code`" in text and "**transfers (EV drop 0.005, CE recovered drop 0.010, within `check`'s thresholds)** on `math`" in text
+    assert "**reconstructs far worse than on the base (EV drop 0.500, over 0.2)** on `code`" in text
+    assert ("**reconstructs as well as on the base (EV drop 0.005, CE recovered drop 0.010, within `check`'s "
+            "thresholds)** on `math`") in text
+    # two of the three criteria: the page says what its numbers say, never the verdict
+    assert not any(word in text for word in ("transfers", "is degraded", "is broken"))
     assert "up to 0.900 nats" in text and "(`code`)" in text
 
 
@@ -45,17 +49,45 @@ def _results(chapter, numbers, title="T"):
     return {"meta": {"title": title, "params": {"zoo": "smoke"}}, "numbers": numbers, "tables": {}}
 
 
+RECON = {"recon_ev_drop_code": 0.154, "recon_ce_recovered_drop_code": -0.001, "recon_base_ev_code": 0.715,
+         "recon_dataset_code": "code", "n_tokens_measured": 8192}
+
+
 def test_findings_keep_the_chapter_order_and_skip_what_no_part_ran():
     parts = {"On the toy zoo": {"features": _results("features", {"in_short": "F."}, "Feature transfer"),
-                                "sae_metrics": _results("sae_metrics", {"in_short": "S."}, "SAE metrics")},
-             "On SmolLM2-135M-Instruct": {"sae_metrics": _results("sae_metrics", {"in_short": "R."}, "SAE metrics")}}
+                                "sae_metrics": _results("sae_metrics", {"in_short": "S.", **RECON}, "SAE metrics")},
+             "On SmolLM2-135M-Instruct": {"sae_metrics": _results("sae_metrics", {"in_short": "R.", **RECON},
+                                                                  "SAE metrics")}}
     links = {p: {c: f"{p[:2]}/{c}.ipynb" for c in chapters} for p, chapters in parts.items()}
     found = findings.findings(parts, links)
     assert [f["chapter"] for f in found] == ["sae_metrics", "features"]
     md = findings.findings_markdown(found)
     assert md.splitlines()[0] == "1. **Does the base SAE still work on a finetune?**"
-    assert "   - *On SmolLM2-135M-Instruct:* R. ([SAE metrics](On/sae_metrics.html))" in md.splitlines()
+    assert md.splitlines()[2].startswith("   - *On SmolLM2-135M-Instruct:* By `check`'s thresholds, each finetune on "
+                                         "its own data, the base SAE **is degraded (EV drop 0.154, over 0.02)** on "
+                                         "`code`")
+    assert md.splitlines()[2].endswith("([SAE metrics](On/sae_metrics.html))")
     assert findings.findings_markdown([]) == "No chapter of this build has a summary yet."
+
+
+def test_the_book_gives_one_verdict_a_finetune_from_the_three_criteria():
+    """The introduction's verdict joins the SAE-metric chapter's two reconstruction criteria with the features
+    chapter's activation similarity on the same data, and names the criterion that decided it: a finetune whose
+    reconstruction is only degraded but whose features no longer fire alike is broken."""
+    sae_metrics = _results("sae_metrics", RECON)
+    features = {**_results("features", {"regular_sim_code": 0.45, "dataset_code": "code"}),
+                "meta": {"title": "F", "params": {"zoo": "smoke", "n_tokens": 4096}}}
+    text = findings.verdict_text({"sae_metrics": sae_metrics, "features": features})
+    assert "the base SAE **is broken (regular activation sim 0.450, under 0.7)** on `code`" in text
+    assert "on 8,192 tokens a dataset, from the SAE-metric chapter; the regular features' activation similarity " \
+           "on 4,096 tokens, from the features chapter" in text
+    alone = findings.verdict_text({"sae_metrics": sae_metrics})
+    assert "**is degraded (EV drop 0.154, over 0.02)** on `code`" in alone
+    assert alone.endswith("For `code` the features chapter has no activation similarity on the same data: that "
+                          "verdict rests on two of the three criteria.")
+    other_data = {**features, "numbers": {"regular_sim_code": 0.45, "dataset_code": "prose"}}
+    assert "rests on two of the three" in findings.verdict_text({"sae_metrics": sae_metrics, "features": other_data})
+    assert findings.verdict_text({"features": features}) is None
 
 
 def test_transfer_points_mark_the_base_and_each_finetune_own_domain(smoke_card):

@@ -51,6 +51,54 @@ def test_the_comparison_page_reads_both_parts(html):
     assert f"{first['code']:.3f} / {first['math']:.3f}" in text
 
 
+def _visible(path) -> str:
+    """A page's text as a reader sees it: scripts, styles and code blocks out, whitespace and apostrophes
+    normalised."""
+    import html as markup
+    import re
+
+    text = re.sub(r"(?s)<script.*?</script>|<style.*?</style>|<pre.*?</pre>|<nav.*?</nav>", " ", path.read_text())
+    return " ".join(markup.unescape(re.sub(r"<[^>]+>", " ", text)).replace("\u2019", "'").split())
+
+
+#: A verdict stated for a finetune: "the base SAE is broken (regular activation sim 0.450, under 0.7) on code".
+VERDICT = r"\b(transfers|is degraded|is broken)(?: \([^()]*\))? on (\w+)"
+
+
+def test_one_truth_one_verdict_a_finetune_and_counts_that_add_up(html):
+    """#40: every verdict any page of a part states for a finetune is the same verdict (the introduction's, joined
+    from the three criteria; a page that measures fewer says what they say in other words); the case counts add up;
+    each part's pages carry their family in the title."""
+    import re
+
+    from sae_transfer.book.findings import family_name
+
+    book = html / "book"
+    parts = {"the toy zoo": [book / "chapters"], family_name("smollm2-smoke"): [book / "smollm2-smoke"]}
+    intro = _visible(book / "intro.html")
+    said: dict[tuple[str, str], set[str]] = {}
+    for family, folders in parts.items():
+        pages = {p: _visible(p) for folder in folders for p in folder.glob("*.html")}
+        # the introduction's answer for this part: from its "On <family>:" to the next part's
+        start = intro.find(f"On {family}:")
+        ends = [i for f in parts if f != family and (i := intro.find(f"On {f}:", start + 1)) > start]
+        pages[book / "intro.html"] = intro[start: min(ends, default=len(intro))] if start >= 0 else ""
+        for page, text in pages.items():
+            for verdict, name in re.findall(VERDICT, text):
+                said.setdefault((family, name), set()).add(verdict)
+            for n, a, b, c in re.findall(r"Over all (\d+) cases \([^()]*\), (\d+) transfer, (\d+) are degraded and "
+                                         r"(\d+) broken", text) + \
+                    re.findall(r"Of the (\d+) cases after step 0, the check command's thresholds call (\d+) "
+                               r"transfers, (\d+) degraded and (\d+) broken", text):
+                assert int(a) + int(b) + int(c) == int(n), (page.name, n, a, b, c)
+        titles = {p.name: re.search(r"<title>(.*?)</title>", p.read_text()).group(1) for p in folders[0].glob("*.html")
+                  if p.stem in ("residuals", "sae_metrics", "features")}
+        assert titles and all(f": {family}" in t for t in titles.values()), titles
+    assert said, "no verdict found on any page"
+    assert {k: v for k, v in said.items() if len(v) > 1} == {}
+    assert any(family == "the toy zoo" for family, _ in said)  # the toy zoo's finetunes have verdicts
+
+
 def _need_browser() -> None:
     """Skip where Chromium is missing; fail in CI, which installs it."""
     if not browser.available():

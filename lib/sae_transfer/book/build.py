@@ -20,6 +20,7 @@ from sae_transfer.book.chapters import (ParameterError, all_chapters, book_chapt
                                         left_at_default, notebook_page, parameters_markdown, profile_chapters,
                                         profile_parts, profiles, read_yaml, resolve_params)
 from sae_transfer.book.compare import page as compare_page
+from sae_transfer.book.findings import family_name
 from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight, written_names
 from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
@@ -193,9 +194,10 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
             except ChapterFailed as e:
                 print(f"{label}: FAILED: {e}", flush=True)
                 failed.append({"chapter": c.name, "title": c.title, "error": str(e), "page": part.page(c.name)})
-                _page(book, part, c.name, failed_notice(c.title, str(e)))
+                _page(book, part, c.name, failed_notice(_titled(c.title, book, p), str(e)))
                 continue
-            _page(book, part, c.name, (run_dir / f"{c.name}.ipynb").read_text())
+            _page(book, part, c.name, _retitle((run_dir / f"{c.name}.ipynb").read_text(), c.title,
+                                               _titled(c.title, book, p)))
             done.append({**results, "page": part.page(c.name), "part": part.caption})
     if len(book.parts) > 1:
         label = lambda part: part.caption if part is not book.parts[0] else f"{part.profile} profile"
@@ -275,6 +277,28 @@ def failed_notice(title: str, error: str, status: str = "../status.md") -> str:
     nb.cells.append(nbformat.v4.new_markdown_cell(
         f"# {title}\n\nThis page failed in this build; see the [status page]({status}).\n\n"
         f"```text\n{error}\n```\n"))
+    return nbformat.writes(nb)
+
+
+def _titled(title: str, book: Book, params: dict) -> str:
+    """A chapter's title as its page gives it: in a book of several parts, with the models it ran on (both parts
+    hold every chapter, and a reader must tell "Residual activations" on the toy zoo from SmolLM2's)."""
+    if len(book.parts) < 2 or "zoo" not in params:
+        return title
+    return f"{title}: {family_name(params['zoo'])}"
+
+
+def _retitle(notebook: str, title: str, new: str) -> str:
+    """``notebook`` (JSON) with its first heading ``# title`` made ``# new``."""
+    if new == title:
+        return notebook
+    nb = nbformat.reads(notebook, as_version=4)
+    for cell in (c for c in nb.cells if c.cell_type == "markdown"):
+        lines = cell.source.split("\n")
+        if f"# {title}" in lines:
+            lines[lines.index(f"# {title}")] = f"# {new}"
+            cell.source = "\n".join(lines)
+            break
     return nbformat.writes(nb)
 
 

@@ -1,5 +1,7 @@
 """The book's findings, written from results: the introduction reads each chapter's "In short" box back from its
-``results.json`` (``numbers["in_short"]``) and sets them side by side for each part of the book.
+``results.json`` (``numbers["in_short"]``) and sets them side by side for each part of the book. The first
+question, whether the base SAE still works, is answered by ``check``'s verdict for each finetune, joined here from
+the two chapters that measure its three criteria (``verdict_text``): the book's one verdict per finetune.
 
 The seed's numbers quoted here are theirs (Kutsyk et al. 2025), and say so.
 """
@@ -12,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_transfer.core import verdict as V
 from sae_transfer.core.labels import short
 from sae_transfer.studies.residuals.measure import PAPER_COSINE
 from sae_transfer.studies.sae_metrics.tables import PAPER_TABLE
@@ -35,15 +38,52 @@ FINDINGS = (("sae_metrics", "Does the base SAE still work on a finetune?"),
 
 # ------------------------------------------------------------------------------------------ the introduction
 
+def verdict_text(chapters: dict[str, dict]) -> str | None:
+    """``check``'s verdict for each finetune on its own data, with the criterion that decided it: the SAE-metric
+    chapter's two reconstruction criteria (``recon_*``) joined with the features chapter's activation similarity of
+    the regular features on the same data, each with its token count. None without the SAE-metric chapter."""
+    sm = chapters.get("sae_metrics", {}).get("numbers", {})
+    features = chapters.get("features", {})
+    fe = features.get("numbers", {})
+    names = [k.removeprefix("recon_ev_drop_") for k in sm if k.startswith("recon_ev_drop_")]
+    if not names:
+        return None
+    said, partial = [], []
+    for k in names:
+        values = {"ev_drop": sm[f"recon_ev_drop_{k}"], "ce_recovered_drop": sm[f"recon_ce_recovered_drop_{k}"]}
+        if f"regular_sim_{k}" in fe and fe.get(f"dataset_{k}") == sm[f"recon_dataset_{k}"]:
+            values["regular_act_sim"] = fe[f"regular_sim_{k}"]
+        else:
+            partial.append(f"`{k}`")
+        said.append(f"**{V.words(values, sm[f'recon_base_ev_{k}'])}** on `{k}`")
+    sources = (f"explained variance and CE loss recovered on {sm['n_tokens_measured']:,} tokens a dataset, from the "
+               "SAE-metric chapter")
+    if len(partial) < len(names):
+        sources += (f"; the regular features' activation similarity on {features['meta']['params']['n_tokens']:,} "
+                    "tokens, from the features chapter")
+    text = ("By `check`'s thresholds, each finetune on its own data, the base SAE " + "; it ".join(said)
+            + f" ({sources}).")
+    if partial:
+        text += (f" For {', '.join(partial)} the features chapter has no activation similarity on the same data: "
+                 "that verdict rests on two of the three criteria.")
+    return text
+
+
+#: Answers the introduction does not read from the chapter's own box: ``{chapter: reader(chapters) -> text}``.
+READERS = {"sae_metrics": verdict_text}
+
+
 def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
     """The introduction's findings: for each chapter of ``FINDINGS`` that some part ran, its question and each
-    part's box. ``parts``: ``{part: {chapter: results.json}}``; ``links``: the same keys to page paths. Each
-    finding: ``{chapter, question, answers: [{part, text, title, link}]}``."""
+    part's answer (the chapter's box, or ``READERS``'s). ``parts``: ``{part: {chapter: results.json}}``;
+    ``links``: the same keys to page paths. Each finding: ``{chapter, question, answers: [{part, text, title,
+    link}]}``."""
     out = []
     for chapter, question in FINDINGS:
-        answers = [{"part": part, "text": chapters[chapter]["numbers"]["in_short"],
-                    "title": chapters[chapter]["meta"]["title"], "link": links[part][chapter]}
-                   for part, chapters in parts.items() if "in_short" in chapters.get(chapter, {}).get("numbers", {})]
+        read = READERS.get(chapter, lambda chapters, c=chapter: chapters[c]["numbers"].get("in_short"))
+        answers = [{"part": part, "text": text, "title": chapters[chapter]["meta"]["title"],
+                    "link": links[part][chapter]}
+                   for part, chapters in parts.items() if chapter in chapters and (text := read(chapters))]
         if answers:
             out.append({"chapter": chapter, "question": question, "answers": answers})
     return out
@@ -61,10 +101,15 @@ def findings_markdown(found: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if lines else "No chapter of this build has a summary yet."
 
 
-def family(zoo: str) -> str:
-    """What a part of the book runs on, for a reader: the real model's name, or the toy zoo."""
+def family_name(zoo: str) -> str:
+    """What a zoo profile's models are, for a reader: the real model's name, or the toy zoo."""
     real = Zoo.open(zoo).recipe.pretrained
-    return f"On {PRETRAINED[real].title}" if real else "On the toy zoo"
+    return PRETRAINED[real].title if real else "the toy zoo"
+
+
+def family(zoo: str) -> str:
+    """What a part of the book runs on, for a reader: ``On`` the real model, or the toy zoo."""
+    return f"On {family_name(zoo)}"
 
 
 def load_runs(runs: dict[str, dict[str, dict]]) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, str]]]:

@@ -108,29 +108,38 @@ def judge(values: Mapping[str, float]) -> dict:
 
 
 VERBS = {"transfers": "transfers", "degraded": "is degraded", "broken": "is broken"}
+#: What the reconstruction criteria alone say, in words that are not a verdict's.
+RECONSTRUCTION = {"transfers": "reconstructs as well as on the base", "degraded": "reconstructs worse than on the base",
+                  "broken": "reconstructs far worse than on the base"}
 
 
-def in_words(values: Mapping[str, float]) -> str:
+def in_words(values: Mapping[str, float], verbs: Mapping[str, str] = VERBS) -> str:
     """One verdict in words with the criterion that decided it: ``is degraded (CE recovered drop 0.031, over
     0.02)``, or ``transfers (EV drop 0.004, CE recovered drop 0.010, within `check`'s thresholds)``: the verdict
     ``check`` gives the same numbers."""
     j = judge(values)
     if j["decided_by"] is None:
         measured = [c for c in CRITERIA if c.key in values]
-        return f"{VERBS[j['verdict']]} (" + ", ".join(f"{c.label} {values[c.key]:.3f}" for c in measured) + \
-            ", within `check`'s thresholds)" if measured else VERBS[j["verdict"]]
+        return f"{verbs[j['verdict']]} (" + ", ".join(f"{c.label} {values[c.key]:.3f}" for c in measured) + \
+            ", within `check`'s thresholds)" if measured else verbs[j["verdict"]]
     c = next(c for c in CRITERIA if c.key == j["decided_by"])
     edge = c.breaks if j["verdict"] == "broken" else c.keep
-    return f"{VERBS[j['verdict']]} ({c.label} {values[c.key]:.3f}, {'over' if c.higher_is_worse else 'under'} {edge:g})"
+    return f"{verbs[j['verdict']]} ({c.label} {values[c.key]:.3f}, {'over' if c.higher_is_worse else 'under'} {edge:g})"
 
 
 def pair_words(base: Mapping[str, float], finetune: Mapping[str, float]) -> str:
-    """The verdict in words for a base SAE measured on base and finetune with the same tokens (``ev_token`` and
-    ``ce_recovered`` of each): the drops of ``check``'s first two criteria. An SAE that explains little on the
-    base itself has nothing to transfer, and is said to."""
-    if base["ev_token"] < POOR:
-        return ("explains little even on the base, and about as little"
-                if base["ev_token"] - finetune["ev_token"] <= EV_DROP.keep else
+    """The reconstruction view in words for a base SAE measured on base and finetune with the same tokens
+    (``ev_token`` and ``ce_recovered`` of each): the drops of ``check``'s first two criteria, said with
+    ``RECONSTRUCTION`` words, never a verdict's (a page that measures two criteria does not give the verdict)."""
+    return words({"ev_drop": base["ev_token"] - finetune["ev_token"],
+                  "ce_recovered_drop": base["ce_recovered"] - finetune["ce_recovered"]}, base["ev_token"],
+                 RECONSTRUCTION)
+
+
+def words(values: Mapping[str, float], base_ev: float, verbs: Mapping[str, str] = VERBS) -> str:
+    """``in_words`` of the criteria measured, unless the SAE explains little on the base itself (``base_ev``
+    below ``POOR``): then it has nothing to transfer, and is said to."""
+    if base_ev < POOR:
+        return ("explains little even on the base, and about as little" if values["ev_drop"] <= EV_DROP.keep else
                 "explains little even on the base, and less still")
-    return in_words({"ev_drop": base["ev_token"] - finetune["ev_token"],
-                     "ce_recovered_drop": base["ce_recovered"] - finetune["ce_recovered"]})
+    return in_words(values, verbs)

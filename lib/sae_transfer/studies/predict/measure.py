@@ -256,13 +256,13 @@ def calibration_headline(table: pd.DataFrame, own: dict[str, str]) -> dict[str, 
     return out
 
 
-def calibration_text(table: pd.DataFrame, own: dict[str, str]) -> str:
-    """The calibration's reading in Markdown, written from the table for any finetunes."""
+def calibration_text(table: pd.DataFrame, own: dict[str, str], n_tokens: int) -> str:
+    """The calibration's reading in Markdown, written from the table for any finetunes. It counts verdicts and
+    gives none for a finetune by name: the book's verdict for each finetune is the introduction's, measured on
+    the SAE-metric and features chapters' tokens; these cases are measured on ``n_tokens`` each."""
     h = calibration_headline(table, own)
-    finals = [f"`{name}` is **{h[f'cal_final_{slug(name)}']}**" for name in own if f"cal_final_{slug(name)}" in h]
     t = table.reset_index()
     split = t[t["reconstruction"] != t["features"]]
-    first = (f"At its last checkpoint, on the domain it was finetuned on, {', '.join(finals)}. " if finals else "")
     disagree = ""
     if len(split):
         rank = V.VERDICTS.index
@@ -270,7 +270,7 @@ def calibration_text(table: pd.DataFrame, own: dict[str, str]) -> str:
         disagree = (f" Where they disagree, the feature view is the harsher in {only_feat} of {len(split)} cases: "
                     + ("a monitor built on features would be warned before the reconstruction shows it."
                        if only_feat * 2 > len(split) else "the reconstruction fails before the features do."))
-    return (first + f"Over all {h['cal_n']} cases (every checkpoint after step 0, on every dataset), "
-            f"{h['cal_transfers']} transfer, {h['cal_degraded']} are degraded and {h['cal_broken']} broken. The "
-            f"reconstruction view (EV and CE-recovered drops) and the feature view (regular activation similarity) "
-            f"give the same class in {h['cal_views_agree']} of {h['cal_n']} cases.{disagree}")
+    return (f"Over all {h['cal_n']} cases (every checkpoint after step 0, on every dataset, {n_tokens:,} tokens "
+            f"each), {h['cal_transfers']} transfer, {h['cal_degraded']} are degraded and {h['cal_broken']} broken. "
+            f"The reconstruction view (EV and CE-recovered drops) and the feature view (regular activation "
+            f"similarity) give the same class in {h['cal_views_agree']} of {h['cal_n']} cases.{disagree}")

@@ -19,9 +19,11 @@ def in_short(h: dict[str, Any], own: list[tuple[str, str]]) -> str:
                      f"on {short(ds)}, {b['ev_token']:.3f} on the base; CE loss recovered {f['ce_recovered']:.3f}, "
                      f"{b['ce_recovered']:.3f})")
     worst = max(own, key=lambda p: h[f"delta_ce_{slug(*p)}"])
-    return ("The base SAE " + "; it ".join(parts) + ". Splicing it into the finetune costs up to "
+    return ("By explained variance and CE loss recovered (two of `check`'s three criteria), the base SAE "
+            + "; it ".join(parts) + ". Splicing it into the finetune costs up to "
             f"{h[f'delta_ce_{slug(*worst)}']:.3f} nats of cross-entropy (`{short(worst[0])}`), against "
-            f"{h[f'delta_ce_base_{short(worst[1])}']:.3f} in the base.")
+            f"{h[f'delta_ce_base_{short(worst[1])}']:.3f} in the base. `check`'s verdict adds its third criterion, "
+            "the regular features' activation similarity (the features chapter).")
 
 
 #: A token norm this many times the mean of the others is a massive activation (large models grow them, mostly

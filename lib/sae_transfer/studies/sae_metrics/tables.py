@@ -146,6 +146,20 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
 
 # ------------------------------------------------------------------------------------------ prose
 
+def views(h: dict[str, Any], own: list[tuple[str, str]]) -> dict[str, Any]:
+    """``check``'s two reconstruction criteria for each finetune on its own data, keyed by its short name ``k``
+    as the features chapter keys its own (``recon_ev_drop_k``, ``recon_ce_recovered_drop_k``, the base's EV
+    ``recon_base_ev_k`` and ``recon_dataset_k``): the book's verdict joins them with that chapter's activation
+    similarity (``book.findings.verdicts``)."""
+    out: dict[str, Any] = {}
+    for ft, ds in own:
+        k, b = slug(ft), f"base_{short(ds)}"
+        out.update({f"recon_ev_drop_{k}": h[f"ev_token_{b}"] - h[f"ev_token_{slug(ft, ds)}"],
+                    f"recon_ce_recovered_drop_{k}": h[f"ce_recovered_{b}"] - h[f"ce_recovered_{slug(ft, ds)}"],
+                    f"recon_base_ev_{k}": h[f"ev_token_{b}"], f"recon_dataset_{k}": short(ds)})
+    return out
+
+
 def describe(results: dict, own: list[tuple[str, str]], checkpoints: list[dict] = ()) -> dict[str, str]:
     """The chapter's verdict paragraphs, written from the results for any finetunes: ``verdicts`` (each finetune
     on its own data against the base on the same data, with intervals over token batches) and ``prose_ce`` (what
