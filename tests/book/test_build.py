@@ -149,6 +149,24 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
 
 
 @pytest.mark.browser
+def test_every_table_fits_the_text_column(html, tmp_path):
+    """#40: no table of any page is wider than the text column (a wide one is split into several, each with its
+    row labels), so no column hides in a scroll box or is cut from the PDF."""
+    _need_browser()
+    pages = [p.relative_to(html) for p in sorted((html / "book").rglob("*.html"))
+             if not any(d.endswith("-pages") for d in p.parent.parts)]  # the latent pages have their own layout
+    wide = []
+    with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
+        for page in pages:
+            driver.get(f"{url}/{page}")
+            wide += [(str(page), *t) for t in driver.execute_script(
+                "const column = (document.querySelector('article') || document.body).clientWidth;"
+                "return Array.from(document.querySelectorAll('article table'))"
+                "  .map(t => [t.scrollWidth, column, t.innerText.slice(0, 50)]).filter(t => t[0] > t[1] + 1);")]
+    assert len(pages) > 20 and wide == []
+
+
+@pytest.mark.browser
 def test_latent_pages_open_from_the_chapter_and_sort(html, tmp_path):
     _need_browser()
     from selenium.webdriver.common.by import By
@@ -192,8 +210,14 @@ def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, t
         assert any(h.endswith("/book/chapters/sae_metrics.html") for h in links), links
         assert any(h.endswith("/book/smollm2-smoke/sae_metrics.html") for h in links), links  # toy and real
         assert all(h.endswith(".html") for h in links), links  # resolved pages, not notebook files
-        box = json.loads((runs / "book-smoke" / "sae_metrics" / "results.json").read_text())["numbers"]["in_short"]
-        assert box.split("**")[0].replace("`", "").strip() in found.text  # the chapter's own sentence, read back
+        from sae_transfer.book.findings import verdict_text
+
+        verdict = verdict_text({c: json.loads((runs / "book-smoke" / c / "results.json").read_text())
+                                for c in ("sae_metrics", "features")})
+        text = found.text.replace("\u2019", "'")  # Sphinx's smart quotes
+        assert verdict.split("**")[0].replace("`", "").strip() in text  # the book's one verdict, read back
+        box = json.loads((runs / "book-smoke" / "features" / "results.json").read_text())["numbers"]["in_short"]
+        assert box.split("**")[0].replace("`", "").strip()[:60] in text
         # plotly (shipped in _static, no network) drew the summary: one marker per case and the seed's two stars
         points = driver.execute_script(
             "return document.querySelectorAll('.plotly-graph-div .scatterlayer path.point').length")

@@ -21,6 +21,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from sae_transfer.book import table_layout
 from sae_transfer.book.bench import benchmark_table
 from sae_transfer.core import labels
 from sae_transfer.core.io import write_json_atomic
@@ -156,25 +159,37 @@ class Report:
 
     def table(self, name: str, df, precision: int = 4):
         """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page,
-        floats shown with ``precision`` digits, missing cells blank, numbers right-aligned and text left (the
-        book's stylesheet spaces the columns and scrolls wide tables). Returns the styled table."""
+        floats shown with ``precision`` digits, missing cells blank, numbers right-aligned and text left, headers in
+        words; a table wider than the text column is shown as several of consecutive columns, each with the row
+        labels (``table_layout``). Returns the first styled table."""
+        from IPython.display import HTML
         from myst_nb import glue
 
         self._claim(name)
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
-        styled = df.style.format(precision=precision, na_rep="", thousands=",")
+        shown = table_layout.in_words(df)
         # A column whose every non-zero value would print as 0.000 (learning rates) gets two significant digits.
-        tiny = [c for c in df.columns if df[c].dtype.kind == "f" and (df[c].abs() > 0).any()
-                and df[c].abs().max() < 0.5 * 10.0**-precision]  # (columns are unique: to_json above says so)
-        if tiny:
-            styled = styled.format("{:.2g}", subset=tiny, na_rep="")
+        tiny = {c for c in shown.columns if shown[c].dtype.kind == "f" and (shown[c].abs() > 0).any()
+                and shown[c].abs().max() < 0.5 * 10.0**-precision}  # (columns are unique: to_json above says so)
+        cell = lambda c: (lambda v: "" if pd.isna(v) else f"{v:.2g}" if c in tiny  # noqa: E731
+                          else f"{v:,.{precision}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
+                          else str(v))
+        formatted = pd.DataFrame({c: shown[c].map(cell(c)) for c in shown.columns}, index=shown.index)
+        styled = [self._styled(shown[group], precision, tiny) for group in table_layout.pieces(shown, formatted)]
+        glue(name, styled[0] if len(styled) == 1 else HTML("".join(s.to_html() for s in styled)), display=False)
+        return styled[0]
+
+    @staticmethod
+    def _styled(df, precision: int, tiny: set):
+        styled = df.style.format(precision=precision, na_rep="", thousands=",")
+        if tiny & set(df.columns):
+            styled = styled.format("{:.2g}", subset=[c for c in df.columns if c in tiny], na_rep="")
         if df.index.is_unique and df.columns.is_unique:  # Styler can address cells of unique labels only
             numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
             styled = (styled.set_properties(subset=numeric, **{"text-align": "right"})
                       .set_properties(subset=[c for c in df.columns if c not in numeric], **{"text-align": "left"})
                       .set_table_styles([{"selector": "th.col_heading", "props": "text-align: right;"}]))
-        glue(name, styled, display=False)
         return styled
 
     def figure(self, name: str, fig, caption: str = "") -> None:
