@@ -200,9 +200,12 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
                                                _titled(c.title, book, p)))
             done.append({**results, "page": part.page(c.name), "part": part.caption})
     if len(book.parts) > 1:
-        label = lambda part: part.caption if part is not book.parts[0] else f"{part.profile} profile"
-        by_part = {label(part): {r["meta"]["chapter"]: r for r in done if r["part"] == part.caption}
-                   for part in book.parts}
+        runs = {part.caption: {r["meta"]["chapter"]: r for r in done if r["part"] == part.caption}
+                for part in book.parts}
+        zoo = lambda chapters: next((r["meta"]["params"]["zoo"] for r in chapters.values()  # noqa: E731
+                                     if "zoo" in r["meta"]["params"]), None)
+        names = [family_name(zoo(chapters)) if zoo(chapters) else caption for caption, chapters in runs.items()]
+        by_part = dict(zip(names if len(set(names)) == len(names) else list(runs), runs.values()))
         write_text_atomic(book.book_dir / "compare.md", compare_page(by_part))
     if book.root == PROJECT_ROOT:
         failed += run_pages(book, done)

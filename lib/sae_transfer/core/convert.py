@@ -217,7 +217,6 @@ def hooked_from_hf(name_or_dir: str, hf_model, tokenizer, device: str, dtype: to
     from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
 
-
     kwargs = {**PROCESSING_DEFAULTS, **(from_pretrained_kwargs or {})}
     processing = {k: kwargs.pop(k) for k in PROCESSING_DEFAULTS}
     local = Path(name_or_dir).is_dir()

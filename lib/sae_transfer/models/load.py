@@ -195,29 +195,6 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 # ------------------------------------------------------------------------------------------ tokenizers
 
-#: What loading a Hugging Face checkpoint (local or hub) adds at its peak beyond the weights it leaves, per byte of
-#: those weights: the Hugging Face model, read once, lives until its converted successors have replaced it
-#: (generous: ``benchmarks/load_memory.py`` measured 1.24 for SmolLM2-135M). A zoo model's file is mapped, not
-#: copied: it adds nothing.
-LOAD_OVERHEAD = 1.5
-
-
-def check_load_fits(models: list[tuple[str, str]], zoo: str, dtype: str, memory: str, device: str) -> None:
-    """One line naming ``memory`` when loading one of ``models`` (``(param, spec)``) would take more than the
-    budget beyond the weights already loaded; before any weights load. A hub model's size is not known before it
-    is downloaded: it is not checked."""
-    budget = budget_bytes(memory, resolve_device(device))
-    for param, spec in models:
-        facts = None if is_zoo(spec) else model_facts(spec, zoo)
-        if facts is None:
-            continue
-        need = int(LOAD_OVERHEAD * facts.n_params * check_dtype(dtype).itemsize)
-        if need > budget:
-            raise SpecError(f"memory={memory!r} leaves {gib(budget)} beyond the weights on this machine, but loading "
-                            f"{param}={spec!r} takes about {gib(need)} more while its Hugging Face weights are "
-                            f"converted; set memory to at least {gib(need)}")
-
-
 def load_tokenizer_for(spec: str, param: str, zoo: str):
     from transformers import AutoTokenizer
 
@@ -295,6 +272,29 @@ def load_local_sae(path: Path, device: str, dtype: str = "float32"):
 
 
 # ------------------------------------------------------------------------------------------ models
+
+#: What loading a Hugging Face checkpoint (local or hub) adds at its peak beyond the weights it leaves, per byte of
+#: those weights: the Hugging Face model, read once, lives until its converted successors have replaced it
+#: (generous: ``benchmarks/load_memory.py`` measured 1.24 for SmolLM2-135M). A zoo model's file is mapped, not
+#: copied: it adds nothing.
+LOAD_OVERHEAD = 1.5
+
+
+def check_load_fits(models: list[tuple[str, str]], zoo: str, dtype: str, memory: str, device: str) -> None:
+    """One line naming ``memory`` when loading one of ``models`` (``(param, spec)``) would take more than the
+    budget beyond the weights already loaded; before any weights load. A hub model's size is not known before it
+    is downloaded: it is not checked."""
+    budget = budget_bytes(memory, resolve_device(device))
+    for param, spec in models:
+        facts = None if is_zoo(spec) else model_facts(spec, zoo)
+        if facts is None:
+            continue
+        need = int(LOAD_OVERHEAD * facts.n_params * check_dtype(dtype).itemsize)
+        if need > budget:
+            raise SpecError(f"memory={memory!r} leaves {gib(budget)} beyond the weights on this machine, but loading "
+                            f"{param}={spec!r} takes about {gib(need)} more while its Hugging Face weights are "
+                            f"converted; set memory to at least {gib(need)}")
+
 
 def load_model(spec: str, param: str, zoo: str, tokenizer, device: str, dtype: torch.dtype,
                base_ref: str | None = None, n_trim: int = 0, from_pretrained_kwargs: dict | None = None):
