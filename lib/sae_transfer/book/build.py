@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from sae_transfer.book.findings import family_name
 from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import absolute_paths, preflight, written_names
 from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
+from sae_transfer.book.status import write_status_page
 from sae_transfer.core.io import mark_ours, write_text_atomic
 from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 from sae_transfer.core.specs import is_zoo
@@ -311,35 +311,6 @@ def _page(book: Book, part: Part, name: str, notebook: str) -> None:
     if part.pages != "chapters":
         notebook = notebook.replace(":name: fig-", f":name: {part.pages}-fig-")
     write_text_atomic(book.book_dir / part.pages / f"{name}.ipynb", notebook)
-
-
-def write_status_page(book: Book, results: list[dict], failed: list[dict] = ()) -> None:
-    """``book/status.md``: each chapter's run, from its results.json, and every failure (generated, git-ignored)."""
-    rows = ["| chapter | wall time | peak memory | device | commit | executed |", "|---|---|---|---|---|---|"]
-    params = []
-    for r in results:
-        m, page = r["meta"], r["page"].removeprefix("book/")
-        title = m["title"] + (f" ({r['part']})" if len(book.parts) > 1 else "")
-        rows.append(f"| [{title}]({page}.ipynb) | {m['wall_seconds']:.0f} s | {m['peak_rss_mb']:.0f} MB "
-                    f"| {m['device']} | `{m['commit'][:12]}` | {m['started']} |")
-        params.append(f"- [{title}]({page}.ipynb): "
-                      + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(m["params"].items())))
-    failures = []
-    if failed:
-        failures = ["## Failed chapters", "", "| chapter | error |", "|---|---|",
-                    *[f"| [{f['title']}]({f['page'].removeprefix('book/')}.ipynb) | {f['error'].replace('|', '/')} |"
-                      for f in failed], ""]
-    versions = results[0]["meta"]["versions"] if results else {}
-    text = "\n".join([
-        "# Status of this build", "",
-        f"Every chapter below was executed by `{book.command}`"
-        + ("" if len(book.parts) < 2 else ", each part with the parameters of its own profile ("
-           + "; ".join(f"{p.caption}: `{p.profile}`" for p in book.parts if p.profile) + ")")
-        + "; this page is written from each run's `results.json`, so it says what produced the pages you are "
-        "reading.", "",
-        *rows, "", "Parameters of each run:", "", *params, "", *failures, "Package versions of the run:", "",
-        "| package | version |", "|---|---|", *[f"| {k} | {v} |" for k, v in versions.items()], ""])
-    write_text_atomic(book.book_dir / "status.md", text)
 
 
 def jupyter_book(book: Book, builder: str = "html", strict: bool = True) -> Path:
