@@ -37,6 +37,24 @@ def test_answerability_says_gains_when_a_carried_probe_improves():
     assert "residual probe gains 0.010 AUROC" in text and "one-feature probe loses 0.020 AUROC" in text
 
 
+def test_answerability_box_says_when_the_probe_is_at_chance():
+    h = {"residual_in": 0.83, "residual_out": 0.51, "sae1_in": 0.6, "sae1_out": 0.5, "drop_residual": 0.01,
+         "drop_sae1": 0.0}
+    text = answerability.in_short(h)
+    assert text.endswith("The residual probe is near chance in other domains (within 0.1 of 0.5): no linear probe "
+                         "finds answerability there at this layer, and what the finetunes change there says nothing.")
+    assert "near chance" not in answerability.in_short({**h, "residual_out": 0.75})
+
+
+def test_diffing_box_says_when_the_crosscoder_cannot_tell_models_apart():
+    h = {"worst_ft": "code", "worst_kept_pct": 40.0, "worst_lost_pct": 5.0, "n_pairs": 1, "total_new": 0,
+         "has_floor": True, "has_ceiling": False, "floor_shared_pct": 100.0}
+    assert diffing.in_short(h).endswith("But the crosscoder calls 100% of its latents shared with an unrelated twin "
+                                        "too: at this budget it does not tell one model's directions from "
+                                        "another's, so what it calls shared, lost or new says little.")
+    assert "But" not in diffing.in_short({**h, "floor_shared_pct": 40.0})
+
+
 def test_diffing_with_no_new_latents_and_no_floor():
     h = {"worst_ft": "code", "worst_kept_pct": 40.0, "worst_lost_pct": 5.0, "n_pairs": 1, "total_new": 0,
          "has_floor": False, "has_ceiling": False}
@@ -146,3 +164,11 @@ def test_only_the_toy_base_is_said_never_to_have_been_asked_to_answer():
     assert "never asked to answer anything" in answerability.capacity(True)
     real = answerability.capacity(False)
     assert "never asked" not in real and "zoo" not in real and real.startswith("Where the in-domain AUROC")
+
+
+def test_the_introduction_says_which_chapters_the_second_part_runs():
+    main = {c: _results(c, {}, t) for c, t in (("residuals", "Residual activations"), ("sizes", "Across model sizes"))}
+    assert findings.parts_reading({"On the toy zoo": main, "On SmolLM2": {"residuals": main["residuals"]}}) == \
+        "It runs 1 of the 2 chapters again (all but *Across model sizes*)."
+    assert findings.parts_reading({"On the toy zoo": main}) == ""
+

@@ -99,6 +99,18 @@ def test_one_truth_one_verdict_a_finetune_and_counts_that_add_up(html):
     assert any(family == "the toy zoo" for family, _ in said)  # the toy zoo's finetunes have verdicts
 
 
+def test_figures_stay_legible_at_the_column_width(html):
+    """#40: no figure is wider than three panels (a row of six printed its ticks at 3 points once the page scaled
+    it to the column): every PNG the smoke book's chapters saved, at its 150 dpi, is at most 13 inches wide."""
+    from PIL import Image
+
+    from sae_transfer.core.paths import cache_dir
+
+    sizes = {p: Image.open(p).size for p in (cache_dir() / "runs").glob("book-*smoke/*/figures/*.png")}
+    assert len(sizes) > 30
+    assert {str(p): w / 150 for p, (w, h) in sizes.items() if w / 150 > 13} == {}
+
+
 def _need_browser() -> None:
     """Skip where Chromium is missing; fail in CI, which installs it."""
     if not browser.available():
@@ -292,3 +304,14 @@ def test_the_pdf_holds_every_page_and_its_figures(html, tmp_path):
 
     pixels = list(Image.open(png).convert("L").getdata())
     assert sum(p < 200 for p in pixels) > 0.01 * len(pixels)
+    # bookmarks: a reader of the PDF finds each chapter, of each part, by its title; the screen's toggles are not
+    # printed (#40)
+    xml = subprocess.run(["pdftohtml", "-xml", "-stdout", "-i", str(pdf)], capture_output=True, text=True,
+                         check=True).stdout
+    import re
+
+    bookmarks = re.findall(r"<item page=\"\d+\">(.*?)</item>", xml)
+    assert "Residual activations: the toy zoo" in bookmarks, bookmarks[:20]
+    assert any(b.startswith("Residual activations: SmolLM2") for b in bookmarks), bookmarks[:20]
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Show code cell source" not in text

@@ -45,3 +45,20 @@ def test_the_repository_is_named_once():
     hits = [p for p in (PROJECT_ROOT / "lib").rglob("*.py") if url in p.read_text()]
     assert hits == [], hits  # the library reads it from _config.yml
     assert Book.from_profile("smoke").root == PROJECT_ROOT
+
+
+def test_launch_notebooks_are_plain_markdown_colab_renders():
+    """#40: no MyST role or directive reaches Colab, which would show it as text; the glued values are named."""
+    import re
+
+    import nbformat
+
+    from sae_transfer.book import launch
+
+    for path, text in launch.expected().items():
+        markdown = "\n".join(c.source for c in nbformat.reads(text, as_version=4).cells if c.cell_type == "markdown")
+        assert not re.search(r"\{glue|\{cite|\{doc\}|^:::|```\{", markdown, re.M), path
+    residuals = launch.plain_markdown("at {glue:text}`summary_where` {cite:t}`kutsyk2025saetransfer`\n"
+                                      ":::{admonition} In short\n:class: note\n\n```{glue:md} in_short\n```\n:::\n")
+    assert residuals == ("at `summary_where` [kutsyk2025saetransfer]\n**In short**\n\n*(`in_short`: computed when "
+                         "the notebook runs)*\n")

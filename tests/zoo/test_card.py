@@ -31,3 +31,22 @@ def test_quality_summary_counts_passes_and_takes_the_worst_of_each_metric():
     assert s["worst_l0_over_width"] == pytest.approx(0.1)
     assert s["worst_explained_variance"] == 0.85
     assert s["worst_ce_loss_score"] == 0.92
+
+
+def test_the_zoo_page_says_where_its_two_measures_part_ways(smoke_card):
+    """#40: a row where explained variance is below 0 while the CE loss score is above (or the reverse) is named,
+    so "near 1" never reads as "works" on one measure alone."""
+    import copy
+
+    from sae_transfer.zoo.card import describe
+
+    card = copy.deepcopy(smoke_card)
+    sae = next(n for n, s in card["saes"].items() if len({k.split("/")[0] for k in s["evals"]}) > 1)
+    for e in card["saes"][sae]["evals"].values():  # every row agrees ...
+        e["explained_variance"], e["ce_loss_score"] = 0.8, 0.9
+    assert "part ways" not in describe(card)["transfer"]
+    key = next(iter(card["saes"][sae]["evals"]))
+    card["saes"][sae]["evals"][key].update(explained_variance=-3.105, ce_loss_score=1.099)  # ... but one
+    n = len(card["saes"][sae]["evals"])
+    assert (f"The two measures part ways on 1 of {n} rows: on `{key}` the explained variance is -3.105 and the CE "
+            "loss score 1.099") in describe(card)["transfer"]

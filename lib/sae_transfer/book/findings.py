@@ -33,6 +33,7 @@ FINDINGS = (("sae_metrics", "Does the base SAE still work on a finetune?"),
             ("features", "Which features keep their meaning?"),
             ("predict", "Can we tell in advance?"),
             ("diffing", "What does the base SAE miss?"),
+            ("answerability", "Does a probe trained on the base still work on the finetunes?"),
             ("sizes", "Does an SAE carry across model sizes?"))
 
 
@@ -87,6 +88,20 @@ def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]
         if answers:
             out.append({"chapter": chapter, "question": question, "answers": answers})
     return out
+
+
+def parts_reading(parts: dict[str, dict[str, dict]]) -> str:
+    """Which chapters each part after the first runs again, written from the runs (a part may leave some out):
+    ``It runs 7 of the 8 chapters again (all but *Across model sizes*).``, one sentence per further part, led by
+    the part's name where there are several."""
+    (_, main), *rest = parts.items()
+    out = []
+    for part, chapters in rest:
+        left = [main[c]["meta"]["title"] for c in main if c not in chapters]
+        said = (f"runs {len(chapters)} of the {len(main)} chapters again"
+                + (" (all but " + ", ".join(f"*{t}*" for t in left) + ")" if left else ""))
+        out.append(f"It {said}." if len(rest) == 1 else f"{part}, it {said}.")
+    return " ".join(out)
 
 
 def findings_markdown(found: list[dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ a test fails when they differ from what the sources would give.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -47,6 +48,27 @@ if not run_dir:
     from sae_transfer.zoo import build_zoo
 
     build_zoo(zoo)'''
+
+
+#: MyST that Colab would show as raw text, and what stands in its place: the book's glued values and figures
+#: are named (the notebook computes them as it runs), citations keep their key, admonitions become a bold title.
+PLAIN = (
+    (re.compile(r"```\{glue:figure\} (\S+)\n(?::\w+: .*\n)*\n?(.*?)\n?```", re.S),
+     lambda m: f"*Figure `{m[1]}`, computed when the notebook runs:* {m[2].strip()}"),
+    (re.compile(r"```\{glue:(?:md)?\} (\S+)\n```"), lambda m: f"*(`{m[1]}`: computed when the notebook runs)*"),
+    (re.compile(r":::\{admonition\} (.*)\n(?::\w+: .*\n)*"), lambda m: f"**{m[1]}**\n"),
+    (re.compile(r"^:::$\n?", re.M), lambda m: ""),
+    (re.compile(r"\{glue:(?:text|md)\}`([^`:]+)(?::[^`]*)?`"), lambda m: f"`{m[1]}`"),
+    (re.compile(r"\{cite(?::[tp])?\}`([^`]+)`"), lambda m: f"[{m[1]}]"),
+    (re.compile(r"\{doc\}`\.\./methods`"), lambda m: "the book's methods page"),
+)
+
+
+def plain_markdown(text: str) -> str:
+    """A chapter's MyST Markdown as Markdown that Colab renders (``PLAIN``)."""
+    for pattern, replace in PLAIN:
+        text = pattern.sub(replace, text)
+    return text
 
 
 def repository_url() -> str:
@@ -90,6 +112,8 @@ def notebook(chapter: str, profile: str | None) -> str:
         cell["id"] = f"{chapter}-{i}"  # stable ids: the copies only change when their source does
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        else:
+            cell.source = plain_markdown(cell.source)
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}}
     return nbformat.writes(nb) + "\n"

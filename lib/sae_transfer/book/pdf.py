@@ -38,6 +38,8 @@ def print_pdf(single: Path, html_dir: Path) -> Path | None:
         # The virtual-time budget lets the page's scripts (plotly's figures, MathJax) finish before printing.
         proc = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                                f"--user-data-dir={tmp}/profile", "--no-pdf-header-footer",
+                               # bookmarks from the headings: each chapter's title names its part's models
+                               "--generate-pdf-document-outline",
                                "--virtual-time-budget=20000", f"--print-to-pdf={printed}", page.as_uri()],
                               capture_output=True, text=True, timeout=600)
         if not printed.exists():

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import seaborn as sns
 
 sns.set_theme(style="whitegrid", context="notebook")
+
+
+#: Panels a row holds at most. The book shows a figure at the text column's width, about 7.7 inches: a row of four
+#: or more panels shrinks every label below legibility (a row of six 4-inch panels printed its ticks at 3 points).
+MAX_COLS = 3
+
+
+def panels(n: int, width: float = 3.6, height: float = 3.0, cols: int | None = None, **kwargs):
+    """A figure of ``n`` panels of ``width`` x ``height`` inches, in rows of at most ``MAX_COLS`` (``cols``: fewer),
+    the unused places of the last row left empty. Returns ``(fig, [n axes])`` in reading order."""
+    cols = max(1, min(cols or n, MAX_COLS, n))
+    rows = math.ceil(n / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, **kwargs)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
 
 
 def centers(edges: list[float]) -> list[float]:

@@ -219,6 +219,14 @@ def describe(card: dict) -> dict[str, str]:
                              f"loss score of {e['ce_loss_score']:.3f} (against {b['ce_loss_score']:.3f})")
         text["transfer"] = (f"The `{sae}` SAE, trained on `{root}`: " + "; ".join(lines) + "."
                             if lines else f"The `{sae}` SAE on `{root}` and each of its finetunes, in the table.")
+        # The two measures part ways on some rows (an SAE worse than the mean activation that still recovers the
+        # loss): the page must not let "near 1" read as "works" on one of them alone.
+        split = {k: e for k, e in evals.items() if (e["explained_variance"] > 0) != (e["ce_loss_score"] > 0)}
+        if split:
+            k, e = max(split.items(), key=lambda kv: abs(kv[1]["explained_variance"] - kv[1]["ce_loss_score"]))
+            text["transfer"] += (f" The two measures part ways on {len(split)} of {len(evals)} rows: on `{k}` the "
+                                 f"explained variance is {e['explained_variance']:.3f} and the CE loss score "
+                                 f"{e['ce_loss_score']:.3f}, so a row is read by both, never by one alone.")
     else:
         text["transfer"] = "No SAE of this zoo is evaluated on a finetune of its model."
     return text

@@ -6,17 +6,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
 from sae_transfer.core.labels import short
+from sae_transfer.core.plotting import MAX_COLS, panels  # (sets the book's figure theme on import)
 
 
 def heatmaps(matrices: dict[str, pd.DataFrame]):
     """Test AUROC, training domain (rows) x test domain (columns), one panel per probe; 0.5 is chance."""
-    n = len(matrices)
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False)
-    for ax, (name, m) in zip(axes.flat, matrices.items()):
+    fig, axes = panels(len(matrices), 3.3, 3.0)
+    for ax, (name, m) in zip(axes, matrices.items()):
         sns.heatmap(m, ax=ax, vmin=0.0, vmax=1.0, center=0.5, cmap="vlag", annot=True, fmt=".2f", cbar=False,
                     annot_kws={"fontsize": 8})
         ax.set_title(name, fontsize=10)
@@ -24,8 +21,6 @@ def heatmaps(matrices: dict[str, pd.DataFrame]):
         ax.set_ylabel("train domain", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.tick_params(axis="y", labelrotation=0, labelsize=8)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -68,8 +63,8 @@ def bridge(rows: list[dict], base_auroc: dict[str, float], probes=("residual", "
     df = pd.DataFrame(rows)
     df = df[(df["trained on"] == "base") & df["probe"].isin(probes)]
     names = list(dict.fromkeys(df["finetune"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names):
+    fig, axes = panels(len(names), 3.6, 3.2, sharey=True)
+    for ax, name in zip(axes, names):
         g = df[df["finetune"] == name]
         for j, p in enumerate(probes):
             gp = g[g["probe"] == p].groupby("step", dropna=False)["auroc"].mean()
@@ -81,7 +76,8 @@ def bridge(rows: list[dict], base_auroc: dict[str, float], probes=("residual", "
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.set_title(short(name), fontsize=10)
         ax.set_xlabel("finetuning step")
-    axes[0][0].set_ylabel("mean in-domain AUROC")
-    axes[0][0].legend(fontsize=8)
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("mean in-domain AUROC")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig

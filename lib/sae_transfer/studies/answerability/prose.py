@@ -11,11 +11,22 @@ def _change(drop: float) -> str:
     return f"loses {drop:.3f} AUROC" if drop >= 0 else f"gains {-drop:.3f} AUROC"
 
 
+#: An AUROC this close to 0.5 is a probe at chance: the box says so instead of reading its changes as findings.
+NEAR_CHANCE = 0.1
+
+
 def in_short(h: dict[str, Any]) -> str:
-    return (f"A residual probe tells answerable from unanswerable prompts at AUROC {h['residual_in']:.2f} in its "
+    text = (f"A residual probe tells answerable from unanswerable prompts at AUROC {h['residual_in']:.2f} in its "
             f"own domain and {h['residual_out']:.2f} in others; a single SAE feature at {h['sae1_in']:.2f} and "
             f"{h['sae1_out']:.2f}. Carried to the finetunes without retraining, the residual probe "
             f"{_change(h['drop_residual'])} and the one-feature probe {_change(h['drop_sae1'])}.")
+    chance = [where for where, key in (("in its own domain", "residual_in"), ("in other domains", "residual_out"))
+              if abs(h[key] - 0.5) < NEAR_CHANCE]
+    if chance:
+        text += (f" The residual probe is near chance {' and '.join(chance)} (within {NEAR_CHANCE} of 0.5): no "
+                 "linear probe finds answerability there at this layer, and what the finetunes change there says "
+                 "nothing.")
+    return text
 
 
 def capacity(toy_base: bool) -> str:

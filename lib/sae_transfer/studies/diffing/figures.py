@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
+from sae_transfer.core.plotting import MAX_COLS, panels  # (sets the book's figure theme on import)
 from sae_transfer.studies.diffing import classes as dc
 from sae_transfer.studies.diffing.tables import feature_table, floors_table, pair_rows
 
@@ -18,8 +18,8 @@ def relative_norms(result: dict):
     """The field's signature plot: per pair, the histogram of live latents' relative decoder norm
     ||d_ft|| / (||d_base|| + ||d_ft||), the class bands shaded (0: base-only, 1: finetune-only)."""
     rows = pair_rows(result)
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.4 * len(rows), 2.9), squeeze=False, sharey=False)
-    for ax, (label, r) in zip(axes[0], rows):
+    fig, axes = panels(len(rows), 3.4, 2.9)
+    for ax, (label, r) in zip(axes, rows):
         classes = np.asarray(dc.latent_classes(r))
         rel = np.asarray(r["latents"]["rel_norm"])[classes != "dead"]
         ax.axvspan(0, dc.BASE_ONLY, color="#c8553d", alpha=0.12, lw=0)
@@ -29,7 +29,8 @@ def relative_norms(result: dict):
         ax.set_yscale("log")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("relative decoder norm (finetune)", fontsize=9)
-    axes[0][0].set_ylabel("latents")
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("latents")
     fig.tight_layout()
     return fig
 

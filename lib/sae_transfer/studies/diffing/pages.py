@@ -119,7 +119,9 @@ def write_pages(result: dict, out: Path) -> Path:
                         f"<td>{r['latents']['sae_match_cos'][j]:.3f}</td></tr>")
     head = "".join(f"<th{' class=l' if c in ('pair', 'class') else ''}>{c}</th>" for c in (
         "pair", "latent", "class", "relative norm", "decoder cosine", "fires on % of tokens", "closest SAE feature cos"))
-    body = (f"<h1>Crosscoder latents: {len(rows)} pages</h1><p>Relative norm: ||d_ft|| / (||d_base|| + ||d_ft||), "
+    # the book copies these pages beside the chapter's page (``diffing-pages`` next to ``diffing.html``)
+    body = (f"<p><a href='../diffing.html'>← the chapter</a></p><h1>Crosscoder latents: {len(rows)} pages</h1>"
+            "<p>Relative norm: ||d_ft|| / (||d_base|| + ||d_ft||), "
             "0 base-only, 1 finetune-only. Click a column to sort.</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
     write_text_atomic(out / "index.html", _page("crosscoder latents", body, SORT_JS))

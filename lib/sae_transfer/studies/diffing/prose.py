@@ -23,4 +23,9 @@ def in_short(h: dict[str, Any]) -> str:
     if h["has_floor"] and h["has_ceiling"]:
         text += (f"; an independently pretrained twin keeps {pct(h['floor_kept_pct'])} by the same rule and a "
                  f"second SAE of the base {pct(h['ceiling_kept_pct'])}")
-    return text + "."
+    text += "."
+    if h["has_floor"] and h.get("floor_shared_pct", 0) > 90:
+        text += (f" But the crosscoder calls {pct(h['floor_shared_pct'])} of its latents shared with an unrelated "
+                 "twin too: at this budget it does not tell one model's directions from another's, so what it "
+                 "calls shared, lost or new says little.")
+    return text

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
 from sae_transfer.core.labels import short
+from sae_transfer.core.plotting import panels  # (sets the book's figure theme on import)
 
 GROUP_LABELS = {"regular": "regular", "dead_in_base": "dead in base only", "dead_in_finetune": "dead in finetune only"}
 
@@ -50,8 +50,8 @@ def sim_vs_decoder(results: dict, drift: dict):
     import numpy as np
 
     pairs = [ft for ft in results if ft in drift]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
-    for ax, ft in zip(axes[0], pairs):
+    fig, axes = panels(len(pairs), 4.2, 3.8)
+    for ax, ft in zip(axes, pairs):
         sim = np.asarray(results[ft]["scores"]["act_sim"], dtype=float)
         dec = np.asarray(drift[ft]["decoder_cos"], dtype=float)
         ax.scatter(dec, sim, s=3, color="0.7", lw=0, label="all features")

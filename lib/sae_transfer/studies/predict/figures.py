@@ -12,23 +12,23 @@ from sae_transfer.core.labels import short
 
 
 def scatter(rows: list[dict], predictors, outcomes):
-    """One panel per (outcome row, predictor column); points coloured by dataset, marked by finetune."""
+    """One panel per (predictor row, outcome column), at most three to a row; points coloured by dataset, marked
+    by finetune."""
     df = pd.DataFrame(rows)
-    fig, axes = plt.subplots(len(outcomes), len(predictors), figsize=(2.9 * len(predictors), 2.5 * len(outcomes)),
-                             squeeze=False, sharey="row")
+    fig, grid = plt.subplots(len(predictors), len(outcomes), figsize=(2.9 * len(outcomes), 2.5 * len(predictors)),
+                             squeeze=False, sharey="col")
     markers = dict(zip(sorted(df["name"].unique()), "osD^vP*"))
-    for i, o in enumerate(outcomes):
-        for j, p in enumerate(predictors):
-            ax = axes[i][j]
+    for i, p in enumerate(predictors):
+        for j, o in enumerate(outcomes):
+            ax = grid[i][j]
             for k, (ds, g) in enumerate(df.groupby("dataset")):
                 for name, gg in g.groupby("name"):
                     ax.scatter(gg[p], gg[o], s=18, marker=markers[name], color=sns.color_palette()[k],
                                label=f"{short(ds)}" if name == sorted(g["name"].unique())[0] else None)
-            if i == len(outcomes) - 1:
-                ax.set_xlabel(p)
-            if j == 0:
-                ax.set_ylabel(o)
-    axes[0][0].legend(fontsize=7, title="data", title_fontsize=7)
+            ax.set_xlabel(p, fontsize=9)
+            if i == 0:
+                ax.set_title(o, fontsize=10)
+    grid[0][0].legend(fontsize=7, title="data", title_fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import centers
+from sae_transfer.core.plotting import MAX_COLS, centers, panels
 from sae_transfer.studies.residuals.measure import summarised
 
 
@@ -54,8 +54,8 @@ def by_layer(table: pd.DataFrame):
 def norms(records: list[dict]):
     """log10 residual norm distributions of base and finetune at the summarised layer, one panel per dataset."""
     datasets = sorted({rec["dataset"] for rec in records})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.3), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
+    fig, axes = panels(len(datasets), 4, 3.3)
+    for ax, ds in zip(axes, datasets):
         drawn_base = False
         for rec in records:
             if rec["dataset"] != ds:
@@ -69,7 +69,8 @@ def norms(records: list[dict]):
         ax.set_title(short(ds))
         ax.set_xlabel("log10 residual norm")
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("tokens")
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("tokens")
     fig.tight_layout()
     return fig
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import pair_grid
+from sae_transfer.core.plotting import MAX_COLS, pair_grid, panels
 from sae_transfer.passes.accumulators import ACT_BINS, DENSITY_BANDS, DENSITY_BINS
 from sae_transfer.passes.sae_metrics import density_comparison, log_density
 
@@ -15,8 +14,8 @@ from sae_transfer.passes.sae_metrics import density_comparison, log_density
 def density_histograms(results: dict, subset: str = "kept"):
     """Histograms of log10(feature density + 1e-10) of the base SAE's features on base and finetune."""
     bins = DENSITY_BINS.edges()
-    fig, panels = pair_grid(results)
-    for ft, ds, ax in panels:
+    fig, cells = pair_grid(results)
+    for ft, ds, ax in cells:
         for label, r in (("base", results["base"][ds][subset]), (short(ft), results["finetunes"][ft][ds][subset])):
             counts = DENSITY_BINS.counts(log_density(r))
             ax.stairs(counts.numpy(), bins, label=label, fill=label == "base", alpha=0.35 if label == "base" else 1)
@@ -33,9 +32,9 @@ def activation_histograms(results: dict, subset: str = "kept"):
     zero activations (not on a log axis) is given in the legend."""
 
     dss = list(results["base"])
-    fig, axes = plt.subplots(1, len(dss), figsize=(3.8 * len(dss), 3.2), squeeze=False)
+    fig, axes = panels(len(dss), 3.8, 3.2)
     edges = ACT_BINS.edges()
-    for ax, ds in zip(axes[0], dss):
+    for ax, ds in zip(axes, dss):
         models = [("base", results["base"][ds][subset])] + [
             (short(ft), r[ds][subset]) for ft, r in results["finetunes"].items()]
         for label, r in models:
@@ -45,15 +44,16 @@ def activation_histograms(results: dict, subset: str = "kept"):
         ax.set_title(f"on {short(ds)}", fontsize=10)
         ax.set_xlabel("log10 activation (nonzero)")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("feature activations")
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("feature activations")
     fig.tight_layout()
     return fig
 
 
 def density_scatter(results: dict, subset: str = "kept"):
     """log10 density per feature, base (x) vs finetune (y), with Pearson r in each panel's title."""
-    fig, panels = pair_grid(results, 3.3, 3.3)
-    for ft, ds, ax in panels:
+    fig, cells = pair_grid(results, 3.3, 3.3)
+    for ft, ds, ax in cells:
         b, f = results["base"][ds][subset], results["finetunes"][ft][ds][subset]
         r = density_comparison(b, f)["pearson_log_density"]
         ax.scatter(log_density(b), log_density(f), s=3, alpha=0.3, lw=0)
@@ -76,9 +76,9 @@ def density_parallel(results: dict, pairs: list[tuple[str, str]], subset: str = 
 
 
     colors = dict(zip((b[0] for b in DENSITY_BANDS), sns.color_palette("deep", len(DENSITY_BANDS))))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 4), squeeze=False)
+    fig, axes = panels(len(pairs), 4, 4)
     rng = np.random.default_rng(seed)
-    for ax, (ft, ds) in zip(axes[0], pairs):
+    for ax, (ft, ds) in zip(axes, pairs):
         b = log_density(results["base"][ds][subset]).numpy()
         f = log_density(results["finetunes"][ft][ds][subset]).numpy()
         idx = np.arange(len(b)) if len(b) <= max_lines else np.sort(rng.choice(len(b), max_lines, replace=False))
@@ -90,9 +90,10 @@ def density_parallel(results: dict, pairs: list[tuple[str, str]], subset: str = 
         ax.set_ylim(-10.3, 0.3)
         ax.set_xticks([0, 1], ["base", short(ft)])
         ax.set_title(f"on {short(ds)}", fontsize=10)
-    axes[0][0].set_ylabel("log10 feature density")
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("log10 feature density")
     handles = [Line2D([], [], color=c, label=n) for n, c in colors.items()]
-    axes[0][-1].legend(handles=handles, title="base band", fontsize=8, loc="lower right")
+    axes[-1].legend(handles=handles, title="base band", fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -101,7 +102,7 @@ def checkpoints(rows: list[dict]):
     """Delta CE, per-token explained variance, L0 and dead fraction of the base SAE along finetuning."""
     df = pd.DataFrame(rows)
     metrics = ("delta CE", "EV per token", "L0", "dead %")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2))
+    fig, axes = panels(len(metrics), 3.6, 3.0, cols=2)
     for ax, metric in zip(axes, metrics):
         for name, g in df.groupby("finetune"):
             ax.plot(g["step"], g[metric], marker="o", label=name)
