@@ -30,8 +30,8 @@ def score_histograms(results: dict, drift: dict | None = None):
                 ax.set_axis_off()
                 continue
             vals = np.asarray(scores[key], dtype=float)
-            # logit similarities crowd near 1: bins over their own range
-            lo = min(0.9, float(np.nanmin(vals))) - 0.01 if key == "logit_sim" else -1.0
+            # scores often crowd near 1: bins over the range the data take (to -1 at most), not the whole [-1, 1]
+            lo = max(-1.0, np.floor(20 * (float(np.nanmin(vals)) - 0.01)) / 20) if np.isfinite(vals).any() else -1.0
             for group, idx in r["groups"].items():
                 v = vals[idx]
                 v = v[~np.isnan(v)]
