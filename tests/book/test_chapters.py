@@ -133,7 +133,7 @@ def test_a_parameter_declared_once_in_a_study_reaches_every_view(tmp_path, monke
         f.write_text("residuals:\n  throwaway: 1\n")
         with pytest.raises(ParameterError, match=r"throwaway=1 must be an integer of at least 3"):
             resolve_params(ch, files=[f])
-        row = "| `throwaway` | int | `7` | a parameter no chapter has | an integer >= 3 |"
+        row = "| `throwaway` (int) | `7` | a parameter no chapter has; valid: an integer >= 3 |"
         assert row in chapters.parameters_markdown()
     finally:
         chapters.notebook_page.cache_clear()

@@ -145,10 +145,11 @@ def parameters_markdown() -> str:
     for c in all_chapters():
         lines += [f"## {c.title}", "", f"`python -m sae_transfer run {c.name}`, declared in "
                   f"`lib/{c.study.__module__.replace('.', '/')}.py`.", "",
-                  "| parameter | type | default | what it is | valid values |", "|---|---|---|---|---|"]
+                  "| parameter | default | what it is |", "|---|---|---|"]
         cell = lambda text: str(text).replace("|", "\\|")
-        lines += [f"| `{p.name}` | {p.type} | `{cell(json.dumps(p.default))}` | {cell(p.doc)} | "
-                  f"{cell(rule_of(p.check))} |" for p in c.parameters]
+        # three columns fit the text column: the type beside the name, the valid values after the doc
+        lines += [f"| `{p.name}` ({p.type}) | `{cell(json.dumps(p.default))}` | {cell(p.doc)}"
+                  + (f"; valid: {cell(rule_of(p.check))}" if rule_of(p.check) else "") + " |" for p in c.parameters]
         lines.append("")
     return "\n".join(lines)
 
