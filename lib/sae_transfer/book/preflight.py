@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sae_transfer.book.chapters import say_fitted
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.data import answerable
 from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text_holds, windows_available, zoo_stream
@@ -22,7 +23,6 @@ from sae_transfer.models.configs import check_reads
 from sae_transfer.models.hooks import block_of
 from sae_transfer.models.load import (SpecError, check_load_fits, check_pair_kinds, check_source, context_limit,
                                       load_tokenizer_for, n_layers_of)
-from sae_transfer.book.chapters import say_fitted
 from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, train_specs
 from sae_transfer.studies.parameters import Unfit, fitted
 from sae_transfer.studies.sizes.measure import check_inputs

@@ -4,8 +4,8 @@ TransformerLens 3.9 copies the whole state dict at three of its steps (``fold_la
 ``fold_value_biases``) while its caller still holds the original, then copies every tensor into parameters the
 model allocated for them: converting SmolLM2-135M (517 MB of weights) peaked at 3.2 GB, and a pair at 3.9 GB.
 Here each step replaces the entries it changes, one layer at a time, so an old tensor is freed as its successor is
-made, and the model takes the processed tensors as its parameters (``assign``): the peak is the state dict and
-one layer's temporaries. The arithmetic is TransformerLens's own functions on the same tensors, in its order, so
+made, and the model takes the processed tensors as its parameters (``assign``): the peak is the Hugging Face
+weights and their converted successors, once each (``benchmarks/load_memory.py``). The arithmetic is TransformerLens's own functions on the same tensors, in its order, so
 the model is bit for bit the one ``load_and_process_state_dict`` makes (``tests/test_weight_processing.py`` holds
 it so on every family the project converts; a TransformerLens release that changes these steps fails there).
 """
