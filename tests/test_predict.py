@@ -123,9 +123,13 @@ def test_ranking_orders_predictors():
                      "weight deviation": rng.normal(), "STS_ICL": rng.normal(), "STS_act": rng.normal(),
                      "steps x lr": rng.normal()})
     corr = correlation_table(rows, n_boot=100)
-    ranked = ranking(corr)
+    ranked = ranking(rows, corr, n_boot=100)
     assert ranked.index[0] == "residual cosine" and ranked.iloc[0]["mean |Spearman r|"] > 0.9
     assert ranked.loc["residual cosine", "outcomes with interval excluding 0"] == "6 of 6"
+    # noise against a predictor that tracks every outcome: behind it, and the interval of the gap says so
+    noise = ranked.drop("residual cosine")
+    assert (noise["tied with the first"] == "no").all() and (noise["gap 95% high"] < 0).all()
+    assert ranked.loc["residual cosine", "tied with the first"] == "yes"  # the first ties itself
 
 
 def test_the_claims_verdict_reads_estimate_and_interval():
