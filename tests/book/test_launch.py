@@ -58,6 +58,13 @@ def test_launch_notebooks_are_plain_markdown_colab_renders():
     for path, text in launch.expected().items():
         markdown = "\n".join(c.source for c in nbformat.reads(text, as_version=4).cells if c.cell_type == "markdown")
         assert not re.search(r"\{glue|\{cite|\{doc\}|^:::|```\{", markdown, re.M), path
+        # nothing but the MyST is lost: every heading and every prose line of the source is still there
+        source = launch.get_chapter(path.stem).source.read_text()
+        headings = re.findall(r"^#+ .*$", source, re.M)
+        assert [h for h in headings if h in markdown.splitlines()] == headings, path
+    figure = "```{glue:figure} cka\n:name: fig-x\n\nA caption\non two lines.\n```\n\nAfter it.\n\n```{glue:} t\n```\nEnd."
+    assert launch.plain_markdown(figure) == ("*Figure `cka`, computed when the notebook runs:* A caption\non two "
+                                             "lines.\n\nAfter it.\n\n*(`t`: computed when the notebook runs)*\nEnd.")
     residuals = launch.plain_markdown("at {glue:text}`summary_where` {cite:t}`kutsyk2025saetransfer`\n"
                                       ":::{admonition} In short\n:class: note\n\n```{glue:md} in_short\n```\n:::\n")
     assert residuals == ("at `summary_where` [kutsyk2025saetransfer]\n**In short**\n\n*(`in_short`: computed when "

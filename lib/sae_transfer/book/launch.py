@@ -53,7 +53,7 @@ if not run_dir:
 #: MyST that Colab would show as raw text, and what stands in its place: the book's glued values and figures
 #: are named (the notebook computes them as it runs), citations keep their key, admonitions become a bold title.
 PLAIN = (
-    (re.compile(r"```\{glue:figure\} (\S+)\n(?::\w+: .*\n)*\n?(.*?)\n?```", re.S),
+    (re.compile(r"```\{glue:figure\} (\S+)\n(?::\w+: [^\n]*\n)*\n?(.*?)\n?```", re.S),
      lambda m: f"*Figure `{m[1]}`, computed when the notebook runs:* {m[2].strip()}"),
     (re.compile(r"```\{glue:(?:md)?\} (\S+)\n```"), lambda m: f"*(`{m[1]}`: computed when the notebook runs)*"),
     (re.compile(r":::\{admonition\} (.*)\n(?::\w+: .*\n)*"), lambda m: f"**{m[1]}**\n"),
