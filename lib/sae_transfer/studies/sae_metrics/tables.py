@@ -112,10 +112,12 @@ def _intervals(result: dict, key: str) -> dict[str, float]:
             for end, v in zip(("lo", "hi"), result["ci"][m])}
 
 
-def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[str, Any]:
+def headline(results: dict, checkpoints: list[dict], check: list[dict],
+             own: list[tuple[str, str]] = ()) -> dict[str, Any]:
     """Every number the chapter's prose glues: each metric per base/finetune and dataset (``l0_base_prose``,
     ``delta_ce_code_code``), density agreement per pair, the first and final checkpoint of each finetune,
-    and the largest relative difference from SAELens in the cross-check (0 when it was skipped)."""
+    the largest relative difference from SAELens in the cross-check (0 when it was skipped), and ``check``'s two
+    reconstruction criteria of each ``own`` (finetune, its data) pair (``views``)."""
     out: dict[str, Any] = {}
     for ds, by_subset in results["base"].items():
         out.update({f"{m}_base_{short(ds)}": by_subset["kept"][m] for m in HEADLINE_METRICS})
@@ -141,6 +143,7 @@ def headline(results: dict, checkpoints: list[dict], check: list[dict]) -> dict[
     rel = [r["abs diff"] / max(abs(r["sae_lens"]), 1e-6) for r in check]
     if check:  # a skipped cross-check has no difference to report, not a difference of 0
         out["check_max_rel_diff"] = max((x for x in rel if x == x), default=float("nan"))  # NaN rows left out
+    out.update(views(out, own))
     return {k: v for k, v in out.items() if v == v}  # undefined (a correlation of constants): left out, not NaN
 
 
