@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from sae_transfer import check
+from sae_transfer import atlas, check
 from sae_transfer.book import launch
 from sae_transfer.book.build import Book, build_book
 from sae_transfer.book.chapters import (
@@ -27,7 +27,7 @@ from sae_transfer.book.chapters import (
     write_parameter_cells,
 )
 from sae_transfer.book.preflight import absolute_paths, preflight, written_names
-from sae_transfer.book.runner import check_out_dir, run_chapter
+from sae_transfer.book.runner import check_out_dir, run_chapter, run_lock
 from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
 from sae_transfer.core.io import atomic_dir, mark_ours
@@ -101,7 +101,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="fine-tune the SAE on the (last) finetune and report it before and after")
     chk.add_argument("--adapt-tokens", type=int, default=200_000, help="tokens of SAE fine-tuning for --adapt")
     chk.add_argument("--adapt-lr", type=float, default=1e-3, help="learning rate of SAE fine-tuning for --adapt")
+    at = sub.add_parser("atlas", help="many finetunes of one base, one job each (local, SLURM or debug), the base's "
+                                      "passes computed once; one table out")
+    at.add_argument("-f", "--file", required=True, type=Path, help="the atlas file (YAML: base, saes, datasets, "
+                                                                    "finetunes, check, executor, slurm)")
+    at.add_argument("--executor", choices=("local", "slurm", "debug"), help="overrides the file's executor")
+    at.add_argument("--parallel", type=int, help="local jobs at once (default: as many as memory allows)")
+    at.add_argument("--out", type=Path, help="atlas directory (default: <cache>/atlas/<file name>); rerun into "
+                                             "the same one to resume")
+    at.add_argument("--store", type=Path, help="where the base's passes are kept (default: <cache>/base-passes; "
+                                               "on a cluster, a shared file system)")
     return p
+
+
+def cmd_atlas(args) -> int:
+    cfg = atlas.read(args.file, executor=args.executor, parallel=args.parallel)
+    out = check_out_dir(args.out if args.out is not None else cache_dir() / "atlas" / args.file.stem)
+    with run_lock(out):
+        s = atlas.run(cfg, out, args.store)
+    print(f"atlas: {s['jobs']} finetune jobs: {s['ran']} ran, {s['skipped']} already done, {len(s['failed'])} "
+          f"failed; {s['base_jobs']} base job(s); {s['rows']} rows in {out / 'atlas.jsonl'}")
+    for f in s["failed"]:
+        print(f"failed: {f['job']}: {f['error']}", file=sys.stderr)
+    return 1 if s["failed"] else 0
 
 
 def cmd_list() -> None:
@@ -186,10 +208,12 @@ def cmd_check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd in ("run", "book", "zoo", "check"):
+        if args.cmd in ("run", "book", "zoo", "check", "atlas"):
             check_cache_writable()
         if args.cmd == "check":
             return cmd_check(args)
+        if args.cmd == "atlas":
+            return cmd_atlas(args)
         if args.cmd == "list":
             cmd_list()
         elif args.cmd == "run":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from sae_transfer.models.hooks import resume_layer
 from sae_transfer.passes.accumulators import FeaturePairStats, ResidualSimilarity
 from sae_transfer.passes.feature_groups import select_groups
 from sae_transfer.passes.sae_accumulator import SAEMetrics, metrics_of_sums
+from sae_transfer.core.memory import Plan
 from sae_transfer.passes.sae_metrics import pass_plan, sae_batch
 
 #: Intervals need whole token batches to resample; fewer than this and a percentile interval means nothing.
@@ -83,13 +84,13 @@ class _Batches:
             "ce_recovered_finetune", "delta_ce_base", "delta_ce_finetune", "kl_base", "kl_finetune", "l0_base",
             "l0_ratio", "density_r", "residual_cos")
 
-    def __init__(self, acc_b: SAEMetrics, acc_f: SAEMetrics, feats: FeaturePairStats, res: ResidualSimilarity,
-                 regular: list[int]):
-        def sums(acc):
-            return (np.array([b[0] for b in acc.kept.per_batch]),  # [nb, 2 + len(BATCH_SUMS)]
-                    torch.stack([b[1] for b in acc.kept.per_batch]).numpy())  # [nb, d_in]
-        self.tb, self.xb = sums(acc_b)
-        self.tf, self.xf = sums(acc_f)
+    def __init__(self, per_b: list[BatchSums], per_f: list[BatchSums], feats: FeaturePairStats,
+                 res: ResidualSimilarity, regular: list[int]):
+        def sums(per_batch):
+            return (np.array([b[0] for b in per_batch]),  # [nb, 2 + len(BATCH_SUMS)]
+                    torch.stack([b[1] for b in per_batch]).numpy())  # [nb, d_in]
+        self.tb, self.xb = sums(per_b)
+        self.tf, self.xf = sums(per_f)
         moments = torch.stack(feats.batch_moments).numpy()  # [nb, 7, d_sae]
         self.moments = moments[:, :5, regular]  # [nb, 5, n_regular]
         self.fires = moments[:, 5:]  # [nb, 2, d_sae]
@@ -157,31 +158,52 @@ def _criteria(est: dict[str, dict]) -> tuple[dict[str, str], bool]:
 
 # ------------------------------------------------------------------------------------------ the pass
 
+#: One batch's sums over its non-outlier tokens, as ``SAEMetrics`` keeps them for intervals: the scalar sums
+#: ``(n, n_ce, *BATCH_SUMS)`` and ``sum_x`` [d_in].
+BatchSums = tuple[list[float], torch.Tensor]
+#: The base's side of the pass: ``base(i, tokens)`` -> (its activation at the hook [B, T, d_in], its BatchSums) for
+#: batch ``i`` of token ids ``tokens`` [B, T]. ``live_base`` runs the base model; the atlas reads stored passes.
+BaseSide = Callable[[int, torch.Tensor], tuple[torch.Tensor, BatchSums]]
+
+
+def live_base(base, sae, hook: str, threshold: float, plan: Plan) -> BaseSide:
+    """The base model's pass, one batch at a time: clean, SAE spliced, zero-ablated (``sae_batch``)."""
+    start = resume_layer(hook, base.cfg.positional_embedding_type)
+
+    @torch.inference_mode()
+    def batch(i: int, tokens: torch.Tensor) -> tuple[torch.Tensor, BatchSums]:
+        acc = SAEMetrics(sae.cfg.d_in, sae.cfg.d_sae, threshold)  # a batch's sums depend on that batch alone
+        x = sae_batch(base, sae, hook, start, tokens, threshold, acc, plan)
+        return x, acc.kept.per_batch[0]
+    return batch
+
+
 @torch.inference_mode()
-def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold: float, spec: CheckSpec,
+def check_pass(base: BaseSide, finetune, sae, hook: str, windows: torch.Tensor, threshold: float, spec: CheckSpec,
                desc: str = "check", memory: str = "auto") -> dict[str, Any]:
-    """The check of ``sae`` at ``hook`` on ``finetune`` against ``base`` over ``windows`` [n, context_size]
-    (BOS-led token ids), in batches of ``spec.batch_size``, stopping early once decided, each batch cut to fit
-    ``memory`` (``memory.py``).
+    """The check of ``sae`` at ``hook`` on ``finetune`` against the base (``base``: ``live_base`` or stored
+    passes) over ``windows`` [n, context_size] (BOS-led token ids), in batches of ``spec.batch_size``, stopping
+    early once decided, each batch cut to fit ``memory`` (``memory.py``).
 
     Returns plain data: ``tokens``/``batches`` measured, ``stopped_early``, ``decided``, ``criteria`` (each
     criterion's class and ``verdict``), ``metrics`` (``{key: {value, lo, hi}}``), ``n_regular``, ``poor_on_base``
     and ``recheck`` (the regular features whose activation similarity fell most, with top contexts' token indices).
     """
-    acc_b = SAEMetrics(sae.cfg.d_in, sae.cfg.d_sae, threshold)
+    per_b: list[BatchSums] = []
     acc_f = SAEMetrics(sae.cfg.d_in, sae.cfg.d_sae, threshold)
     res = ResidualSimilarity(hook, windows.shape[1])
     feats = FeaturePairStats(sae, hook, threshold, top_k=3, keep_batches=True)
-    start = resume_layer(hook, base.cfg.positional_embedding_type)
-    plan = pass_plan(base, sae, windows.shape[1], spec.batch_size, memory)
-    device = base.cfg.device
+    start = resume_layer(hook, finetune.cfg.positional_embedding_type)
+    plan = pass_plan(finetune, sae, windows.shape[1], spec.batch_size, memory)
+    device = finetune.cfg.device
     batches = windows.split(spec.batch_size)
     stopped, regular, n_tokens = False, [], 0
     bar = tqdm(batches, desc=desc, unit="batch", leave=False)
     for i, tokens in enumerate(bar):
         tokens = tokens.to(device)
         n_tokens += tokens.numel()
-        xb = sae_batch(base, sae, hook, start, tokens, threshold, acc_b, plan)
+        xb, sums_b = base(i, tokens)
+        per_b.append(sums_b)
         xf = sae_batch(finetune, sae, hook, start, tokens, threshold, acc_f, plan)
         for acc in (res, feats):
             acc.update(tokens, {hook: xb}, {hook: xf})
@@ -189,7 +211,7 @@ def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold:
         done = i + 1
         if spec.early_stop and done >= spec.min_batches() and done % 2 == 0 and done < len(batches):
             regular = _regular(feats, spec)
-            crit, is_decided = _criteria(_Batches(acc_b, acc_f, feats, res, regular).estimate(
+            crit, is_decided = _criteria(_Batches(per_b, acc_f.kept.per_batch, feats, res, regular).estimate(
                 criteria_only=True, n_boot=spec.n_boot, seed=spec.seed))
             bar.set_postfix_str(f"{crit['verdict']}{'' if is_decided else '?'}")
             if is_decided:
@@ -197,7 +219,7 @@ def check_pass(base, finetune, sae, hook: str, windows: torch.Tensor, threshold:
                 break
     bar.close()
     regular = _regular(feats, spec)
-    est = _Batches(acc_b, acc_f, feats, res, regular).estimate(n_boot=spec.n_boot, seed=spec.seed)
+    est = _Batches(per_b, acc_f.kept.per_batch, feats, res, regular).estimate(n_boot=spec.n_boot, seed=spec.seed)
     crit, is_decided = _criteria(est)
     stats = feats.result()
     return {"tokens": n_tokens, "batches": done, "token_budget": spec.max_tokens, "stopped_early": stopped,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_transfer.check.adapt import adapt, adaptation_windows, training_tokens_spec
-from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass
+from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass, live_base
 from sae_transfer.core import verdict as V
 from sae_transfer.core.memory import check_memory
 from sae_transfer.core.specs import is_zoo
@@ -22,7 +22,7 @@ from sae_transfer.models.load import (check_dtype, check_load_fits, check_pair_k
                                       resolve_device)
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.outliers import Outliers, outlier_threshold
-from sae_transfer.passes.sae_metrics import sae_pass
+from sae_transfer.passes.sae_metrics import pass_plan, sae_pass
 from sae_transfer.zoo.store import Zoo, split_spec
 
 #: The version of ``check.json``'s layout (its fields are documented in the README).
@@ -144,7 +144,9 @@ def run(req: CheckRequest, out: Path, final: Path | None = None) -> dict[str, An
                                           from_pretrained_kwargs=kwargs)
         for ds in req.datasets:
             t0 = time.time()
-            r = check_pass(pair.base, pair.finetune, pair.sae, pair.hook, windows[ds], thresholds[ds], spec,
+            base = live_base(pair.base, pair.sae, pair.hook, thresholds[ds],
+                             pass_plan(pair.base, pair.sae, spec.context_size, spec.batch_size, req.memory))
+            r = check_pass(base, pair.finetune, pair.sae, pair.hook, windows[ds], thresholds[ds], spec,
                            desc=f"check {ft} on {ds}", memory=req.memory)
             add_contexts(r, pair.tokenizer, windows[ds])
             results.append({"finetune": ft, "step": step_of(ft, i, req.zoo), "dataset": ds, **r,

@@ -371,7 +371,7 @@ def load_pair(base: str, finetune: str, sae: str = "", hook: str | None = None, 
     def with_sae(resolved_device: str) -> dict:
         loaded["sae"] = load_sae(sae, zoo, resolved_device, dtype)
         loaded["hook"] = hook or loaded["sae"].cfg.metadata.hook_name
-        return _processing_of(loaded["sae"])
+        return processing_of(loaded["sae"])
 
     base_model, ft_model, tok, trimmed = load_models(
         base, finetune, zoo, device, dtype, before_weights=with_sae,
@@ -380,7 +380,7 @@ def load_pair(base: str, finetune: str, sae: str = "", hook: str | None = None, 
                      {"base": base, "finetune": finetune, "sae": sae}, trimmed)
 
 
-def _processing_of(sae) -> dict:
+def processing_of(sae) -> dict:
     """The ``from_pretrained`` kwargs an SAE was trained under (weight processing), {} without an SAE."""
     return dict(getattr(sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {}) if sae is not None else {}
 
@@ -392,6 +392,6 @@ def with_finetune(pair: ModelPair, finetune: str, zoo: str = "default", device: 
     The caller drops its reference to ``pair`` first if the old finetune is to be freed before the new loads."""
     base = pair.specs["base"]
     trimmed = compare_tokenizers(pair.tokenizer, load_tokenizer_for(finetune, "finetune", zoo))
-    ft_model = load_finetune(base, finetune, zoo, pair.tokenizer, device, dtype, trimmed, _processing_of(pair.sae))
+    ft_model = load_finetune(base, finetune, zoo, pair.tokenizer, device, dtype, trimmed, processing_of(pair.sae))
     return ModelPair(pair.base, ft_model, pair.sae, pair.tokenizer, pair.hook,
                      {**pair.specs, "finetune": finetune}, trimmed)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, replace
 
 from sae_transfer.core.memory import check_memory
 from sae_transfer.core.specs import is_zoo
-from sae_transfer.models.load import ModelPair, load_pair, load_tokenizer_for, parse_spec, with_finetune
+from sae_transfer.models.load import (ModelPair, check_dtype, check_hook, compare_tokenizers, load_finetune, load_model,
+                                      load_pair, load_sae, load_tokenizer_for, parse_spec, processing_of,
+                                      resolve_device, with_finetune)
 from sae_transfer.zoo.store import Zoo
 
 
@@ -77,6 +79,28 @@ class PairLoader:
                 self._pair = with_finetune(kept, finetune, s.zoo, s.device, s.dtype)
             self._finetune = finetune
         return self._pair
+
+
+def load_one_side(base: str, sae: str, hook: str | None = None, zoo: str = "default", device: str = "auto",
+                  dtype: str = "float32", finetune: str | None = None) -> ModelPair:
+    """The SAE, the base's tokenizer, and one model: the base, or with ``finetune`` that finetune alone (loaded
+    into the base's architecture as ``load_pair`` does); the other side of the pair is None. For a base whose pass
+    is computed once and stored, and finetunes that read it (the atlas)."""
+    parse_spec(base, "base")
+    parse_spec(sae, "sae", sae=True)
+    resolved = resolve_device(device)
+    tok = load_tokenizer_for(base, "base", zoo)
+    sae_model = load_sae(sae, zoo, resolved, dtype)
+    hook = hook or sae_model.cfg.metadata.hook_name
+    if finetune is None:
+        model = load_model(base, "base", zoo, tok, resolved, check_dtype(dtype),
+                           from_pretrained_kwargs=processing_of(sae_model))
+        check_hook(model, hook, sae_model)
+        return ModelPair(model, None, sae_model, tok, hook, {"base": base, "sae": sae}, [])
+    trimmed = compare_tokenizers(tok, load_tokenizer_for(finetune, "finetune", zoo))
+    model = load_finetune(base, finetune, zoo, tok, resolved, dtype, trimmed, processing_of(sae_model))
+    check_hook(model, hook, sae_model)
+    return ModelPair(None, model, sae_model, tok, hook, {"base": base, "finetune": finetune, "sae": sae}, trimmed)
 
 
 def own_domain_pairs(setup: PairSetup, finetunes: list[str], datasets: list[str]) -> list[tuple[str, str]]:

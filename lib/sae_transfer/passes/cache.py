@@ -209,7 +209,7 @@ def entry_path(what: str, key: dict) -> Path:
     return cache_dir() / "measure" / f"{what}-{fingerprint(key)}.json"
 
 
-def _checksum(result: Any) -> str:
+def checksum(result: Any) -> str:
     """sha256 of the result as it reads back from JSON (tuples as lists, keys as strings)."""
     return sha256_bytes(json.dumps(json.loads(json.dumps(result, default=json_default)), sort_keys=True).encode())
 
@@ -222,14 +222,14 @@ def cached(what: str, key: dict, compute: Callable[[], Any]) -> Any:
     if path.exists():
         try:
             entry = json.loads(path.read_text())
-            if entry["sha256"] != _checksum(entry["result"]):
+            if entry["sha256"] != checksum(entry["result"]):
                 raise ValueError("checksum")
             return entry["result"]
         except (ValueError, KeyError, TypeError):
             warnings.warn(f"cache entry {path} is damaged or was edited; discarding it and recomputing", stacklevel=2)
             path.unlink(missing_ok=True)
     result = compute()
-    write_json_atomic(path, {"key": key, "result": result, "sha256": _checksum(result)})
+    write_json_atomic(path, {"key": key, "result": result, "sha256": checksum(result)})
     return result
 
 

@@ -3,7 +3,6 @@ every (zoo finetune checkpoint, dataset) case, and their correlations with boots
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from sae_transfer.core.labels import short, slug
 from sae_transfer.core.stats import correlate
 from sae_transfer.data.tokens import TokenSpec, token_batches
 from sae_transfer.models.pairs import PairSetup
+from sae_transfer.methods.weights import weight_deviation as deviation
 from sae_transfer.passes import sae_metrics
 from sae_transfer.passes.accumulators import FeaturePairStats, ResidualSimilarity
 from sae_transfer.passes.cache import cached, measurement_key
@@ -79,17 +79,7 @@ class PredictStudy(Config):
 
 def weight_deviation(base_model, ft_model) -> dict[str, Any]:
     """||W_ft - W_base|| / ||W_base|| over all parameters, and per block (``per_layer``)."""
-    # Parameters only: buffers such as attention masks and -inf fill values are not weights.
-    base_sd, ft_sd = dict(base_model.named_parameters()), dict(ft_model.named_parameters())
-    num, den = {}, {}
-    for k, w in base_sd.items():
-        w = w.detach()
-        group = f"blocks.{k.split('.')[1]}" if k.startswith("blocks.") else "other"
-        num[group] = num.get(group, 0.0) + float((ft_sd[k].detach().double() - w.double()).pow(2).sum())
-        den[group] = den.get(group, 0.0) + float(w.double().pow(2).sum())
-    n_layers = base_model.cfg.n_layers
-    return {"overall": math.sqrt(sum(num.values()) / sum(den.values())),
-            "per_layer": [math.sqrt(num[f"blocks.{i}"] / den[f"blocks.{i}"]) for i in range(n_layers)]}
+    return deviation(base_model.named_parameters(), dict(ft_model.named_parameters()), base_model.cfg.n_layers)
 
 
 # ------------------------------------------------------------------------------------------ measuring

@@ -1,0 +1,133 @@
+"""Where atlas jobs run: submitit's executors, one API for all three.
+
+- ``local``: each job a subprocess of this machine (``submitit.LocalExecutor``), as many at once as ``memory``
+  allows (``local_slots``), the cores split among them;
+- ``slurm``: one sbatch array for the jobs of a phase (``submitit.SlurmExecutor``), the options of ``Slurm``;
+- ``debug``: each job in this process, one after another (``submitit.DebugExecutor``): for tests and debugging.
+
+A job that fails is reported with its one-line error and the rest go on. The field's sweeps (diffing-toolkit,
+SAEBench users) run sbatch arrays and skip finished outputs on a rerun; submitit gives the arrays, the local and
+in-process executors for machines without a cluster, and the same job objects on each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from sae_transfer.atlas.config import Slurm
+from sae_transfer.core.memory import budget_bytes
+
+#: A local job may run this long before submitit stops it (its own default is 2 minutes).
+LOCAL_TIMEOUT_MIN = 24 * 60
+
+
+@dataclass
+class Outcome:
+    """What became of one job: its ``result``, or the one-line ``error`` it failed with."""
+
+    name: str
+    result: Any = None
+    error: str | None = None
+
+
+def local_slots(job_bytes: int, memory: str, device: str, parallel: int = 0) -> int:
+    """How many local jobs run at once: ``parallel`` if given, else as many as fit ``memory``'s budget at
+    ``job_bytes`` each, at most one per core."""
+    if parallel > 0:
+        return parallel
+    return max(1, min(os.cpu_count() or 1, budget_bytes(memory, device) // max(job_bytes, 1)))
+
+
+def error_line(e: BaseException) -> str:
+    """The last ``Name: message`` line of an error (a failed subprocess's carries the whole traceback)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    named = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", ln)]
+    return (named[-1] if named else lines[-1] if lines else type(e).__name__)[:500]
+
+
+def slurm_executor(folder: Path, slurm: Slurm, name: str):
+    """A ``submitit.SlurmExecutor`` asking for ``slurm``'s resources, one array task per job."""
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=folder)
+    params: dict[str, Any] = {"job_name": name, "time": slurm.time, "gpus_per_node": slurm.gpus_per_node or None,
+                              "cpus_per_task": slurm.cpus_per_task, "array_parallelism": slurm.array_parallelism,
+                              "ntasks_per_node": 1, "nodes": 1}
+    for key in ("partition", "mem", "account", "qos", "constraint"):
+        if getattr(slurm, key) is not None:
+            params[key] = getattr(slurm, key)
+    if slurm.setup:
+        params["setup"] = list(slurm.setup)
+    if slurm.additional:
+        params["additional_parameters"] = dict(slurm.additional)
+    try:
+        ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    except ValueError as e:  # submitit names the parameter it does not know
+        raise ValueError(f"slurm: {error_line(e)}") from None
+    return ex
+
+
+def run_jobs(jobs: Sequence[Callable[[], Any]], executor: str, folder: Path, *, slots: int = 1,
+             slurm: Slurm | None = None, desc: str = "jobs") -> list[Outcome]:
+    """Run every job (a picklable callable with a ``name``) on ``executor``; outcomes in the jobs' order."""
+    import submitit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if not jobs:
+        return []
+    if executor == "debug":
+        ex = submitit.DebugExecutor(folder=folder)
+        return [_outcome(job, ex.submit(job)) for job in tqdm(jobs, desc=desc, unit="job")]
+    if executor == "slurm":
+        ex = slurm_executor(folder, slurm or Slurm(), desc)
+        with ex.batch():
+            handles = [ex.submit(job) for job in jobs]
+        return _wait(jobs, handles, desc)
+    ex = submitit.LocalExecutor(folder=folder)
+    ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+    return _local(ex, jobs, slots, desc)
+
+
+def _outcome(job, handle) -> Outcome:
+    error = handle.exception()  # not .result(): the debug executor would open a debugger on a failure
+    return Outcome(job.name, None if error else handle.result(), error_line(error) if error else None)
+
+
+def _wait(jobs, handles, desc: str) -> list[Outcome]:
+    """Outcomes of submitted jobs, as they finish."""
+    out: dict[int, Outcome] = {}
+    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
+        while len(out) < len(jobs):
+            for i, h in enumerate(handles):
+                if i not in out and h.done():
+                    out[i] = _outcome(jobs[i], h)
+                    bar.update()
+            time.sleep(0.2 if len(out) < len(jobs) else 0)
+    return [out[i] for i in range(len(jobs))]
+
+
+def _local(ex, jobs, slots: int, desc: str) -> list[Outcome]:
+    """At most ``slots`` local jobs at once, the next submitted as one finishes."""
+    out: dict[int, Outcome] = {}
+    running: dict[int, Any] = {}
+    todo = list(range(len(jobs)))
+    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
+        while todo or running:
+            while todo and len(running) < slots:
+                i = todo.pop(0)
+                running[i] = ex.submit(jobs[i])
+            for i, h in list(running.items()):
+                if h.done():
+                    out[i] = _outcome(jobs[i], h)
+                    del running[i]
+                    bar.update()
+            if running:
+                time.sleep(0.1)
+    return [out[i] for i in range(len(jobs))]
