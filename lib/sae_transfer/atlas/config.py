@@ -109,9 +109,14 @@ def _section(raw: Any, name: str, valid: list[str]) -> dict:
     return raw
 
 
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
 def _typed(value: Any, want: type, key: str) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if want is int and isinstance(value, bool) or not isinstance(value, want):
-        raise ValueError(f"{key}={value!r}: give a {want.__name__}")
+        raise ValueError(f"{key}={value!r}: give {_KINDS.get(want, want.__name__)}")
     return value
 
 

@@ -74,6 +74,11 @@ def slurm_executor(folder: Path, slurm: Slurm, name: str):
     return ex
 
 
+def submit_slurm(jobs: Sequence[Callable[[], Any]], folder: Path, slurm: Slurm, name: str) -> list:
+    """Submit ``jobs`` as one sbatch array (``sbatch`` must be on the PATH); submitit's job handles."""
+    return slurm_executor(folder, slurm, name).submit_array(list(jobs))
+
+
 def run_jobs(jobs: Sequence[Callable[[], Any]], executor: str, folder: Path, *, slots: int = 1,
              slurm: Slurm | None = None, desc: str = "jobs") -> list[Outcome]:
     """Run every job (a picklable callable with a ``name``) on ``executor``; outcomes in the jobs' order."""
@@ -86,10 +91,7 @@ def run_jobs(jobs: Sequence[Callable[[], Any]], executor: str, folder: Path, *, 
         ex = submitit.DebugExecutor(folder=folder)
         return [_outcome(job, ex.submit(job)) for job in tqdm(jobs, desc=desc, unit="job")]
     if executor == "slurm":
-        ex = slurm_executor(folder, slurm or Slurm(), desc)
-        with ex.batch():
-            handles = [ex.submit(job) for job in jobs]
-        return _wait(jobs, handles, desc)
+        return _wait(jobs, submit_slurm(jobs, folder, slurm or Slurm(), desc), desc)
     ex = submitit.LocalExecutor(folder=folder)
     ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
     return _local(ex, jobs, slots, desc)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from submitit.helpers import Checkpointable
+
 from sae_transfer.atlas.base_store import StoredBase, StoreRef, base_parameters, build, disk_bytes, weights_path
 from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass
 from sae_transfer.core.io import fingerprint, write_json_atomic
@@ -25,8 +27,11 @@ from sae_transfer.models.pairs import PairSetup, load_one_side
 from sae_transfer.passes.cache import checksum, code_fingerprint, model_identity
 
 
+# Both jobs are ``Checkpointable``: SLURM requeues one that is preempted or runs out of time with the same
+# arguments, and it picks up where it stopped (whole shards and whole outputs are kept).
+
 @dataclass(frozen=True)
-class BaseJob:
+class BaseJob(Checkpointable):
     """The base's passes for one SAE, every dataset: ``base_store.build``."""
 
     setup: PairSetup
@@ -45,7 +50,7 @@ class BaseJob:
 
 
 @dataclass(frozen=True)
-class FinetuneJob:
+class FinetuneJob(Checkpointable):
     """One finetune (``step``: its place in training) with one SAE on every dataset, its result at ``out``.
     ``compute``: what the zoo's recipe says of its training (steps x lr, tokens seen), empty otherwise."""
 
