@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--adapt-lr", type=float, default=1e-3, help="learning rate of SAE fine-tuning for --adapt")
     at = sub.add_parser("atlas", help="many finetunes of one base, one job each (local, SLURM or debug), the base's "
                                       "passes computed once; one table out")
-    at.add_argument("-f", "--file", required=True, type=Path, help="the atlas file (YAML: base, saes, datasets, "
-                                                                    "finetunes, check, executor, slurm)")
+    at.add_argument("-f", "--file", type=Path, help="the atlas file (YAML: base, saes, datasets, finetunes, check, "
+                                                     "executor, slurm)")
+    at.add_argument("--example", action="store_true", help="print an example atlas file, every key explained")
     at.add_argument("--executor", choices=("local", "slurm", "debug"), help="overrides the file's executor")
     at.add_argument("--parallel", type=int, help="local jobs at once (default: as many as memory allows)")
     at.add_argument("--out", type=Path, help="atlas directory (default: <cache>/atlas/<file name>); rerun into "
@@ -115,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_atlas(args) -> int:
+    if args.example:
+        print(atlas.EXAMPLE.read_text(), end="")
+        return 0
+    if args.file is None:
+        raise ParameterError("atlas: give -f ATLAS.yaml (python -m sae_transfer atlas --example prints one)")
     cfg = atlas.read(args.file, executor=args.executor, parallel=args.parallel)
     out = check_out_dir(args.out if args.out is not None else cache_dir() / "atlas" / args.file.stem)
     with run_lock(out):

@@ -5,7 +5,7 @@
 resumption and the merged table.
 """
 
-from sae_transfer.atlas.config import AtlasConfig, parse, read
+from sae_transfer.atlas.config import EXAMPLE, AtlasConfig, parse, read
 from sae_transfer.atlas.run import read_rows, run
 
-__all__ = ["AtlasConfig", "parse", "read", "read_rows", "run"]
+__all__ = ["EXAMPLE", "AtlasConfig", "parse", "read", "read_rows", "run"]

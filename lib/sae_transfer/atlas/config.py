@@ -13,8 +13,11 @@ from typing import Any
 from sae_transfer.check import CheckRequest, CheckSpec, preflight, watch_series
 from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.core.io import read_yaml
+from sae_transfer.core.paths import PROJECT_ROOT
 from sae_transfer.models.load import context_limit
 
+#: The example atlas file ``atlas --example`` prints (every key explained; it runs on the smoke zoo).
+EXAMPLE = PROJECT_ROOT / "params" / "atlas" / "example.yaml"
 #: The engines a job list runs on (``engine.py``).
 EXECUTORS = ("local", "slurm", "debug")
 #: Keys of the ``check`` section: ``CheckSpec``'s fields as the ``check`` command names them.

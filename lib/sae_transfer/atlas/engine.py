@@ -1,7 +1,8 @@
 """Where atlas jobs run: submitit's executors, one API for all three.
 
-- ``local``: each job a subprocess of this machine (``submitit.LocalExecutor``), as many at once as ``memory``
-  allows (``local_slots``), the cores split among them;
+- ``local``: subprocesses of this machine (``submitit.LocalExecutor``), as many at once as ``memory`` allows
+  (``local_slots``), the cores split among them; each subprocess runs its share of the jobs one after another
+  (``Group``), since starting one (importing torch, TransformerLens, sae_lens) takes longer than a small job;
 - ``slurm``: one sbatch array for the jobs of a phase (``submitit.SlurmExecutor``), the options of ``Slurm``;
 - ``debug``: each job in this process, one after another (``submitit.DebugExecutor``): for tests and debugging.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from submitit.helpers import Checkpointable
 from tqdm.auto import tqdm
 
 from sae_transfer.atlas.config import Slurm
@@ -35,6 +37,24 @@ class Outcome:
     name: str
     result: Any = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Group(Checkpointable):
+    """Several jobs in one process, one after another; a job that fails leaves its error and the next one runs.
+    Returns ``[(result, None) | (None, error line)]`` in the jobs' order."""
+
+    jobs: tuple
+    name: str = "group"
+
+    def __call__(self) -> list[tuple[Any, str | None]]:
+        out: list[tuple[Any, str | None]] = []
+        for job in self.jobs:
+            try:
+                out.append((job(), None))
+            except Exception as e:  # noqa: BLE001 - reported as that job's one line; the others go on
+                out.append((None, error_line(e)))
+        return out
 
 
 def local_slots(job_bytes: int, memory: str, device: str, parallel: int = 0) -> int:
@@ -116,20 +136,30 @@ def _wait(jobs, handles, desc: str) -> list[Outcome]:
 
 
 def _local(ex, jobs, slots: int, desc: str) -> list[Outcome]:
-    """At most ``slots`` local jobs at once, the next submitted as one finishes."""
+    """The jobs in ``slots`` subprocesses at once, each running every ``slots``-th job; the bar counts a job done
+    when its output file appears (jobs with an ``out``) or its subprocess ends."""
+    groups = [Group(tuple(jobs[i::slots])) for i in range(min(slots, len(jobs)))]
+    handles = [ex.submit(g) for g in groups]
     out: dict[int, Outcome] = {}
-    running: dict[int, Any] = {}
-    todo = list(range(len(jobs)))
     with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
-        while todo or running:
-            while todo and len(running) < slots:
-                i = todo.pop(0)
-                running[i] = ex.submit(jobs[i])
-            for i, h in list(running.items()):
-                if h.done():
-                    out[i] = _outcome(jobs[i], h)
-                    del running[i]
-                    bar.update()
-            if running:
-                time.sleep(0.1)
-    return [out[i] for i in range(len(jobs))]
+        while len(out) < len(groups):
+            for g, h in enumerate(handles):
+                if g not in out and h.done():
+                    out[g] = _outcome(groups[g], h)
+            seen = sum(len(groups[g].jobs) for g in out) + sum(
+                getattr(j, "out", None) is not None and Path(j.out).exists()
+                for g in range(len(groups)) if g not in out for j in groups[g].jobs)
+            bar.update(seen - bar.n)
+            if len(out) < len(groups):
+                time.sleep(0.2)
+    results: list[Outcome] = [None] * len(jobs)  # type: ignore[list-item]
+    for g, group in enumerate(groups):
+        o = out[g]
+        for k, job in enumerate(group.jobs):
+            if o.error is not None:  # the subprocess itself died: every job of it without a whole output failed
+                wrote = getattr(job, "out", None) is not None and Path(job.out).exists()
+                results[g + k * slots] = Outcome(job.name, None, None if wrote else o.error)
+            else:
+                res, err = o.result[k]
+                results[g + k * slots] = Outcome(job.name, res, err)
+    return results
