@@ -50,7 +50,7 @@ def test_no_import_cycles():
 
 #: The layers, bottom first: a module imports only from its own folder and the folders before it. The package's
 #: top-level modules (``cli``, ``__main__``) sit above everything.
-LAYERS = ("core", "zoo", "models", "data", "passes", "methods", "studies", "check", "atlas", "book")
+LAYERS = ("core", "zoo", "models", "data", "passes", "methods", "check", "atlas", "studies", "book")
 
 
 def _layer(module: str) -> int:

@@ -22,7 +22,7 @@ def test_book_pages_exist(html):
                  "book/status.html", "book/smollm2-smoke/zoo.html", "book/smollm2-smoke/answerability.html",
                  "book/chapters/diffing.html", "book/chapters/diffing-pages/index.html",
                  "book/smollm2-smoke/diffing-pages/index.html", "book/chapters/sizes.html",
-                 "book/compare.html"):
+                 "book/compare.html", "book/chapters/atlas.html", "book/smollm2-smoke/atlas.html"):
         assert (html / page).exists(), page
     assert not (html / "book" / "smollm2-smoke" / "sizes.html").exists()  # one size of the real family: no chapter
     import re
@@ -205,6 +205,28 @@ def test_latent_pages_open_from_the_chapter_and_sort(html, tmp_path):
 
 
 @pytest.mark.browser
+def test_the_atlas_table_sorts_by_a_click_on_its_header(html, tmp_path):
+    _need_browser()
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
+        driver.get(f"{url}/book/chapters/atlas.html")
+        table = driver.find_element(By.CSS_SELECTOR, "table.sortable")
+        headers = table.find_elements(By.CSS_SELECTOR, "thead tr:last-child th")
+        col = [h.text for h in headers].index("EV drop")
+
+        def column() -> list[float]:
+            return [float(r.find_elements(By.TAG_NAME, "td")[col].text)
+                    for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        before = column()
+        assert len(before) == 13 and before != sorted(before)  # shown in the atlas's order, not sorted
+        headers[col].click()
+        assert column() == sorted(before)
+        headers[col].click()
+        assert column() == sorted(before, reverse=True)
+
+
+@pytest.mark.browser
 def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, tmp_path):
     """What #21 asks of the pages: the introduction states the findings (each chapter's box, linked) above an
     interactive summary figure that plotly draws offline; every chapter opens with its "In short" box, glued; every
@@ -239,7 +261,7 @@ def test_reader_pages_findings_boxes_interactive_figure_and_launch_links(html, t
         assert driver.execute_script("return typeof Plotly") == "object"
         assert not driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")
         for part, chapters in (("chapters", ("zoo", "residuals", "sae_metrics", "features", "predict",
-                                             "answerability", "diffing", "sizes")),
+                                             "answerability", "diffing", "sizes", "atlas")),
                                ("smollm2-smoke", ("residuals", "sae_metrics"))):
             profile = "smoke" if part == "chapters" else part
             for chapter in chapters:

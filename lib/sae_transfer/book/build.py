@@ -29,8 +29,10 @@ from sae_transfer.core.paths import PROJECT_ROOT, cache_dir
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.zoo.build import build_zoo
 
-#: What a book's source tree holds besides its pages: configuration, stylesheet and the static pages every book has.
-STATIC = ("_config.yml", "_toc.yml", "_static/sae-transfer.css", "_ext/launch_pages.py", "book/methods.md",
+#: What a book's source tree holds besides its pages: configuration, stylesheet, script and the static pages every
+#: book has.
+STATIC = ("_config.yml", "_toc.yml", "_static/sae-transfer.css", "_static/sortable-tables.js", "_ext/launch_pages.py",
+          "book/methods.md",
           "book/bibliography.md", "book/references.bib")
 
 

@@ -32,6 +32,7 @@ SEED_PAIRS = (("Gemma-2b / Python (theirs)", PAPER_COSINE["Gemma-2b vs Python-co
 FINDINGS = (("sae_metrics", "Does the base SAE still work on a finetune?"),
             ("features", "Which features keep their meaning?"),
             ("predict", "Can we tell in advance?"),
+            ("atlas", "Across every finetune and checkpoint at once, which break it?"),
             ("diffing", "What does the base SAE miss?"),
             ("answerability", "Does a probe trained on the base still work on the finetunes?"),
             ("sizes", "Does an SAE carry across model sizes?"))

@@ -157,18 +157,19 @@ class Report:
         for key, value in values.items():
             self.number(f"{prefix}_{key}".replace("-", "_").replace("/", "_").replace("@", "_"), value)
 
-    def table(self, name: str, df, precision: int = 4):
+    def table(self, name: str, df, precision: int = 4, sortable: bool = False):
         """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page,
         floats shown with ``precision`` digits, missing cells blank, numbers right-aligned and text left, headers in
         words; a table wider than the text column is shown as several of consecutive columns, each with the row
-        labels (``table_layout``). Returns the first styled table."""
+        labels (``table_layout``). ``sortable``: a click on a header sorts the rows (``_static/sortable-tables.js``;
+        the table is then shown whole, its row labels as columns). Returns the first styled table."""
         from IPython.display import HTML
         from myst_nb import glue
 
         self._claim(name)
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
-        shown = table_layout.in_words(df)
+        shown = table_layout.in_words(df.reset_index() if sortable else df)
         # A column whose every non-zero value would print as 0.000 (learning rates) gets two significant digits.
         tiny = {c for c in shown.columns if shown[c].dtype.kind == "f" and (shown[c].abs() > 0).any()
                 and shown[c].abs().max() < 0.5 * 10.0**-precision}  # (columns are unique: to_json above says so)
@@ -176,7 +177,10 @@ class Report:
                           else f"{v:,.{precision}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
                           else str(v))
         formatted = pd.DataFrame({c: shown[c].map(cell(c)) for c in shown.columns}, index=shown.index)
-        styled = [self._styled(shown[group], precision, tiny) for group in table_layout.pieces(shown, formatted)]
+        groups = [list(shown.columns)] if sortable else table_layout.pieces(shown, formatted)
+        styled = [self._styled(shown[group], precision, tiny) for group in groups]
+        if sortable:
+            styled = [s.hide(axis="index").set_table_attributes('class="sortable"') for s in styled]
         glue(name, styled[0] if len(styled) == 1 else HTML("".join(s.to_html() for s in styled)), display=False)
         return styled[0]
 
