@@ -63,6 +63,7 @@ class Plan:
     finetune_jobs: tuple[FinetuneJob, ...]
     done: tuple[bool, ...]
     slots: int
+    stores: tuple[StoreRef, ...]  # every (SAE, dataset)'s stored pass
 
 
 def plan(cfg: AtlasConfig, out: Path, store_root: Path) -> Plan:
@@ -73,10 +74,11 @@ def plan(cfg: AtlasConfig, out: Path, store_root: Path) -> Plan:
     threads = max(1, (os.cpu_count() or 1) // slots) if cfg.executor == "local" else 0
     # Jobs that share the machine share the budget; ``memory`` never changes a result (``memory.py``).
     memory = cfg.memory if slots == 1 else str(budget_bytes(cfg.memory, device) // slots)
-    base_jobs, ft_jobs, done = [], [], []
+    base_jobs, ft_jobs, done, all_refs = [], [], [], []
     for sae in cfg.saes:
         setup = PairSetup(cfg.base, sae, cfg.hook, cfg.zoo, cfg.device, cfg.dtype, memory)
         refs = [StoreRef.of(setup, cfg.spec, ds, store_root) for ds in cfg.datasets]
+        all_refs += refs
         if not all(r.complete() for r in refs) or not weights_path(setup, store_root).exists():
             base_jobs.append(BaseJob(setup, cfg.spec, cfg.datasets, store_root, threads))
         stores = [r.key for r in refs]
@@ -87,7 +89,7 @@ def plan(cfg: AtlasConfig, out: Path, store_root: Path) -> Plan:
             ft_jobs.append(FinetuneJob(setup, ft, step, cfg.spec, cfg.datasets, store_root, path, key,
                                        _compute(ft, step, cfg.zoo), threads))
             done.append(finished(path, key) is not None)
-    return Plan(tuple(base_jobs), tuple(ft_jobs), tuple(done), slots)
+    return Plan(tuple(base_jobs), tuple(ft_jobs), tuple(done), slots, tuple(all_refs))
 
 
 def run(cfg: AtlasConfig, out: Path, store_root: Path | None = None) -> dict[str, Any]:
@@ -101,20 +103,20 @@ def run(cfg: AtlasConfig, out: Path, store_root: Path | None = None) -> dict[str
                         desc="atlas: the base's passes")
     failed = [{"job": o.name, "error": o.error} for o in base_out if o.error]
     todo = [j for j, d in zip(p.finetune_jobs, p.done) if not d]
-    if failed:  # a finetune job cannot run without its base's passes: those of a failed SAE are left out
-        bad = {j.setup.sae for j, o in zip(p.base_jobs, base_out) if o.error}
-        todo = [j for j in todo if j.setup.sae not in bad]
+    bad = {j.setup.sae: o.error for j, o in zip(p.base_jobs, base_out) if o.error}
+    # a finetune job cannot run without its base's passes: those of a failed base job fail with its error
+    failed += [{"job": j.name, "error": f"its base job failed: {bad[j.setup.sae]}"} for j in todo if j.setup.sae in bad]
+    todo = [j for j in todo if j.setup.sae not in bad]
     ft_out = run_jobs(todo, cfg.executor, engine, slots=p.slots, slurm=cfg.slurm, desc="atlas: finetunes")
     failed += [{"job": o.name, "error": o.error} for o in ft_out if o.error]
     rows = merge(p.finetune_jobs)
     write_text_atomic(out / "atlas.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    stores = {str(StoreRef.of(j.setup, cfg.spec, ds, store_root).path) for j in p.finetune_jobs for ds in cfg.datasets}
     summary = {"schema": SCHEMA, "config": dataclasses.asdict(cfg), "executor": cfg.executor, "slots": p.slots,
-               "jobs": len(p.finetune_jobs), "skipped": sum(p.done), "ran": len(ft_out) - len(failed),
+               "jobs": len(p.finetune_jobs), "skipped": sum(p.done), "ran": sum(o.error is None for o in ft_out),
                "base_jobs": len(p.base_jobs), "base_computed": [m["computed"] for o in base_out if o.result
                                                                 for m in o.result],
                "models_loaded": len(p.base_jobs) + len(ft_out), "failed": failed, "rows": len(rows),
-               "store_bytes": sum(_bytes(Path(s)) for s in stores), "seconds": time.time() - started,
+               "store_bytes": sum(_bytes(r.path) for r in p.stores), "seconds": time.time() - started,
                "provenance": {"commit": git_commit(), "versions": package_versions(),
                               "device": device_description(cfg.device)}}
     write_json_atomic(out / "atlas.json", summary)
