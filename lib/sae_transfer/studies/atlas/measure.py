@@ -11,7 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from sae_transfer import atlas
+from sae_transfer.atlas.config import parse
+from sae_transfer.atlas.run import read_rows
+from sae_transfer.atlas.run import run as run_atlas
 from sae_transfer.core import verdict as V
 from sae_transfer.core.io import fingerprint
 from sae_transfer.core.labels import short
@@ -57,10 +59,10 @@ def measure(setup: PairSetup, study: AtlasStudy) -> dict[str, Any]:
     chapter with its line: a table with holes would read as a finding."""
     raw = config(setup, study)
     out = cache_dir() / "atlas" / f"chapter-{fingerprint(raw)}"
-    summary = atlas.run(atlas.parse(raw, "atlas"), out)
+    summary = run_atlas(parse(raw, "atlas"), out)
     if summary["failed"]:
         raise RuntimeError("atlas jobs failed: " + "; ".join(f"{f['job']}: {f['error']}" for f in summary["failed"]))
-    return {"rows": atlas.read_rows(out), "summary": summary}
+    return {"rows": read_rows(out), "summary": summary}
 
 
 def correlations(rows: list[dict], n_boot: int = 2000) -> dict[str, dict]:
