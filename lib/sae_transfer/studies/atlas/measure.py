@@ -81,7 +81,8 @@ def headline(data: dict[str, Any], corr: dict[str, dict]) -> dict[str, Any]:
     h: dict[str, Any] = {"n_finetunes": s["jobs"], "n_cases": len(rows),
                          "n_datasets": len({r["dataset"] for r in rows}),
                          "models_atlas": s["jobs"] + 1, "models_checks": 2 * s["jobs"],
-                         "store_mb": s["store_bytes"] / 1e6, "tokens_budget": data["summary"]["config"]["spec"]["max_tokens"]}
+                         "store_mb": s["store_bytes"] / 1e6, "tokens_budget": s["config"]["spec"]["max_tokens"],
+                         "tokens_min": min(r["tokens"] for r in rows), "tokens_max": max(r["tokens"] for r in rows)}
     h.update({f"n_{v}": verdicts.count(v) for v in V.VERDICTS})
     h["n_undecided"] = sum(not r["decided"] for r in rows)
     for key, c in corr.items():
@@ -95,8 +96,10 @@ COLUMNS = {"ev_drop": "EV drop", "ce_recovered_drop": "CE rec. drop", "regular_a
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    """One row per (finetune, dataset): the verdict, its three criteria, the predictors (``COLUMNS``)."""
-    df = pd.DataFrame([{"finetune": short(r["finetune"]), "dataset": short(r["dataset"]), "verdict": r["verdict"],
+    """One row per (finetune, dataset): the verdict (``?`` when its intervals did not decide it at this budget),
+    its three criteria, the predictors (``COLUMNS``)."""
+    df = pd.DataFrame([{"finetune": short(r["finetune"]), "dataset": short(r["dataset"]),
+                        "verdict": r["verdict"] + ("" if r["decided"] else "?"),
                         **{name: r.get(key) for key, name in COLUMNS.items()}} for r in rows])
     if not df.empty and df["steps×lr"].isna().all():
         df = df.drop(columns="steps×lr")
