@@ -1,6 +1,8 @@
 """The check's one streamed pass: base and finetune read the same token batches; each model runs once cleanly and
 twice from the SAE's hook on (SAE spliced, activation zeroed), as in the SAE-metric chapter; the clean
-activations of both feed the residual and per-feature accumulators, as in the feature and predict chapters.
+activations of both feed the residual and per-feature accumulators, as in the feature and predict chapters. The
+base's side comes batch by batch from a function (``BaseSide``): the base model itself (``live_base``), or its pass
+stored once for many finetunes (``atlas.base_store``).
 
 After every second batch past ``min_tokens``, the verdict's criteria get intervals over token batches (paired:
 base and finetune resampled on the same batches); the pass stops as soon as the verdict is decided
@@ -19,13 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_transfer.core import verdict as V
+from sae_transfer.core.memory import Plan
 from sae_transfer.data.contexts import context_text
 from sae_transfer.data.tokens import TokenSpec, check_token_spec
 from sae_transfer.models.hooks import resume_layer
 from sae_transfer.passes.accumulators import FeaturePairStats, ResidualSimilarity
 from sae_transfer.passes.feature_groups import select_groups
 from sae_transfer.passes.sae_accumulator import SAEMetrics, metrics_of_sums
-from sae_transfer.core.memory import Plan
 from sae_transfer.passes.sae_metrics import pass_plan, sae_batch
 
 #: Intervals need whole token batches to resample; fewer than this and a percentile interval means nothing.
