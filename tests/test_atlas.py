@@ -34,8 +34,8 @@ pytestmark = pytest.mark.slow
 CONFIG = {"base": "zoo:base-s", "saes": ["zoo:base-s"], "datasets": ["zoo:code"], "zoo": "smoke",
           "finetunes": [{"checkpoints": "zoo:code"}, {"checkpoints": "zoo:math"}, {"checkpoints": "zoo:mix"}],
           "check": {"tokens": 8192, "batch_size": 8}, "executor": "debug"}
-#: What a row holds that is not a number of the check (where and when it was computed).
-BOOKKEEPING = ("seconds", "job", "store")
+#: What a row holds that is not a number of the check (where, when and with what it was computed).
+BOOKKEEPING = ("seconds", "job", "store", "made_commit", "made_device", "made_host", "made_versions")
 
 
 def _write(tmp: Path, **changes) -> Path:
@@ -64,6 +64,7 @@ def test_every_checkpoint_is_one_job_and_the_base_runs_once(debug_atlas):
     assert s["base_jobs"] == 1 and s["models_loaded"] == 14  # N + 1 models, where N checks load 2N
     assert [r["finetune"] for r in rows][:5] == [f"zoo:code@{s}" for s in (8, 15, 30, 60, 120)]
     assert s["store_bytes"] > 0 and all(r["verdict"] in ("transfers", "degraded", "broken") for r in rows)
+    assert all(r["made_commit"] and r["made_versions"]["torch"] for r in rows)  # provenance on every row
     # the zoo's recipe gives each checkpoint's compute; the weights moved further the longer it trained
     code = [r for r in rows if r["finetune"].startswith("zoo:code@")]
     assert [r["steps_x_lr"] for r in code] == pytest.approx([s * 3e-3 for s in (8, 15, 30, 60, 120)])

@@ -11,6 +11,7 @@ not run again.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from submitit.helpers import Checkpointable
 from sae_transfer.atlas.base_store import StoredBase, StoreRef, base_parameters, build, disk_bytes, weights_path
 from sae_transfer.check.measure import CheckSpec, add_contexts, check_pass
 from sae_transfer.core.io import fingerprint, write_json_atomic
+from sae_transfer.core.provenance import device_description, git_commit, package_versions
 from sae_transfer.data.tokens import token_windows
 from sae_transfer.methods.weights import weight_deviation
 from sae_transfer.models.pairs import PairSetup, load_one_side
@@ -86,9 +88,13 @@ class FinetuneJob(Checkpointable):
                          "seconds": time.time() - t0})
         deviation = weight_deviation(base_parameters(weights_path(s, self.store_root)),
                                      dict(pair.finetune.named_parameters()), pair.finetune.cfg.n_layers)
+        # Where and with what the numbers were made: a cluster node's own, not the submitting machine's.
+        made = {"commit": git_commit(), "device": device_description(s.device), "host": socket.gethostname(),
+                "versions": {k: v for k, v in package_versions().items() if k in ("torch", "sae-lens",
+                                                                                   "transformer-lens")}}
         result = {"job": fingerprint(self.key), "finetune": self.finetune, "step": self.step, "sae": s.sae,
                   "hook": pair.hook, "results": rows, "weight_deviation": deviation, "compute": dict(self.compute),
-                  "seconds": time.time() - started}
+                  "provenance": made, "seconds": time.time() - started}
         write_json_atomic(self.out, {"key": self.key, "result": result, "sha256": checksum(result)})
         return result
 

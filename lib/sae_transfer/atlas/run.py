@@ -143,7 +143,9 @@ def merge(jobs: tuple[FinetuneJob, ...]) -> list[dict]:
                          **{k: v["value"] for k, v in m.items()},
                          **{f"{k}_lo": v["lo"] for k, v in m.items()}, **{f"{k}_hi": v["hi"] for k, v in m.items()},
                          "weight_deviation": r["weight_deviation"]["overall"], **r["compute"],
-                         "job": r["job"], "store": res["store"], "seconds": res["seconds"]})
+                         "job": r["job"], "store": res["store"], "seconds": res["seconds"],
+                         **{f"made_{k}": v for k, v in r["provenance"].items() if k != "versions"},
+                         "made_versions": r["provenance"]["versions"]})
     return rows
 
 
