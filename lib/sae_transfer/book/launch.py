@@ -61,6 +61,7 @@ PLAIN = (
     (re.compile(r"\{glue:(?:text|md)\}`([^`:]+)(?::[^`]*)?`"), lambda m: f"`{m[1]}`"),
     (re.compile(r"\{cite(?::[tp])?\}`([^`]+)`"), lambda m: f"[{m[1]}]"),
     (re.compile(r"\{doc\}`\.\./methods`"), lambda m: "the book's methods page"),
+    (re.compile(r"\{doc\}`\.\./([^`]+)`"), lambda m: f"the book's page `{m[1]}`"),
 )
 
 
