@@ -30,11 +30,22 @@ def ranking(h: dict[str, Any]) -> str:
     return f"Spearman's r of each predictor with the {OUTCOME[1]} across the {h['n_cases']} cases: {listed}; {verdict}."
 
 
+def _datasets(h: dict[str, Any]) -> str:
+    return f"{h['n_datasets']} datasets" if h["n_datasets"] > 1 else "one dataset"
+
+
+def cases(h: dict[str, Any]) -> str:
+    """What the table holds and on how many tokens."""
+    spread = (f"between {h['tokens_min']:,} and {h['tokens_max']:,} tokens" if h["tokens_min"] < h["tokens_max"]
+              else f"{h['tokens_max']:,} tokens")
+    return (f"{h['n_finetunes']} models, each on {_datasets(h)}, at most {h['tokens_budget']:,} tokens a case: each "
+            f"check stops early once its verdict is decided, so each case measured {spread}.")
+
+
 def in_short(h: dict[str, Any], base: str) -> str:
     counts = ", ".join(f"{h[f'n_{v}']} {v}" for v in V.VERDICTS)
     undecided = (f" ({h['n_undecided']} not decided at {h['tokens_budget']:,} tokens)" if h["n_undecided"] else "")
-    on = f"{h['n_datasets']} datasets" if h["n_datasets"] > 1 else "one dataset"
     return (f"{h['n_finetunes']} finetuned models of `{short(base)}` (each saved checkpoint counts as one), each on "
-            f"{on}: {counts}{undecided}. The base's passes were computed once and read by every job: "
+            f"{_datasets(h)}: {counts}{undecided}. The base's passes were computed once and read by every job: "
             f"{h['models_atlas']} models loaded where one `check` per finetune loads {h['models_checks']}, "
             f"{h['store_mb']:.1f} MB of stored passes. {ranking(h)}")
