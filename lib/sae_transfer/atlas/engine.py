@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import submitit
 from submitit.helpers import Checkpointable
 from tqdm.auto import tqdm
 
@@ -74,8 +75,6 @@ def error_line(e: BaseException) -> str:
 
 def slurm_executor(folder: Path, slurm: Slurm, name: str):
     """A ``submitit.SlurmExecutor`` asking for ``slurm``'s resources, one array task per job."""
-    import submitit
-
     ex = submitit.SlurmExecutor(folder=folder)
     params: dict[str, Any] = {"job_name": name, "time": slurm.time, "gpus_per_node": slurm.gpus_per_node or None,
                               "cpus_per_task": slurm.cpus_per_task, "array_parallelism": slurm.array_parallelism,
@@ -102,8 +101,6 @@ def submit_slurm(jobs: Sequence[Callable[[], Any]], folder: Path, slurm: Slurm, 
 def run_jobs(jobs: Sequence[Callable[[], Any]], executor: str, folder: Path, *, slots: int = 1,
              slurm: Slurm | None = None, desc: str = "jobs") -> list[Outcome]:
     """Run every job (a picklable callable with a ``name``) on ``executor``; outcomes in the jobs' order."""
-    import submitit
-
     folder.mkdir(parents=True, exist_ok=True)
     if not jobs:
         return []
@@ -122,8 +119,12 @@ def _outcome(job, handle) -> Outcome:
     return Outcome(job.name, None if error else handle.result(), error_line(error) if error else None)
 
 
+#: Seconds between two looks at a cluster's queue (submitit asks sacct, which a busy cluster rations).
+QUEUE_POLL_S = 10
+
+
 def _wait(jobs, handles, desc: str) -> list[Outcome]:
-    """Outcomes of submitted jobs, as they finish."""
+    """Outcomes of submitted cluster jobs, as they finish."""
     out: dict[int, Outcome] = {}
     with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
         while len(out) < len(jobs):
@@ -131,7 +132,8 @@ def _wait(jobs, handles, desc: str) -> list[Outcome]:
                 if i not in out and h.done():
                     out[i] = _outcome(jobs[i], h)
                     bar.update()
-            time.sleep(0.2 if len(out) < len(jobs) else 0)
+            if len(out) < len(jobs):
+                time.sleep(QUEUE_POLL_S)
     return [out[i] for i in range(len(jobs))]
 
 

@@ -23,7 +23,7 @@ from sae_transfer.check.run import step_of
 from sae_transfer.core.memory import budget_bytes
 from sae_transfer.core.io import fingerprint, mark_ours, write_json_atomic, write_text_atomic
 from sae_transfer.core.provenance import device_description, git_commit, package_versions
-from sae_transfer.core.specs import is_zoo
+from sae_transfer.core.specs import is_zoo, model_spec
 from sae_transfer.models.configs import model_facts
 from sae_transfer.models.load import LOAD_OVERHEAD, check_dtype, resolve_device
 from sae_transfer.models.pairs import PairSetup
@@ -35,14 +35,14 @@ SCHEMA = 1
 
 def _compute(spec: str, step: int, zoo: str) -> tuple[tuple[str, float], ...]:
     """A zoo finetune's training compute from its recipe: steps x lr and tokens seen; nothing for other models."""
-    if not is_zoo(spec):
+    s = model_spec(spec)
+    if s.source != "zoo":
         return ()
-    handle = Zoo.open(zoo)
-    saved = handle.checkpoints(spec)
-    m = handle.recipe.models[split_spec(spec.removeprefix("zoo:"))[0]]
-    if saved is None or not m.parent:
+    recipe = Zoo.open(zoo).recipe
+    m = recipe.models[split_spec(s.ref)[0]]
+    if not m.parent:  # a base trained from scratch is not a finetune
         return ()
-    return (("steps_x_lr", step * m.lr), ("tokens_seen", float(step * saved.tokens_per_step)))
+    return (("steps_x_lr", step * m.lr), ("tokens_seen", float(step * m.batch_size * recipe.context_size)))
 
 
 def _job_bytes(cfg: AtlasConfig) -> int:
