@@ -150,8 +150,9 @@ def _slurm(raw: Any) -> Slurm:
         if f.name == "setup":
             values[f.name] = _strings(v, "slurm.setup")
         elif f.name == "additional":
-            values[f.name] = tuple(sorted(_section(v, "slurm.additional", list(v) if isinstance(v, dict) else [])
-                                          .items()))
+            if not isinstance(v, dict):
+                raise ValueError("slurm.additional: give a mapping of sbatch options, {name: value}")
+            values[f.name] = tuple(sorted(v.items()))
         elif f.name in ("gpus_per_node", "cpus_per_task", "time", "array_parallelism"):
             values[f.name] = _typed(v, int, f"slurm.{f.name}")
             if values[f.name] < (0 if f.name == "gpus_per_node" else 1):

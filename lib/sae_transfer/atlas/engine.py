@@ -123,18 +123,29 @@ def _outcome(job, handle) -> Outcome:
 QUEUE_POLL_S = 10
 
 
-def _wait(jobs, handles, desc: str) -> list[Outcome]:
-    """Outcomes of submitted cluster jobs, as they finish."""
+def _wrote(job) -> bool:
+    """Whether ``job`` (one with an ``out`` path) has left its output."""
+    return getattr(job, "out", None) is not None and Path(job.out).exists()
+
+
+def _collect(units, handles, desc: str, total: int, poll_s: float, done=None) -> list[Outcome]:
+    """The outcome of each submitted unit (a job, or a ``Group``), polled every ``poll_s`` seconds; the bar counts
+    ``done(finished units)`` of ``total`` jobs (default: the finished units)."""
     out: dict[int, Outcome] = {}
-    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
-        while len(out) < len(jobs):
+    with tqdm(total=total, desc=desc, unit="job") as bar:
+        while len(out) < len(units):
             for i, h in enumerate(handles):
                 if i not in out and h.done():
-                    out[i] = _outcome(jobs[i], h)
-                    bar.update()
-            if len(out) < len(jobs):
-                time.sleep(QUEUE_POLL_S)
-    return [out[i] for i in range(len(jobs))]
+                    out[i] = _outcome(units[i], h)
+            bar.update((done(out) if done else len(out)) - bar.n)
+            if len(out) < len(units):
+                time.sleep(poll_s)
+    return [out[i] for i in range(len(units))]
+
+
+def _wait(jobs, handles, desc: str) -> list[Outcome]:
+    """Outcomes of submitted cluster jobs, as they finish."""
+    return _collect(jobs, handles, desc, len(jobs), QUEUE_POLL_S)
 
 
 def _local(ex, jobs, slots: int, desc: str) -> list[Outcome]:
@@ -142,25 +153,13 @@ def _local(ex, jobs, slots: int, desc: str) -> list[Outcome]:
     when its output file appears (jobs with an ``out``) or its subprocess ends."""
     groups = [Group(tuple(jobs[i::slots])) for i in range(min(slots, len(jobs)))]
     handles = [ex.submit(g) for g in groups]
-    out: dict[int, Outcome] = {}
-    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
-        while len(out) < len(groups):
-            for g, h in enumerate(handles):
-                if g not in out and h.done():
-                    out[g] = _outcome(groups[g], h)
-            seen = sum(len(groups[g].jobs) for g in out) + sum(
-                getattr(j, "out", None) is not None and Path(j.out).exists()
-                for g in range(len(groups)) if g not in out for j in groups[g].jobs)
-            bar.update(seen - bar.n)
-            if len(out) < len(groups):
-                time.sleep(0.2)
+    out = _collect(groups, handles, desc, len(jobs), 0.2, done=lambda finished: sum(
+        len(g.jobs) if i in finished else sum(map(_wrote, g.jobs)) for i, g in enumerate(groups)))
     results: list[Outcome] = [None] * len(jobs)  # type: ignore[list-item]
-    for g, group in enumerate(groups):
-        o = out[g]
+    for g, (group, o) in enumerate(zip(groups, out)):
         for k, job in enumerate(group.jobs):
             if o.error is not None:  # the subprocess itself died: every job of it without a whole output failed
-                wrote = getattr(job, "out", None) is not None and Path(job.out).exists()
-                results[g + k * slots] = Outcome(job.name, None, None if wrote else o.error)
+                results[g + k * slots] = Outcome(job.name, None, None if _wrote(job) else o.error)
             else:
                 res, err = o.result[k]
                 results[g + k * slots] = Outcome(job.name, res, err)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sae_transfer.atlas.base_store import StoreRef, default_root, weights_path
+from sae_transfer.atlas.base_store import StoreRef, default_root, disk_bytes, weights_path
 from sae_transfer.atlas.config import AtlasConfig
 from sae_transfer.atlas.engine import local_slots, run_jobs
 from sae_transfer.atlas.job import BaseJob, FinetuneJob, finetune_key, finished
@@ -116,15 +116,11 @@ def run(cfg: AtlasConfig, out: Path, store_root: Path | None = None) -> dict[str
                "base_jobs": len(p.base_jobs), "base_computed": [m["computed"] for o in base_out if o.result
                                                                 for m in o.result],
                "models_loaded": len(p.base_jobs) + len(ft_out), "failed": failed, "rows": len(rows),
-               "store_bytes": sum(_bytes(r.path) for r in p.stores), "seconds": time.time() - started,
+               "store_bytes": sum(disk_bytes(r) for r in p.stores if r.complete()), "seconds": time.time() - started,
                "provenance": {"commit": git_commit(), "versions": package_versions(),
                               "device": device_description(cfg.device)}}
     write_json_atomic(out / "atlas.json", summary)
     return summary
-
-
-def _bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.glob("shard-*.safetensors")) if path.is_dir() else 0
 
 
 def merge(jobs: tuple[FinetuneJob, ...]) -> list[dict]:
