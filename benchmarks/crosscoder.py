@@ -22,7 +22,7 @@ def one(d_model: int, tokens: int) -> dict:
     import torch
 
     from sae_transfer.core.provenance import proc_status_bytes
-    from sae_transfer.studies.diffing.crosscoder import CrosscoderConfig, TrainConfig, fit
+    from sae_transfer.methods.crosscoder import CrosscoderConfig, TrainConfig, fit
 
     torch.manual_seed(0)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from sae_transfer.core.plotting import MAX_COLS, panels  # (sets the book's figure theme on import)
-from sae_transfer.studies.diffing import classes as dc
+from sae_transfer.methods import crosscoder_classes as dc
 from sae_transfer.studies.diffing.tables import feature_table, floors_table, pair_rows
 
 CLASS_COLORS = {"kept": "#4c9f70", "shifted": "#e0b040", "lost": "#c8553d", "unmatched": "#9aa5b1"}

@@ -1,11 +1,11 @@
 """What the base SAE misses: a crosscoder on base and finetune, its latents' classes, and the base SAE's features
 joined to them (kept, shifted, lost), with the noise floors that give every similarity a scale.
 
-Per pair, a BatchTopK crosscoder (``crosscoder.py``) trains on both models' activations at the SAE's hook, read
+Per pair, a BatchTopK crosscoder (``methods/crosscoder.py``) trains on both models' activations at the SAE's hook, read
 from the train split of the base's data and of the finetune's (half each), streamed through a shuffle buffer. An
 evaluation pass on held-out tokens of each dataset feeds ``crosscoder_stats.CrosscoderStats`` (densities, latent
 scaling, contexts) and, on the finetune's data, the feature chapter's ``FeaturePairStats`` of the base SAE. The
-classes and their thresholds are in ``diffing_classes.py``.
+classes and their thresholds are in ``methods/crosscoder_classes.py``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import torch
 
 from sae_transfer.data.contexts import context_text
 from sae_transfer.data.tokens import TokenSpec, token_batches, token_windows
+from sae_transfer.methods.crosscoder import Crosscoder
+from sae_transfer.methods.crosscoder_classes import latent_classes, shown_latents
+from sae_transfer.methods.crosscoder_stats import CrosscoderStats, MatchedCorrelation, join_sae, refit_decoders
 from sae_transfer.models.load import load_sae
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.accumulators import FeaturePairStats
 from sae_transfer.passes.cache import cached, measurement_key, tokens_identity
 from sae_transfer.passes.stream import run_pass
-from sae_transfer.studies.diffing.classes import latent_classes, shown_latents
-from sae_transfer.studies.diffing.crosscoder import Crosscoder, decoder_cosines, relative_norms
-from sae_transfer.studies.diffing.crosscoder_stats import CrosscoderStats, MatchedCorrelation, refit_decoders
 from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, trained_crosscoder
 
 
@@ -72,18 +72,7 @@ def measure_pair(setup: PairSetup, finetune: str, study: DiffingStudy, loader) -
             per_data[spec.dataset] = res[0]
             sae_stats = res[-1] if len(res) > 1 else sae_stats
         refit = refit_decoders(accumulators)  # [d_cc, M, d]
-        sae_dec = torch.nn.functional.normalize(pair.sae.W_dec.detach().float().cpu(), dim=-1)  # [n_sae, d]
-        cc_dec = torch.nn.functional.normalize(refit, dim=-1)
-        cos_base = sae_dec @ cc_dec[:, 0].T  # [n_sae, d_cc]: the base SAE against the base-side decoders
-        best_for_feature = cos_base.max(1)
-        best_for_latent = (sae_dec @ cc_dec[:, 1].T).max(0)  # finetune-side decoders: what "new" is tested on
-        latents = {"rel_norm": relative_norms(refit).tolist(), "decoder_cos": decoder_cosines(refit).tolist(),
-                   "norms": refit.norm(dim=-1).tolist(), "trained_rel_norm": relative_norms(cc.W_dec).tolist(),
-                   "trained_decoder_cos": decoder_cosines(cc.W_dec).tolist(),
-                   "sae_match": best_for_latent.indices.tolist(), "sae_match_cos": best_for_latent.values.tolist()}
-        features = {"match": best_for_feature.indices.tolist(), "match_cos": best_for_feature.values.tolist(),
-                    "act_sim": sae_stats["act_sim"], "density_base": sae_stats["density_base"],
-                    "density_finetune": sae_stats["density_finetune"]}
+        latents, features = join_sae(cc, refit, pair.sae.W_dec, sae_stats)
         out = {"finetune": finetune, "datasets": datasets, "train": log, "latents": latents,
                "features": features, "data": per_data}
         classes = latent_classes(out)

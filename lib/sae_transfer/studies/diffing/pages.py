@@ -15,7 +15,7 @@ import numpy as np
 
 from sae_transfer.core.io import write_text_atomic
 from sae_transfer.core.labels import slug
-from sae_transfer.studies.diffing import classes as dc
+from sae_transfer.methods import crosscoder_classes as dc
 from sae_transfer.studies.diffing.tables import pair_rows
 
 STYLE = """

@@ -9,7 +9,7 @@ import pandas as pd
 
 from sae_transfer.core.labels import short
 from sae_transfer.passes.accumulators import REGULAR
-from sae_transfer.studies.diffing import classes as dc
+from sae_transfer.methods import crosscoder_classes as dc
 
 TWIN = "twin (unrelated model)"
 

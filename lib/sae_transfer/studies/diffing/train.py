@@ -13,10 +13,10 @@ from sae_transfer.core.io import fingerprint
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data.tokens import TokenSpec, check_token_spec, interleaved_batches
+from sae_transfer.methods.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
 from sae_transfer.models.hooks import stop_layer
 from sae_transfer.models.pairs import PairSetup, own_dataset
 from sae_transfer.passes.cache import measurement_key, tokens_identity, trained
-from sae_transfer.studies.diffing.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
 from sae_transfer.studies.parameters import Config
 
 

@@ -1,5 +1,6 @@
-"""Streaming-pass accumulators of the diffing chapter: a crosscoder's latents on one dataset, and two SAEs of one
-model compared feature by feature. Running sums only ([d_sae] vectors, a fixed-bin histogram per latent and a
+"""Streaming-pass accumulators of crosscoders (the diffing and known-answers chapters): a crosscoder's latents on
+one dataset, and two SAEs of one model compared feature by feature; and the join of a crosscoder's latents with a
+base SAE's features (``join_sae``). Running sums only ([d_sae] vectors, a fixed-bin histogram per latent and a
 running top-k); ``update(tokens, base, finetune)`` as every pair accumulator (``accumulators.py``)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from typing import Any
 
 import torch
 
+from sae_transfer.methods.crosscoder import decoder_cosines, relative_norms
 from sae_transfer.passes.accumulators import FIRING, Bins, RunningTopK
 
 #: log10 of nonzero latent activations, per latent (the feature pages' histograms).
@@ -107,6 +109,27 @@ def refit_decoders(stats: list[CrosscoderStats], ridge: float = 1e-6) -> torch.T
     lam = ridge * float(gram.diagonal().mean().clamp_min(1e-30))
     a = gram + lam * torch.eye(len(gram), dtype=gram.dtype)
     return torch.stack([torch.linalg.solve(a, cross[m]) for m in range(len(cross))], 1).float()
+
+
+def join_sae(cc, refit: torch.Tensor, sae_W_dec: torch.Tensor, sae_stats: dict) -> tuple[dict, dict]:
+    """A crosscoder's latents and a base SAE's features, joined by decoder direction, as the classes
+    (``crosscoder_classes``) read them: ``latents`` (per crosscoder latent [d_cc]: relative norm and decoder cosine
+    of the least-squares decoders ``refit`` [d_cc, M, d] and of the trained ones, their norms, the closest base-SAE
+    feature to the finetune-side decoder and its cosine) and ``features`` (per SAE feature [n_sae]: the closest
+    base-side decoder and its cosine, with the feature's activation similarity and densities from ``sae_stats``,
+    a ``FeaturePairStats`` result). ``sae_W_dec`` [n_sae, d]."""
+    sae_dec = torch.nn.functional.normalize(sae_W_dec.detach().float().cpu(), dim=-1)  # [n_sae, d]
+    cc_dec = torch.nn.functional.normalize(refit, dim=-1)
+    best_for_feature = (sae_dec @ cc_dec[:, 0].T).max(1)  # the base SAE against the base-side decoders
+    best_for_latent = (sae_dec @ cc_dec[:, 1].T).max(0)  # finetune-side decoders: what "new" is tested on
+    latents = {"rel_norm": relative_norms(refit).tolist(), "decoder_cos": decoder_cosines(refit).tolist(),
+               "norms": refit.norm(dim=-1).tolist(), "trained_rel_norm": relative_norms(cc.W_dec).tolist(),
+               "trained_decoder_cos": decoder_cosines(cc.W_dec).tolist(),
+               "sae_match": best_for_latent.indices.tolist(), "sae_match_cos": best_for_latent.values.tolist()}
+    features = {"match": best_for_feature.indices.tolist(), "match_cos": best_for_feature.values.tolist(),
+                "act_sim": sae_stats["act_sim"], "density_base": sae_stats["density_base"],
+                "density_finetune": sae_stats["density_finetune"]}
+    return latents, features
 
 
 class MatchedCorrelation:

@@ -1,4 +1,5 @@
-"""The diffing chapter's classes and every threshold behind them, in one place.
+"""The crosscoder classes (the diffing chapter's, scored against planted truth in the known-answers chapter) and
+every threshold behind them, in one place.
 
 Crosscoder latents, by the relative decoder norm ``r = ||d_ft|| / (||d_base|| + ||d_ft||)`` (the thresholds of
 Minder et al. 2025), read from each model's least-squares decoders (``crosscoder_stats.refit_decoders``):
