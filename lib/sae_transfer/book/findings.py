@@ -34,6 +34,7 @@ FINDINGS = (("sae_metrics", "Does the base SAE still work on a finetune?"),
             ("predict", "Can we tell in advance?"),
             ("atlas", "Across every finetune and checkpoint at once, which break it?"),
             ("diffing", "What does the base SAE miss?"),
+            ("known_answers", "Can the labels be trusted where the truth is known?"),
             ("answerability", "Does a probe trained on the base still work on the finetunes?"),
             ("sizes", "Does an SAE carry across model sizes?"))
 

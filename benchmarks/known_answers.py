@@ -1,0 +1,68 @@
+"""The known-answers scores, printed: each method's labels against the planted truth at the CI's smoke size and at
+the book's size (the chapter's own ``measure``, its profile's parameters, a cache of its own so every number is
+computed here).
+
+    python benchmarks/known_answers.py --profile smoke      # about 20 s on 2 cores
+    python benchmarks/known_answers.py --profile default    # several minutes on 2 cores
+
+Prints, per label (kept, shifted, lost, new), its precision and recall with 95% intervals at the default
+difficulty, the false "new" rate on the null finetune, the MCC of the SAE and of each side of the crosscoder, the
+AUROC of activation similarity, the verdict per severity against the true changed mass, and the easiest
+difficulty on each sweep at which each label's precision falls below 0.9. Writes
+``benchmarks/results/known_answers-<profile>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="smoke", choices=("smoke", "default"))
+    ap.add_argument("--cache", type=Path, help="cache directory (default: a new temporary one)")
+    args = ap.parse_args()
+    os.environ["SAE_TRANSFER_CACHE"] = str(args.cache or tempfile.mkdtemp(prefix="sae-transfer-known-"))
+
+    from sae_transfer.book.bench import write_record
+    import torch
+
+    from sae_transfer.book.chapters import get_chapter, resolve_params
+    from sae_transfer.studies.known_answers import measure as known
+    from sae_transfer.studies.known_answers import tables
+
+    params = resolve_params(get_chapter("known_answers"), args.profile)
+    t0 = time.perf_counter()
+    data = known.measure(known.KnownStudy.of(params))
+    wall = time.perf_counter() - t0
+    import pandas as pd
+
+    pd.set_option("display.width", 160)
+    print(f"profile {args.profile}: {params['n_features']} features in {params['d_model']} dimensions, "
+          f"{wall:.0f} s on {os.cpu_count()} cores")
+    print("\nthe dictionaries (default case)\n", tables.dictionaries(data).to_string())
+    print("\nthe labels at the default difficulty\n", tables.labels(data["default"]).to_string())
+    null = data["null"]["scores"]["new"]
+    print(f"\nnull finetune: {null['n_new_latents']} of {null['n_live']} live latents called new "
+          f"(false new rate {tables.fmt(null['false_new_rate'], 3)}); verdict {data['null']['verdict']['verdict']}")
+    print(f"AUROC of activation similarity, changed against kept: {tables.fmt(data['default']['scores']['auroc'])}")
+    print("\nthe verdict against the true changed mass")
+    for r in data["severity"]:
+        print(f"  severity {r['severity']:.2f}: changed mass {r['changed_mass']:.3f} -> {r['verdict']['words']}")
+    print("\nwhere precision falls below 0.9\n", tables.breaking_points(data).to_string())
+    for axis in tables.SWEEPS:
+        print(f"\nsweep: {tables.SWEEPS[axis]}\n", tables.sweep(data[axis], axis).round(3).to_string())
+    h = tables.headline(data)
+    write_record(f"known_answers-{args.profile}", tables.labels(data["default"]).reset_index().to_dict(orient="records"),
+                 {"wall_seconds": wall, "breaking_points": tables.breaking_points(data).reset_index().to_dict(
+                     orient="records"), "headline": {k: v for k, v in h.items() if isinstance(v, (int, float, str))}},
+                 torch.get_num_threads(), profile=args.profile, params=params)
+    print(f"\nwrote {Path('benchmarks/results') / f'known_answers-{args.profile}.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Every method of the book run on a planted finetune (``data.synthetic``) whose answers are known.
+
+Per world (a base distribution), a BatchTopK SAE is trained on the base's activations with sae_lens's own
+``train_toy_sae`` and kept as sae_lens's inference SAE (JumpReLU, L0 free to change on the finetune), as the zoo's
+SAEs are. Per case (a world and its planted edits), the project's own code runs on the two models' activations of
+the same draws, exactly as on a model pair's activations of the same tokens:
+
+- a crosscoder (``methods.crosscoder.fit``, the diffing chapter's settings) on the paired stream;
+- one evaluation pass feeding ``SAEMetrics`` (the SAE-metric chapter's reconstruction metrics, one per model),
+  ``FeaturePairStats`` (the feature chapter's activation similarity), ``CrosscoderStats`` (the diffing chapter's
+  densities and latent scaling), sae_lens's ``ClassificationMetricsCalculator`` against the true features, and the
+  true changed mass;
+- the diffing chapter's classes (``methods.crosscoder_classes``) and ``check``'s verdict (``core.verdict.judge``)
+  on what was measured.
+
+No model here has an unembedding: the CE-recovered criterion is not measured, and the verdict is judged on the
+other two, as ``judge`` does for any criterion left out. Scores against the truth are in ``scores.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sae_transfer.core import verdict as V
+from sae_transfer.core.io import fingerprint
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.data.synthetic import Edits, PlantedPair, World, changed_mass
+from sae_transfer.methods.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
+from sae_transfer.methods.crosscoder_classes import feature_classes, latent_classes, new_latents
+from sae_transfer.methods.crosscoder_stats import CrosscoderStats, join_sae, refit_decoders
+from sae_transfer.passes.accumulators import FeaturePairStats
+from sae_transfer.passes.cache import cached, code_fingerprint, trained
+from sae_transfer.passes.feature_groups import select_groups
+from sae_transfer.passes.sae_accumulator import SAEMetrics
+from sae_transfer.studies.known_answers import scores as S
+from sae_transfer.studies.parameters import Config
+
+#: The activations' name in the accumulators' ``{hook: activations}`` dicts.
+HOOK = "x"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KnownStudy(Config):
+    """The world and edits at the default difficulty, how much each method trains and measures, and the sweeps.
+
+    ``sae_samples`` draws train the base SAE, ``sae_batch`` a step (``sae_k`` active latents per draw on average,
+    0 for the base's true L0; as many latents as base features); ``train_tokens`` draws (half each model's, as the diffing chapter) train a crosscoder of
+    ``expansion`` latents per feature of the finetune's union, ``k`` active; ``n_tokens`` held-out draws evaluate
+    every method."""
+
+    n_features: int
+    d_model: int
+    share: float
+    angle: float
+    rarer_keep: float
+    new: float
+    sae_samples: int
+    sae_batch: int
+    sae_lr: float
+    sae_k: float
+    train_tokens: int
+    expansion: int
+    k: int
+    lr: float
+    batch_tokens: int
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    n_regular: int
+    severities: list
+    angles: list
+    token_sweep: list
+    features_per_dim: list
+    n_boot: int
+    seed: int
+
+    def world(self, n_features: int | None = None) -> World:
+        return World(n_features=n_features or self.n_features, d_model=self.d_model, seed=self.seed)
+
+    def edits(self, **changes) -> Edits:
+        return replace(Edits(share=self.share, angle=self.angle, rarer_keep=self.rarer_keep, new=self.new,
+                             seed=self.seed), **changes)
+
+    def severity(self, s: float) -> Edits:
+        """Severity ``s`` in [0, 1]: ``s`` of the base's features changed, new ones in the default proportion."""
+        return self.edits(share=s, new=self.new * s / self.share if self.share else 0.0)
+
+
+def _key(what: str, **parts: Any) -> dict:
+    return {"what": what, "code": code_fingerprint(__name__), **parts}
+
+
+def base_sae(pair: PlantedPair, study: KnownStudy, seed: int):
+    """The world's base SAE (sae_lens BatchTopK, trained by sae_lens's ``train_toy_sae``, kept as its inference
+    SAE), trained once per (world, training settings, seed)."""
+    from sae_lens import SAE
+
+    k = study.sae_k or round(float(pair.p_base.sum()), 2)
+    key = _key("synthetic-sae", world=asdict(pair.world), samples=study.sae_samples, batch=study.sae_batch,
+               lr=study.sae_lr, k=k, seed=seed)
+    path = cache_dir() / "synthetic" / f"sae-{fingerprint(key)}.pt"
+
+    def train() -> tuple[dict, dict]:
+        import logging
+
+        from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+        from sae_lens.synthetic import train_toy_sae
+
+        logging.getLogger("sae_lens").setLevel(logging.WARNING)
+        fd, gen = pair.base_only()
+        cfg = BatchTopKTrainingSAEConfig(d_in=pair.world.d_model, d_sae=pair.world.n_features, k=k,
+                                         dtype="float32", device="cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            sae = BatchTopKTrainingSAE(cfg)
+            train_toy_sae(sae, fd, gen, training_samples=study.sae_samples, batch_size=study.sae_batch,
+                          lr=study.sae_lr)
+        weights = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+        sae.process_state_dict_for_saving_inference(weights)
+        return {"cfg": sae.cfg.get_inference_sae_cfg_dict(), "weights": weights}, {"samples": study.sae_samples}
+
+    state, _ = trained("synthetic-sae", key, path, train)
+    sae = SAE.from_dict(state["cfg"])
+    sae.load_state_dict(state["weights"])
+    return sae.eval()
+
+
+def _crosscoder(pair: PlantedPair, study: KnownStudy) -> tuple[Crosscoder, dict]:
+    key = _key("synthetic-crosscoder", world=asdict(pair.world), edits=asdict(pair.edits),
+               train=[study.train_tokens, study.expansion, study.k, study.lr, study.batch_tokens, study.seed])
+    path = cache_dir() / "synthetic" / f"crosscoder-{fingerprint(key)}.pt"
+
+    def train() -> tuple[dict, dict]:
+        cfg = CrosscoderConfig(pair.world.d_model, study.expansion * pair.n_total, study.k)
+        tc = TrainConfig(study.train_tokens, study.batch_tokens, study.lr, seed=study.seed)
+        per_batch = study.batch_tokens * 4
+        n_batches = -(-int(study.train_tokens * 1.05) // per_batch) + 1  # the shuffle buffer holds some back
+
+        def batches():
+            for b in pair.paired(n_batches, per_batch, 1, seed=study.seed + 7):
+                yield torch.stack([b["x_base"], b["x_ft"]], 2).flatten(0, 1)  # [n, 2, d]
+        torch.manual_seed(study.seed)
+        cc, log = fit(cfg, tc, batches)
+        return cc.state(), log
+
+    state, log = trained("synthetic-crosscoder", key, path, train)
+    return Crosscoder.from_state(state), log
+
+
+@torch.no_grad()
+def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict:
+    """One pass over ``n_tokens`` held-out draws: every accumulator, and the truth beside them."""
+    from sae_lens.synthetic import ClassificationMetricsCalculator
+
+    d, n_sae = pair.world.d_model, sae.cfg.d_sae
+    base_feats = pair.base_features
+    metrics = {m: SAEMetrics(d, n_sae, float("inf")) for m in ("base", "finetune")}
+    pair_stats = FeaturePairStats(sae, HOOK)
+    cc_stats = CrosscoderStats(cc, HOOK, top_k=1)
+    detect = ClassificationMetricsCalculator(sae.W_dec.detach(), pair.D_base[base_feats])
+    mass = torch.zeros(2, dtype=torch.float64)
+    fires = torch.zeros(2, pair.n_total, dtype=torch.long)  # [base, finetune] true firings on these draws
+    n_batches = -(-study.n_tokens // (study.batch_size * study.context_size))
+    zeros = None
+    for b in tqdm(pair.paired(n_batches, study.batch_size, study.context_size, seed=study.seed + 1),
+                  total=n_batches, desc="known answers: evaluate", unit="batch", leave=False):
+        xb, xf = b["x_base"], b["x_ft"]
+        for m, x in (("base", xb), ("finetune", xf)):
+            body = x[:, 1:]  # the positions the pair accumulators read (they leave position 0 out as BOS)
+            feats = sae.encode(body)
+            if zeros is None or zeros.shape != body.shape[:2]:
+                zeros = torch.zeros(body.shape[:2])
+            metrics[m].update(body, feats, sae.decode(feats), zeros.bool(), {k: zeros for k in
+                              ("clean", "spliced", "zero")}, {k: zeros for k in ("spliced", "zero")})
+        pair_stats.update(None, {HOOK: xb}, {HOOK: xf})
+        cc_stats.update(None, {HOOK: xb}, {HOOK: xf})
+        for s in (pair_stats, cc_stats):
+            s.end_batch()
+        ab, af = b["a_base"][:, 1:].flatten(0, 1), b["a_ft"][:, 1:].flatten(0, 1)
+        detect.add_batch(sae.encode(xb[:, 1:].flatten(0, 1)), ab[:, base_feats])
+        mass += changed_mass(ab, af, pair.D_base, pair.D_ft)
+        fires += torch.stack([(ab > 0).sum(0), (af > 0).sum(0)])
+    stats = pair_stats.result()
+    refit = refit_decoders([cc_stats])
+    latents, features = join_sae(cc, refit, sae.W_dec, stats)
+    cc_result = cc_stats.result()
+    for k in ("top_values", "top_tokens", "hist"):
+        cc_result.pop(k, None)
+    detection = detect.compute()
+    return {"metrics": {m: a.result()["kept"] for m, a in metrics.items()}, "pair_stats": stats,
+            "latents": latents, "features": features, "data": {"synthetic": cc_result},
+            "refit": refit, "detection": asdict(detection), "changed_mass": float(mass[0] / mass[1]),
+            "true_fires": fires.tolist()}
+
+
+def _verdict(ev: dict, stats: dict, study: KnownStudy) -> dict:
+    """``check``'s verdict on the two criteria a model without an unembedding has: the EV drop and the regular
+    features' activation similarity (its regular features chosen as ``check`` chooses them)."""
+    regular = select_groups(stats, study.n_regular, 0, study.seed)["regular"]
+    sims = torch.tensor(stats["act_sim"], dtype=torch.float64)[regular]
+    sim = float(sims.nanmean()) if len(regular) and not sims.isnan().all() else float("nan")
+    values = {"ev_drop": ev["base"]["ev_token"] - ev["finetune"]["ev_token"], "regular_act_sim": sim}
+    return {"values": values, "n_regular": len(regular), **V.judge(values), "words": V.in_words(values)}
+
+
+def measure_case(pair: PlantedPair, sae, study: KnownStudy) -> dict:
+    """Plain data of one case: every method's output and its scores against the truth (``scores.score``)."""
+    def run() -> dict:
+        cc, log = _crosscoder(pair, study)
+        ev = _evaluate(pair, sae, cc, study)
+        result = {"latents": ev["latents"], "features": ev["features"], "data": ev["data"]}
+        classes = latent_classes(result)
+        labels = {"latent_classes": classes, "feature_classes": feature_classes(result, classes),
+                  "new": new_latents(result, classes).tolist()}
+        return {"pair": pair.describe(), "crosscoder": {k: v for k, v in log.items() if k not in ("step", "loss")},
+                "metrics": ev["metrics"], "detection": ev["detection"], "changed_mass": ev["changed_mass"],
+                "verdict": _verdict(ev["metrics"], ev["pair_stats"], study),
+                "scores": S.score(pair, sae, cc, ev, labels, study.n_boot, study.seed),
+                "counts": {c: labels["latent_classes"].count(c) for c in set(labels["latent_classes"])}}
+
+    key = _key("known-answers-case", world=asdict(pair.world), edits=asdict(pair.edits), study=asdict(study),
+               sae=S.sae_digest(sae))
+    return cached("known-answers", key, run)
+
+
+def measure(study: KnownStudy) -> dict:
+    """``{"default", "null", "severity", "angle", "features_per_dim", "train_tokens", "seeds", "study"}``: the
+    default case, the null finetune, and per sweep one case per point (the default's value among them; the other
+    parameters at their default); ``seeds`` compares the base SAE with its recipe at another seed (the floor a
+    "kept" must beat). A case whose parameters another already has is measured once (the cache key is its
+    parameters)."""
+    world = study.world()
+    pair = PlantedPair(world, study.edits())
+    sae = base_sae(pair, study, study.seed)
+    other = base_sae(pair, study, study.seed + 1)
+    out: dict[str, Any] = {"study": asdict(study), "default": measure_case(pair, sae, study),
+                           "null": measure_case(PlantedPair(world, study.edits(share=0.0, new=0.0)), sae, study),
+                           "seeds": S.seed_floor(pair, sae, other)}
+    out["severity"] = [{"severity": v, **measure_case(PlantedPair(world, study.severity(v)), sae, study)}
+                       for v in _with(study.severities, study.share)]
+    out["angle"] = [{"angle": v, **measure_case(PlantedPair(world, study.edits(angle=v)), sae, study)}
+                    for v in _with(study.angles, study.angle)]
+    out["train_tokens"] = [{"train_tokens": v, **measure_case(pair, sae, replace(study, train_tokens=v))}
+                           for v in _with(study.token_sweep, study.train_tokens)]
+    rows = []
+    for v in _with(study.features_per_dim, study.n_features / study.d_model):
+        p = PlantedPair(study.world(round(v * study.d_model)), study.edits())
+        rows.append({"features_per_dim": v, **measure_case(p, sae if p.world == world else
+                                                           base_sae(p, study, study.seed), study)})
+    out["features_per_dim"] = rows
+    return out
+
+
+def _with(points, default) -> list:
+    """A sweep's points and the default's value, in order, once each."""
+    return sorted({*map(float, points), float(default)})

@@ -1,0 +1,119 @@
+"""The known-answers chapter's prose, written from its headline numbers (``tables.headline``): every claim is
+read from a number, so the page says what this run found, whatever it found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sae_transfer.core import verdict as V
+from sae_transfer.studies.known_answers.scores import LABELS
+from sae_transfer.studies.known_answers.tables import TRUSTED
+
+#: Fewer features than this given a label, and its precision is not called trustworthy or not.
+MIN_LABELLED = 10
+
+
+def _est(h: dict[str, Any], key: str) -> str:
+    if key not in h:
+        return "not measured (no feature got the label)"
+    if f"{key}_lo" in h and f"{key}_hi" in h:
+        return f"{h[key]:.2f} [{h[f'{key}_lo']:.2f}, {h[f'{key}_hi']:.2f}]"
+    return f"{h[key]:.2f}"
+
+
+def trust(h: dict[str, Any], lab: str) -> str:
+    """``trustworthy`` when the precision's whole interval is at or above ``TRUSTED``; ``not trustworthy`` when
+    its whole interval is below; ``undecided`` otherwise; ``never given`` when no feature got the label, ``too few
+    to tell`` when fewer than ``MIN_LABELLED`` did (an interval over a handful of features says little)."""
+    key = f"{lab}_precision"
+    if key not in h:
+        return "never given"
+    if h[f"{lab}_n_pred"] < MIN_LABELLED:
+        return f"too few to tell: {h[f'{lab}_n_pred']} labelled"
+    lo, hi = h.get(f"{key}_lo", h[key]), h.get(f"{key}_hi", h[key])
+    return "trustworthy" if lo >= TRUSTED else "not trustworthy" if hi < TRUSTED else "undecided"
+
+
+def labels(h: dict[str, Any]) -> str:
+    """Each label's precision and recall at the default difficulty, and whether it can be trusted."""
+    parts = []
+    for lab in (*LABELS, "new"):
+        parts.append(f"**{lab}**: precision {_est(h, f'{lab}_precision')}, recall {_est(h, f'{lab}_recall')} "
+                     f"({trust(h, lab)})")
+    return (f"At the default difficulty ({h['share']:.0%} of {h['n_features']} features changed, shifted ones turned "
+            f"by {h['angle']:g}°, {h['n_new']} new), per label, with 95% intervals over the scored features: "
+            + "; ".join(parts) + f". A label is called trustworthy here when its precision's whole interval is at "
+            f"or above {TRUSTED:g}.")
+
+
+def dictionaries(h: dict[str, Any]) -> str:
+    cc_vs = ("at least as close to the truth as" if min(h["mcc_cc_base"], h["mcc_cc_ft"]) >= h["mcc_sae"] - 0.02
+             else "further from the truth than")
+    return (f"The base SAE recovers the true dictionary with MCC {h['mcc_sae']:.2f} (sae_lens's one-to-one matching) "
+            f"and detects features with F1 {h['f1_sae']:.2f}; {h['matched']} of its {h['of']} features lie within "
+            f"cosine 0.9 of a true feature, and only those are scored below. Its recipe at another seed shares "
+            f"{h['seed_shared']:.0%} of its features at that cosine (MCC {h['mcc_seeds']:.2f} between the two): "
+            f"the floor a \"kept\" label has to beat. The crosscoder's two sides reach MCC {h['mcc_cc_base']:.2f} "
+            f"(base) and {h['mcc_cc_ft']:.2f} (finetune), {cc_vs} the single SAE's.")
+
+
+def null(h: dict[str, Any]) -> str:
+    """What the methods say of a finetune identical to its base: every one should say nothing changed (a feature
+    left unmatched is not a claim of change: no crosscoder latent was close enough to judge it)."""
+    changed = h["null_shifted"] + h["null_lost"]
+    quiet = h["null_new"] == 0 and changed == 0 and h["null_verdict"] == "transfers"
+    unmatched = (f" ({h['null_unmatched']} left unmatched: no crosscoder latent close enough to judge them)"
+                 if h["null_unmatched"] else "")
+    return (f"On the null finetune (the base itself), the crosscoder calls {h['null_new']} of its {h['null_live']} "
+            f"live latents new, the diffing labels call {h['null_kept']} of the matched features kept, "
+            f"{h['null_shifted']} shifted and {h['null_lost']} lost{unmatched}, and `check` says "
+            f"**{h['null_verdict']}**: "
+            + ("every method says nothing changed, as it should." if quiet else
+               "not every method says nothing changed, so what they report on a real pair includes that much "
+               "noise."))
+
+
+def similarity(h: dict[str, Any]) -> str:
+    auc = f"{h['auroc']:.2f}" + (f" [{h['auroc_lo']:.2f}, {h['auroc_hi']:.2f}]" if "auroc_lo" in h else "")
+    reading = ("separates them well" if h.get("auroc_lo", h["auroc"]) >= 0.9 else
+               "separates them better than chance" if h.get("auroc_lo", h["auroc"]) > 0.5 else
+               "does not separate them better than chance here")
+    return (f"The feature chapter's activation similarity, read as a score for \"this feature changed\", has an "
+            f"AUROC of {auc} for the truly changed features (shifted, rarer, lost) against the kept ones: it "
+            f"{reading}.")
+
+
+def verdict(h: dict[str, Any]) -> str:
+    """How `check`'s verdict follows the true changed mass over the severity grid."""
+    spans = [f"{h[f'n_severity_{v}']} {v} (changed mass {_span(h[f'mass_{v}_min'], h[f'mass_{v}_max'])})"
+             for v in V.VERDICTS if h.get(f"n_severity_{v}")]
+    order = [v for v in V.VERDICTS if h.get(f"n_severity_{v}")]
+    monotone = all(h[f"mass_{a}_max"] <= h[f"mass_{b}_min"] for a, b in zip(order, order[1:]))
+    return ("Over the severity grid `check`'s verdict (EV drop and activation similarity; no unembedding here, so "
+            "no CE criterion) gives " + ", ".join(spans) + ". "
+            + ("The verdict worsens as the true changed mass grows, with no overlap between verdicts."
+               if monotone else "The verdicts overlap in changed mass: the verdict is not a function of it alone."))
+
+
+def _span(lo: float, hi: float) -> str:
+    return f"{lo:.0%}" if f"{lo:.0%}" == f"{hi:.0%}" else f"{lo:.0%}–{hi:.0%}"
+
+
+def _listed(labs: list[str]) -> str:
+    return ", ".join(labs) if len(labs) < 3 else ", ".join(labs[:-1]) + " and " + labs[-1]
+
+
+def in_short(h: dict[str, Any]) -> str:
+    good = [lab for lab in (*LABELS, "new") if trust(h, lab) == "trustworthy"]
+    bad = [lab for lab in (*LABELS, "new") if trust(h, lab) in ("not trustworthy", "never given")]
+    few = [lab for lab in (*LABELS, "new") if trust(h, lab).startswith("too few")]
+    unsure = [lab for lab in (*LABELS, "new") if trust(h, lab) == "undecided"]
+    return ("On a planted finetune whose every feature change is known, "
+            + (f"{'the label' if len(good) == 1 else 'the labels'} {_listed(good)} can be trusted (precision at "
+               f"least {TRUSTED:g})" if good else f"no label reaches a precision of {TRUSTED:g}")
+            + (f"; {_listed(bad)} cannot at this difficulty" if bad else "")
+            + (f"; too few features were labelled {_listed(few)} to judge" if few else "")
+            + (f"; undecided: {_listed(unsure)}" if unsure else "") + ". "
+            + f"Activation similarity ranks changed features with AUROC {h['auroc']:.2f}; "
+            f"`check` says {h['default_verdict']} with {h['default_mass']:.0%} of the activation mass changed, "
+            f"and {h['null_verdict']} on the null finetune.")

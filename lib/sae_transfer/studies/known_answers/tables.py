@@ -1,0 +1,169 @@
+"""The known-answers chapter's tables and headline numbers, from ``measure``'s plain data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from sae_transfer.core import verdict as V
+from sae_transfer.data.synthetic import TRUE_CLASSES
+from sae_transfer.methods.crosscoder_classes import FEATURE_CLASSES
+from sae_transfer.studies.known_answers.scores import LABELS, MATCHED
+
+#: Precision below this is where a label stops being trustworthy (the issue's bar).
+TRUSTED = 0.9
+#: The sweeps, their difficulty axis and how it reads.
+SWEEPS = {"angle": "angle of a shifted feature (degrees)", "severity": "share of features changed",
+          "features_per_dim": "true features per dimension", "train_tokens": "crosscoder training draws"}
+#: The direction in which each sweep gets harder: a larger value (True) or a smaller one.
+HARDER_UP = {"angle": False, "severity": True, "features_per_dim": True, "train_tokens": False}
+
+
+def fmt(est: dict | None, digits: int = 2) -> str:
+    """``0.83 [0.78, 0.88]``; ``–`` where nothing was measured; the value alone where no interval exists."""
+    if not est or est.get("value") is None:
+        return "–"
+    v = f"{est['value']:.{digits}f}"
+    return v if est.get("lo") is None else f"{v} [{est['lo']:.{digits}f}, {est['hi']:.{digits}f}]"
+
+
+def planted(data: dict) -> pd.DataFrame:
+    """What each case planted: features per class, true L0 of base and finetune, the changed mass."""
+    rows = {}
+    for name, case in _cases(data):
+        p = case["pair"]
+        rows[name] = {**{c: p["counts"][c] for c in TRUE_CLASSES}, "true L0 base": p["true_l0_base"],
+                      "true L0 finetune": p["true_l0_finetune"], "changed mass": case["changed_mass"]}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "case"
+    return df
+
+
+def _cases(data: dict) -> list[tuple[str, dict]]:
+    return [("default", data["default"]), ("null finetune", data["null"])]
+
+
+def dictionaries(data: dict) -> pd.DataFrame:
+    """How well each dictionary recovers the true features (MCC, sae_lens's detection scores), the default case."""
+    s, det, seeds = data["default"]["scores"], data["default"]["detection"], data["seeds"]
+    rows = [{"dictionary": "base SAE (BatchTopK)", "MCC": fmt(s["mcc"]["sae"]),
+             "precision": f"{det['precision']:.2f}", "recall": f"{det['recall']:.2f}", "F1": f"{det['f1_score']:.2f}",
+             f"features at cos ≥ {MATCHED:g}": f"{s['matched']['sae_features']} of {s['matched']['of']}"},
+            {"dictionary": "crosscoder, base side", "MCC": fmt(s["mcc"]["crosscoder_base"])},
+            {"dictionary": "crosscoder, finetune side", "MCC": fmt(s["mcc"]["crosscoder_finetune"])},
+            {"dictionary": "base SAE, another seed", "MCC": f"{seeds['mcc_truth'][1]:.2f}",
+             f"features at cos ≥ {MATCHED:g}": f"{seeds['shared']:.0%} shared with the first seed"}]
+    return pd.DataFrame(rows).set_index("dictionary").fillna("")
+
+
+def labels(case: dict) -> pd.DataFrame:
+    """Per diffing label: its precision and recall against the truth (with intervals), and how many features
+    carry it and should."""
+    rows = []
+    for lab in LABELS:
+        f = case["scores"]["features"][lab]
+        rows.append({"label": lab, "precision": fmt(f["precision"]), "recall": fmt(f["recall"]),
+                     "labelled": f["n_pred"], "truly": f["n_true"]})
+    n = case["scores"]["new"]
+    rows.append({"label": "new (crosscoder latents)", "precision": fmt(n["precision"]), "recall": fmt(n["recall"]),
+                 "labelled": n["n_new_latents"], "truly": n["n_true_new"]})
+    return pd.DataFrame(rows).set_index("label")
+
+
+def confusion(case: dict) -> pd.DataFrame:
+    """Base-SAE features matched to a true feature: their true class (rows) against their diffing label."""
+    df = pd.DataFrame.from_dict(case["scores"]["confusion"], orient="index")[list(FEATURE_CLASSES)]
+    df.index.name = "true class"
+    return df
+
+
+def latent_confusion(case: dict) -> pd.DataFrame:
+    """Live crosscoder latents: the true class of the feature their decoder is (``none``: no true feature at
+    cosine 0.9) against their latent class."""
+    df = pd.DataFrame.from_dict(case["scores"]["latent_confusion"], orient="index")
+    df.index.name = "true class"
+    return df[df.sum(1) > 0]
+
+
+def sweep(rows: list[dict], axis: str) -> pd.DataFrame:
+    """One row per point of a sweep: each label's precision and recall, the false "new" rate, the AUROC of
+    activation similarity, the verdict."""
+    out = []
+    for r in rows:
+        s = r["scores"]
+        row: dict[str, Any] = {SWEEPS[axis]: r[axis]}
+        for lab in LABELS:
+            row[f"{lab} P"] = s["features"][lab]["precision"]["value"]
+            row[f"{lab} R"] = s["features"][lab]["recall"]["value"]
+        row["new P"] = s["new"]["precision"]["value"]
+        row["new R"] = s["new"]["recall"]["value"]
+        row["false new"] = s["new"]["false_new_rate"]["value"]
+        row["AUROC"] = s["auroc"]["value"]
+        row["verdict"] = r["verdict"]["verdict"]
+        out.append(row)
+    return pd.DataFrame(out).set_index(SWEEPS[axis])
+
+
+def breaking_points(data: dict) -> pd.DataFrame:
+    """Per label and sweep, the easiest difficulty at which its precision falls below ``TRUSTED`` (``–``: never
+    on this sweep; ``everywhere``: at every point of it; ``never labelled``: no feature got the label on it). A small angle and few training
+    draws are hard (a shifted feature that barely moved, a crosscoder barely trained); a large share changed and
+    many features per dimension are hard."""
+    rows = []
+    for lab in (*LABELS, "new"):
+        row = {"label": lab}
+        for axis in SWEEPS:
+            pts = [(r[axis], _precision(r, lab)) for r in data[axis] if not (axis == "severity" and r[axis] == 0)]
+            pts.sort(key=lambda t: t[0], reverse=not HARDER_UP[axis])  # easiest first
+            measured = [(x, p) for x, p in pts if p is not None]
+            below = [x for x, p in measured if p < TRUSTED]
+            row[SWEEPS[axis]] = ("never labelled" if not measured else "everywhere" if len(below) == len(measured)
+                                 else f"{below[0]:g}" if below else "–")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("label")
+
+
+def _precision(case: dict, lab: str) -> float | None:
+    s = case["scores"]
+    return (s["new"] if lab == "new" else s["features"][lab])["precision"]["value"]
+
+
+def headline(data: dict) -> dict[str, Any]:
+    """The numbers the chapter's prose glues."""
+    d, null = data["default"], data["null"]
+    s = d["scores"]
+    h: dict[str, Any] = {"n_features": d["pair"]["world"]["n_features"], "d_model": d["pair"]["world"]["d_model"],
+                         "share": d["pair"]["edits"]["share"], "angle": d["pair"]["edits"]["angle"],
+                         "n_new": d["pair"]["counts"]["new"], "mcc_sae": s["mcc"]["sae"]["value"],
+                         "mcc_cc_base": s["mcc"]["crosscoder_base"]["value"],
+                         "mcc_cc_ft": s["mcc"]["crosscoder_finetune"]["value"],
+                         "f1_sae": d["detection"]["f1_score"], "matched": s["matched"]["sae_features"],
+                         "of": s["matched"]["of"], "seed_shared": data["seeds"]["shared"],
+                         "mcc_seeds": data["seeds"]["mcc_between"],
+                         "auroc": s["auroc"]["value"], "auroc_lo": s["auroc"]["lo"], "auroc_hi": s["auroc"]["hi"],
+                         "null_new": null["scores"]["new"]["n_new_latents"],
+                         "null_live": null["scores"]["new"]["n_live"],
+                         "null_false_new": null["scores"]["new"]["false_new_rate"]["value"],
+                         "null_verdict": null["verdict"]["verdict"],
+                         "null_kept_recall": null["scores"]["features"]["kept"]["recall"]["value"],
+                         **{f"null_{c}": null["scores"]["confusion"]["kept"][c] for c in FEATURE_CLASSES},
+                         "default_verdict": d["verdict"]["verdict"], "default_mass": d["changed_mass"],
+                         "default_words": d["verdict"]["words"]}
+    for lab in LABELS:
+        for k in ("precision", "recall"):
+            e = s["features"][lab][k]
+            h[f"{lab}_{k}"], h[f"{lab}_{k}_lo"], h[f"{lab}_{k}_hi"] = e["value"], e["lo"], e["hi"]
+        h[f"{lab}_n_pred"], h[f"{lab}_n_true"] = s["features"][lab]["n_pred"], s["features"][lab]["n_true"]
+    h["new_n_pred"] = s["new"]["n_new_latents"]
+    for k in ("precision", "recall", "false_new_rate"):
+        e = s["new"][k]
+        h[f"new_{k}"], h[f"new_{k}_lo"], h[f"new_{k}_hi"] = e["value"], e["lo"], e["hi"]
+    h["n_true_new"] = s["new"]["n_true_new"]
+    for v in V.VERDICTS:
+        masses = [r["changed_mass"] for r in data["severity"] if r["verdict"]["verdict"] == v]
+        h[f"n_severity_{v}"] = len(masses)
+        if masses:
+            h[f"mass_{v}_min"], h[f"mass_{v}_max"] = min(masses), max(masses)
+    # A score nothing could give (no feature labelled so: no precision) is left out, never glued as NaN.
+    return {k: v for k, v in h.items() if v is not None and v == v}

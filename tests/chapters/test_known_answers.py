@@ -1,0 +1,64 @@
+"""Smoke test of the known-answers chapter: asserts on the tables and numbers it recorded."""
+
+import pytest
+
+from sae_transfer.studies.known_answers import prose
+from tests.conftest import chapter_fixture
+
+pytestmark = pytest.mark.slow
+
+results = chapter_fixture("known_answers")
+
+
+def test_the_planted_cases_hold_the_counts_their_parameters_give(results):
+    _, r = results
+    rows = {row["case"]: row for row in r["tables"]["planted"]}
+    # the smoke profile: 64 features, 30% changed (7 shifted, 6 rarer, 6 lost), 0.1 x 64 = 6 new
+    assert {c: rows["default"][c] for c in ("kept", "shifted", "rarer", "lost", "new")} == \
+        {"kept": 45, "shifted": 7, "rarer": 6, "lost": 6, "new": 6}
+    assert rows["null finetune"]["kept"] == 64 and rows["null finetune"]["changed mass"] == 0
+    assert 0.1 < rows["default"]["changed mass"] < 0.6
+
+
+def test_the_methods_say_nothing_changed_on_the_null_finetune(results):
+    _, r = results
+    n = r["numbers"]
+    assert n["null_new"] == 0 and n["null_verdict"] == "transfers" and n["null_kept_recall"] == 1.0
+    assert n["null_shifted"] == n["null_lost"] == 0 and 0 < n["null_kept"] + n["null_unmatched"] <= n["matched"]
+    assert "every method says nothing changed" in n["null_reading"]
+
+
+def test_the_base_sae_finds_the_true_features_and_the_labels_are_scored(results):
+    _, r = results
+    n = r["numbers"]
+    assert n["mcc_sae"] > 0.75 and n["matched"] >= 40 and n["f1_sae"] > 0.5  # measured: 0.85, 51, 0.76
+    assert 0 < n["seed_shared"] < 1
+    assert n["kept_precision"] >= 0.9 and n["kept_recall"] > 0.5
+    assert n["auroc"] > 0.75 and n["auroc_lo"] <= n["auroc"] <= n["auroc_hi"]
+    labels = {row["label"]: row for row in r["tables"]["labels"]}
+    assert set(labels) == {"kept", "shifted", "lost", "new (crosscoder latents)"}
+    assert labels["kept"]["labelled"] == n["kept_n_pred"]
+    # the confusion table adds up to the features scored
+    confusion = r["tables"]["confusion"]
+    assert sum(row[c] for row in confusion for c in ("kept", "shifted", "lost", "unmatched")) == \
+        sum(n[f"{lab}_n_true"] for lab in ("kept", "shifted", "lost"))
+
+
+def test_the_verdict_worsens_with_the_true_change_and_the_prose_reads_it(results):
+    _, r = results
+    n = r["numbers"]
+    assert n["n_severity_transfers"] >= 1 and n["n_severity_broken"] >= 1
+    assert n["mass_transfers_max"] < n["mass_broken_min"]
+    assert "worsens as the true changed mass grows" in n["verdict_reading"]
+    for lab in ("kept", "shifted", "lost", "new"):
+        said = prose.trust(n, lab)
+        assert said in n["labels_reading"]
+    assert ("can be trusted" in n["in_short"]) == any(prose.trust(n, lab) == "trustworthy"
+                                                      for lab in ("kept", "shifted", "lost", "new"))
+
+
+def test_the_breaking_points_cover_every_label_and_sweep(results):
+    _, r = results
+    table = r["tables"]["breaking_points"]
+    assert [row["label"] for row in table] == ["kept", "shifted", "lost", "new"]
+    assert all(len(row) == 5 for row in table)  # the label and four sweeps
