@@ -68,3 +68,10 @@ def test_latent_pages_have_contexts_for_at_least_20_latents_per_pair(results):
         text = files[0].read_text()
         assert "<mark>" in text and "class='ctx'" in text and "<svg" in text and "promotes" in text
         assert re.search(r"relative decoder norm <b>[01]\.\d{3}</b>", text)
+
+
+def test_the_labels_say_how_far_they_can_be_trusted(results):
+    """Quoted from the known-answers record: each label's precision where the truth is known."""
+    said = results[1]["numbers"]["trust_reading"]
+    assert said.startswith("Where the truth is known")
+    assert all(f"*{lab}* " in said for lab in ("kept", "shifted", "lost", "new"))

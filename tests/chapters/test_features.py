@@ -51,3 +51,9 @@ def test_the_reading_is_written_from_the_numbers_for_each_finetune(results):
     assert f"to {n['rec_final_ev_code']:.3f} after {n['sae_finetune_tokens']:,}" in n["features_recovery"]
     assert "The SAE trained on `code` from scratch" in n["features_recovery"]
     assert f"to {n['ckpt_final_sim_math']:.3f}." in n["features_recovery"]
+
+
+def test_activation_similarity_says_how_well_it_tells_change(results):
+    """Quoted from the known-answers record: the AUROC of activation similarity where the truth is known."""
+    said = results[1]["numbers"]["trust_reading"]
+    assert said.startswith("Where the truth is known") and "AUROC" in said

@@ -124,3 +124,34 @@ def workshop(name: str = "workshop") -> tuple[dict[str, Any], dict[str, str], pd
     steps = pd.DataFrame([{"step": r["step"], "wall s": r["wall_s"], "peak RSS MB": r["peak_rss_mb"]}
                           for r in rec["rows"]]).set_index("step")
     return numbers, {r["chapter"]: r["in_short"] for r in rec["rows"] if r.get("in_short")}, steps
+
+
+def known_answers_text(labels: tuple[str, ...], similarity: bool = False, name: str = "known_answers-default") -> str:
+    """Where the truth is known, what ``labels`` (of kept, shifted, lost, new) were worth: each one's precision and
+    recall at the known-answers chapter's default difficulty and the easiest difficulty on each sweep at which its
+    precision fell below 0.9; with ``similarity``, the AUROC of activation similarity for changed features. Read
+    from ``benchmarks/known_answers.py``'s record (the book's size), so a chapter on any pair can say how far its
+    labels can be trusted; a sentence naming the script when it was never run."""
+    from sae_transfer.studies.known_answers.prose import trust
+    from sae_transfer.studies.known_answers.tables import breaking_words
+
+    rec = _record(name)
+    if rec is None:
+        return (f"How far these labels can be trusted is measured where the truth is known: run "
+                f"`python benchmarks/known_answers.py --profile {name.rsplit('-', 1)[-1]}`.")
+    h, points = rec["summary"]["headline"], {row["label"]: row for row in rec["summary"]["breaking_points"]}
+    said = []
+    for lab in labels:
+        verdict = trust(h, lab)
+        if f"{lab}_precision" not in h:
+            said.append(f"*{lab}* was never given")
+            continue
+        p = f"{h[f'{lab}_precision']:.2f}" + (f" [{h[f'{lab}_precision_lo']:.2f}, {h[f'{lab}_precision_hi']:.2f}]"
+                                              if f"{lab}_precision_lo" in h else "")
+        said.append(f"*{lab}* had precision {p} and recall {h[f'{lab}_recall']:.2f} ({verdict})"
+                    + ("" if verdict.startswith("too few") else ", " + breaking_words(points[lab])))
+    auc = (f" Activation similarity told truly changed features from kept ones with AUROC {h['auroc']:.2f}"
+           + (f" [{h['auroc_lo']:.2f}, {h['auroc_hi']:.2f}]." if "auroc_lo" in h else ".")) if similarity else ""
+    return (f"Where the truth is known (the known-answers chapter, at {h['share']:.0%} of {h['n_features']} features "
+            f"changed and shifts of {h['angle']:g}°, recorded by `benchmarks/known_answers.py` on "
+            f"{rec['measured'][:10]}): " + "; ".join(said) + "." + auc)

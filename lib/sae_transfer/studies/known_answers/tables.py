@@ -16,6 +16,12 @@ TRUSTED = 0.9
 #: The sweeps, their difficulty axis and how it reads.
 SWEEPS = {"angle": "angle of a shifted feature (degrees)", "severity": "share of features changed",
           "features_per_dim": "true features per dimension", "train_tokens": "crosscoder training draws"}
+#: Each sweep's short name, for prose.
+NAMES = {"angle": "angle", "severity": "share-changed", "features_per_dim": "features-per-dimension",
+         "train_tokens": "training-draws"}
+#: A point of each sweep in words, for prose.
+AT = {"angle": "a {v}° shift", "severity": "a share of {v} changed", "features_per_dim": "{v} features per dimension",
+      "train_tokens": "{v} crosscoder training draws"}
 #: The direction in which each sweep gets harder: a larger value (True) or a smaller one.
 HARDER_UP = {"angle": False, "severity": True, "features_per_dim": True, "train_tokens": False}
 
@@ -122,6 +128,17 @@ def breaking_points(data: dict) -> pd.DataFrame:
                                  else f"{below[0]:g}" if below else "–")
         rows.append(row)
     return pd.DataFrame(rows).set_index("label")
+
+
+def breaking_words(row: dict) -> str:
+    """One row of ``breaking_points`` (as recorded) in words: where the label's precision fell below ``TRUSTED``."""
+    by_axis = {SWEEPS[a]: a for a in SWEEPS}
+    values = {by_axis[d]: v for d, v in row.items() if d in by_axis}
+    if values and all(v == "everywhere" for v in values.values()):
+        return f"below {TRUSTED:g} at every point of every sweep"
+    said = [f"at every point of the {NAMES[a]} sweep" if v == "everywhere" else "at " + AT[a].format(v=v)
+            for a, v in values.items() if v not in ("–", "never labelled")]
+    return (f"below {TRUSTED:g} " + " and ".join(said)) if said else f"at or above {TRUSTED:g} on every sweep"
 
 
 def _precision(case: dict, lab: str) -> float | None:
