@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from sae_transfer.passes.stream import shuffled
 from sae_transfer.methods import crosscoder_classes as dc
 from sae_transfer.methods.crosscoder import (CrosscoderConfig, TrainConfig, decoder_cosines, fit, fvu,
-                                                     relative_norms)
+                                            relative_norms)
 from sae_transfer.methods.crosscoder_stats import CrosscoderStats, refit_decoders
+from sae_transfer.passes.stream import shuffled
 
 D, N_FEAT = 64, 48
 

@@ -111,3 +111,27 @@ def test_mcc_is_one_on_the_true_dictionary_and_matching_follows_the_cosine():
     assert S.mcc(D, D, 200, 0)["value"] == pytest.approx(1.0, abs=1e-6)
     idx, cos = S.best_match(-D[[4, 7]], D)  # a sign flip is the same direction
     assert idx.tolist() == [4, 7] and np.allclose(cos, 1.0, atol=1e-6)
+
+
+def test_a_world_the_sae_did_not_learn_is_reported_as_such(tmp_path, monkeypatch):
+    """An SAE trained on a few thousand draws finds few true features: the page says so, with the number, in
+    place of label scores (nothing of a method that did not work is shown as a finding)."""
+    import dataclasses
+
+    from sae_transfer.studies.known_answers import measure as known
+    from sae_transfer.studies.known_answers import prose, tables
+    from sae_transfer.studies.known_answers.study import Study
+
+    monkeypatch.setenv("SAE_TRANSFER_CACHE", str(tmp_path))
+    params = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+              for f in dataclasses.fields(Study)}
+    params.update(n_features=32, d_model=16, sae_samples=4096, train_tokens=8192, n_tokens=2048, severities=[],
+                  angles=[], token_sweep=[], features_per_dim=[], n_boot=100)
+    data = known.measure(known.KnownStudy.of(params))
+    h = tables.headline(data)
+    assert not h["worked"] and h["matched"] < 16
+    absent = tables.not_reported(h)
+    assert absent.startswith(f"Not reported: the base SAE found {h['matched']} of 32 true features")
+    said = prose.readings(h, absent)
+    assert said["labels"] == said["similarity"] == absent
+    assert prose.in_short(h, absent).startswith(absent)

@@ -34,6 +34,10 @@ KEPT_SIM = 0.8
 LOST = 0.1
 SCALING = 0.5
 
+#: A crosscoder that leaves this share of a model's variance unexplained (or more) on held-out tokens predicts no
+#: better than the mean: it did not train, and its classes say nothing about the pair.
+UNTRAINED_FVU = 1.0
+
 LATENT_CLASSES = ("shared", "base-only", "finetune-only", "between", "dead")
 FEATURE_CLASSES = ("kept", "shifted", "lost", "unmatched")
 

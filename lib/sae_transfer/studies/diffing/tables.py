@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from sae_transfer.core.labels import short
-from sae_transfer.passes.accumulators import REGULAR
 from sae_transfer.methods import crosscoder_classes as dc
+from sae_transfer.passes.accumulators import REGULAR
 
 TWIN = "twin (unrelated model)"
 
@@ -141,7 +141,7 @@ def headline(result: dict) -> dict[str, Any]:
     every = summaries.values()  # the twin's crosscoder too
     h["fvu_max"] = max(max(p["FVU base"], p["FVU finetune"]) for p in every)
     h["fvu_max_pct"] = 100 * h["fvu_max"]
-    h["trained"] = h["fvu_max"] < UNTRAINED_FVU
+    h["trained"] = h["fvu_max"] < dc.UNTRAINED_FVU
     h["dead_max_pct"] = 100 * max(p["dead latents"] / p["latents"] for p in every)
     h["has_floor"] = bool(result.get("twin"))
     h["has_ceiling"] = bool(result.get("ceiling"))
@@ -164,9 +164,6 @@ def headline(result: dict) -> dict[str, Any]:
     return h
 
 
-#: A crosscoder that leaves this share of a model's variance unexplained (or more) predicts no better than the
-#: mean: it did not train, and its classes say nothing about the pair.
-UNTRAINED_FVU = 1.0
 
 
 def not_trained(h: dict) -> str:

@@ -216,7 +216,8 @@ def measure_case(pair: PlantedPair, sae, study: KnownStudy) -> dict:
         classes = latent_classes(result)
         labels = {"latent_classes": classes, "feature_classes": feature_classes(result, classes),
                   "new": new_latents(result, classes).tolist()}
-        return {"pair": pair.describe(), "crosscoder": {k: v for k, v in log.items() if k not in ("step", "loss")},
+        return {"pair": pair.describe(), "crosscoder": {**{k: v for k, v in log.items() if k not in ("step", "loss")},
+                                                        "heldout_fvu": ev["data"]["synthetic"]["fvu"]},
                 "metrics": ev["metrics"], "detection": ev["detection"], "changed_mass": ev["changed_mass"],
                 "verdict": _verdict(ev["metrics"], ev["pair_stats"], study),
                 "scores": S.score(pair, sae, cc, ev, labels, study.n_boot, study.seed),

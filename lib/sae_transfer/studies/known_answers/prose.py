@@ -103,7 +103,18 @@ def _listed(labs: list[str]) -> str:
     return ", ".join(labs) if len(labs) < 3 else ", ".join(labs[:-1]) + " and " + labs[-1]
 
 
-def in_short(h: dict[str, Any]) -> str:
+def readings(h: dict[str, Any], absent: str) -> dict[str, str]:
+    """The page's paragraphs; those that report the labels' scores say ``absent`` instead when the methods had
+    nothing to be scored on (``h["worked"]`` false)."""
+    out = {"dictionaries": dictionaries(h), "null": null(h), "verdict": verdict(h)}
+    for name, write in (("labels", labels), ("similarity", similarity)):
+        out[name] = write(h) if h["worked"] else absent
+    return out
+
+
+def in_short(h: dict[str, Any], absent: str) -> str:
+    if not h["worked"]:
+        return f"{absent} {verdict(h)}"
     good = [lab for lab in (*LABELS, "new") if trust(h, lab) == "trustworthy"]
     bad = [lab for lab in (*LABELS, "new") if trust(h, lab) in ("not trustworthy", "never given")]
     few = [lab for lab in (*LABELS, "new") if trust(h, lab).startswith("too few")]

@@ -8,11 +8,14 @@ import pandas as pd
 
 from sae_transfer.core import verdict as V
 from sae_transfer.data.synthetic import TRUE_CLASSES
-from sae_transfer.methods.crosscoder_classes import FEATURE_CLASSES
+from sae_transfer.methods.crosscoder_classes import FEATURE_CLASSES, UNTRAINED_FVU
 from sae_transfer.studies.known_answers.scores import LABELS, MATCHED
 
 #: Precision below this is where a label stops being trustworthy (the issue's bar).
 TRUSTED = 0.9
+#: Below this share of its features within cosine MATCHED of a true one, the base SAE did not learn the world:
+#: its features' labels have too little to be scored on.
+MIN_MATCHED = 0.5
 #: The sweeps, their difficulty axis and how it reads.
 SWEEPS = {"angle": "angle of a shifted feature (degrees)", "severity": "share of features changed",
           "features_per_dim": "true features per dimension", "train_tokens": "crosscoder training draws"}
@@ -44,6 +47,15 @@ def planted(data: dict) -> pd.DataFrame:
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "case"
     return df
+
+
+def not_reported(h: dict) -> str:
+    """What stands in a table's or figure's place when the methods had nothing to be scored on."""
+    why = ([f"the base SAE found {h['matched']} of {h['of']} true features (under {MIN_MATCHED:.0%})"]
+           if h["matched"] < MIN_MATCHED * h["of"] else [])
+    why += ([f"the crosscoder left {h['fvu_max']:.0%} of a model's variance unexplained: it did not train"]
+            if h["fvu_max"] >= UNTRAINED_FVU else [])
+    return "Not reported: " + "; ".join(why) + ". Train longer (`sae_samples`, `train_tokens`) or use fewer features."
 
 
 def _cases(data: dict) -> list[tuple[str, dict]]:
@@ -177,6 +189,8 @@ def headline(data: dict) -> dict[str, Any]:
         e = s["new"][k]
         h[f"new_{k}"], h[f"new_{k}_lo"], h[f"new_{k}_hi"] = e["value"], e["lo"], e["hi"]
     h["n_true_new"] = s["new"]["n_true_new"]
+    h["fvu_max"] = max(d["crosscoder"]["heldout_fvu"])
+    h["worked"] = h["matched"] >= MIN_MATCHED * h["of"] and h["fvu_max"] < UNTRAINED_FVU
     for v in V.VERDICTS:
         masses = [r["changed_mass"] for r in data["severity"] if r["verdict"]["verdict"] == v]
         h[f"n_severity_{v}"] = len(masses)
