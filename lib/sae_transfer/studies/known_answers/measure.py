@@ -14,141 +14,32 @@ the same draws, exactly as on a model pair's activations of the same tokens:
   on what was measured.
 
 No model here has an unembedding: the CE-recovered criterion is not measured, and the verdict is judged on the
-other two, as ``judge`` does for any criterion left out. Scores against the truth are in ``scores.py``.
+other two, as ``judge`` does for any criterion left out. What is trained (the SAE, the crosscoders) is in
+``train.py``, the scores against the truth in ``scores.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from sae_transfer.core import verdict as V
-from sae_transfer.core.io import fingerprint
-from sae_transfer.core.paths import cache_dir
-from sae_transfer.data.synthetic import Edits, PlantedPair, World, changed_mass
-from sae_transfer.methods.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
+from sae_transfer.data.synthetic import PlantedPair, changed_mass
+from sae_transfer.methods.crosscoder import Crosscoder
 from sae_transfer.methods.crosscoder_classes import feature_classes, latent_classes, new_latents
 from sae_transfer.methods.crosscoder_stats import CrosscoderStats, join_sae, refit_decoders
 from sae_transfer.passes.accumulators import FeaturePairStats
-from sae_transfer.passes.cache import cached, code_fingerprint, trained
+from sae_transfer.passes.cache import cached, code_fingerprint
 from sae_transfer.passes.feature_groups import select_groups
 from sae_transfer.passes.sae_accumulator import SAEMetrics
 from sae_transfer.studies.known_answers import scores as S
-from sae_transfer.studies.parameters import Config
+from sae_transfer.studies.known_answers.train import KnownStudy, base_sae, crosscoder
 
 #: The activations' name in the accumulators' ``{hook: activations}`` dicts.
 HOOK = "x"
-
-
-@dataclass(frozen=True, kw_only=True)
-class KnownStudy(Config):
-    """The world and edits at the default difficulty, how much each method trains and measures, and the sweeps.
-
-    ``sae_samples`` draws train the base SAE, ``sae_batch`` a step (``sae_k`` active latents per draw on average,
-    0 for the base's true L0; as many latents as base features); ``train_tokens`` draws (half each model's, as the diffing chapter) train a crosscoder of
-    ``expansion`` latents per feature of the finetune's union, ``k`` active; ``n_tokens`` held-out draws evaluate
-    every method."""
-
-    n_features: int
-    d_model: int
-    share: float
-    angle: float
-    rarer_keep: float
-    new: float
-    sae_samples: int
-    sae_batch: int
-    sae_lr: float
-    sae_k: float
-    train_tokens: int
-    expansion: int
-    k: int
-    lr: float
-    batch_tokens: int
-    n_tokens: int
-    context_size: int
-    batch_size: int
-    n_regular: int
-    severities: list
-    angles: list
-    token_sweep: list
-    features_per_dim: list
-    n_boot: int
-    seed: int
-
-    def world(self, n_features: int | None = None) -> World:
-        return World(n_features=n_features or self.n_features, d_model=self.d_model, seed=self.seed)
-
-    def edits(self, **changes) -> Edits:
-        return replace(Edits(share=self.share, angle=self.angle, rarer_keep=self.rarer_keep, new=self.new,
-                             seed=self.seed), **changes)
-
-    def severity(self, s: float) -> Edits:
-        """Severity ``s`` in [0, 1]: ``s`` of the base's features changed, new ones in the default proportion."""
-        return self.edits(share=s, new=self.new * s / self.share if self.share else 0.0)
-
-
-def _key(what: str, **parts: Any) -> dict:
-    return {"what": what, "code": code_fingerprint(__name__), **parts}
-
-
-def base_sae(pair: PlantedPair, study: KnownStudy, seed: int):
-    """The world's base SAE (sae_lens BatchTopK, trained by sae_lens's ``train_toy_sae``, kept as its inference
-    SAE), trained once per (world, training settings, seed)."""
-    from sae_lens import SAE
-
-    k = study.sae_k or round(float(pair.p_base.sum()), 2)
-    key = _key("synthetic-sae", world=asdict(pair.world), samples=study.sae_samples, batch=study.sae_batch,
-               lr=study.sae_lr, k=k, seed=seed)
-    path = cache_dir() / "synthetic" / f"sae-{fingerprint(key)}.pt"
-
-    def train() -> tuple[dict, dict]:
-        import logging
-
-        from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
-        from sae_lens.synthetic import train_toy_sae
-
-        logging.getLogger("sae_lens").setLevel(logging.WARNING)
-        fd, gen = pair.base_only()
-        cfg = BatchTopKTrainingSAEConfig(d_in=pair.world.d_model, d_sae=pair.world.n_features, k=k,
-                                         dtype="float32", device="cpu")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            sae = BatchTopKTrainingSAE(cfg)
-            train_toy_sae(sae, fd, gen, training_samples=study.sae_samples, batch_size=study.sae_batch,
-                          lr=study.sae_lr)
-        weights = {k: v.detach().clone() for k, v in sae.state_dict().items()}
-        sae.process_state_dict_for_saving_inference(weights)
-        return {"cfg": sae.cfg.get_inference_sae_cfg_dict(), "weights": weights}, {"samples": study.sae_samples}
-
-    state, _ = trained("synthetic-sae", key, path, train)
-    sae = SAE.from_dict(state["cfg"])
-    sae.load_state_dict(state["weights"])
-    return sae.eval()
-
-
-def _crosscoder(pair: PlantedPair, study: KnownStudy) -> tuple[Crosscoder, dict]:
-    key = _key("synthetic-crosscoder", world=asdict(pair.world), edits=asdict(pair.edits),
-               train=[study.train_tokens, study.expansion, study.k, study.lr, study.batch_tokens, study.seed])
-    path = cache_dir() / "synthetic" / f"crosscoder-{fingerprint(key)}.pt"
-
-    def train() -> tuple[dict, dict]:
-        cfg = CrosscoderConfig(pair.world.d_model, study.expansion * pair.n_total, study.k)
-        tc = TrainConfig(study.train_tokens, study.batch_tokens, study.lr, seed=study.seed)
-        per_batch = study.batch_tokens * 4
-        n_batches = -(-int(study.train_tokens * 1.05) // per_batch) + 1  # the shuffle buffer holds some back
-
-        def batches():
-            for b in pair.paired(n_batches, per_batch, 1, seed=study.seed + 7):
-                yield torch.stack([b["x_base"], b["x_ft"]], 2).flatten(0, 1)  # [n, 2, d]
-        torch.manual_seed(study.seed)
-        cc, log = fit(cfg, tc, batches)
-        return cc.state(), log
-
-    state, log = trained("synthetic-crosscoder", key, path, train)
-    return Crosscoder.from_state(state), log
 
 
 @torch.no_grad()
@@ -210,7 +101,7 @@ def _verdict(ev: dict, stats: dict, study: KnownStudy) -> dict:
 def measure_case(pair: PlantedPair, sae, study: KnownStudy) -> dict:
     """Plain data of one case: every method's output and its scores against the truth (``scores.score``)."""
     def run() -> dict:
-        cc, log = _crosscoder(pair, study)
+        cc, log = crosscoder(pair, study)
         ev = _evaluate(pair, sae, cc, study)
         result = {"latents": ev["latents"], "features": ev["features"], "data": ev["data"]}
         classes = latent_classes(result)
@@ -223,8 +114,8 @@ def measure_case(pair: PlantedPair, sae, study: KnownStudy) -> dict:
                 "scores": S.score(pair, sae, cc, ev, labels, study.n_boot, study.seed),
                 "counts": {c: labels["latent_classes"].count(c) for c in set(labels["latent_classes"])}}
 
-    key = _key("known-answers-case", world=asdict(pair.world), edits=asdict(pair.edits), study=asdict(study),
-               sae=S.sae_digest(sae))
+    key = {"what": "known-answers-case", "code": code_fingerprint(__name__), "world": asdict(pair.world),
+           "edits": asdict(pair.edits), "study": study.case(), "sae": S.sae_digest(sae)}
     return cached("known-answers", key, run)
 
 

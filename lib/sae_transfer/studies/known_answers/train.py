@@ -1,0 +1,133 @@
+"""Training what the known-answers chapter scores: the study's settings, the world's base SAE and each case's
+crosscoder, trained once per key. Its own module so that the cache key of a trained SAE or crosscoder holds this
+code and what it imports, not the chapter's scores and tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+
+from sae_transfer.core.io import fingerprint
+from sae_transfer.core.paths import cache_dir
+from sae_transfer.data.synthetic import Edits, PlantedPair, World
+from sae_transfer.methods.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
+from sae_transfer.passes.cache import code_fingerprint, trained
+from sae_transfer.studies.parameters import Config
+
+@dataclass(frozen=True, kw_only=True)
+class KnownStudy(Config):
+    """The world and edits at the default difficulty, how much each method trains and measures, and the sweeps.
+
+    ``sae_samples`` draws train the base SAE, ``sae_batch`` a step (``sae_k`` active latents per draw on average,
+    0 for the base's true L0; as many latents as base features); ``train_tokens`` draws, both models' activations
+    of each, train a crosscoder of ``expansion`` latents per feature of base and finetune together, ``k`` active;
+    ``n_tokens`` held-out draws evaluate every method."""
+
+    n_features: int
+    d_model: int
+    share: float
+    angle: float
+    rarer_keep: float
+    new: float
+    sae_samples: int
+    sae_batch: int
+    sae_lr: float
+    sae_k: float
+    train_tokens: int
+    expansion: int
+    k: int
+    lr: float
+    batch_tokens: int
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    n_regular: int
+    severities: list
+    angles: list
+    token_sweep: list
+    features_per_dim: list
+    n_boot: int
+    seed: int
+
+    def world(self, n_features: int | None = None) -> World:
+        return World(n_features=n_features or self.n_features, d_model=self.d_model, seed=self.seed)
+
+    def edits(self, **changes) -> Edits:
+        return replace(Edits(share=self.share, angle=self.angle, rarer_keep=self.rarer_keep, new=self.new,
+                             seed=self.seed), **changes)
+
+    def case(self) -> dict:
+        """What one case's numbers depend on beyond its world, edits and SAE: the crosscoder's training and the
+        evaluation (the sweeps' lists left out, so adding a point re-measures no other)."""
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("severities", "angles", "token_sweep", "features_per_dim", "n_features", "d_model",
+                             "share", "angle", "rarer_keep", "new", "sae_samples", "sae_batch", "sae_lr", "sae_k")}
+
+    def severity(self, s: float) -> Edits:
+        """Severity ``s`` in [0, 1]: ``s`` of the base's features changed, new ones in the default proportion."""
+        return self.edits(share=s, new=self.new * s / self.share if self.share else 0.0)
+
+
+def _key(what: str, **parts: Any) -> dict:
+    return {"what": what, "code": code_fingerprint(__name__), **parts}
+
+
+def base_sae(pair: PlantedPair, study: KnownStudy, seed: int):
+    """The world's base SAE (sae_lens BatchTopK, trained by sae_lens's ``train_toy_sae``, kept as its inference
+    SAE), trained once per (world, training settings, seed)."""
+    from sae_lens import SAE
+
+    k = study.sae_k or round(float(pair.p_base.sum()), 2)
+    key = _key("synthetic-sae", world=asdict(pair.world), samples=study.sae_samples, batch=study.sae_batch,
+               lr=study.sae_lr, k=k, seed=seed)
+    path = cache_dir() / "synthetic" / f"sae-{fingerprint(key)}.pt"
+
+    def train() -> tuple[dict, dict]:
+        import logging
+
+        from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+        from sae_lens.synthetic import train_toy_sae
+
+        logging.getLogger("sae_lens").setLevel(logging.WARNING)
+        fd, gen = pair.base_only()
+        cfg = BatchTopKTrainingSAEConfig(d_in=pair.world.d_model, d_sae=pair.world.n_features, k=k,
+                                         dtype="float32", device="cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            sae = BatchTopKTrainingSAE(cfg)
+            train_toy_sae(sae, fd, gen, training_samples=study.sae_samples, batch_size=study.sae_batch,
+                          lr=study.sae_lr)
+        weights = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+        sae.process_state_dict_for_saving_inference(weights)
+        return {"cfg": sae.cfg.get_inference_sae_cfg_dict(), "weights": weights}, {"samples": study.sae_samples}
+
+    state, _ = trained("synthetic-sae", key, path, train)
+    sae = SAE.from_dict(state["cfg"])
+    sae.load_state_dict(state["weights"])
+    return sae.eval()
+
+
+def crosscoder(pair: PlantedPair, study: KnownStudy) -> tuple[Crosscoder, dict]:
+    """The case's crosscoder on paired draws of base and finetune, trained once per (world, edits, settings)."""
+    key = _key("synthetic-crosscoder", world=asdict(pair.world), edits=asdict(pair.edits),
+               train=[study.train_tokens, study.expansion, study.k, study.lr, study.batch_tokens, study.seed])
+    path = cache_dir() / "synthetic" / f"crosscoder-{fingerprint(key)}.pt"
+
+    def train() -> tuple[dict, dict]:
+        cfg = CrosscoderConfig(pair.world.d_model, study.expansion * pair.n_total, study.k)
+        tc = TrainConfig(study.train_tokens, study.batch_tokens, study.lr, seed=study.seed)
+        per_batch = study.batch_tokens * 4
+        n_batches = -(-int(study.train_tokens * 1.05) // per_batch) + 1  # the shuffle buffer holds some back
+
+        def batches():
+            for b in pair.paired(n_batches, per_batch, 1, seed=study.seed + 7):
+                yield torch.stack([b["x_base"], b["x_ft"]], 2).flatten(0, 1)  # [n, 2, d]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(study.seed)
+            cc, log = fit(cfg, tc, batches)
+        return cc.state(), log
+
+    state, log = trained("synthetic-crosscoder", key, path, train)
+    return Crosscoder.from_state(state), log
