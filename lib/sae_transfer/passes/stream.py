@@ -47,6 +47,25 @@ def run_pass(base, finetune, batches: Iterable[torch.Tensor], hooks: list[str], 
     return [acc.result() for acc in accumulators]
 
 
+def paired_activations(base, finetune, hook: str, batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Both models' activations at ``hook`` [n, 2, d_model] for each batch of token ids [B, T], BOS left out
+    (``n = B * (T - 1)``): what a crosscoder trains on."""
+    stop = stop_layer([hook], base.cfg.n_layers)
+    for tokens in batches:
+        # inference mode only around the forwards: a generator suspended inside the context would leave it on
+        # for the training steps that consume what it yields
+        with torch.inference_mode():
+            acts = [_hook_acts(model, tokens, hook, stop) for model in (base, finetune)]
+        yield torch.stack(acts, 1).clone()  # a normal tensor: training reads it
+
+
+def _hook_acts(model, tokens: torch.Tensor, hook: str, stop: int | None) -> torch.Tensor:
+    """[B * (T - 1), d] activations at ``hook``, BOS left out."""
+    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook, stop_at_layer=stop,
+                                    return_type=None)
+    return cache[hook][:, 1:].flatten(0, 1).float().cpu()
+
+
 def shuffled(batches: Iterable[torch.Tensor], buffer_tokens: int, batch_tokens: int,
              generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Mini-batches [batch_tokens, M, d] drawn from a shuffle buffer of about ``buffer_tokens`` activations

@@ -5,8 +5,6 @@ not the chapter's tables."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterator
-
 import torch
 
 from sae_transfer.core.io import fingerprint
@@ -14,9 +12,9 @@ from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data.tokens import TokenSpec, check_token_spec, interleaved_batches
 from sae_transfer.methods.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, fit
-from sae_transfer.models.hooks import stop_layer
 from sae_transfer.models.pairs import PairSetup, own_dataset
 from sae_transfer.passes.cache import measurement_key, tokens_identity, trained
+from sae_transfer.passes.stream import paired_activations
 from sae_transfer.studies.parameters import Config
 
 
@@ -63,25 +61,6 @@ def eval_specs(study: DiffingStudy, datasets: list[str]) -> list[TokenSpec]:
             if is_zoo(d) else t.after(study.n_tokens) for d, t in zip(datasets, train)]
 
 
-def _hook_acts(model, tokens: torch.Tensor, hook: str, stop: int | None) -> torch.Tensor:
-    """[B * (T - 1), d] activations at ``hook``, BOS left out."""
-    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook, stop_at_layer=stop,
-                                    return_type=None)
-    return cache[hook][:, 1:].flatten(0, 1).float().cpu()
-
-
-def paired_activations(pair, specs: list[TokenSpec], zoo: str) -> Iterator[torch.Tensor]:
-    """Both models' activations at the pair's hook [n, 2, d_model], BOS left out, the datasets' batches
-    interleaved so every part of training sees each of them."""
-    stop = stop_layer([pair.hook], pair.base.cfg.n_layers)
-    for tokens in interleaved_batches(specs, pair.tokenizer, zoo):
-        # inference mode only around the forwards: a generator suspended inside the context would leave it on
-        # for the training steps that consume what it yields
-        with torch.inference_mode():
-            acts = [_hook_acts(model, tokens, pair.hook, stop) for model in (pair.base, pair.finetune)]
-        yield torch.stack(acts, 1).clone()  # a normal tensor: training reads it
-
-
 def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStudy) -> tuple[Crosscoder, dict]:
     """The pair's crosscoder, trained once per key (weights in ``<cache>/crosscoders/``, the log in the
     measurement cache)."""
@@ -98,7 +77,8 @@ def trained_crosscoder(setup: PairSetup, finetune: str, load, study: DiffingStud
         cfg = CrosscoderConfig(d, study.expansion * d, study.k)
         tc = TrainConfig(study.n_train, study.batch_tokens, study.lr, seed=study.seed)
         torch.manual_seed(study.seed)
-        cc, log = fit(cfg, tc, lambda: paired_activations(pair, specs, setup.zoo))
+        cc, log = fit(cfg, tc, lambda: paired_activations(pair.base, pair.finetune, pair.hook,
+                                                          interleaved_batches(specs, pair.tokenizer, setup.zoo)))
         return cc.state(), log
 
     state, log = trained("crosscoder", key, path, train)

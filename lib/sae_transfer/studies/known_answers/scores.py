@@ -120,13 +120,8 @@ def score(pair: PlantedPair, sae, cc, ev: dict, labels: dict, n_boot: int, seed:
     idx, cos = best_match(sae.W_dec, pair.D_base[base])
     true_of_sae = truth[np.array(base)[idx]]
     matched = cos >= MATCHED
-    fclass = np.array([c if c is not None else "silent" for c in labels["feature_classes"]], dtype=object)
-    scored = matched & (fclass != "silent")
-    pred, exp = fclass[scored].astype(str), np.array([EXPECTED[t] for t in true_of_sae[scored]])
-    out: dict[str, Any] = {"matched": {"sae_features": int(matched.sum()), "of": len(cos), "scored": int(scored.sum())}}
-    out["features"] = {lab: precision_recall(pred, exp, lab, n_boot, seed) for lab in LABELS}
-    out["confusion"] = {t: {c: int(((true_of_sae[scored] == t) & (pred == c)).sum()) for c in FEATURE_CLASSES}
-                        for t in TRUE_CLASSES if t != "new"}
+    out: dict[str, Any] = {"matched": {"sae_features": int(matched.sum()), "of": len(cos)}}
+    out.update(_labels(true_of_sae, matched, labels["feature_classes"], n_boot, seed))
 
     refit = ev["refit"]  # [d_cc, 2, d]
     classes = np.array(labels["latent_classes"])
@@ -139,34 +134,58 @@ def score(pair: PlantedPair, sae, cc, ev: dict, labels: dict, n_boot: int, seed:
     out["latent_confusion"] = {t: {c: int(((latent_truth == t) & (classes == c) & live).sum())
                                    for c in LATENT_CLASSES if c != "dead"} for t in (*TRUE_CLASSES, "none")}
 
-    new = np.asarray(labels["new"], dtype=bool)
-    right = (truth[in_ft[i_ft]] == "new") & (c_ft >= MATCHED)
     fired_ft = np.asarray(ev["true_fires"][1]) > 0
     true_new = [i for i in pair.indices("new") if fired_ft[i]]
-    if true_new and new.any():
-        found = best_match(pair.D_ft[true_new], refit[new, 1])[1] >= MATCHED  # [true new]: a new latent is it
-    else:
-        found = np.zeros(len(true_new), dtype=bool)
-    out["new"] = {"precision": interval(((new & right).astype(float)[new], np.ones(int(new.sum()))), _ratio,
-                                        n_boot, seed),
-                  "recall": interval((found.astype(float), np.ones(len(found))), _ratio, n_boot, seed),
-                  "false_new_rate": interval(((new & ~right).astype(float)[live], np.ones(int(live.sum()))), _ratio,
-                                             n_boot, seed),
-                  "n_new_latents": int(new.sum()), "n_true_new": len(true_new), "n_live": int(live.sum())}
-
-    sim = np.asarray(ev["pair_stats"]["act_sim"], dtype=float)
-    fires_base = np.asarray(ev["pair_stats"]["density_base"]) > 0
-    use = matched & fires_base
-    changed = np.isin(true_of_sae[use], CHANGED).astype(float)
-    # A feature constant in the finetune (it stopped firing) has no correlation: the least similar it can be.
-    s = -np.nan_to_num(sim[use], nan=-1.0)
-    out["auroc"] = {**interval((changed, s), _auroc, n_boot, seed), "n_kept": int((changed == 0).sum()),
-                    "n_changed": int(changed.sum())}
-    out["similarity"] = {t: (-s[true_of_sae[use] == t]).round(4).tolist() for t in TRUE_CLASSES if t != "new"}
+    right = (truth[in_ft[i_ft]] == "new") & (c_ft >= MATCHED)
+    out["new"] = _new(labels["new"], live, right, pair.D_ft[true_new], refit, n_boot, seed)
+    out.update(_similarity(true_of_sae, matched, ev["pair_stats"], n_boot, seed))
     out["mcc"] = {"sae": mcc(sae.W_dec, pair.D_base[base], n_boot, seed),
                   "crosscoder_base": mcc(refit[live, 0], pair.D_base[base], n_boot, seed),
                   "crosscoder_finetune": mcc(refit[live, 1], pair.D_ft[in_ft], n_boot, seed)}
     return out
+
+
+def _labels(truth: np.ndarray, matched: np.ndarray, feature_classes: list, n_boot: int, seed: int) -> dict:
+    """Precision and recall of each diffing label over the features with a truth (``matched``) that fire on the
+    data, and the confusion of true class against label."""
+    fclass = np.array([c if c is not None else "silent" for c in feature_classes], dtype=object)
+    scored = matched & (fclass != "silent")
+    pred, true = fclass[scored].astype(str), truth[scored]
+    exp = np.array([EXPECTED[t] for t in true])
+    return {"n_scored": int(scored.sum()),
+            "features": {lab: precision_recall(pred, exp, lab, n_boot, seed) for lab in LABELS},
+            "confusion": {t: {c: int(((true == t) & (pred == c)).sum()) for c in FEATURE_CLASSES}
+                          for t in EXPECTED if (truth[matched] == t).any()}}
+
+
+def _new(new_labels: list, live: np.ndarray, right: np.ndarray, true_dirs: torch.Tensor, refit: torch.Tensor,
+         n_boot: int, seed: int) -> dict:
+    """The crosscoder's "new" latents against the true new directions ``true_dirs`` [n, d]: precision (new latents
+    that are one, ``right`` [d_cc]), recall (true directions some new latent is), false new rate (new latents
+    that are none, over live latents)."""
+    new = np.asarray(new_labels, dtype=bool)
+    if len(true_dirs) and new.any():
+        found = best_match(true_dirs, refit[new, 1])[1] >= MATCHED  # [n]: a new latent's finetune decoder is it
+    else:
+        found = np.zeros(len(true_dirs), dtype=bool)
+    return {"precision": interval(((new & right).astype(float)[new], np.ones(int(new.sum()))), _ratio, n_boot, seed),
+            "recall": interval((found.astype(float), np.ones(len(found))), _ratio, n_boot, seed),
+            "false_new_rate": interval(((new & ~right).astype(float)[live], np.ones(int(live.sum()))), _ratio,
+                                       n_boot, seed),
+            "n_new_latents": int(new.sum()), "n_true_new": len(true_dirs), "n_live": int(live.sum())}
+
+
+def _similarity(truth: np.ndarray, matched: np.ndarray, stats: dict, n_boot: int, seed: int) -> dict:
+    """The AUROC of activation similarity as a score of "changed" over features with a truth that fire in the
+    base, and each true class's similarities (for the figure)."""
+    sim = np.asarray(stats["act_sim"], dtype=float)
+    use = matched & (np.asarray(stats["density_base"]) > 0)
+    changed = np.isin(truth[use], CHANGED).astype(float)
+    # A feature constant in the finetune (it stopped firing) has no correlation: the least similar it can be.
+    s = -np.nan_to_num(sim[use], nan=-1.0)
+    return {"auroc": {**interval((changed, s), _auroc, n_boot, seed), "n_kept": int((changed == 0).sum()),
+                      "n_changed": int(changed.sum())},
+            "similarity": {t: (-s[truth[use] == t]).round(4).tolist() for t in TRUE_CLASSES if t != "new"}}
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
