@@ -135,3 +135,15 @@ def test_a_world_the_sae_did_not_learn_is_reported_as_such(tmp_path, monkeypatch
     said = prose.readings(h, absent)
     assert said["labels"] == said["similarity"] == absent
     assert prose.in_short(h, absent).startswith(absent)
+
+
+def test_the_wrong_labels_are_said_largest_first():
+    from sae_transfer.studies.known_answers import prose
+
+    h = {"conf_kept_kept": 130, "conf_kept_shifted": 11, "conf_kept_lost": 0, "conf_kept_unmatched": 2,
+         "conf_rarer_kept": 0, "conf_rarer_shifted": 9, "conf_rarer_lost": 0, "conf_rarer_unmatched": 0,
+         "conf_lost_kept": 0, "conf_lost_shifted": 9, "conf_lost_lost": 1, "conf_lost_unmatched": 10}
+    assert prose.errors(h) == ("Where the labels go wrong: of the 143 kept, 11 were labelled shifted and 2 were "
+                               "labelled unmatched; of the 20 lost, 10 were labelled unmatched and 9 were labelled "
+                               "shifted.")
+    assert prose.errors({"conf_kept_kept": 5}) == "No feature got a wrong label."

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sae_transfer.core import verdict as V
-from sae_transfer.studies.known_answers.scores import LABELS
+from sae_transfer.studies.known_answers.scores import EXPECTED, LABELS
 from sae_transfer.studies.known_answers.tables import TRUSTED
 
 #: Fewer features than this given a label, and its precision is not called trustworthy or not.
@@ -44,6 +44,18 @@ def labels(h: dict[str, Any]) -> str:
             f"by {h['angle']:g}°, {h['n_new']} new), per label, with 95% intervals over the scored features: "
             + "; ".join(parts) + f". A label is called trustworthy here when its precision's whole interval is at "
             f"or above {TRUSTED:g}.")
+
+
+def errors(h: dict[str, Any]) -> str:
+    """Where the labels go wrong: for each true class, the wrong labels its features got, largest first."""
+    said = []
+    for t in ("kept", "shifted", "rarer", "lost"):
+        row = {c: h[f"conf_{t}_{c}"] for c in ("kept", "shifted", "lost", "unmatched") if f"conf_{t}_{c}" in h}
+        total = sum(row.values())
+        wrong = sorted(((n, c) for c, n in row.items() if c != EXPECTED[t] and n), reverse=True)
+        if total and wrong:
+            said.append(f"of the {total} {t}, " + " and ".join(f"{n} were labelled {c}" for n, c in wrong))
+    return ("Where the labels go wrong: " + "; ".join(said) + ".") if said else "No feature got a wrong label."
 
 
 def dictionaries(h: dict[str, Any]) -> str:
@@ -107,7 +119,7 @@ def readings(h: dict[str, Any], absent: str) -> dict[str, str]:
     """The page's paragraphs; those that report the labels' scores say ``absent`` instead when the methods had
     nothing to be scored on (``h["worked"]`` false)."""
     out = {"dictionaries": dictionaries(h), "null": null(h), "verdict": verdict(h)}
-    for name, write in (("labels", labels), ("similarity", similarity)):
+    for name, write in (("labels", labels), ("errors", errors), ("similarity", similarity)):
         out[name] = write(h) if h["worked"] else absent
     return out
 

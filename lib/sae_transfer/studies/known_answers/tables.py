@@ -189,6 +189,8 @@ def headline(data: dict) -> dict[str, Any]:
         e = s["new"][k]
         h[f"new_{k}"], h[f"new_{k}_lo"], h[f"new_{k}_hi"] = e["value"], e["lo"], e["hi"]
     h["n_true_new"] = s["new"]["n_true_new"]
+    for t, row in s["confusion"].items():
+        h.update({f"conf_{t}_{c}": n for c, n in row.items()})
     h["fvu_max"] = max(d["crosscoder"]["heldout_fvu"])
     h["worked"] = h["matched"] >= MIN_MATCHED * h["of"] and h["fvu_max"] < UNTRAINED_FVU
     for v in V.VERDICTS:
