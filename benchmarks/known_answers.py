@@ -57,7 +57,8 @@ def main() -> None:
     for axis in tables.SWEEPS:
         print(f"\nsweep: {tables.SWEEPS[axis]}\n", tables.sweep(data[axis], axis).round(3).to_string())
     h = tables.headline(data)
-    write_record(f"known_answers-{args.profile}", tables.labels(data["default"]).reset_index().to_dict(orient="records"),
+    labels = tables.labels(data["default"]).reset_index().to_dict(orient="records")
+    write_record(f"known_answers-{args.profile}", labels,
                  {"wall_seconds": wall, "breaking_points": tables.breaking_points(data).reset_index().to_dict(
                      orient="records"), "headline": {k: v for k, v in h.items() if isinstance(v, (int, float, str))}},
                  torch.get_num_threads(), profile=args.profile, params=params)

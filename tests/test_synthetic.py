@@ -42,7 +42,8 @@ def test_each_planted_class_is_what_it_claims():
     for b in draws(pair, n_batches=30):
         ab, af = b["a_base"].flatten(0, 1), b["a_ft"].flatten(0, 1)
         fires += torch.stack([(ab > 0).sum(0), (af > 0).sum(0)])
-        assert torch.allclose(b["x_base"], b["a_base"] @ pair.D_base) and torch.allclose(b["x_ft"], b["a_ft"] @ pair.D_ft)
+        assert torch.allclose(b["x_base"], b["a_base"] @ pair.D_base)
+        assert torch.allclose(b["x_ft"], b["a_ft"] @ pair.D_ft)
     assert fires[1, pair.indices("lost")].sum() == 0 and fires[0, pair.indices("new")].sum() == 0
     assert fires[1, pair.indices("new")].sum() > 0
     kept = pair.indices("kept") + pair.indices("shifted")

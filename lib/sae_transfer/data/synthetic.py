@@ -10,9 +10,10 @@ Of the base's ``n_features`` features, a share ``Edits.share`` is changed, in eq
 - **lost**: never active in the finetune.
 
 The rest are **kept** (identical). ``Edits.new`` times ``n_features`` further directions (random unit vectors),
-which the base never uses, fire in the finetune only: **new**, each as often as a base feature drawn at random. Both models read the same draws of the feature
-activations, token by token, as two models read the same text: ``x_base = a_base @ D_base``, ``x_ft = a_ft @ D_ft``
-with ``a_base``, ``a_ft`` [n, n_total] the planted activations and ``D`` [n_total, d_model] unit rows.
+which the base never uses, fire in the finetune only: **new**, each as often as a base feature drawn at random.
+Both models read the same draws of the feature activations, token by token, as two models read the same text:
+``x_base = a_base @ D_base``, ``x_ft = a_ft @ D_ft`` with ``a_base``, ``a_ft`` [n, n_total] the planted activations
+and ``D`` [n_total, d_model] unit rows.
 
 Everything is drawn from ``World.seed`` and ``Edits.seed`` (dictionary, firing probabilities, which feature gets
 which edit) and the stream's own seed (the tokens): the same seeds give the same bytes.

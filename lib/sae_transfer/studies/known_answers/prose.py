@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sae_transfer.core import verdict as V
-from sae_transfer.studies.known_answers.scores import EXPECTED, LABELS
+from sae_transfer.studies.known_answers.scores import EXPECTED, LABELS, MATCHED
 from sae_transfer.studies.known_answers.tables import TRUSTED
 
 #: Fewer features than this given a label, and its precision is not called trustworthy or not.
@@ -63,9 +63,10 @@ def dictionaries(h: dict[str, Any]) -> str:
              else "further from the truth than")
     return (f"The base SAE recovers the true dictionary with MCC {h['mcc_sae']:.2f} (sae_lens's one-to-one matching) "
             f"and detects features with F1 {h['f1_sae']:.2f}; {h['matched']} of its {h['of']} features lie within "
-            f"cosine 0.9 of a true feature, and only those are scored below. Its recipe at another seed shares "
-            f"{h['seed_shared']:.0%} of its features at that cosine (MCC {h['mcc_seeds']:.2f} between the two): "
-            f"the floor a \"kept\" label has to beat. The crosscoder's two sides reach MCC {h['mcc_cc_base']:.2f} "
+            f"cosine {MATCHED:g} of a true feature, and only those are scored below. Its recipe at another seed shares "
+            f"{h['seed_shared']:.0%} of its features at that cosine (MCC {h['mcc_seeds']:.2f} between the two): how "
+            f"far feature matching agrees with itself with nothing changed at all. The crosscoder's two sides reach "
+            f"MCC {h['mcc_cc_base']:.2f} "
             f"(base) and {h['mcc_cc_ft']:.2f} (finetune), {cc_vs} the single SAE's.")
 
 
