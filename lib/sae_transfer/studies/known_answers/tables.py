@@ -126,8 +126,8 @@ def sweep(rows: list[dict], axis: str) -> pd.DataFrame:
 def breaking_points(data: dict) -> pd.DataFrame:
     """Per label and sweep, the easiest difficulty at which its precision falls below ``TRUSTED`` (``–``: never
     on this sweep; ``everywhere``: at every point of it; ``never labelled``: no feature got the label on it).
-    A small angle and few training draws are hard (a shifted feature that barely moved, a crosscoder barely trained); a large share changed and
-    many features per dimension are hard."""
+    A small angle and few training draws are hard (a shifted feature that barely moved, a crosscoder barely
+    trained); so are a large share changed and many features per dimension."""
     rows = []
     for lab in (*LABELS, "new"):
         row = {"label": lab}
