@@ -1,15 +1,15 @@
 """The known-answers scores, printed: each method's labels against the planted truth at the CI's smoke size and at
-the book's size (the chapter's own ``measure``, its profile's parameters, a cache of its own so every number is
-computed here).
+the chapter's full size (the chapter's own ``measure``: the smoke profile's parameters, or the chapter's defaults
+with every sweep; a cache of its own, so every number is computed here).
 
-    python benchmarks/known_answers.py --profile smoke      # about 20 s on 2 cores
-    python benchmarks/known_answers.py --profile default    # several minutes on 2 cores
+    python benchmarks/known_answers.py --size smoke    # about 20 s on 2 cores
+    python benchmarks/known_answers.py --size full     # about 3 minutes on 2 cores
 
 Prints, per label (kept, shifted, lost, new), its precision and recall with 95% intervals at the default
 difficulty, the false "new" rate on the null finetune, the MCC of the SAE and of each side of the crosscoder, the
 AUROC of activation similarity, the verdict per severity against the true changed mass, and the easiest
 difficulty on each sweep at which each label's precision falls below 0.9. Writes
-``benchmarks/results/known_answers-<profile>.json``.
+``benchmarks/results/known_answers-<size>.json``; the diffing and features chapters quote the full one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="smoke", choices=("smoke", "default"))
+    ap.add_argument("--size", default="smoke", choices=("smoke", "full"))
     ap.add_argument("--cache", type=Path, help="cache directory (default: a new temporary one)")
     args = ap.parse_args()
     os.environ["SAE_TRANSFER_CACHE"] = str(args.cache or tempfile.mkdtemp(prefix="sae-transfer-known-"))
@@ -35,14 +35,14 @@ def main() -> None:
     from sae_transfer.studies.known_answers import measure as known
     from sae_transfer.studies.known_answers import tables
 
-    params = resolve_params(get_chapter("known_answers"), args.profile)
+    params = resolve_params(get_chapter("known_answers"), "smoke" if args.size == "smoke" else None)
     t0 = time.perf_counter()
     data = known.measure(known.KnownStudy.of(params))
     wall = time.perf_counter() - t0
     import pandas as pd
 
     pd.set_option("display.width", 160)
-    print(f"profile {args.profile}: {params['n_features']} features in {params['d_model']} dimensions, "
+    print(f"size {args.size}: {params['n_features']} features in {params['d_model']} dimensions, "
           f"{wall:.0f} s on {os.cpu_count()} cores")
     print("\nthe dictionaries (default case)\n", tables.dictionaries(data).to_string())
     print("\nthe labels at the default difficulty\n", tables.labels(data["default"]).to_string())
@@ -58,11 +58,11 @@ def main() -> None:
         print(f"\nsweep: {tables.SWEEPS[axis]}\n", tables.sweep(data[axis], axis).round(3).to_string())
     h = tables.headline(data)
     labels = tables.labels(data["default"]).reset_index().to_dict(orient="records")
-    write_record(f"known_answers-{args.profile}", labels,
+    write_record(f"known_answers-{args.size}", labels,
                  {"wall_seconds": wall, "breaking_points": tables.breaking_points(data).reset_index().to_dict(
                      orient="records"), "headline": {k: v for k, v in h.items() if isinstance(v, (int, float, str))}},
-                 torch.get_num_threads(), profile=args.profile, params=params)
-    print(f"\nwrote {Path('benchmarks/results') / f'known_answers-{args.profile}.json'}")
+                 torch.get_num_threads(), profile=args.size, params=params)
+    print(f"\nwrote {Path('benchmarks/results') / f'known_answers-{args.size}.json'}")
 
 
 if __name__ == "__main__":

@@ -126,11 +126,11 @@ def workshop(name: str = "workshop") -> tuple[dict[str, Any], dict[str, str], pd
     return numbers, {r["chapter"]: r["in_short"] for r in rec["rows"] if r.get("in_short")}, steps
 
 
-def known_answers_text(labels: tuple[str, ...], similarity: bool = False, name: str = "known_answers-default") -> str:
+def known_answers_text(labels: tuple[str, ...], similarity: bool = False, name: str = "known_answers-full") -> str:
     """Where the truth is known, what ``labels`` (of kept, shifted, lost, new) were worth: each one's precision and
     recall at the known-answers chapter's default difficulty and the easiest difficulty on each sweep at which its
     precision fell below 0.9; with ``similarity``, the AUROC of activation similarity for changed features. Read
-    from ``benchmarks/known_answers.py``'s record (the book's size), so a chapter on any pair can say how far its
+    from ``benchmarks/known_answers.py --size full``'s record, so a chapter on any pair can say how far its
     labels can be trusted; a sentence naming the script when it was never run."""
     from sae_transfer.studies.known_answers.prose import trust
     from sae_transfer.studies.known_answers.tables import breaking_words
@@ -138,7 +138,7 @@ def known_answers_text(labels: tuple[str, ...], similarity: bool = False, name: 
     rec = _record(name)
     if rec is None:
         return (f"How far these labels can be trusted is measured where the truth is known: run "
-                f"`python benchmarks/known_answers.py --profile {name.rsplit('-', 1)[-1]}`.")
+                f"`python benchmarks/known_answers.py --size {name.rsplit('-', 1)[-1]}`.")
     h, points = rec["summary"]["headline"], {row["label"]: row for row in rec["summary"]["breaking_points"]}
     said = []
     for lab in labels:
