@@ -15,6 +15,8 @@ import pandas as pd
 from sae_transfer.core.io import write_json_atomic
 from sae_transfer.core.paths import PROJECT_ROOT
 from sae_transfer.core.provenance import git_commit
+from sae_transfer.studies.known_answers.prose import trust
+from sae_transfer.studies.known_answers.tables import breaking_words
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 
@@ -132,9 +134,6 @@ def known_answers_text(labels: tuple[str, ...], similarity: bool = False, name: 
     precision fell below 0.9; with ``similarity``, the AUROC of activation similarity for changed features. Read
     from ``benchmarks/known_answers.py --size full``'s record, so a chapter on any pair can say how far its
     labels can be trusted; a sentence naming the script when it was never run."""
-    from sae_transfer.studies.known_answers.prose import trust
-    from sae_transfer.studies.known_answers.tables import breaking_words
-
     rec = _record(name)
     if rec is None:
         return (f"How far these labels can be trusted is measured where the truth is known: run "
