@@ -143,8 +143,9 @@ def test_the_wrong_labels_are_said_largest_first():
 
     h = {"conf_kept_kept": 130, "conf_kept_shifted": 11, "conf_kept_lost": 0, "conf_kept_unmatched": 2,
          "conf_rarer_kept": 0, "conf_rarer_shifted": 9, "conf_rarer_lost": 0, "conf_rarer_unmatched": 0,
-         "conf_lost_kept": 0, "conf_lost_shifted": 9, "conf_lost_lost": 1, "conf_lost_unmatched": 10}
+         "conf_lost_kept": 0, "conf_lost_shifted": 9, "conf_lost_lost": 1, "conf_lost_unmatched": 10,
+         "conf_shifted_kept": 1, "conf_shifted_shifted": 5}
     assert prose.errors(h) == ("Where the labels go wrong: of the 143 kept, 11 were labelled shifted and 2 were "
-                               "labelled unmatched; of the 20 lost, 10 were labelled unmatched and 9 were labelled "
-                               "shifted.")
+                               "labelled unmatched; of the 6 shifted, 1 was labelled kept; of the 20 lost, 10 were "
+                               "labelled unmatched and 9 were labelled shifted.")
     assert prose.errors({"conf_kept_kept": 5}) == "No feature got a wrong label."

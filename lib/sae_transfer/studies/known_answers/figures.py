@@ -46,9 +46,13 @@ def sweeps(data: dict):
                 ax.set_xscale("log", base=2)
             ax.set_xlabel(SWEEPS[axis] if i == 1 else "")
             ax.set_ylabel(metric if j == 0 else "")
-    handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=len(names), fontsize=8, bbox_to_anchor=(0.5, 1.04),
-               frameon=False)
+    seen: dict = {}
+    for ax in axes:  # a label never given has no precision points: its handle comes from a recall panel
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(name, handle)
+    names = [n for n in (*LABELS, "new") if n in seen]
+    fig.legend([seen[n] for n in names], names, loc="upper center", ncol=len(names), fontsize=8,
+               bbox_to_anchor=(0.5, 1.04), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -54,7 +54,8 @@ def errors(h: dict[str, Any]) -> str:
         total = sum(row.values())
         wrong = sorted(((n, c) for c, n in row.items() if c != EXPECTED[t] and n), reverse=True)
         if total and wrong:
-            said.append(f"of the {total} {t}, " + " and ".join(f"{n} were labelled {c}" for n, c in wrong))
+            said.append(f"of the {total} {t}, " + " and ".join(f"{n} {'was' if n == 1 else 'were'} labelled {c}"
+                                                              for n, c in wrong))
     return ("Where the labels go wrong: " + "; ".join(said) + ".") if said else "No feature got a wrong label."
 
 

@@ -19,6 +19,9 @@ MIN_MATCHED = 0.5
 #: The sweeps, their difficulty axis and how it reads.
 SWEEPS = {"angle": "angle of a shifted feature (degrees)", "severity": "share of features changed",
           "features_per_dim": "true features per dimension", "train_tokens": "crosscoder training draws"}
+#: Each sweep's column in the breaking-points table (narrow enough for the text column).
+COLUMNS = {"angle": "angle (°)", "severity": "share changed", "features_per_dim": "features per dim.",
+           "train_tokens": "training draws"}
 #: Each sweep's short name, for prose.
 NAMES = {"angle": "angle", "severity": "share-changed", "features_per_dim": "features-per-dimension",
          "train_tokens": "training-draws"}
@@ -136,7 +139,7 @@ def breaking_points(data: dict) -> pd.DataFrame:
             pts.sort(key=lambda t: t[0], reverse=not HARDER_UP[axis])  # easiest first
             measured = [(x, p) for x, p in pts if p is not None]
             below = [x for x, p in measured if p < TRUSTED]
-            row[SWEEPS[axis]] = ("never labelled" if not measured else "everywhere" if len(below) == len(measured)
+            row[COLUMNS[axis]] = ("never labelled" if not measured else "everywhere" if len(below) == len(measured)
                                  else f"{below[0]:g}" if below else "–")
         rows.append(row)
     return pd.DataFrame(rows).set_index("label")
@@ -144,7 +147,7 @@ def breaking_points(data: dict) -> pd.DataFrame:
 
 def breaking_words(row: dict) -> str:
     """One row of ``breaking_points`` (as recorded) in words: where the label's precision fell below ``TRUSTED``."""
-    by_axis = {SWEEPS[a]: a for a in SWEEPS}
+    by_axis = {**{SWEEPS[a]: a for a in SWEEPS}, **{COLUMNS[a]: a for a in SWEEPS}}  # records of either naming
     values = {by_axis[d]: v for d, v in row.items() if d in by_axis}
     if values and all(v == "everywhere" for v in values.values()):
         return f"below {TRUSTED:g} at every point of every sweep"
