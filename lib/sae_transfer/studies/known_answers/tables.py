@@ -140,7 +140,7 @@ def breaking_points(data: dict) -> pd.DataFrame:
             measured = [(x, p) for x, p in pts if p is not None]
             below = [x for x, p in measured if p < TRUSTED]
             row[COLUMNS[axis]] = ("never labelled" if not measured else "everywhere" if len(below) == len(measured)
-                                 else f"{below[0]:g}" if below else "–")
+                                 else _point(below[0]) if below else "–")
         rows.append(row)
     return pd.DataFrame(rows).set_index("label")
 
@@ -154,6 +154,11 @@ def breaking_words(row: dict) -> str:
     said = [f"at every point of the {NAMES[a]} sweep" if v == "everywhere" else "at " + AT[a].format(v=v)
             for a, v in values.items() if v not in ("–", "never labelled")]
     return (f"below {TRUSTED:g} " + " and ".join(said)) if said else f"at or above {TRUSTED:g} on every sweep"
+
+
+def _point(x: float) -> str:
+    """A sweep's value as a table shows it: ``10``, ``0.3``, ``100,000`` (never ``1e+05``)."""
+    return f"{x:,.0f}" if x >= 1000 else f"{x:g}"
 
 
 def _precision(case: dict, lab: str) -> float | None:
