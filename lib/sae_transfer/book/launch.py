@@ -24,13 +24,17 @@ from sae_transfer.core.paths import PROJECT_ROOT
 
 LAUNCH_DIR = PROJECT_ROOT / "launch"
 
-#: The setup cell, after the parameters: it knows the zoo this notebook reads. The project installs editable from a
-#: clone (its parameter profiles and zoo recipes live beside the package); ``SAE_TRANSFER_SOURCE`` names a checkout
-#: to install instead of cloning (what the standalone test does).
-SETUP = '''\
+#: The setup cell, after the parameters: it knows the zoo this notebook reads (``ZOO``, left out for a chapter with no
+#: ``zoo`` parameter: the known answers read no model). The project installs editable from a clone (its parameter
+#: profiles and zoo recipes live beside the package); ``SAE_TRANSFER_SOURCE`` names a checkout to install instead of
+#: cloning (what the standalone test does).
+HEADS = {True: """\
 # Setup for a fresh runtime (Colab, a machine without the project): clone and install the project, then build the
 # zoo these parameters name if it is missing. In the project's own environment there is nothing to install, and a
-# book run (run_dir set) has built its zoo already.
+# book run (run_dir set) has built its zoo already.""", False: """\
+# Setup for a fresh runtime (Colab, a machine without the project): clone and install the project. In the
+# project's own environment there is nothing to install."""}
+SETUP = '''
 import importlib.util
 import os
 import subprocess
@@ -43,7 +47,8 @@ if importlib.util.find_spec("sae_transfer") is None:
     lock = os.path.join(source, "requirements.lock")  # the versions the book was built with
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, "-e", source], check=True)
     sys.path.insert(0, os.path.join(source, "lib"))  # an editable install is on the path from the next start
-    importlib.invalidate_caches()
+    importlib.invalidate_caches()'''
+ZOO = '''
 if not run_dir:
     from sae_transfer.zoo import build_zoo
 
@@ -106,8 +111,9 @@ def notebook(chapter: str, profile: str | None) -> str:
             f"# Parameters of this page's part of the book (profile {profile}); papermill -p replaces this cell\n"
             + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()),
             metadata={"tags": ["injected-parameters"]}))
-    cells.append(nbformat.v4.new_code_cell(SETUP.format(repository=repository_url()),
-                                           metadata={"tags": ["setup"]}))
+    has_zoo = any(p.name == "zoo" for p in get_chapter(chapter).parameters)
+    setup = HEADS[has_zoo] + SETUP.format(repository=repository_url()) + (ZOO if has_zoo else "")
+    cells.append(nbformat.v4.new_code_cell(setup, metadata={"tags": ["setup"]}))
     nb.cells[at + 1:at + 1] = cells
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{chapter}-{i}"  # stable ids: the copies only change when their source does
