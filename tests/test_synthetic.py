@@ -110,6 +110,11 @@ def test_mcc_is_one_on_the_true_dictionary_and_matching_follows_the_cosine():
     pair = PlantedPair(WORLD, Edits())
     D = pair.D_base[pair.base_features]
     assert S.mcc(D, D, 200, 0)["value"] == pytest.approx(1.0, abs=1e-6)
+    from sae_lens.synthetic import mean_correlation_coefficient
+    noisy = D + 0.5 * torch.randn(D.shape, generator=torch.Generator().manual_seed(0))
+    ours = S.mcc(noisy[:40], D, 200, 0)
+    assert ours["value"] == pytest.approx(mean_correlation_coefficient(noisy[:40], D), abs=1e-6)
+    assert 0.3 < ours["lo"] <= ours["value"] <= ours["hi"] < 1
     idx, cos = S.best_match(-D[[4, 7]], D)  # a sign flip is the same direction
     assert idx.tolist() == [4, 7] and np.allclose(cos, 1.0, atol=1e-6)
 

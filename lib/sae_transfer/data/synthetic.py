@@ -48,9 +48,6 @@ class World:
     magnitude_std: float = 0.1
     seed: int = 0
 
-    def features_per_dim(self) -> float:
-        return self.n_features / self.d_model
-
 
 @dataclass(frozen=True)
 class Edits:

@@ -181,6 +181,13 @@ def positive_float(name: str) -> Callable[[float], None]:
     return rule("a positive, finite number")(check)
 
 
+def between(name: str, lo: float, hi: float) -> Callable[[float], None]:
+    def check(value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ValueError(f"{name}={value!r}: use a number in [{lo:g}, {hi:g}]")
+    return rule(f"a number in [{lo:g}, {hi:g}]")(check)
+
+
 @rule("block indices (integers >= 0); [] for every block")
 def block_indices(value: list) -> None:
     if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in value):

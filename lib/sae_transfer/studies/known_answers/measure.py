@@ -67,12 +67,14 @@ def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict
                 zeros = torch.zeros(body.shape[:2])
             metrics[m].update(body, feats, sae.decode(feats), zeros.bool(), {k: zeros for k in
                               ("clean", "spliced", "zero")}, {k: zeros for k in ("spliced", "zero")})
+            if m == "base":
+                base_codes = feats.flatten(0, 1)  # [batch * (context - 1), d_sae]: detection reads these
         pair_stats.update(None, {HOOK: xb}, {HOOK: xf})
         cc_stats.update(None, {HOOK: xb}, {HOOK: xf})
         for s in (pair_stats, cc_stats):
             s.end_batch()
         ab, af = b["a_base"][:, 1:].flatten(0, 1), b["a_ft"][:, 1:].flatten(0, 1)
-        detect.add_batch(sae.encode(xb[:, 1:].flatten(0, 1)), ab[:, base_feats])
+        detect.add_batch(base_codes, ab[:, base_feats])
         mass += changed_mass(ab, af, pair.D_base, pair.D_ft)
         fires += torch.stack([(ab > 0).sum(0), (af > 0).sum(0)])
     stats = pair_stats.result()

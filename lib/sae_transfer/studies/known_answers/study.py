@@ -6,15 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sae_transfer.studies import parameters as P
-from sae_transfer.studies.parameters import param
-
-
-def between(name: str, lo: float, hi: float):
-    @P.rule(f"a number in [{lo:g}, {hi:g}]")
-    def check(value) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ValueError(f"{name}={value!r}: use a number in [{lo:g}, {hi:g}]")
-    return check
+from sae_transfer.studies.parameters import between, param
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,12 +41,14 @@ def fmt(est: dict | None, digits: int = 2) -> str:
 
 
 def planted(data: dict) -> pd.DataFrame:
-    """What each case planted: features per class, true L0 of base and finetune, the changed mass."""
+    """What each case planted: features per class, true L0 of base and finetune, the changed mass, and the
+    superposition of the base's directions (the largest absolute cosine between two of them)."""
     rows = {}
     for name, case in _cases(data):
         p = case["pair"]
         rows[name] = {**{c: p["counts"][c] for c in TRUE_CLASSES}, "true L0 base": p["true_l0_base"],
-                      "true L0 finetune": p["true_l0_finetune"], "changed mass": case["changed_mass"]}
+                      "true L0 finetune": p["true_l0_finetune"], "changed mass": case["changed_mass"],
+                      "max |cos| of base directions": p["max_cos_base"]}
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "case"
     return df
