@@ -96,15 +96,21 @@ def test_report_names_are_one_namespace(tmp_path):
         rep.number("n", 2)
 
 
-def test_a_table_shows_values_that_would_round_to_zero_with_significant_digits(tmp_path):
-    """Learning rates of 3e-4 and 3e-5 printed as 0.000 on the real family's predict page."""
+def test_a_table_shows_three_significant_digits_and_values_that_would_round_to_zero(tmp_path):
+    """Learning rates of 3e-4 and 3e-5 printed as 0.000 on the real family's predict page; #40 asked for three
+    significant digits in place of 4-6 decimals."""
     import pandas as pd
 
     from sae_transfer.book.report import Report
 
-    df = pd.DataFrame({"lr": [0.0, 3e-4, 3e-5], "delta CE": [4.8081, 0.0001, 6.2]}, index=["a", "b", "c"])
-    html = Report(tmp_path).table("cases", df, precision=3).to_html()
+    df = pd.DataFrame({"lr": [0.0, 3e-4, 3e-5], "delta CE": [4.8081, 0.0001, 6.2], "tokens": [1234567, 8, 90],
+                       "share": [0.61234, float("nan"), 1234.56]}, index=["a", "b", "c"])
+    html = Report(tmp_path).table("cases", df).to_html()
     assert ">0.0003<" in html and ">3e-05<" in html and ">0<" in html  # the column of small values
-    assert ">4.808<" in html and ">0.000<" in html  # a column with ordinary values keeps the precision
-    repeated = Report(tmp_path / "r").table("cases", df.set_axis(["a", "a", "b"]), precision=3).to_html()
+    assert ">4.81<" in html and ">0.0001<" in html and ">6.20<" in html  # three significant digits, zeros kept
+    assert ">1,234,567<" in html and ">8<" in html  # integers whole
+    assert ">0.612<" in html and ">1,235<" in html  # a whole part is never cut to three digits
+    assert "nan" not in html.lower().replace("nanos", "")  # missing is blank
+    assert ">4.8<" in Report(tmp_path / "two").table("cases", df, digits=2).to_html()
+    repeated = Report(tmp_path / "r").table("cases", df.set_axis(["a", "a", "b"])).to_html()
     assert ">0.0003<" in repeated  # also where the index repeats a label (the predict page's is a MultiIndex)

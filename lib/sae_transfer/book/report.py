@@ -86,12 +86,12 @@ class Report:
             self.absent_figure(name, absent)
 
     def findings(self, ok: bool, absent: str, tables: dict, figures: dict) -> None:
-        """A method's findings: tables ``{name: (make, precision)}`` and figures ``{name: (draw, caption)}``, made
+        """A method's findings: tables ``{name: (make, significant digits)}`` and figures ``{name: (draw, caption)}``, made
         only when ``ok`` (the method worked on this data); otherwise each place holds ``absent``, so nothing a
         method that failed produced is shown as a finding."""
-        for name, (make, precision) in tables.items():
+        for name, (make, digits) in tables.items():
             if ok:
-                self.table(name, make(), precision)
+                self.table(name, make(), digits)
             else:
                 self.absent_figure(name, absent)
         for name, (draw, caption) in figures.items():
@@ -100,13 +100,13 @@ class Report:
             else:
                 self.absent_figure(name, absent)
 
-    def benchmarks(self, records: dict[str, str], ours: bool, precision: int = 2) -> None:
+    def benchmarks(self, records: dict[str, str], ours: bool, digits: int = 2) -> None:
         """Glue each ``{name: record}``: the last table of ``benchmarks/<record>.py`` when the run's models are
         the project's own (``ours``: a zoo base), which that benchmark measured. For anyone else's models its
         place says so: a user's book does not quote the project's figures as if they described the user's pair."""
         for name, record in records.items():
             if ours:
-                self.table(name, benchmark_table(record), precision)
+                self.table(name, benchmark_table(record), digits)
             else:
                 self.absent_figure(name, f"Not shown: `benchmarks/{record}.py` measured the project's own models on "
                                          "its machine, not this pair; this run's own memory is stated above.")
@@ -157,12 +157,13 @@ class Report:
         for key, value in values.items():
             self.number(f"{prefix}_{key}".replace("-", "_").replace("/", "_").replace("@", "_"), value)
 
-    def table(self, name: str, df, precision: int = 4, sortable: bool = False):
+    def table(self, name: str, df, digits: int = table_layout.DIGITS, sortable: bool = False):
         """Record a pandas DataFrame (as records, and CSV in the run directory) and glue it for the page,
-        floats shown with ``precision`` digits, missing cells blank, numbers right-aligned and text left, headers in
-        words; a table wider than the text column is shown as several of consecutive columns, each with the row
-        labels (``table_layout``). ``sortable``: a click on a header sorts the rows (``_static/sortable-tables.js``;
-        the table is then shown whole, its row labels as columns). Returns the first styled table."""
+        numbers shown to ``digits`` significant digits (``table_layout.cell``), missing cells blank, numbers
+        right-aligned and text left, headers in words; a table wider than the text column is shown as several of
+        consecutive columns, each with the row labels (``table_layout``). ``sortable``: a click on a header sorts the
+        rows (``_static/sortable-tables.js``; the table is then shown whole, its row labels as columns). Returns the
+        first styled table."""
         from IPython.display import HTML
         from myst_nb import glue
 
@@ -170,25 +171,18 @@ class Report:
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
         shown = table_layout.in_words(df.reset_index() if sortable else df)
-        # A column whose every non-zero value would print as 0.000 (learning rates) gets two significant digits.
-        tiny = {c for c in shown.columns if shown[c].dtype.kind == "f" and (shown[c].abs() > 0).any()
-                and shown[c].abs().max() < 0.5 * 10.0**-precision}  # (columns are unique: to_json above says so)
-        cell = lambda c: (lambda v: "" if pd.isna(v) else f"{v:.2g}" if c in tiny  # noqa: E731
-                          else f"{v:,.{precision}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
-                          else str(v))
-        formatted = pd.DataFrame({c: shown[c].map(cell(c)) for c in shown.columns}, index=shown.index)
+        cell = lambda v: table_layout.cell(v.item() if hasattr(v, "item") else v, digits)  # noqa: E731
+        formatted = pd.DataFrame({c: shown[c].map(cell) for c in shown.columns}, index=shown.index)
         groups = [list(shown.columns)] if sortable else table_layout.pieces(shown, formatted)
-        styled = [self._styled(shown[group], precision, tiny) for group in groups]
+        styled = [self._styled(shown[group], cell) for group in groups]
         if sortable:
             styled = [s.hide(axis="index").set_table_attributes('class="sortable"') for s in styled]
         glue(name, styled[0] if len(styled) == 1 else HTML("".join(s.to_html() for s in styled)), display=False)
         return styled[0]
 
     @staticmethod
-    def _styled(df, precision: int, tiny: set):
-        styled = df.style.format(precision=precision, na_rep="", thousands=",")
-        if tiny & set(df.columns):
-            styled = styled.format("{:.2g}", subset=[c for c in df.columns if c in tiny], na_rep="")
+    def _styled(df, cell):
+        styled = df.style.format(cell)
         if df.index.is_unique and df.columns.is_unique:  # Styler can address cells of unique labels only
             numeric = [c for c in df.columns if df[c].dtype.kind in "iufc"]
             styled = (styled.set_properties(subset=numeric, **{"text-align": "right"})

@@ -9,7 +9,12 @@ The width is estimated from characters, the way a browser sets these tables in t
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
+
+#: Significant digits a table cell shows unless its table asks for others.
+DIGITS = 3
 
 #: The box a chapter's output sits in, at the widths the book is read at (661 px of the 740 px column at a 1280 px
 #: window), less a margin for the estimate (a table estimated at 700 px measured 723 in Chromium).
@@ -42,6 +47,23 @@ def index_px(df: pd.DataFrame) -> float:
     levels = df.index.to_frame(index=False)
     return sum(PAD_PX + CHAR_PX * max(_width([name or ""]), _width(levels[name].astype(str)))
                for name in levels.columns)
+
+
+def cell(value, digits: int = DIGITS) -> str:
+    """A cell as shown: a float to ``digits`` significant digits (a whole part never cut: 1,234 and 0.612, not
+    1.23e+03; under 0.001 the shortest of fixed and exponent form, 0.0003 or 3e-05), an integer with thousands
+    separators, missing as blank, anything else as its text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value == 0 or math.isinf(value):
+        return f"{value:g}"
+    if abs(value) < 1e-3:
+        return f"{value:.{digits}g}"
+    return f"{value:,.{max(digits - 1 - math.floor(math.log10(abs(value))), 0)}f}"
 
 
 def in_words(df: pd.DataFrame, column: float = COLUMN_PX) -> pd.DataFrame:

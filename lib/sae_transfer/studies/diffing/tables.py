@@ -174,10 +174,10 @@ def not_trained(h: dict) -> str:
 
 
 def class_tables(result: dict) -> dict[str, tuple[Callable[[], pd.DataFrame], int]]:
-    """The tables that report the crosscoder's classes, ``{glue name: (make, precision)}``, made only where it
-    trained (``Report.findings``)."""
-    return {"latents": (lambda: latent_table(result), 1), "feature_classes": (lambda: feature_table(result), 1),
-            "floors": (lambda: floors_table(result), 2), "along_checkpoints": (lambda: checkpoint_table(result), 1)}
+    """The tables that report the crosscoder's classes, ``{glue name: (make, significant digits)}``, made only
+    where it trained (``Report.findings``)."""
+    return {"latents": (lambda: latent_table(result), 3), "feature_classes": (lambda: feature_table(result), 3),
+            "floors": (lambda: floors_table(result), 2), "along_checkpoints": (lambda: checkpoint_table(result), 3)}
 
 
 def not_reported(h: dict) -> str:
