@@ -335,5 +335,24 @@ def test_the_pdf_holds_every_page_and_its_figures(html, tmp_path):
     bookmarks = re.findall(r"<item page=\"\d+\">(.*?)</item>", xml)
     assert "Residual activations: the toy zoo" in bookmarks, bookmarks[:20]
     assert any(b.startswith("Residual activations: SmolLM2") for b in bookmarks), bookmarks[:20]
+    # each part is a bookmark of its own with its chapters nested under it (_ext/print_parts.py)
+    import xml.etree.ElementTree as ET
+
+    def under(outline, title: str) -> list[str]:
+        """The bookmarks nested under a bookmark ``title`` (its outline is the item's next sibling; the page's
+        navigation may hold the same words as a bookmark with nothing under it)."""
+        nested = []
+        for tree in outline.iter("outline"):
+            kids = list(tree)
+            for item, nxt in zip(kids, kids[1:] + [None]):
+                if item.tag == "item" and (item.text or "").strip().rstrip("#") == title and nxt is not None \
+                        and nxt.tag == "outline":
+                    nested += [(i.text or "").strip() for i in nxt.iter("item")]
+        return nested
+
+    root = ET.fromstring(xml)
+    for part, chapter in (("Chapters", "Residual activations: the toy zoo"),
+                          ("A real model at smoke size: SmolLM2-135M", "Residual activations: SmolLM2")):
+        assert any((t or "").startswith(chapter) for t in under(root, part)), (part, under(root, part)[:10])
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Show code cell source" not in text

@@ -32,8 +32,7 @@ from sae_transfer.zoo.build import build_zoo
 #: What a book's source tree holds besides its pages: configuration, stylesheet, script and the static pages every
 #: book has.
 STATIC = ("_config.yml", "_toc.yml", "_static/sae-transfer.css", "_static/sortable-tables.js", "_ext/launch_pages.py",
-          "book/methods.md",
-          "book/bibliography.md", "book/references.bib")
+          "_ext/print_parts.py", "book/methods.md", "book/bibliography.md", "book/references.bib")
 
 
 @dataclass(frozen=True)
