@@ -85,6 +85,11 @@ def test_findings_keep_the_chapter_order_and_skip_what_no_part_ran():
                                          "its own data, the base SAE **is degraded (EV drop 0.154, over 0.02)** on "
                                          "`code`")
     assert md.splitlines()[2].endswith("([SAE metrics](On/sae_metrics.html))")
+    # each box's budget beside it: the same quantity at two budgets reads as two measurements, not a contradiction
+    assert md.splitlines()[4].endswith("F. ([Feature transfer](On/features.html))")  # no n_tokens recorded: none said
+    parts["On the toy zoo"]["features"]["meta"]["params"]["n_tokens"] = 32768
+    md = findings.findings_markdown(findings.findings(parts, links))
+    assert md.splitlines()[4].endswith("F. ([Feature transfer](On/features.html); 32,768 evaluation tokens)")
     assert findings.findings_markdown([]) == "No chapter of this build has a summary yet."
 
 

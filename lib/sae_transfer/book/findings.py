@@ -75,17 +75,33 @@ def verdict_text(chapters: dict[str, dict]) -> str | None:
 #: Answers the introduction does not read from the chapter's own box: ``{chapter: reader(chapters) -> text}``.
 READERS = {"sae_metrics": verdict_text}
 
+#: What each box's numbers were measured on, stated beside its answer (the same quantity measured by two chapters at
+#: two budgets differs, and a reader must see why): ``{chapter: (parameter, words)}``. The verdict states its own.
+BUDGETS = {"features": ("n_tokens", "{:,} evaluation tokens"), "predict": ("n_tokens", "{:,} tokens a case"),
+           "atlas": ("n_tokens", "up to {:,} tokens a finetune and dataset"),
+           "diffing": ("n_tokens", "{:,} evaluation tokens a dataset"),
+           "known_answers": ("n_tokens", "{:,} held-out draws"), "sizes": ("n_tokens", "{:,} tokens a dataset")}
+
+
+def budget(chapter: str, results: dict) -> str | None:
+    """The words for what ``chapter``'s numbers were measured on (``BUDGETS``), from its run's parameters."""
+    if chapter not in BUDGETS:
+        return None
+    param, words = BUDGETS[chapter]
+    value = results["meta"]["params"].get(param)
+    return words.format(value) if isinstance(value, int) else None
+
 
 def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
     """The introduction's findings: for each chapter of ``FINDINGS`` that some part ran, its question and each
     part's answer (the chapter's box, or ``READERS``'s). ``parts``: ``{part: {chapter: results.json}}``;
     ``links``: the same keys to page paths. Each finding: ``{chapter, question, answers: [{part, text, title,
-    link}]}``."""
+    link, budget}]}``."""
     out = []
     for chapter, question in FINDINGS:
         read = READERS.get(chapter, lambda chapters, c=chapter: chapters[c]["numbers"].get("in_short"))
         answers = [{"part": part, "text": text, "title": chapters[chapter]["meta"]["title"],
-                    "link": links[part][chapter]}
+                    "link": links[part][chapter], "budget": budget(chapter, chapters[chapter])}
                    for part, chapters in parts.items() if chapter in chapters and (text := read(chapters))]
         if answers:
             out.append({"chapter": chapter, "question": question, "answers": answers})
@@ -113,8 +129,8 @@ def findings_markdown(found: list[dict[str, Any]]) -> str:
         lines.append(f"{i}. **{f['question']}**")
         # Glued Markdown is rendered without Sphinx's cross-references (a link to an .ipynb stays one, roles stay
         # text), so the links name the built pages.
-        lines += [f"   - *{a['part']}:* {a['text']} ([{a['title']}]({a['link'].removesuffix('.ipynb')}.html))"
-                  for a in f["answers"]]
+        lines += [f"   - *{a['part']}:* {a['text']} ([{a['title']}]({a['link'].removesuffix('.ipynb')}.html)"
+                  + (f"; {a['budget']})" if a.get("budget") else ")") for a in f["answers"]]
     return "\n".join(lines) if lines else "No chapter of this build has a summary yet."
 
 
