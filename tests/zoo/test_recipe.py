@@ -66,3 +66,36 @@ def test_toy_fingerprints_are_unchanged_by_the_fields_real_families_added():
     assert zoo.model_fingerprint("code") == "9fe8926ae3d00e2a"
     assert zoo.sae_fingerprint("base-s") == "cbed12bee46afa95"
     assert zoo.data_fingerprint() == "39ed346ea6434a61"
+
+
+@pytest.mark.parametrize("models, message", [
+    ({"a": {**TOY, "blocks": "mamba"}}, "models.a.blocks='mamba': valid are ['gpt2', 'llama']"),
+    ({"a": TOY, "b": {"parent": "a", "steps": 1, "lr": 1.0, "mix": {"code": 1.0}, "blocks": "llama"}},
+     "a finetune keeps its parent's blocks"),
+])
+def test_bad_blocks_name_the_key(models, message):
+    with pytest.raises(ValueError) as e:
+        parse_recipe({"models": models}, "t")
+    assert message in str(e.value)
+
+
+def test_llama_blocks_build_a_rotary_rmsnorm_gated_model_that_reads_like_any_zoo_model():
+    """The architectures section's second model: the same shapes, tokenizer and hooks, another kind of block."""
+    import torch
+
+    from sae_transfer.zoo.build import architecture
+    from sae_transfer.zoo.store import new_model
+
+    recipe = parse_recipe({"models": {"g": {**TOY, "n_heads": 2, "d_model": 16, "d_mlp": 32},
+                                      "l": {**TOY, "n_heads": 2, "d_model": 16, "d_mlp": 32, "blocks": "llama"}}}, "t")
+    gpt2, llama = (architecture(recipe, recipe.models[n], 50) for n in ("g", "l"))
+    assert (gpt2["act_fn"], gpt2["normalization_type"], gpt2["positional_embedding_type"]) == ("gelu", "LN", "standard")
+    assert "gated_mlp" not in gpt2 and "rotary_dim" not in gpt2  # arch.json of the zoo's models as it was
+    assert (llama["act_fn"], llama["normalization_type"], llama["positional_embedding_type"], llama["gated_mlp"],
+            llama["rotary_dim"]) == ("silu", "RMS", "rotary", True, 8)
+    g, m = new_model(gpt2), new_model(llama)
+    assert "pos_embed.W_pos" in g.state_dict() and "pos_embed.W_pos" not in m.state_dict()
+    assert "blocks.0.mlp.W_gate" in m.state_dict()
+    tokens = torch.randint(0, 50, (2, 12))
+    _, cache = m.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")
+    assert cache["blocks.0.hook_resid_post"].shape == (2, 12, 16)

@@ -24,7 +24,7 @@ from sae_transfer.zoo.data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
 from sae_transfer.zoo.fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint,
                                            sae_fingerprint, write_record)
 from sae_transfer.zoo.pretrained import PRETRAINED, dequantize, save_tokenizer
-from sae_transfer.zoo.recipe import ModelRecipe, SAERecipe, ZooRecipe
+from sae_transfer.zoo.recipe import BLOCKS, ModelRecipe, SAERecipe, ZooRecipe
 from sae_transfer.zoo.sae import dead_fraction, evaluate_sae, finetune_sae, train_sae
 from sae_transfer.zoo.store import Zoo, load_weights, new_model, save_weights
 from sae_transfer.zoo.tokens import check_vocab, encode_documents, load_tokenizer, train_tokenizer
@@ -95,10 +95,12 @@ def build_text(zoo: Zoo) -> Path:
 
 def architecture(recipe: ZooRecipe, base: ModelRecipe, vocab_size: int) -> dict:
     """A toy root model's ``HookedTransformerConfig`` keyword arguments (stored as ``arch.json``)."""
-    arch = dict(n_layers=base.n_layers, d_model=base.d_model, n_heads=base.n_heads,
-                d_head=base.d_model // base.n_heads, d_mlp=base.d_mlp, n_ctx=recipe.context_size,
-                d_vocab=vocab_size, act_fn="gelu", normalization_type="LN", positional_embedding_type="standard",
+    d_head = base.d_model // base.n_heads
+    arch = dict(n_layers=base.n_layers, d_model=base.d_model, n_heads=base.n_heads, d_head=d_head, d_mlp=base.d_mlp,
+                n_ctx=recipe.context_size, d_vocab=vocab_size, **BLOCKS[base.blocks or "gpt2"],
                 original_architecture="zoo")
+    if arch["positional_embedding_type"] == "rotary":
+        arch["rotary_dim"] = d_head
     if base.seed is not None:
         arch["seed"] = base.seed  # the initialisation's seed (``new_model``); 0 when absent
     return arch

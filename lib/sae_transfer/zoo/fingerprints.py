@@ -33,7 +33,7 @@ def data_fingerprint(recipe: ZooRecipe) -> str:
 
 def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
     m = asdict(recipe.models[name])
-    for key in ("pretrained", "seed"):
+    for key in ("pretrained", "seed", "blocks"):
         if m[key] is None:
             del m[key]  # fields older models never had: their fingerprints stay what they were
     parent = model_fingerprint(recipe, m["parent"]) if m["parent"] else None

@@ -20,6 +20,13 @@ class DataRecipe:
     max_chars: dict[str, int] | None = None  # per-domain cap on characters (smoke profiles)
 
 
+#: The kinds of transformer block a toy model can be built of: ``HookedTransformerConfig`` settings of each.
+#: gpt2: learned positions, LayerNorm, a GELU MLP; llama: rotary positions, RMSNorm, a gated SiLU MLP.
+BLOCKS = {"gpt2": {"act_fn": "gelu", "normalization_type": "LN", "positional_embedding_type": "standard"},
+          "llama": {"act_fn": "silu", "normalization_type": "RMS", "positional_embedding_type": "rotary",
+                    "gated_mlp": True}}
+
+
 @dataclass(frozen=True)
 class ModelRecipe:
     """A pretraining run (``parent`` is None), a real pretrained model (``pretrained`` names one of
@@ -42,6 +49,9 @@ class ModelRecipe:
     # Another seed for this model's initialisation and data order (the zoo's seed when absent): an independent
     # twin of a base, the floor of "unrelated model" for the diffing chapter.
     seed: int | None = None
+    # A root toy model's kind of block (``BLOCKS``; gpt2 when absent): the same tokenizer, data and budget in
+    # another architecture.
+    blocks: str | None = None
 
     def checkpoint_steps(self) -> list[int]:
         if not self.checkpoints:
@@ -168,6 +178,10 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
                   f"steps; give each in (0, 1] (0.5 saves at step {max(1, round(0.5 * m.steps))} of {m.steps})")
         if m.parent is None and m.pretrained is None and None in (m.n_layers, m.d_model, m.n_heads, m.d_mlp):
             _fail(f"zoo recipe: models.{name} has no parent, so it needs n_layers, d_model, n_heads and d_mlp")
+        if m.blocks is not None and (m.blocks not in BLOCKS or m.parent is not None):
+            _fail(f"zoo recipe: models.{name}.blocks={m.blocks!r}: " + (
+                f"valid are {sorted(BLOCKS)}" if m.blocks not in BLOCKS else
+                "a finetune keeps its parent's blocks; give blocks to a model without a parent"))
         models[name] = m
     for m in models.values():
         if m.parent is not None and m.parent not in models:
