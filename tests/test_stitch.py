@@ -9,7 +9,7 @@ import torch
 
 from sae_transfer.passes.accumulators import RunningTopK
 from sae_transfer.studies.sizes.stats import FeatureCorrelation, LayerCKA, StitchQuality
-from sae_transfer.studies.sizes.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch, map_direction
+from sae_transfer.methods.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch, map_direction
 from sae_transfer.studies.sizes.train import tokens_to_reach
 
 D_S, D_L = 12, 20

@@ -37,7 +37,7 @@ from sae_transfer.studies.parameters import Config
 from sae_transfer.studies.sizes import train as sizes_train
 from sae_transfer.studies.sizes import transfer as sizes_transfer
 from sae_transfer.studies.sizes.stats import FeatureCorrelation, LayerCKA, StitchQuality
-from sae_transfer.studies.sizes.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
+from sae_transfer.methods.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
 
 
 @dataclass(frozen=True, kw_only=True)

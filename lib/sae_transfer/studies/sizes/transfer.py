@@ -17,7 +17,7 @@ from sae_transfer.data.tokens import TokenSpec, token_batches
 from sae_transfer.methods import probes
 from sae_transfer.methods import probes as P
 from sae_transfer.models.hooks import resume_layer
-from sae_transfer.studies.sizes.stitch import Stitch, map_direction
+from sae_transfer.methods.stitch import Stitch, map_direction
 
 #: A large-SAE feature is "core" when a small-SAE feature's activations correlate with its own at least this much
 #: on the same tokens, "emergent" when it fires and none reaches ``EMERGENT``; between the two, "partial".

@@ -1,5 +1,5 @@
-"""Model stitching: two affine maps between the residual streams of a small and a large model of one family, and
-what they carry across (Chen et al. 2025, ``methods.md`` section D).
+"""Model stitching: two affine maps between the residual streams of two models (a small and a large model of one
+family, in the sizes chapter), and what they carry across (Chen et al. 2025, ``methods.md`` section D).
 
 ``up`` maps a small-model activation to the large model's, ``down`` the other way; both train jointly on the
 same tokens with two reconstruction and two cycle terms:
