@@ -27,6 +27,13 @@ def panels(n: int, width: float = 3.6, height: float = 3.0, cols: int | None = N
     return fig, axes[:n]
 
 
+def legend_beside(ax, **kwargs) -> None:
+    """``ax``'s legend outside it, to its right: where lines fill the axes (one per pair and dataset), any corner
+    inside covers data. The saved figure grows to hold it (``bbox_inches="tight"``)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False,
+              **{"fontsize": 8, **kwargs})
+
+
 def centers(edges: list[float]) -> list[float]:
     """Bin centres of histogram ``edges`` [n + 1] -> [n]."""
     return [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]

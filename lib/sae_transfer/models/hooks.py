@@ -26,8 +26,13 @@ def depth_order(hook: str) -> tuple[int, bool]:
 
 
 def layer_label(hook: str) -> str:
-    """``blocks.0.hook_resid_pre`` -> ``embed``; ``blocks.3.hook_resid_post`` -> ``L3``."""
-    return "embed" if hook == "blocks.0.hook_resid_pre" else f"L{hook.split('.')[1]}"
+    """The residual stream a hook holds, named by the block it comes out of (pages read it after "residual
+    after"): ``blocks.0.hook_resid_pre`` -> ``embed``; ``blocks.3.hook_resid_post`` and ``blocks.4.hook_resid_pre``
+    -> ``block 3``. Never ``L3``, which a page would read beside L0, the sparsity."""
+    layer = int(hook.split(".")[1])
+    if hook.endswith("hook_resid_pre"):
+        return "embed" if layer == 0 else f"block {layer - 1}"
+    return f"block {layer}"
 
 
 def block_of(hook: str) -> int | None:

@@ -6,13 +6,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import MAX_COLS, centers, panels
+from sae_transfer.core.plotting import MAX_COLS, centers, legend_beside, panels
 from sae_transfer.studies.residuals.measure import summarised
 
 
 def histograms(records: list[dict], metric: str, xlabel: str, xlim=None):
     """Step histograms of a per-token metric (``cos`` or ``rel``), one line per (finetune, dataset)."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for rec in records:
         ft, ds, r = rec["finetune"], rec["dataset"], summarised(rec)
         counts = r["hist"][metric]
@@ -23,30 +23,30 @@ def histograms(records: list[dict], metric: str, xlabel: str, xlim=None):
     ax.set_ylabel("fraction of tokens")
     if xlim:
         ax.set_xlim(*xlim)
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 
 
 def by_position(records: list[dict]):
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for rec in records:
         ft, ds, r = rec["finetune"], rec["dataset"], summarised(rec)
         ax.plot(r["by_position"]["cos"], label=f"{short(ft)} on {short(ds)}")
     ax.set_xlabel("context position")
     ax.set_ylabel("mean cosine similarity")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 
 
 def by_layer(table: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.4))
     for (ft, ds), row in table.iterrows():
         ax.plot(list(row.index), row.values, marker="o", label=f"{ft} on {ds}")
     ax.set_xlabel("residual stream after")
     ax.set_ylabel("mean cosine similarity")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 
@@ -77,12 +77,12 @@ def norms(records: list[dict]):
 
 def checkpoints(rows: list[dict]):
     df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.4))
     for name, g in df.groupby("finetune"):
         ax.plot(g["step"], g["cosine"], marker="o", label=f"{name} (summarised layer)")
         ax.plot(g["step"], g["last-layer cosine"], marker=".", ls="--", label=f"{name} (last layer)")
     ax.set_xlabel("finetuning step")
     ax.set_ylabel("mean cosine similarity to base")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
+from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the book's figure theme)
 
 
 def training_curves(curves: dict[str, dict[str, list]]):
@@ -42,11 +42,13 @@ def heldout_ce(models: pd.DataFrame):
 def sae_transfer(table: pd.DataFrame, title: str):
     """Explained variance and CE loss score of one SAE across models (x) and data domains (hue)."""
     long = table.reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric in zip(axes, ("explained var.", "CE loss score")):
         sns.barplot(long, x="model", y=metric, hue="data", ax=ax)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(metric)
+        ax.get_legend().remove()  # one legend for both panels, beside them: inside, bars run under it
+    legend_beside(axes[-1], handles=axes[0].get_legend_handles_labels()[0], title="data")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
