@@ -6,7 +6,7 @@ import pandas as pd
 import seaborn as sns
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import MAX_COLS, pair_grid, panels
+from sae_transfer.core.plotting import MAX_COLS, legend_beside, pair_grid, panels
 from sae_transfer.passes.accumulators import ACT_BINS, DENSITY_BANDS, DENSITY_BINS
 from sae_transfer.passes.sae_metrics import density_comparison, log_density
 
@@ -93,7 +93,7 @@ def density_parallel(results: dict, pairs: list[tuple[str, str]], subset: str = 
     for ax in axes[::MAX_COLS]:
         ax.set_ylabel("log10 feature density")
     handles = [Line2D([], [], color=c, label=n) for n, c in colors.items()]
-    axes[-1].legend(handles=handles, title="base band", fontsize=8, loc="lower right")
+    legend_beside(axes[-1], handles=handles, title="base band")
     fig.tight_layout()
     return fig
 
