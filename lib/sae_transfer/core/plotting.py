@@ -34,6 +34,19 @@ def legend_beside(ax, **kwargs) -> None:
               **{"fontsize": 8, **kwargs})
 
 
+def count_ticks(axis) -> None:
+    """Tick labels of a count axis (``ax.xaxis``) as 50K and 1.5M: written out, 75000100000125000 ran together."""
+    from matplotlib.ticker import FuncFormatter
+
+    def short(x: float, _pos=None) -> str:
+        for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+            if abs(x) >= scale:
+                return f"{x / scale:g}{unit}"
+        return f"{x:g}"
+
+    axis.set_major_formatter(FuncFormatter(short))
+
+
 def centers(edges: list[float]) -> list[float]:
     """Bin centres of histogram ``edges`` [n + 1] -> [n]."""
     return [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]

@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import panels  # (sets the book's figure theme on import)
+from sae_transfer.core.plotting import count_ticks, legend_beside, panels  # (importing plotting sets the theme)
 
 GROUP_LABELS = {"regular": "regular", "dead_in_base": "dead in base only", "dead_in_finetune": "dead in finetune only"}
 
@@ -79,8 +79,9 @@ def recovery(rows: list[dict]):
             for v in native[metric]:
                 ax.axhline(v, color=color, ls="--", lw=1, label=f"{name}: native SAE")
         ax.set_xlabel("tokens of SAE fine-tuning on the finetune")
+        count_ticks(ax.xaxis)
         ax.set_title(metric, fontsize=10)
-    axes[0].legend(fontsize=8)
+    legend_beside(axes[-1])
     fig.tight_layout()
     return fig
 
@@ -93,7 +94,7 @@ def checkpoints(rows: list[dict]):
         ax.plot(g["step"], g["regular: share above 0.8"], marker=".", ls="--", label=f"{name}: share above 0.8")
     ax.set_xlabel("finetuning step")
     ax.set_ylabel("regular features")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
+from sae_transfer.core.plotting import count_ticks, legend_beside  # (importing plotting sets the theme)
 from sae_transfer.core import verdict as V
 from sae_transfer.core.labels import short
 
@@ -37,7 +37,7 @@ def compute(rows: list[dict], outcomes=("EV per token", "delta CE", "regular act
     """Outcomes against tokens of finetuning, one line per (finetune, dataset)."""
     df = pd.DataFrame(rows)
     base_rows = df[df["name"] == "none"]
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(4 * len(outcomes), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(3.4 * len(outcomes), 3.2), squeeze=False)
     for ax, o in zip(axes[0], outcomes):
         for name, g in df[df["name"] != "none"].groupby("name"):
             for ds, gg in g.groupby("dataset"):
@@ -45,8 +45,9 @@ def compute(rows: list[dict], outcomes=("EV per token", "delta CE", "regular act
                 gg = pd.concat([start, gg]).sort_values("tokens_seen")
                 ax.plot(gg["tokens_seen"], gg[o], marker="o", ms=3, label=f"{name} on {short(ds)}")
         ax.set_xlabel("finetuning tokens")
+        count_ticks(ax.xaxis)
         ax.set_title(o, fontsize=10)
-    axes[0][0].legend(fontsize=6, ncol=2)
+    legend_beside(axes[0][-1])
     fig.tight_layout()
     return fig
 
