@@ -23,12 +23,17 @@ def scatter(rows: list[dict], predictors, outcomes):
             ax = grid[i][j]
             for k, (ds, g) in enumerate(df.groupby("dataset")):
                 for name, gg in g.groupby("name"):
-                    ax.scatter(gg[p], gg[o], s=18, marker=markers[name], color=sns.color_palette()[k],
-                               label=f"{short(ds)}" if name == sorted(g["name"].unique())[0] else None)
+                    ax.scatter(gg[p], gg[o], s=18, marker=markers[name], color=sns.color_palette()[k])
             ax.set_xlabel(p, fontsize=9)
             if i == 0:
                 ax.set_title(o, fontsize=10)
-    grid[0][0].legend(fontsize=7, title="data", title_fontsize=7)
+    # one legend for every panel, beside the first row: colour is the data, the marker the finetune
+    from matplotlib.lines import Line2D
+
+    handles = ([Line2D([], [], ls="", marker="o", color=sns.color_palette()[k], label=f"on {short(ds)}")
+                for k, ds in enumerate(sorted(df["dataset"].unique()))]
+               + [Line2D([], [], ls="", marker=m, color="grey", label=name) for name, m in markers.items()])
+    legend_beside(grid[0][-1], handles=handles, fontsize=7)
     fig.tight_layout()
     return fig
 
