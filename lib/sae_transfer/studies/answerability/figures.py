@@ -7,7 +7,8 @@ import pandas as pd
 import seaborn as sns
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import MAX_COLS, panels  # (sets the book's figure theme on import)
+from sae_transfer.core.plotting import MAX_COLS, legend_beside, panels  # (importing plotting sets the theme)
+from sae_transfer.models.hooks import layer_label
 
 
 def heatmaps(matrices: dict[str, pd.DataFrame]):
@@ -40,7 +41,7 @@ def k_curve(summary: pd.DataFrame):
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("SAE features in the probe (k)")
     ax.set_ylabel("mean test AUROC")
-    ax.legend(fontsize=7)
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 
@@ -50,10 +51,10 @@ def layers(table: pd.DataFrame):
     for col in table.columns:
         ax.plot(range(len(table)), table[col], marker="o", label=col)
     ax.axhline(0.5, color="grey", lw=0.8)
-    ax.set_xticks(range(len(table)), [h.removeprefix("blocks.") for h in table.index], rotation=30, ha="right",
-                  fontsize=8)
+    ax.set_xticks(range(len(table)), [layer_label(h) for h in table.index])
+    ax.set_xlabel("residual stream after")
     ax.set_ylabel("residual probe AUROC")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 
