@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sae_transfer.core.plotting import MAX_COLS, panels  # (sets the book's figure theme on import)
+from sae_transfer.core.plotting import MAX_COLS, legend_beside, panels  # (importing plotting sets the theme)
 from sae_transfer.methods import crosscoder_classes as dc
 from sae_transfer.studies.diffing.tables import feature_table, floors_table, pair_rows
 
@@ -47,7 +47,7 @@ def decoder_cosines(result: dict):
     ax.axvline(dc.SHIFT, color="grey", ls="--", lw=1)
     ax.set_xlabel("decoder cosine, base vs finetune (shared latents)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8, loc="upper left")
+    legend_beside(ax, title="shared latents")
     fig.tight_layout()
     return fig
 
