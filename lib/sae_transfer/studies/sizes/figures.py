@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from sae_transfer.core import plotting  # noqa: F401 (sets the book's figure theme on import)
+from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
 from sae_transfer.models.hooks import residual_index
 from sae_transfer.studies.sizes.tables import SHARE_ROWS, cka_frame, short
 from sae_transfer.studies.sizes.transfer import CORE, EMERGENT
@@ -67,7 +67,7 @@ def match_shares(result: dict):
     ax.set_xlabel("threshold (correlation or decoder cosine)")
     ax.set_ylabel("% of live features matched")
     ax.set_ylim(0, 102)
-    ax.legend(fontsize=7, loc="lower left")
+    legend_beside(ax)
     fig.tight_layout()
     return fig
 
