@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "in training order")
     chk.add_argument("--sae", required=True, help="zoo:NAME, sae_lens:RELEASE:SAE_ID or local:DIR")
     chk.add_argument("--dataset", action="append", default=[],
-                     help="zoo:DOMAIN, json:PATH or hub:NAME; repeatable (default: a zoo finetune's own domain)")
+                     help="zoo:DOMAIN, verses:LANG, json:PATH or hub:NAME; repeatable (default: a zoo finetune's own "
+                          "domain)")
     chk.add_argument("--hook", default="", help="hook to splice at (default: the SAE's own)")
     chk.add_argument("--zoo", default="default", help="zoo profile that zoo: specs refer to")
     chk.add_argument("--tokens", type=int, default=16384, help="at most this many tokens per dataset")

@@ -104,8 +104,8 @@ def preflight(req: CheckRequest) -> CheckRequest:
     if not datasets:
         own = Zoo.open(req.zoo).own_domain(req.finetunes[-1])
         if not own:
-            raise ValueError("dataset: give --dataset zoo:DOMAIN, json:PATH or hub:NAME (only a single-domain zoo "
-                             "finetune has a default: its own domain)")
+            raise ValueError("dataset: give --dataset zoo:DOMAIN, verses:LANG, json:PATH or hub:NAME (only a "
+                             "single-domain zoo finetune has a default: its own domain)")
         datasets = (own,)
     limit = context_limit(req.base, req.zoo)
     spec = req.spec
