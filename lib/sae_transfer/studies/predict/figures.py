@@ -32,7 +32,8 @@ def scatter(rows: list[dict], predictors, outcomes):
 
     handles = ([Line2D([], [], ls="", marker="o", color=sns.color_palette()[k], label=f"on {short(ds)}")
                 for k, ds in enumerate(sorted(df["dataset"].unique()))]
-               + [Line2D([], [], ls="", marker=m, color="grey", label=name) for name, m in markers.items()])
+               + [Line2D([], [], ls="", marker=m, color="grey", label="the base" if name == "none" else name)
+                  for name, m in markers.items()])
     legend_beside(grid[0][-1], handles=handles, fontsize=7)
     fig.tight_layout()
     return fig
