@@ -39,7 +39,8 @@ def score_histograms(results: dict, drift: dict | None = None):
                     ax.hist(v, bins=np.linspace(lo, 1, 81), histtype="step", density=True,
                             label=f"{GROUP_LABELS[group]} ({len(v)})")
             ax.set_title(f"{short(ft)}: {label}", fontsize=10)
-            ax.legend(fontsize=7, loc="upper left")
+            # below the panel: groups' spikes reach any corner inside it
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=1, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -44,6 +44,8 @@ def sweeps(data: dict):
             ax.set_ylim(-0.03, 1.03)
             if axis == "features_per_dim":
                 ax.set_xscale("log", base=2)
+            elif axis == "train_tokens":
+                plotting.count_ticks(ax.xaxis)
             ax.set_xlabel(SWEEPS[axis] if i == 1 else "")
             ax.set_ylabel(metric if j == 0 else "")
     seen: dict = {}

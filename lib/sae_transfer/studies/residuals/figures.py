@@ -57,6 +57,7 @@ def norms(records: list[dict]):
     fig, axes = panels(len(datasets), 4, 3.3)
     for ax, ds in zip(axes, datasets):
         drawn_base = False
+        seen: list[float] = []  # where any drawn histogram has tokens
         for rec in records:
             if rec["dataset"] != ds:
                 continue
@@ -66,8 +67,11 @@ def norms(records: list[dict]):
                 ax.step(x, r["hist"]["log10_norm_base"], where="mid", color="black", label="base")
                 drawn_base = True
             ax.step(x, r["hist"]["log10_norm_ft"], where="mid", label=short(ft))
+            seen += [v for v, b, f in zip(x, r["hist"]["log10_norm_base"], r["hist"]["log10_norm_ft"]) if b or f]
         ax.set_title(short(ds))
         ax.set_xlabel("log10 residual norm")
+        if seen:  # the norms' own range, not the bins' fixed -2..4 (the data sat in a tenth of the axis)
+            ax.set_xlim(min(seen) - 0.25, max(seen) + 0.25)
         ax.legend(fontsize=8)
     for ax in axes[::MAX_COLS]:
         ax.set_ylabel("tokens")
