@@ -76,20 +76,17 @@ def verdict_text(chapters: dict[str, dict]) -> str | None:
 READERS = {"sae_metrics": verdict_text}
 
 #: What each box's numbers were measured on, stated beside its answer (the same quantity measured by two chapters at
-#: two budgets differs, and a reader must see why): ``{chapter: (parameter, words)}``. The verdict states its own.
-BUDGETS = {"features": ("n_tokens", "{:,} evaluation tokens"), "predict": ("n_tokens", "{:,} tokens a case"),
-           "atlas": ("n_tokens", "up to {:,} tokens a finetune and dataset"),
-           "diffing": ("n_tokens", "{:,} evaluation tokens a dataset"),
-           "known_answers": ("n_tokens", "{:,} held-out draws"), "sizes": ("n_tokens", "{:,} tokens a dataset")}
+#: two budgets differs, and a reader must see why): the words for each chapter's ``n_tokens``. The verdict states
+#: its own.
+BUDGETS = {"features": "{:,} evaluation tokens", "predict": "{:,} tokens a case",
+           "atlas": "up to {:,} tokens a finetune and dataset", "diffing": "{:,} evaluation tokens a dataset",
+           "known_answers": "{:,} held-out draws", "sizes": "{:,} tokens a dataset"}
 
 
 def budget(chapter: str, results: dict) -> str | None:
-    """The words for what ``chapter``'s numbers were measured on (``BUDGETS``), from its run's parameters."""
-    if chapter not in BUDGETS:
-        return None
-    param, words = BUDGETS[chapter]
-    value = results["meta"]["params"].get(param)
-    return words.format(value) if isinstance(value, int) else None
+    """The words for what ``chapter``'s numbers were measured on (``BUDGETS``), from its run's ``n_tokens``."""
+    value = results["meta"]["params"].get("n_tokens")
+    return BUDGETS[chapter].format(value) if chapter in BUDGETS and isinstance(value, int) else None
 
 
 def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]) -> list[dict[str, Any]]:

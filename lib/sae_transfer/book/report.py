@@ -171,7 +171,7 @@ class Report:
         self.tables[name] = json.loads(df.reset_index().to_json(orient="records"))
         df.to_csv(self.run_dir / f"{name}.csv")
         shown = table_layout.in_words(df.reset_index() if sortable else df)
-        cell = lambda v: table_layout.cell(v.item() if hasattr(v, "item") else v, digits)  # noqa: E731
+        cell = lambda v: table_layout.cell(v, digits)  # noqa: E731
         formatted = pd.DataFrame({c: shown[c].map(cell) for c in shown.columns}, index=shown.index)
         groups = [list(shown.columns)] if sortable else table_layout.pieces(shown, formatted)
         styled = [self._styled(shown[group], cell) for group in groups]

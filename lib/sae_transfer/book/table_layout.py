@@ -52,7 +52,9 @@ def index_px(df: pd.DataFrame) -> float:
 def cell(value, digits: int = DIGITS) -> str:
     """A cell as shown: a float to ``digits`` significant digits (a whole part never cut: 1,234 and 0.612, not
     1.23e+03; under 0.001 the shortest of fixed and exponent form, 0.0003 or 3e-05), an integer with thousands
-    separators, missing as blank, anything else as its text."""
+    separators, missing as blank, anything else as its text. NumPy scalars read as their Python values."""
+    if hasattr(value, "item"):
+        value = value.item()
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
