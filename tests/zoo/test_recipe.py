@@ -59,13 +59,17 @@ def test_real_family_recipes_parse():
 
 def test_toy_fingerprints_are_unchanged_by_the_fields_real_families_added():
     """Recorded when pretrained models, SAE input scaling and BOS exclusion were added: a toy zoo built before
-    them must stay current (rebuilding the default zoo costs 20 minutes). A deliberate change updates these."""
-    from sae_transfer.zoo.store import Zoo
+    them must stay current (rebuilding the default zoo costs 20 minutes). A deliberate change updates these. The
+    default zoo since trains in bf16-mixed precision: the same recipe in fp32 keeps the recorded fingerprints."""
+    from dataclasses import replace
 
-    zoo = Zoo.open("default")
-    assert zoo.model_fingerprint("code") == "9fe8926ae3d00e2a"
-    assert zoo.sae_fingerprint("base-s") == "cbed12bee46afa95"
-    assert zoo.data_fingerprint() == "39ed346ea6434a61"
+    from sae_transfer.zoo.fingerprints import data_fingerprint, model_fingerprint, sae_fingerprint
+
+    shipped = load_recipe("default")
+    fp32 = replace(shipped, precision="fp32")
+    assert model_fingerprint(fp32, "code") == "9fe8926ae3d00e2a" != model_fingerprint(shipped, "code")
+    assert sae_fingerprint(fp32, "base-s") == "cbed12bee46afa95" != sae_fingerprint(shipped, "base-s")
+    assert data_fingerprint(fp32) == data_fingerprint(shipped) == "39ed346ea6434a61"
 
 
 @pytest.mark.parametrize("models, message", [
@@ -99,3 +103,25 @@ def test_llama_blocks_build_a_rotary_rmsnorm_gated_model_that_reads_like_any_zoo
     tokens = torch.randint(0, 50, (2, 12))
     _, cache = m.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")
     assert cache["blocks.0.hook_resid_post"].shape == (2, 12, 16)
+
+
+def test_precision_is_checked_and_keys_what_trains_in_it():
+    from sae_transfer.zoo.fingerprints import model_fingerprint, sae_fingerprint
+
+    with pytest.raises(ValueError, match=r"precision='fp16'; valid are \['fp32', 'bf16-mixed'\]"):
+        parse_recipe({"models": {"a": TOY}, "precision": "fp16"}, "t")
+    raw = {"models": {"a": TOY, "b": {"parent": "a", "steps": 1, "lr": 1.0, "mix": {"code": 1.0}}},
+           "saes": {"s": {"model": "a", "hook": "blocks.0.hook_resid_pre", "d_sae": 8, "training_tokens": 1,
+                          "l1": 1.0}}}
+    fp32, implicit, bf16 = (parse_recipe({**raw, **extra}, "t") for extra in
+                            ({"precision": "fp32"}, {}, {"precision": "bf16-mixed"}))
+    assert implicit.precision == "fp32" and bf16.precision == "bf16-mixed"
+    for name in ("a", "b"):  # fp32 keys what it always did; bf16 models are other models
+        assert model_fingerprint(fp32, name) == model_fingerprint(implicit, name) != model_fingerprint(bf16, name)
+    assert sae_fingerprint(fp32, "s") != sae_fingerprint(bf16, "s")
+    real = {"r": {"pretrained": "smollm2-135m-instruct"}}
+    # a pretrained root is converted, not trained: its precision changes nothing of it
+    assert (model_fingerprint(parse_recipe({"models": real}, "t"), "r")
+            == model_fingerprint(parse_recipe({"models": real, "precision": "bf16-mixed"}, "t"), "r"))
+    assert load_recipe("default").precision == load_recipe("smollm2").precision == "bf16-mixed"
+    assert load_recipe("smoke").precision == "fp32"

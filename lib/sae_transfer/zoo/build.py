@@ -216,14 +216,14 @@ def build_model(zoo: Zoo, name: str, device: str) -> Path:
             _link_or(parent / "model.safetensors" if hf_dir is not None else None, step0, save)
         seed = (recipe.seed if m.seed is None else m.seed) + 1
         tlog = train_lm(model, streams, m.mix, m.steps, m.batch_size, m.lr, seed, m.warmup,
-                        on_step=on_step, desc=f"train {name}", loss_of=loss_of)
+                        on_step=on_step, desc=f"train {name}", loss_of=loss_of, precision=recipe.precision)
         last = tmp / "checkpoints" / f"step_{m.steps:06d}.safetensors"
         _link_or(last if last.exists() else None, tmp / "model.safetensors", save)
         write_json_atomic(tmp / "arch.json", arch)
         n_params = sum(p.numel() for p in model.parameters())
         write_json_atomic(tmp / "train_log.json", {
             "recipe": m, "steps": tlog.steps, "loss": tlog.loss, "tokens_seen": tlog.tokens_seen,
-            "seconds": tlog.seconds, "n_params": n_params, "device": device,
+            "seconds": tlog.seconds, "n_params": n_params, "device": device, "precision": recipe.precision,
             "checkpoint_steps": sorted(ckpt_steps | ({0} if m.checkpoints else set()))})
         write_record(tmp, fp)
     return out
@@ -247,9 +247,10 @@ def build_sae(zoo: Zoo, name: str, device: str) -> Path:
         train_sae(model, stream, s.hook, s.d_sae, s.training_tokens, s.sparsity, s.lr,
                   recipe.seed if s.seed is None else s.seed, device,
                   batch_tokens=s.batch_tokens, out_dir=tmp, architecture=s.architecture, exclude_special=exclude,
-                  normalize=s.normalize)
+                  normalize=s.normalize, precision=recipe.precision)
         write_json_atomic(tmp / "train_info.json", {"recipe": s, "seconds": time.perf_counter() - t0,
-                                                    "trained_on": "prose train split", "device": device})
+                                                    "trained_on": "prose train split", "device": device,
+                                                    "precision": recipe.precision})
         write_record(tmp, fp)
     return out
 

@@ -26,6 +26,12 @@ def _pretrained(recipe: ZooRecipe) -> dict:
     return {"pretrained": {"name": recipe.pretrained, "sha256": source.wheel.sha256, "gguf": source.gguf}}
 
 
+def _precision(recipe: ZooRecipe) -> dict:
+    """What a zoo trained in another precision than fp32 adds to its models' and SAEs' fingerprints. Empty for
+    fp32, so fingerprints are what they were before zoos could train in bf16."""
+    return {} if recipe.precision == "fp32" else {"precision": recipe.precision}
+
+
 def data_fingerprint(recipe: ZooRecipe) -> str:
     return fingerprint({"data": recipe.data, "seed": recipe.seed, "python": sys.version.split()[0],
                         "sources": SOURCES_TABLE, "v": 1, **_pretrained(recipe)})
@@ -37,8 +43,9 @@ def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
         if m[key] is None:
             del m[key]  # fields older models never had: their fingerprints stay what they were
     parent = model_fingerprint(recipe, m["parent"]) if m["parent"] else None
+    trained = {} if m.get("pretrained") else _precision(recipe)  # a pretrained root is converted, not trained
     return fingerprint({"model": m, "parent": parent, "data": data_fingerprint(recipe), "seed": recipe.seed,
-                        "ctx": recipe.context_size, "v": 1})
+                        "ctx": recipe.context_size, "v": 1, **trained})
 
 
 def sae_fingerprint(recipe: ZooRecipe, name: str) -> str:
@@ -50,7 +57,7 @@ def sae_fingerprint(recipe: ZooRecipe, name: str) -> str:
     # v2: SAE training seeded (v1 SAEs depended on the process's random state before training)
     extra = {"exclude_bos": True} if recipe.pretrained else {}
     return fingerprint({"sae": s, "model": model_fingerprint(recipe, s["model"]), "seed": recipe.seed, "v": 2,
-                        **extra})
+                        **extra, **_precision(recipe)})
 
 
 def card_fingerprint(recipe: ZooRecipe) -> str:

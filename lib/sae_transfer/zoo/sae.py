@@ -45,7 +45,7 @@ def _sae_config(architecture: str, d_in: int, d_sae: int, sparsity: float, n_ste
 def _runner_config(model, hook_name: str, d_sae: int, context_size: int, training_tokens: int, sparsity: float,
                    lr: float, seed: int, device: str, batch_tokens: int, out_dir: Path | None,
                    architecture: str = "standard", exclude_special: bool | list[int] = False,
-                   normalize: str = "none"):
+                   normalize: str = "none", precision: str = "fp32"):
     from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig
 
     n_steps = training_tokens // batch_tokens
@@ -64,16 +64,21 @@ def _runner_config(model, hook_name: str, d_sae: int, context_size: int, trainin
         seed=seed, device=device, dtype="float32", n_checkpoints=0, save_final_checkpoint=False,
         output_path=str(out_dir) if out_dir is not None else None, verbose=False,
         logger=LoggingConfig(log_to_wandb=False), exclude_special_tokens=exclude_special,
+        # bf16-mixed (``zoo.recipe.PRECISIONS``): sae_lens's own autocast of the model's forward that gives the
+        # activations and of the SAE's passes; its weights, Adam and the loss stay fp32.
+        autocast_lm=precision == "bf16-mixed", autocast=precision == "bf16-mixed",
     )
 
 
 def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_tokens: int, sparsity: float,
               lr: float, seed: int, device: str = "cpu", batch_tokens: int = 4096, out_dir: Path | None = None,
-              architecture: str = "standard", exclude_special: bool | list[int] = False, normalize: str = "none"):
+              architecture: str = "standard", exclude_special: bool | list[int] = False, normalize: str = "none",
+              precision: str = "fp32"):
     """Train an SAE on ``model``'s activations at ``hook_name``; save it to ``out_dir``.
 
     ``sparsity`` is the L1 coefficient (``standard``) or the mean number of active features k (``batchtopk``).
     ``exclude_special``: token ids whose positions the SAE never trains on (sae_lens's ``exclude_special_tokens``).
+    ``precision``: the zoo's (``zoo.recipe.PRECISIONS``).
 
     Returns the trained sae_lens SAE. Windows are taken in order from ``stream`` (the train split).
     """
@@ -81,7 +86,7 @@ def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_t
 
     n_windows = -(-training_tokens // stream.ctx) + 64
     cfg = _runner_config(model, hook_name, d_sae, stream.ctx, training_tokens, sparsity, lr, seed, device,
-                         batch_tokens, out_dir, architecture, exclude_special, normalize)
+                         batch_tokens, out_dir, architecture, exclude_special, normalize, precision)
     # The runner never seeds torch with cfg.seed: the SAE's initialisation and the activation buffer's shuffling
     # draw from the global generator, so without this the SAE would depend on what the process did before.
     with torch.random.fork_rng():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,24 +31,42 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def tl_loss(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean next-token CE of a HookedTransformer on ``tokens`` [batch, ctx]."""
-    return model(tokens, return_type="loss")
+def autocast(precision: str, device: torch.device):
+    """The forward and backward passes' context for a zoo ``precision`` (``zoo.recipe.PRECISIONS``)."""
+    if precision == "bf16-mixed" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("zoo precision bf16-mixed on a CPU without bf16 units: training runs slower than in fp32 "
+                      "here (a copy of the recipe with precision: fp32 is faster, and builds models of its own)",
+                      stacklevel=2)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
-def hf_loss(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean next-token CE of a Hugging Face causal LM on ``tokens`` [batch, ctx]."""
-    return model(input_ids=tokens, labels=tokens).loss
+def tl_loss(model, tokens: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Mean next-token CE of a HookedTransformer on ``tokens`` [batch, ctx]: its logits in ``precision``, the loss
+    from them in fp32 (in fp32, exactly ``model(tokens, return_type="loss")``)."""
+    from transformer_lens.utils import lm_cross_entropy_loss
+
+    with autocast(precision, tokens.device):
+        logits = model(tokens, return_type="logits")  # [batch, ctx, vocab]
+    return lm_cross_entropy_loss(logits.float(), tokens)
+
+
+def hf_loss(model, tokens: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Mean next-token CE of a Hugging Face causal LM on ``tokens`` [batch, ctx], as ``tl_loss`` (in fp32, exactly
+    ``model(input_ids=tokens, labels=tokens).loss``: its own loss function, which upcasts the logits)."""
+    with autocast(precision, tokens.device):
+        logits = model(input_ids=tokens).logits  # [batch, ctx, vocab]
+    return model.loss_function(logits=logits, labels=tokens, vocab_size=model.config.vocab_size)
 
 
 def train_lm(model, streams: dict[str, TokenStream], mix: dict[str, float], steps: int, batch_size: int,
              lr: float, seed: int, warmup: int = 50, weight_decay: float = 0.1,
              on_step: Callable[[int], None] | None = None, desc: str = "train",
-             loss_of: Callable | None = None) -> TrainLog:
+             loss_of: Callable | None = None, precision: str = "fp32") -> TrainLog:
     """Train every parameter of ``model`` with AdamW on windows drawn from ``streams`` in proportion ``mix``.
 
-    ``on_step(step)`` runs after each optimiser step (1-based), e.g. to save checkpoints. ``loss_of(model,
-    tokens)``: ``tl_loss`` (default) or ``hf_loss``. Losses are computed in fp32 (the zoo trains in fp32).
+    ``on_step(step)`` runs after each optimiser step (1-based), e.g. to save checkpoints. ``loss_of(model, tokens,
+    precision)``: ``tl_loss`` (default) or ``hf_loss``. ``precision``: the passes' (``autocast``); weights,
+    gradients, AdamW's state and the loss stay fp32.
     """
     loss_of = loss_of or tl_loss
     if set(mix) - set(streams):
@@ -68,7 +87,7 @@ def train_lm(model, streams: dict[str, TokenStream], mix: dict[str, float], step
         tokens = torch.cat([streams[d].sample(int(c), rng) for d, c in zip(domains, counts) if c > 0]).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
-        loss = loss_of(model, tokens)
+        loss = loss_of(model, tokens, precision)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
