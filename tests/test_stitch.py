@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sae_transfer.passes.accumulators import RunningTopK
-from sae_transfer.studies.sizes.stats import FeatureCorrelation, LayerCKA, StitchQuality
+from sae_transfer.methods.stitch_stats import FeatureCorrelation, LayerCKA, StitchQuality
 from sae_transfer.methods.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch, map_direction
 from sae_transfer.studies.sizes.train import tokens_to_reach
 

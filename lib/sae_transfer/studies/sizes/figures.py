@@ -9,7 +9,7 @@ import seaborn as sns
 from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
 from sae_transfer.models.hooks import residual_index
 from sae_transfer.studies.sizes.tables import SHARE_ROWS, cka_frame, short
-from sae_transfer.studies.sizes.transfer import CORE, EMERGENT
+from sae_transfer.methods.stitched_pair import CORE, EMERGENT
 
 CLASS_COLORS = {"core": "#4c9f70", "partial": "#e0b040", "emergent": "#c8553d"}
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from sae_transfer.core.labels import short
 from sae_transfer.models.hooks import layer_label, residual_index
-from sae_transfer.studies.sizes.transfer import CORE, EMERGENT
+from sae_transfer.methods.stitched_pair import CORE, EMERGENT
 
 #: Chen et al.'s GPT-2 small -> medium zero-shot numbers (their Table, quoted as theirs): the small SAE on GPT-2
 #: small, then transferred to GPT-2 medium.
@@ -39,7 +39,7 @@ def stitch_table(result: dict) -> pd.DataFrame:
         q = r["quality"]
         rows.append({"data": short(d), "EV up (small to large)": q["ev_up"], "EV down (large to small)": q["ev_down"],
                      "MSE up": q["mse_up"], "MSE down": q["mse_down"],
-                     "CE small": r["ce_small"], "CE large": r["ce_large"], "CE large on stitched": r["ce_stitched"],
+                     "CE small": r["ce_source"], "CE large": r["ce_target"], "CE large on stitched": r["ce_stitched"],
                      "KL stitched": r["kl_stitched"]})
     return pd.DataFrame(rows).set_index("data")
 
@@ -132,10 +132,10 @@ def headline(result: dict) -> dict[str, Any]:
         pair_large=layer_label(result["hooks"]["large"][j]), pair_is_best=bool(cka[i].argmax() == j))
     d = result["datasets"]
     h.update(ev_up=_mean(d, lambda r: r["quality"]["ev_up"]), ev_down=_mean(d, lambda r: r["quality"]["ev_down"]),
-             ce_small=_mean(d, lambda r: r["ce_small"]), ce_large=_mean(d, lambda r: r["ce_large"]),
+             ce_small=_mean(d, lambda r: r["ce_source"]), ce_large=_mean(d, lambda r: r["ce_target"]),
              ce_stitched=_mean(d, lambda r: r["ce_stitched"]))
     h["ce_gap"] = h["ce_small"] - h["ce_large"]
-    h["ce_gap_min"] = min(r["ce_small"] - r["ce_large"] for r in d.values())
+    h["ce_gap_min"] = min(r["ce_source"] - r["ce_target"] for r in d.values())
     m = result["sae_metrics"]
     for key, name in zip(("small", "transferred", "large"), SAE_ROWS):
         h[f"ev_{key}"] = _mean(m, lambda r: r[name]["ev_global"])

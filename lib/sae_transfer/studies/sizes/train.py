@@ -43,9 +43,9 @@ def flops_per_token(s, hooks: tuple[int, int], d_sae: int) -> dict[str, float]:
     """Training FLOPs a token, 2 per multiply-add, backward twice the forward, attention's own products left out
     (as in Kaplan et al.'s 6N): the large model's forward to the hook plus an SAE step (4 d d_sae forward), and a
     stitch step (both forwards to their hooks, four maps of 2 d_small d_large forward)."""
-    lm_small = 2 * _blocks_params(s.small, hooks[0])
-    lm_large = 2 * _blocks_params(s.large, hooks[1])
-    d_s, d_l = s.small.cfg.d_model, s.large.cfg.d_model
+    lm_small = 2 * _blocks_params(s.source, hooks[0])
+    lm_large = 2 * _blocks_params(s.target, hooks[1])
+    d_s, d_l = s.source.cfg.d_model, s.target.cfg.d_model
     return {"sae": lm_large + 3 * 4 * d_l * d_sae, "stitch": lm_small + lm_large + 3 * 4 * 2 * d_s * d_l}
 
 
@@ -79,23 +79,23 @@ def init_study(s, transferred, zero_shot: dict, stitch_log: dict, study, setup) 
     d_sae = transferred.cfg.d_sae  # both runs at the transferred SAE's width: the one thing the recipe cannot set
 
     def ev_of(sae) -> dict[str, float]:
-        return curve_point(sae_pass(s.large, sae, s.large_hook, token_batches(held, s.tokenizer, setup.zoo),
+        return curve_point(sae_pass(s.target, sae, s.target_hook, token_batches(held, s.tokenizer, setup.zoo),
                                     float("inf"), held.n_batches(), desc="curve point", memory=setup.memory)["all"])
 
     curves = {}
     for name, init in (("from scratch", None), ("from the transferred SAE", transferred)):
         with tempfile.TemporaryDirectory() as tmp:
             points = train_checkpointed(
-                s.large, windows, s.large_hook, d_sae, recipe["architecture"], recipe["sparsity"], study.sae_tokens,
-                recipe["lr"], study.seed, Path(tmp), str(s.large.cfg.device), recipe["batch_tokens"],
+                s.target, windows, s.target_hook, d_sae, recipe["architecture"], recipe["sparsity"], study.sae_tokens,
+                recipe["lr"], study.seed, Path(tmp), str(s.target.cfg.device), recipe["batch_tokens"],
                 study.sae_checkpoints - 1, init=None if init is None else init.state_dict())
             rows = [{"tokens": 0, **curve_point(zero_shot)}] if init is not None else []
-            rows += [{"tokens": p["tokens"], **ev_of(load_local_sae(Path(p["path"]), str(s.large.cfg.device)))}
+            rows += [{"tokens": p["tokens"], **ev_of(load_local_sae(Path(p["path"]), str(s.target.cfg.device)))}
                      for p in points]
         curves[name] = rows
     scratch, warm = curves["from scratch"], curves["from the transferred SAE"]
     target = scratch[-1]["ev"]
-    flops = flops_per_token(s, (residual_index(s.small_hook), residual_index(s.large_hook)), d_sae)
+    flops = flops_per_token(s, (residual_index(s.source_hook), residual_index(s.target_hook)), d_sae)
     reach = tokens_to_reach([r["tokens"] for r in warm], [r["ev"] for r in warm], target)
     scratch_flops = scratch[-1]["tokens"] * flops["sae"]
     stitch_flops = stitch_log["tokens"] * flops["stitch"]

@@ -1,6 +1,6 @@
-"""Streaming accumulators of the sizes chapter: linear CKA between every pair of layers of two models, a stitch's
-reconstruction quality, the correlation of every pair of features of two SAEs. Each keeps sums of fixed size, never
-the tokens."""
+"""Streaming accumulators of two stitched models (``stitched_pair``): linear CKA between every pair of layers of the
+two, a stitch's reconstruction quality, the correlation of every pair of features of two SAEs. Each keeps sums of
+fixed size, never the tokens."""
 
 from __future__ import annotations
 
@@ -8,38 +8,38 @@ import torch
 
 
 class LayerCKA:
-    """Linear CKA (Kornblith et al. 2019) between each small-model hook and each large-model hook on the same
+    """Linear CKA (Kornblith et al. 2019) between each source-model hook and each target-model hook on the same
     tokens: ``||Ac^T Bc||_F^2 / (||Ac^T Ac||_F ||Bc^T Bc||_F)`` with ``Ac``, ``Bc`` the centred activations
     [n, d]. Kept as sums (``A^T B`` [d_a, d_b] per pair, fp64), so it streams; 1 for maps that are a rotation and
     scale of each other, 0 for unrelated ones."""
 
-    def __init__(self, small: list[str], large: list[str]):
-        self.small, self.large = small, large
+    def __init__(self, source: list[str], target: list[str]):
+        self.source, self.target = source, target
         self.n = 0
         self.sum: dict[str, torch.Tensor] = {}
         self.gram: dict[str, torch.Tensor] = {}
         self.cross: dict[tuple[str, str], torch.Tensor] = {}
 
     def update(self, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-        """``a[hook]`` [n, d] of the small model, ``b[hook]`` [n, d] of the large one, the same n tokens."""
-        xs = {**{("s", h): a[h].double() for h in self.small}, **{("l", h): b[h].double() for h in self.large}}
+        """``a[hook]`` [n, d] of the source model, ``b[hook]`` [n, d] of the target, the same n tokens."""
+        xs = {**{("s", h): a[h].double() for h in self.source}, **{("l", h): b[h].double() for h in self.target}}
         self.n += len(next(iter(xs.values())))
         for (side, h), x in xs.items():
             key = f"{side}:{h}"
             self.sum[key] = self.sum.get(key, 0) + x.sum(0)
             self.gram[key] = self.gram.get(key, 0) + x.T @ x
-        for hs in self.small:
-            for hl in self.large:
+        for hs in self.source:
+            for hl in self.target:
                 self.cross[hs, hl] = self.cross.get((hs, hl), 0) + xs["s", hs].T @ xs["l", hl]
 
     def _centred(self, m: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
         return m - torch.outer(sa, sb) / self.n
 
     def result(self) -> list[list[float]]:
-        """[len(small)][len(large)]"""
+        """[len(source)][len(target)]"""
         norm = {k: self._centred(g, self.sum[k], self.sum[k]).norm() for k, g in self.gram.items()}
         return [[float(self._centred(self.cross[hs, hl], self.sum[f"s:{hs}"], self.sum[f"l:{hl}"]).pow(2).sum()
-                       / (norm[f"s:{hs}"] * norm[f"l:{hl}"])) for hl in self.large] for hs in self.small]
+                       / (norm[f"s:{hs}"] * norm[f"l:{hl}"])) for hl in self.target] for hs in self.source]
 
 
 class StitchQuality:
@@ -50,8 +50,8 @@ class StitchQuality:
         self.st = st
         self.n = 0
         self.se = {"up": 0.0, "down": 0.0}
-        self.sum = {"small": 0, "large": 0}
-        self.sq = {"small": 0.0, "large": 0.0}
+        self.sum = {"source": 0, "target": 0}
+        self.sq = {"source": 0.0, "target": 0.0}
 
     @torch.no_grad()
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -59,14 +59,14 @@ class StitchQuality:
         self.n += len(a)
         self.se["up"] += float((self.st.map(a, "up") - b).double().pow(2).sum())
         self.se["down"] += float((self.st.map(b, "down") - a).double().pow(2).sum())
-        for side, x in (("small", a), ("large", b)):
+        for side, x in (("source", a), ("target", b)):
             self.sum[side] = self.sum[side] + x.double().sum(0)
             self.sq[side] += float(x.double().pow(2).sum())
 
     def result(self) -> dict[str, float]:
         total = {s: self.sq[s] - float(self.sum[s].pow(2).sum()) / self.n for s in self.sq}
         return {"n_tokens": self.n, "mse_up": self.se["up"] / self.n, "mse_down": self.se["down"] / self.n,
-                "ev_up": 1 - self.se["up"] / total["large"], "ev_down": 1 - self.se["down"] / total["small"]}
+                "ev_up": 1 - self.se["up"] / total["target"], "ev_down": 1 - self.se["down"] / total["source"]}
 
 
 class FeatureCorrelation:
