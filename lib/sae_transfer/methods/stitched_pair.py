@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sae_transfer.data.contexts import context_text
-from sae_transfer.data.tokens import TokenSpec, interleaved_batches, token_batches
-from sae_transfer.methods.stitch import Stitch, StitchConfig, fit_stitch
+from sae_transfer.data.tokens import TokenSpec, interleaved_batches, token_batches, token_windows
+from sae_transfer.methods.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
 from sae_transfer.methods.stitch_stats import FeatureCorrelation, LayerCKA, StitchQuality
 from sae_transfer.models.hooks import residual_hooks, residual_index, resume_layer, stop_layer
 from sae_transfer.models.load import (SpecError, check_dtype, d_model_of, load_model, load_sae, load_tokenizer_for,
@@ -27,7 +27,7 @@ from sae_transfer.models.load import (SpecError, check_dtype, d_model_of, load_m
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.accumulators import RunningTopK
 from sae_transfer.passes.cache import entry_path, measurement_key, sae_identity, tokens_identity, trained
-from sae_transfer.passes.sae_metrics import logit_stats
+from sae_transfer.passes.sae_metrics import logit_stats, sae_pass
 
 #: A target-SAE feature is "core" when a source-SAE feature's activations correlate with its own at least this much
 #: on the same tokens, "emergent" when it fires and none reaches ``EMERGENT``; between the two, "partial".
@@ -220,6 +220,49 @@ def evaluation_pass(p: Pair, st: Stitch, spec: TokenSpec, zoo: str, cka: LayerCK
             "ce_target": sums["ce_target"] / n, "ce_stitched": sums["ce_stitched"] / n, "kl_stitched": sums["kl"] / n,
             "mean_source": (sums["source"] / quality.n).tolist(), "mean_target": (sums["target"] / quality.n).tolist(),
             "token_counts": counts.tolist(), "tokens_seen": seen - offset}
+
+
+def sae_summary(r: dict) -> dict[str, Any]:
+    """The SAE metrics a stitched pair reports, with their batch-bootstrap intervals (``ci``); the full result
+    holds per-feature lists."""
+    return {k: r[k] for k in ("n_tokens", "l0", "l0_frac", "ev_global", "ev_token", "mse", "ce_clean", "ce_spliced",
+                              "delta_ce", "ce_recovered", "kl", "kl_score", "dead_frac", "ci")}
+
+
+def read_pair(p: Pair, st: Stitch, specs: list[TokenSpec], zoo: str, memory: str, top_k: int,
+              roles: Roles = Roles()) -> tuple[dict[str, Any], Any]:
+    """Everything a stitched pair shows on held-out ``specs``: ``evaluation_pass`` on each; the SAE metrics of the
+    source SAE on the source, of the source SAE carried to the target (``collapse_sae``: no activation mapped) and
+    of the target SAE on the target; which features have a counterpart (``stability``). Keyed in the study's words
+    (``roles``). Returns ``(plain data, the carried SAE)``."""
+    src, tgt = roles.source_word, roles.target_word
+    hooks_s, hooks_t = residual_hooks(p.source.cfg.n_layers), residual_hooks(p.target.cfg.n_layers)
+    cka = LayerCKA(hooks_s, hooks_t)
+    corr = FeatureCorrelation(p.source_sae.cfg.d_sae, p.target_sae.cfg.d_sae)
+    ceiling = FeatureCorrelation(p.target_sae.cfg.d_sae, p.second_sae.cfg.d_sae) if p.second_sae else None
+    top = RunningTopK(p.target_sae.cfg.d_sae, top_k)
+    per, offset = {}, 0
+    for spec in specs:
+        per[spec.dataset] = evaluation_pass(p, st, spec, zoo, cka, corr, ceiling, top, offset)
+        offset += per[spec.dataset]["tokens_seen"]
+    carried = collapse_sae(p.source_sae, st, p.target_hook)
+    metrics = {}
+    for spec in specs:
+        batches = lambda: token_batches(spec, p.tokenizer, zoo)  # noqa: E731
+        metrics[spec.dataset] = {
+            # no outliers are set aside here: "all" and "kept" are the same tokens
+            name: sae_summary(sae_pass(model, sae, hook, batches(), float("inf"), spec.n_batches(),
+                                       desc=f"{name} on {spec.dataset}", memory=memory)["all"])
+            for name, model, sae, hook in ((f"{src} SAE on {src}", p.source, p.source_sae, p.source_hook),
+                                           (f"transferred SAE on {tgt}", p.target, carried, p.target_hook),
+                                           (f"{tgt} SAE on {tgt}", p.target, p.target_sae, p.target_hook))}
+    windows = torch.cat([token_windows(spec, p.tokenizer, zoo) for spec in specs])
+    return {"hooks": {src: hooks_s, tgt: hooks_t, f"{src}_sae": p.source_hook, f"{tgt}_sae": p.target_hook},
+            "widths": {src: p.source.cfg.d_model, tgt: p.target.cfg.d_model,
+                       f"{src}_sae": p.source_sae.cfg.d_sae, f"{tgt}_sae": p.target_sae.cfg.d_sae},
+            "cka": cka.result(), "datasets": per, "sae_metrics": metrics,
+            "stability": stability(p, st, corr.result(), ceiling.result() if ceiling else None, top, windows,
+                                   roles)}, carried
 
 
 # ------------------------------------------------------------------------------------------ counterparts

@@ -21,21 +21,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
 
 from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data import answerable
-from sae_transfer.data.tokens import TokenSpec, check_token_spec, token_batches, token_windows
+from sae_transfer.data.tokens import TokenSpec, check_token_spec
 from sae_transfer.methods import stitched_pair
-from sae_transfer.methods.stitch import StitchConfig, collapse_sae
-from sae_transfer.methods.stitch_stats import FeatureCorrelation, LayerCKA
-from sae_transfer.methods.stitched_pair import Pair, Roles, evaluation_pass, trained_stitch
-from sae_transfer.models.hooks import residual_hooks
+from sae_transfer.methods.stitch import StitchConfig
+from sae_transfer.methods.stitched_pair import Pair, Roles, trained_stitch
 from sae_transfer.models.load import parse_spec
 from sae_transfer.models.pairs import PairSetup
-from sae_transfer.passes.accumulators import RunningTopK
 from sae_transfer.passes.cache import cached, measurement_key, sae_identity, tokens_identity
-from sae_transfer.passes.sae_metrics import sae_pass
 from sae_transfer.studies.parameters import Config
 from sae_transfer.studies.sizes import train as sizes_train
 from sae_transfer.studies.sizes import transfer as sizes_transfer
@@ -122,33 +117,10 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
 
     def run() -> dict[str, Any]:
         s = sizes()
-        hooks_s, hooks_l = residual_hooks(s.source.cfg.n_layers), residual_hooks(s.target.cfg.n_layers)
-        cka = LayerCKA(hooks_s, hooks_l)
-        corr = FeatureCorrelation(s.source_sae.cfg.d_sae, s.target_sae.cfg.d_sae)
-        ceiling = FeatureCorrelation(s.target_sae.cfg.d_sae, s.second_sae.cfg.d_sae) if s.second_sae else None
-        top = RunningTopK(s.target_sae.cfg.d_sae, study.top_k)
-        per, offset = {}, 0
-        for spec in study.eval_specs():
-            per[spec.dataset] = evaluation_pass(s, st, spec, setup.zoo, cka, corr, ceiling, top, offset)
-            offset += per[spec.dataset]["tokens_seen"]
-        transferred = collapse_sae(s.source_sae, st, s.target_hook)
-        metrics = {}
-        for spec in study.eval_specs():
-            batches = lambda: token_batches(spec, s.tokenizer, setup.zoo)  # noqa: E731
-            metrics[spec.dataset] = {
-                # no outliers are set aside here: "all" and "kept" are the same tokens
-                name: _sae_summary(sae_pass(model, sae, hook, batches(), float("inf"), spec.n_batches(),
-                                            desc=f"{name} on {spec.dataset}", memory=setup.memory)["all"])
-                for name, model, sae, hook in (("small SAE on small", s.source, s.source_sae, s.source_hook),
-                                               ("transferred SAE on large", s.target, transferred, s.target_hook),
-                                               ("large SAE on large", s.target, s.target_sae, s.target_hook))}
-        windows = torch.cat([token_windows(spec, s.tokenizer, setup.zoo) for spec in study.eval_specs()])
-        return {"hooks": {"small": hooks_s, "large": hooks_l, "small_sae": s.source_hook, "large_sae": s.target_hook},
-                "widths": {"small": s.source.cfg.d_model, "large": s.target.cfg.d_model,
-                           "small_sae": s.source_sae.cfg.d_sae, "large_sae": s.target_sae.cfg.d_sae},
-                "cka": cka.result(), "datasets": per, "sae_metrics": metrics,
-                "stability": stitched_pair.stability(s, st, corr.result(), ceiling.result() if ceiling else None,
-                                                     top, windows, ROLES),
+        result, transferred = stitched_pair.read_pair(s, st, study.eval_specs(), setup.zoo, setup.memory, study.top_k,
+                                                      ROLES)
+        per, metrics = result["datasets"], result["sae_metrics"]
+        return {**result,
                 "steering": sizes_transfer.steering(s, st, per, study, setup.zoo),
                 "probes": sizes_transfer.probes_across(s, st, transferred, study),
                 "init": sizes_train.init_study(s, transferred, metrics[study.datasets[0]]["transferred SAE on large"],
@@ -158,9 +130,3 @@ def measure(setup: PairSetup, small: str, small_sae: str, study: SizesStudy, sec
     specs = {"small": small, "large": setup.base, "small_sae": small_sae, "large_sae": setup.sae,
              "second_sae": second_sae}
     return {**out, "stitch_log": log, "order": list(study.datasets), "specs": specs}
-
-
-def _sae_summary(r: dict) -> dict[str, float]:
-    """The SAE metrics the chapter reports (the full result holds per-feature lists)."""
-    return {k: r[k] for k in ("n_tokens", "l0", "l0_frac", "ev_global", "ev_token", "mse", "ce_clean", "ce_spliced",
-                              "delta_ce", "ce_recovered", "kl", "kl_score", "dead_frac")}
