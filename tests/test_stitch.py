@@ -184,3 +184,23 @@ def test_sizes_refuses_other_tokenizers_and_missing_layers_before_any_weights(tm
     deep.save_model(str(tmp_path / "deep"))
     with pytest.raises(SpecError, match=r"reads 'blocks.7.hook_resid_pre' but small='zoo:base-s' has 2 blocks"):
         check_inputs("zoo:base-m", "zoo:base-m", "zoo:base-s", f"local:{tmp_path / 'deep'}", "", "smoke")
+
+
+def test_stitch_quality_intervals_resample_batches_and_bracket_the_estimate():
+    """The maps' explained variance gets a 95% interval from resampled batches: around the estimate, narrower the
+    more batches agree, none under four batches."""
+    torch.manual_seed(0)
+    a = torch.randn(4096, 8)
+    b = a @ torch.randn(8, 12) + 0.5 * torch.randn(4096, 12)  # a noisy linear map up
+    st, _ = fit_stitch(8, 12, StitchConfig(n_tokens=4096, batch_tokens=256, lr=1e-2), lambda: [torch.cat([a, b], 1)])
+    q = StitchQuality(st)
+    for x, y in zip(a.split(512), b.split(512)):
+        q.update(x, y)
+    r = q.result()
+    lo, hi = r["ci"]["ev_up"]
+    assert lo <= r["ev_up"] <= hi and 0 < hi - lo < 0.2
+    assert r["ci"]["ev_down"][0] <= r["ev_down"] <= r["ci"]["ev_down"][1]
+    few = StitchQuality(st)
+    for x, y in zip(a[:1536].split(512), b[:1536].split(512)):
+        few.update(x, y)
+    assert few.result()["ci"] == {} and np.isfinite(few.result()["ev_up"])

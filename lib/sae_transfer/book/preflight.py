@@ -25,6 +25,7 @@ from sae_transfer.models.load import (SpecError, check_load_fits, check_pair_kin
                                       load_tokenizer_for, n_layers_of)
 from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, train_specs
 from sae_transfer.studies.parameters import Unfit, fitted
+from sae_transfer.studies.across.measure import check_inputs as across_inputs
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
 
@@ -99,16 +100,16 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
         if base:
             check_reads(base, params["sae"], params.get("hook", ""), zoo)
     if params.get("twin"):
-        if base and is_zoo(base) != is_zoo(params["twin"]):
+        if chapter == "diffing" and base and is_zoo(base) != is_zoo(params["twin"]):
             raise SpecError(f"twin={params['twin']!r}: base={base!r} pairs only with a twin of the same source "
                             "(zoo with zoo); the crosscoder reads both on the same tokens")
         check_source(params["twin"], "twin", zoo)
     if params.get("second_sae"):
         check_source(params["second_sae"], "second_sae", zoo, sae=True)
-    for name in ("small", "large"):
+    for name in ("small", "large", "other"):
         if params.get(name):
             check_source(params[name], name, zoo)
-    for name in ("small_sae", "large_sae"):
+    for name in ("small_sae", "large_sae", "other_sae", "twin_sae"):
         if params.get(name):
             check_source(params[name], name, zoo, sae=True)
     if chapter == "sizes":
@@ -122,6 +123,15 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
                 raise SpecError(f"{name}={params[name]!r} is not one of datasets={params['datasets']}")
         check_inputs(params["large"], params["large_sae"], params["small"], params["small_sae"],
                      params["second_sae"], zoo)
+    if chapter == "across":
+        for role in ("other", "twin"):
+            if params[role]:
+                limit = context_limit(params[role], zoo)
+                if limit and params["context_size"] > limit:
+                    raise SpecError(f"context_size={params['context_size']} exceeds {role}={params[role]!r}'s "
+                                    f"context of {limit} tokens; use context_size <= {limit}")
+                across_inputs(params["base"], params["sae"], params[role], params[f"{role}_sae"],
+                              params["second_sae"] if role == "other" else "", zoo, role)
     for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
         check_dataset_source(dataset)
     limit = context_limit(base, zoo) if base else None

@@ -4,6 +4,9 @@ fixed size, never the tokens."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
 
@@ -44,7 +47,7 @@ class LayerCKA:
 
 class StitchQuality:
     """The maps' errors in raw units over held-out tokens: MSE (per token, summed over dimensions) and explained
-    variance ``1 - SSE / total`` each way."""
+    variance ``1 - SSE / total`` each way, with 95% intervals from resampling whole batches (each ``update``)."""
 
     def __init__(self, st):
         self.st = st
@@ -52,21 +55,53 @@ class StitchQuality:
         self.se = {"up": 0.0, "down": 0.0}
         self.sum = {"source": 0, "target": 0}
         self.sq = {"source": 0.0, "target": 0.0}
+        self.batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per update: scalars, sum_a, sum_b
 
     @torch.no_grad()
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         a, b = a.float(), b.float()
         self.n += len(a)
-        self.se["up"] += float((self.st.map(a, "up") - b).double().pow(2).sum())
-        self.se["down"] += float((self.st.map(b, "down") - a).double().pow(2).sum())
+        se_up = float((self.st.map(a, "up") - b).double().pow(2).sum())
+        se_down = float((self.st.map(b, "down") - a).double().pow(2).sum())
+        self.se["up"] += se_up
+        self.se["down"] += se_down
+        sq = {}
         for side, x in (("source", a), ("target", b)):
             self.sum[side] = self.sum[side] + x.double().sum(0)
-            self.sq[side] += float(x.double().pow(2).sum())
+            sq[side] = float(x.double().pow(2).sum())
+            self.sq[side] += sq[side]
+        self.batches.append((np.array([len(a), se_up, se_down, sq["source"], sq["target"]]),
+                             a.double().sum(0).numpy(), b.double().sum(0).numpy()))
 
-    def result(self) -> dict[str, float]:
+    def result(self) -> dict[str, Any]:
         total = {s: self.sq[s] - float(self.sum[s].pow(2).sum()) / self.n for s in self.sq}
         return {"n_tokens": self.n, "mse_up": self.se["up"] / self.n, "mse_down": self.se["down"] / self.n,
-                "ev_up": 1 - self.se["up"] / total["target"], "ev_down": 1 - self.se["down"] / total["source"]}
+                "ev_up": 1 - self.se["up"] / total["target"], "ev_down": 1 - self.se["down"] / total["source"],
+                "ci": self.intervals()}
+
+    def intervals(self, n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+        """95% percentile intervals of ``ev_up`` and ``ev_down`` over resampled batches; empty under 4 batches."""
+        from scipy.stats import bootstrap
+
+        if len(self.batches) < 4:
+            return {}
+        scalars = np.stack([b[0] for b in self.batches])  # [batches, 5]
+        sums = {"source": np.stack([b[1] for b in self.batches]), "target": np.stack([b[2] for b in self.batches])}
+        out = {}
+        for name, col, side in (("ev_up", 1, "target"), ("ev_down", 2, "source")):
+            sq_col = 3 if side == "source" else 4
+
+            def statistic(idx, axis=-1, col=col, side=side, sq_col=sq_col):
+                idx = idx.astype(int)
+                t = scalars[idx].sum(-2)  # [..., 5]
+                s = sums[side][idx].sum(-2)  # [..., d]
+                total = t[..., sq_col] - (s ** 2).sum(-1) / t[..., 0]
+                return 1 - t[..., col] / total
+
+            res = bootstrap((np.arange(len(self.batches)),), statistic, n_resamples=n_boot, method="percentile",
+                            vectorized=True, batch=50, random_state=np.random.default_rng(seed))
+            out[name] = [float(x) for x in res.confidence_interval]
+        return out
 
 
 class FeatureCorrelation:

@@ -309,6 +309,7 @@ def stability(p: Pair, st: Stitch, corr: dict, ceiling: dict | None, top, window
                    f"{src} to {tgt}, decoders": _shares(cos.max(1).values.tolist(), alive_s),
                    f"{tgt} from {src}, decoders": _shares(cos.max(0).values.tolist(), alive_t)}}
     if ceiling is not None:
+        out["ceiling_corr"] = ceiling["corr_a"]  # per target feature: its best partner in the second seed's SAE
         second_dec = F.normalize(p.second_sae.W_dec.detach().float(), dim=-1)
         out["shares"][f"{tgt} to second seed, activations"] = _shares(ceiling["corr_a"], alive_t)
         out["shares"][f"{tgt} to second seed, decoders"] = _shares((target_dec @ second_dec.T).max(1).values.tolist(),

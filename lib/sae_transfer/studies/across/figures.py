@@ -1,0 +1,54 @@
+"""Figures of the architectures section. Each takes ``across.measure``'s plain data and returns a matplotlib
+Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from sae_transfer.core.labels import short
+from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
+from sae_transfer.models.hooks import layer_label, residual_index
+from sae_transfer.studies.across.tables import MATCHED
+
+COLORS = {"other": "#3d7ec8", "twin": "#333333", "second seed": "#4c9f70"}
+
+
+def counterparts(result: dict):
+    """Share of the base SAE's living features whose best counterpart reaches each correlation, in the other
+    architecture's SAE, the twin's (the floor) and a second seed of the base SAE (the ceiling), with 95%
+    intervals over features."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    for who, by_t in result["counterparts"]["shares"].items():
+        t = np.array([float(k) for k in by_t])
+        share = np.array([s["share"] for s in by_t.values()])
+        lo, hi = np.array([s["ci"][0] for s in by_t.values()]), np.array([s["ci"][1] for s in by_t.values()])
+        ax.errorbar(t, share, yerr=[share - lo, hi - share], marker="o", capsize=3, color=COLORS[who],
+                    label=MATCHED[who])
+    ax.axvline(result["counterparts"]["threshold"], color="grey", ls="--", lw=1)
+    ax.set_xlabel("best counterpart's activation correlation, at least")
+    ax.set_ylabel("share of the base SAE's features")
+    ax.set_ylim(0, 1.02)
+    legend_beside(ax)
+    fig.tight_layout()
+    return fig
+
+
+def cka(result: dict):
+    """Linear CKA between every layer of the base (columns) and of each partner (rows), one panel per partner,
+    the SAEs' layers outlined."""
+    pairs = result["pairs"]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
+    for ax, (role, r) in zip(axes[0], pairs.items()):
+        h = r["hooks"]
+        df = pd.DataFrame(r["cka"], index=[layer_label(x) for x in h[role]], columns=[layer_label(x) for x in h["base"]])
+        sns.heatmap(df, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, cbar=ax is axes[0][-1], ax=ax,
+                    annot_kws={"fontsize": 7}, cbar_kws={"label": "linear CKA"})
+        i, j = residual_index(h[f"{role}_sae"]), residual_index(h["base_sae"])
+        ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="white", lw=2.5))
+        ax.set_xlabel(f"{short(result['specs']['base'])}: residual after")
+        ax.set_ylabel(f"{short(result['specs'][role])}: residual after")
+    fig.tight_layout()
+    return fig

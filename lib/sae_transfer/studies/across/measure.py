@@ -1,0 +1,171 @@
+"""Across architectures: a model of another architecture, trained on the base's tokenizer, data and budget, stitched
+to the base (``methods.stitched_pair``, the sizes chapter's machinery), its SAE carried onto the base, and the base
+SAE's features matched by activation correlation on the same tokens; beside it, the same for the base's own
+architecture from another seed (the twin: the floor a reseed already costs) and a second seed of the base SAE (the
+ceiling of feature matching). Seed 000's stability question, for architectures.
+
+``measure(setup, study)``: ``setup`` is the base with its SAE, the target of every stitch. For each partner (the
+other architecture, the twin), cached by every input: the stitch trained on both models' residuals at the two SAEs'
+layers, one held-out pass per dataset, the partner's SAE carried onto the base and measured with the SAE-metric
+pass, and per base feature its best counterpart's correlation. Then shares of the base SAE's features with a
+counterpart, with intervals over features, and the paired difference of each partner from the floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from sae_transfer.core.specs import data_spec, is_zoo
+from sae_transfer.data.tokens import TokenSpec, check_token_spec
+from sae_transfer.methods import stitched_pair
+from sae_transfer.methods.stitch import StitchConfig
+from sae_transfer.methods.stitched_pair import CORE, MATCH_LEVELS, Pair, Roles, trained_stitch
+from sae_transfer.models.load import parse_spec
+from sae_transfer.models.pairs import PairSetup
+from sae_transfer.passes.cache import cached, measurement_key, sae_identity, tokens_identity
+from sae_transfer.studies.parameters import Config
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcrossStudy(Config):
+    """``stitch_tokens`` training tokens of each stitch (an equal share of each dataset's train split), ``n_tokens``
+    held-out tokens per dataset for every evaluation, ``n_boot`` resamples of the intervals over features."""
+
+    datasets: tuple[str, ...]
+    stitch_tokens: int
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    stitch_lr: float
+    top_k: int
+    n_boot: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.stitch_tokens < 4096:
+            raise ValueError(f"stitch_tokens={self.stitch_tokens}: at least 4096")
+
+    def train_specs(self) -> list[TokenSpec]:
+        share = int(-(-self.stitch_tokens // len(self.datasets)) * 1.05) + self.context_size
+        return [TokenSpec(str(data_spec(d).with_split("train")), share, self.context_size,
+                          self.batch_size, self.seed) for d in self.datasets]
+
+    def eval_specs(self) -> list[TokenSpec]:
+        """Held-out tokens: a zoo corpus's held-out split, or the windows after the training ones."""
+        return [TokenSpec(d, self.n_tokens, self.context_size, self.batch_size, self.seed)
+                if is_zoo(d) else t.after(self.n_tokens) for d, t in zip(self.datasets, self.train_specs())]
+
+
+def blocks(cfg) -> str:
+    """A TransformerLens model's kind of block in words: "learned positions, LayerNorm, a GELU MLP"."""
+    positions = {"standard": "learned positions", "rotary": "rotary positions"}.get(cfg.positional_embedding_type,
+                                                                                     cfg.positional_embedding_type)
+    norm = {"LN": "LayerNorm", "LNPre": "LayerNorm", "RMS": "RMSNorm", "RMSPre": "RMSNorm"}.get(
+        cfg.normalization_type, str(cfg.normalization_type))
+    act = {"gelu": "GELU", "gelu_new": "GELU", "silu": "SiLU", "relu": "ReLU"}.get(cfg.act_fn, cfg.act_fn)
+    return f"{positions}, {norm}, a {'gated ' if cfg.gated_mlp else ''}{act} MLP"
+
+
+def _n_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def roles(partner: str) -> Roles:
+    """The chapter's words for a stitched pair: the partner (``other`` or ``twin``) is the source, the base the
+    target; the base SAE's second seed is the ceiling."""
+    return Roles(source=partner, target="base", source_sae=f"{partner}_sae", target_sae="sae",
+                 why="stitching needs token-aligned streams: the architectures compared share the base's tokenizer",
+                 source_word=partner, target_word="base")
+
+
+def check_inputs(base: str, sae: str, partner: str, partner_sae: str, second_sae: str, zoo: str, role: str,
+                 device: str = "cpu", dtype: str = "float32"):
+    """``stitched_pair.check_inputs`` in the chapter's parameter names: before any weights."""
+    return stitched_pair.check_inputs(base, sae, partner, partner_sae, second_sae, zoo, device, dtype, roles(role))
+
+
+def measure_partner(setup: PairSetup, role: str, partner: str, partner_sae: str, second_sae: str,
+                    study: AcrossStudy) -> dict[str, Any]:
+    """One partner stitched to the base and read on held-out text (``stitched_pair.read_pair``), cached."""
+    held: dict[str, Pair] = {}
+
+    def pair() -> Pair:
+        if "p" not in held:
+            held["p"] = stitched_pair.load(setup, partner, partner_sae, second_sae, roles(role))
+        return held["p"]
+
+    parse_spec(partner, role)
+    parse_spec(partner_sae, f"{role}_sae", sae=True)
+    st, log = trained_stitch(setup, partner, partner_sae, study.train_specs(),
+                             StitchConfig(study.stitch_tokens, lr=study.stitch_lr, seed=study.seed), pair)
+    key = measurement_key("across", __name__, setup, model=partner, partner_sae=sae_identity(partner_sae, setup.zoo),
+                          second_sae=sae_identity(second_sae, setup.zoo) if second_sae else "",
+                          specs=[tokens_identity(t, setup.zoo) for t in study.eval_specs()], study=asdict(study))
+
+    def run() -> dict[str, Any]:
+        p = pair()
+        result, _ = stitched_pair.read_pair(p, st, study.eval_specs(), setup.zoo, setup.memory, study.top_k,
+                                            roles(role))
+        return {**result, "blocks": {"base": blocks(p.target.cfg), role: blocks(p.source.cfg)},
+                "n_params": {"base": _n_params(p.target), role: _n_params(p.source)}}
+
+    return {**cached("across", key, run), "stitch_log": log}
+
+
+def _share_interval(best: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict[str, Any]:
+    """The share of features whose best counterpart correlates at least ``threshold``, with a 95% percentile
+    bootstrap interval over features."""
+    from scipy.stats import bootstrap
+
+    hits = (best >= threshold).astype(float)
+    res = bootstrap((hits,), np.mean, n_resamples=n_boot, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return {"share": float(hits.mean()), "ci": [float(x) for x in res.confidence_interval], "n": int(len(hits))}
+
+
+def _paired_difference(a: np.ndarray, b: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict[str, Any]:
+    """share(a) - share(b) over the same features, with a 95% paired bootstrap interval (features resampled once
+    for both)."""
+    from scipy.stats import bootstrap
+
+    ha, hb = (a >= threshold).astype(float), (b >= threshold).astype(float)
+    res = bootstrap((ha, hb), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), paired=True, vectorized=True,
+                    n_resamples=n_boot, method="percentile", random_state=np.random.default_rng(seed))
+    return {"difference": float(ha.mean() - hb.mean()), "ci": [float(x) for x in res.confidence_interval]}
+
+
+def counterparts(pairs: dict[str, dict], n_boot: int, seed: int) -> dict[str, Any]:
+    """Of the base SAE's living features, the share with a counterpart (best activation correlation >= ``CORE``)
+    in each partner's SAE and in the second seed's (the ceiling), each with an interval over features, at every
+    ``MATCH_LEVELS`` threshold; and each partner's paired difference from the twin (the floor), at ``CORE``."""
+    first = next(iter(pairs.values()))["stability"]
+    alive = np.asarray(first["density"]) > 0  # the base SAE's features firing on the held-out tokens (one pass each)
+    best = {role: np.asarray(r["stability"]["corr"])[alive] for role, r in pairs.items()}
+    if "ceiling_corr" in first:
+        best["second seed"] = np.asarray(first["ceiling_corr"])[alive]
+    out: dict[str, Any] = {
+        "n_alive": int(alive.sum()), "n_features": len(alive), "threshold": CORE,
+        "shares": {who: {str(t): _share_interval(b, t, n_boot, seed) for t in MATCH_LEVELS} for who, b in best.items()},
+        "vs_floor": {}}
+    if "twin" in best:
+        for who in (w for w in best if w != "twin"):
+            out["vs_floor"][who] = _paired_difference(best[who], best["twin"], CORE, n_boot, seed)
+    return out
+
+
+def measure(setup: PairSetup, other: str, other_sae: str, study: AcrossStudy, twin: str = "", twin_sae: str = "",
+            second_sae: str = "") -> dict[str, Any]:
+    """Everything the architectures section shows (see the module docstring)."""
+    for spec in study.train_specs() + study.eval_specs():
+        check_token_spec(spec)
+    partners = {"other": (other, other_sae), **({"twin": (twin, twin_sae)} if twin else {})}
+    # the ceiling reads the base alone: measured once, beside the first partner
+    pairs = {role: measure_partner(setup, role, model, sae, second_sae if role == "other" else "", study)
+             for role, (model, sae) in partners.items()}
+    specs = {"base": setup.base, "sae": setup.sae, "other": other, "other_sae": other_sae, "twin": twin,
+             "twin_sae": twin_sae, "second_sae": second_sae}
+    return {"pairs": pairs, "counterparts": counterparts(pairs, study.n_boot, study.seed),
+            "order": list(study.datasets), "specs": specs}
