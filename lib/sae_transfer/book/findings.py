@@ -36,7 +36,8 @@ FINDINGS = (("sae_metrics", "Does the base SAE still work on a finetune?"),
             ("diffing", "What does the base SAE miss?"),
             ("known_answers", "Can the labels be trusted where the truth is known?"),
             ("answerability", "Does a probe trained on the base still work on the finetunes?"),
-            ("sizes", "Does an SAE carry across model sizes?"))
+            ("sizes", "Does an SAE carry across model sizes?"),
+            ("across", "Does an SAE's dictionary carry across architectures?"))
 
 
 # ------------------------------------------------------------------------------------------ the introduction
@@ -80,7 +81,8 @@ READERS = {"sae_metrics": verdict_text}
 #: its own.
 BUDGETS = {"features": "{:,} evaluation tokens", "predict": "{:,} tokens a case",
            "atlas": "up to {:,} tokens a finetune and dataset", "diffing": "{:,} evaluation tokens a dataset",
-           "known_answers": "{:,} held-out draws", "sizes": "{:,} tokens a dataset"}
+           "known_answers": "{:,} held-out draws", "sizes": "{:,} tokens a dataset",
+           "across": "{:,} tokens a dataset"}
 
 
 def budget(chapter: str, results: dict) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from sae_transfer.zoo.recipe import block_words
+
 #: Quality bars for every zoo SAE on held-out prose of its own model (issue: zoo).
 QUALITY_BARS = {"explained_variance": (">=", 0.8), "ce_loss_score": (">=", 0.9), "dead_fraction": ("<", 0.1),
                 "l0_over_width": ("<", 0.1)}
@@ -170,10 +172,13 @@ def describe(card: dict) -> dict[str, str]:
                      f"logits match the Hugging Face model's to {conv['max_abs_logit_diff']:.1e} (logit standard "
                      f"deviation {conv['logit_std']:.1f}).")
     else:
-        sizes = ", ".join(f"`{n}` ({models[n]['arch']['n_layers']} layers, d_model {models[n]['arch']['d_model']})"
-                          for n in roots)
-        parts.append(f"The base models {sizes} are GPT-style TransformerLens models pretrained here on mostly prose "
-                     "with a small share of code and math, as real base models have seen some of both.")
+        kinds = {n: block_words(models[n]["arch"]) for n in roots}
+        sizes = ", ".join(f"`{n}` ({models[n]['arch']['n_layers']} layers, d_model {models[n]['arch']['d_model']}"
+                          + (f"; {kinds[n]}" if len(set(kinds.values())) > 1 else "") + ")" for n in roots)
+        built = (f"TransformerLens models of {next(iter(kinds.values()))}" if len(set(kinds.values())) == 1 else
+                 "TransformerLens models of the blocks named")
+        parts.append(f"The base models {sizes} are {built}, pretrained here on mostly prose with a small share of "
+                     "code and math, as real base models have seen some of both.")
     gains = []
     for n in finetunes:
         m, own = models[n], _own_domain(models[n])

@@ -27,6 +27,18 @@ BLOCKS = {"gpt2": {"act_fn": "gelu", "normalization_type": "LN", "positional_emb
                     "gated_mlp": True}}
 
 
+def block_words(arch) -> str:
+    """A model's kind of block in words, from its TransformerLens config (``arch.json`` or ``cfg.to_dict()``):
+    "learned positions, LayerNorm, a GELU MLP"."""
+    positions = {"standard": "learned positions", "rotary": "rotary positions"}.get(
+        arch.get("positional_embedding_type", "standard"), str(arch.get("positional_embedding_type")))
+    norm = {"LN": "LayerNorm", "LNPre": "LayerNorm", "RMS": "RMSNorm", "RMSPre": "RMSNorm"}.get(
+        arch.get("normalization_type"), str(arch.get("normalization_type")))
+    act = {"gelu": "GELU", "gelu_new": "GELU", "silu": "SiLU", "relu": "ReLU"}.get(arch.get("act_fn"),
+                                                                                  str(arch.get("act_fn")))
+    return f"{positions}, {norm}, a {'gated ' if arch.get('gated_mlp') else ''}{act} MLP"
+
+
 @dataclass(frozen=True)
 class ModelRecipe:
     """A pretraining run (``parent`` is None), a real pretrained model (``pretrained`` names one of

@@ -27,6 +27,7 @@ from sae_transfer.models.load import parse_spec
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.cache import cached, measurement_key, sae_identity, tokens_identity
 from sae_transfer.studies.parameters import Config
+from sae_transfer.zoo.recipe import block_words
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,16 +58,6 @@ class AcrossStudy(Config):
         """Held-out tokens: a zoo corpus's held-out split, or the windows after the training ones."""
         return [TokenSpec(d, self.n_tokens, self.context_size, self.batch_size, self.seed)
                 if is_zoo(d) else t.after(self.n_tokens) for d, t in zip(self.datasets, self.train_specs())]
-
-
-def blocks(cfg) -> str:
-    """A TransformerLens model's kind of block in words: "learned positions, LayerNorm, a GELU MLP"."""
-    positions = {"standard": "learned positions", "rotary": "rotary positions"}.get(cfg.positional_embedding_type,
-                                                                                     cfg.positional_embedding_type)
-    norm = {"LN": "LayerNorm", "LNPre": "LayerNorm", "RMS": "RMSNorm", "RMSPre": "RMSNorm"}.get(
-        cfg.normalization_type, str(cfg.normalization_type))
-    act = {"gelu": "GELU", "gelu_new": "GELU", "silu": "SiLU", "relu": "ReLU"}.get(cfg.act_fn, cfg.act_fn)
-    return f"{positions}, {norm}, a {'gated ' if cfg.gated_mlp else ''}{act} MLP"
 
 
 def _n_params(model) -> int:
@@ -109,7 +100,7 @@ def measure_partner(setup: PairSetup, role: str, partner: str, partner_sae: str,
         p = pair()
         result, _ = stitched_pair.read_pair(p, st, study.eval_specs(), setup.zoo, setup.memory, study.top_k,
                                             roles(role))
-        return {**result, "blocks": {"base": blocks(p.target.cfg), role: blocks(p.source.cfg)},
+        return {**result, "blocks": {"base": block_words(p.target.cfg.to_dict()), role: block_words(p.source.cfg.to_dict())},
                 "n_params": {"base": _n_params(p.target), role: _n_params(p.source)}}
 
     return {**cached("across", key, run), "stitch_log": log}
