@@ -43,7 +43,8 @@ def cka(result: dict):
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
     for ax, (role, r) in zip(axes[0], pairs.items()):
         h = r["hooks"]
-        df = pd.DataFrame(r["cka"], index=[layer_label(x) for x in h[role]], columns=[layer_label(x) for x in h["base"]])
+        df = pd.DataFrame(r["cka"], index=[layer_label(x) for x in h[role]],
+                          columns=[layer_label(x) for x in h["base"]])
         sns.heatmap(df, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, cbar=ax is axes[0][-1], ax=ax,
                     annot_kws={"fontsize": 7}, cbar_kws={"label": "linear CKA"})
         i, j = residual_index(h[f"{role}_sae"]), residual_index(h["base_sae"])

@@ -100,7 +100,8 @@ def measure_partner(setup: PairSetup, role: str, partner: str, partner_sae: str,
         p = pair()
         result, _ = stitched_pair.read_pair(p, st, study.eval_specs(), setup.zoo, setup.memory, study.top_k,
                                             roles(role))
-        return {**result, "blocks": {"base": block_words(p.target.cfg.to_dict()), role: block_words(p.source.cfg.to_dict())},
+        return {**result, "blocks": {"base": block_words(p.target.cfg.to_dict()),
+                                     role: block_words(p.source.cfg.to_dict())},
                 "n_params": {"base": _n_params(p.target), role: _n_params(p.source)}}
 
     return {**cached("across", key, run), "stitch_log": log}

@@ -46,7 +46,8 @@ def sae_table(result: dict) -> pd.DataFrame:
         for name, m in entries:
             ci = m.get("ci", {})
             rows.append({"data": short(d), "SAE, model": name, "EV": m["ev_global"],
-                         "EV low": ci.get("ev_global", [np.nan])[0], "EV high": ci.get("ev_global", [np.nan, np.nan])[1],
+                         "EV low": ci.get("ev_global", [np.nan])[0],
+                         "EV high": ci.get("ev_global", [np.nan, np.nan])[1],
                          "CE recovered": m["ce_recovered"], "CE rec. low": ci.get("ce_recovered", [np.nan])[0],
                          "CE rec. high": ci.get("ce_recovered", [np.nan, np.nan])[1], "L0 / width": m["l0_frac"]})
     return pd.DataFrame(rows).set_index(["data", "SAE, model"])
@@ -136,7 +137,8 @@ def describe(h: dict) -> dict[str, str]:
     """The section's paragraphs, written from the numbers (glued as ``across_<name>``)."""
     twin = h["twin"]
     stitch = (f"Mapped by the stitch, the other architecture's residual explains {_pct(h['stitch_ev_other'])} of the "
-              f"base's variance at the SAE's layer (mean over the datasets; the lowest, {_pct(h['stitch_ev_min_other'])})"
+              f"base's variance at the SAE's layer (mean over the datasets; the lowest, "
+              f"{_pct(h['stitch_ev_min_other'])})"
               + (f", against {_pct(h['stitch_ev_twin'])} from the twin" if twin else "") + ". Run from the stitched "
               f"activations, the base's next-token loss is {h['ce_stitched_other']:.3f} nats"
               + (f" ({h['ce_stitched_twin']:.3f} from the twin's)" if twin else "")
