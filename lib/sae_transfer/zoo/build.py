@@ -260,8 +260,9 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
     """The zoo SAE ``sae`` fine-tuned on the zoo finetune ``finetune``'s activations, with checkpoints.
 
     Trained on the zoo's ``data`` train split, the data every zoo SAE is trained on, so the fine-tuning sees a
-    new model, not new text (as Kissane et al. fine-tuned base SAEs on the chat model's activations). Built
-    once into ``<zoo>/sae-finetunes/``; returns ``[{"tokens": int, "path": str}]`` in token order.
+    new model, not new text (as Kissane et al. fine-tuned base SAEs on the chat model's activations), in the zoo's
+    precision. Built once into ``<zoo>/sae-finetunes/``; returns ``[{"tokens": int, "path": str}]`` in token
+    order.
     """
     if not (is_zoo(finetune) and is_zoo(sae)):
         raise ValueError(f"finetune={finetune!r}, sae={sae!r}: SAE fine-tuning needs a zoo model and a zoo SAE "
@@ -269,7 +270,8 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
     name = sae.removeprefix("zoo:")
     # v2: BOS left out of the training, the top-k threshold carried over
     key = {"sae": zoo.sae_fingerprint(name), "model": zoo.model_fingerprint(finetune), "tokens": training_tokens,
-           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 2}
+           "lr": lr, "n_checkpoints": n_checkpoints, "data": data, "v": 2,
+           **({"precision": zoo.recipe.precision} if zoo.recipe.precision != "fp32" else {})}
     label = "".join(c if c.isalnum() else "_" for c in f"{name}-on-{finetune.removeprefix('zoo:')}")
     out = zoo.root / "sae-finetunes" / f"{label}-{fingerprint(key)}"
     if not (out / "checkpoints.json").exists():
@@ -280,7 +282,7 @@ def build_sae_finetune(zoo: Zoo, finetune: str, sae: str, training_tokens: int, 
         with atomic_dir(out) as tmp:
             ckpts = finetune_sae(zoo.root / "saes" / name, model, windows, training_tokens, lr, zoo.recipe.seed, tmp,
                                  device, batch_tokens=zoo.recipe.saes[name].batch_tokens, n_checkpoints=n_checkpoints,
-                                 bos_id=zoo.bos_id)
+                                 bos_id=zoo.bos_id, precision=zoo.recipe.precision)
             write_json_atomic(tmp / "checkpoints.json", {"key": key, "checkpoints": [
                 {"tokens": c["tokens"], "dir": Path(c["path"]).name} for c in ckpts]})
     ckpts = json.loads((out / "checkpoints.json").read_text())["checkpoints"]

@@ -219,19 +219,20 @@ def training_recipe(sae_dir: Path, original=None) -> tuple[str, float]:
 def train_checkpointed(model, windows: torch.Tensor, hook: str, d_sae: int, architecture: str, sparsity: float,
                        training_tokens: int, lr: float, seed: int, out_dir: Path, device: str = "cpu",
                        batch_tokens: int = 4096, n_checkpoints: int = 3, init: dict | None = None,
-                       l1_warm_up: bool = True, exclude_special: bool | list[int] = False) -> list[dict]:
+                       l1_warm_up: bool = True, exclude_special: bool | list[int] = False,
+                       precision: str = "fp32") -> list[dict]:
     """Train an SAE on ``model``'s activations at ``hook`` over ``windows`` [n, ctx] (BOS-led token ids, read in
     order), from sae_lens's initialisation or from ``init`` (a state dict: the parameters both forms have are
     copied). Saves ``n_checkpoints`` evenly spaced intermediate SAEs and the final one under
-    ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order. ``exclude_special``: as
-    ``train_sae``."""
+    ``out_dir/<tokens>/``; returns ``[{"tokens": int, "path": str}]`` in token order. ``exclude_special``,
+    ``precision``: as ``train_sae``."""
     import shutil
 
     from datasets import Dataset
     from sae_lens import LanguageModelSAETrainingRunner, TrainingSAE
 
     cfg = _runner_config(model, hook, d_sae, windows.shape[1], training_tokens, sparsity, lr, seed, device,
-                         batch_tokens, out_dir, architecture, exclude_special)
+                         batch_tokens, out_dir, architecture, exclude_special, precision=precision)
     if hasattr(cfg.sae, "l1_warm_up_steps") and not l1_warm_up:
         cfg.sae.l1_warm_up_steps = 0
     cfg.n_checkpoints = n_checkpoints
@@ -269,7 +270,7 @@ def train_checkpointed(model, windows: torch.Tensor, hook: str, d_sae: int, arch
 
 def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: int, lr: float, seed: int,
                  out_dir: Path, device: str = "cpu", batch_tokens: int = 4096, n_checkpoints: int = 3,
-                 bos_id: int | None = None) -> list[dict]:
+                 bos_id: int | None = None, precision: str = "fp32") -> list[dict]:
     """Continue training the SAE saved at ``sae_dir`` on ``model``'s activations (Kissane et al.'s recovery) over
     ``windows`` [n, ctx] of BOS-led token ids, read in order.
 
@@ -286,4 +287,4 @@ def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: i
     return train_checkpointed(model, windows, original.cfg.metadata.hook_name, original.cfg.d_sae, arch, sparsity,
                               training_tokens, lr, seed, out_dir, device, batch_tokens, n_checkpoints,
                               init=original.state_dict(), l1_warm_up=False,
-                              exclude_special=[bos_id] if bos_id is not None else False)
+                              exclude_special=[bos_id] if bos_id is not None else False, precision=precision)
