@@ -100,7 +100,8 @@ def headline(result: dict) -> dict[str, Any]:
         key = who.replace(" ", "_")
         h[f"share_{key}"], h[f"share_{key}_lo"], h[f"share_{key}_hi"] = s["share"], *s["ci"]
     for who, d in result["counterparts"]["vs_floor"].items():
-        h[f"diff_{who}"], h[f"diff_{who}_lo"], h[f"diff_{who}_hi"] = d["difference"], *d["ci"]
+        key = who.replace(" ", "_")
+        h[f"diff_{key}"], h[f"diff_{key}_lo"], h[f"diff_{key}_hi"] = d["difference"], *d["ci"]
     h["stitch_worked"] = h["stitch_ev_min_other"] >= STITCH_FLOOR
     blocks = result["pairs"]["other"]["blocks"]
     h.update(blocks_other=blocks["other"], blocks_base=blocks["base"],
@@ -121,16 +122,19 @@ def _span(h: dict, name: str) -> str:
 
 
 def verdict_vs_floor(h: dict) -> str:
-    """Whether the other architecture's share of counterparts is resolvably below, above or within the floor's."""
+    """The other architecture's share of counterparts against the twin's, as a clause: resolvably fewer, more, or
+    as many within the paired interval."""
     if "diff_other" not in h:
-        return "no floor was measured (no twin given)"
-    lo, hi = h["diff_other_lo"], h["diff_other_hi"]
-    gap = f"{100 * h['diff_other']:+.0f} points (95% interval {100 * lo:+.0f} to {100 * hi:+.0f})"
+        return "with no floor measured (no twin given)"
+    d, lo, hi = (100 * h[k] for k in ("diff_other", "diff_other_lo", "diff_other_hi"))
     if hi < 0:
-        return f"fewer than a reseed of the base's own architecture leaves: {gap}"
+        return (f"{-d:.0f} points fewer than a reseed of the base's own architecture leaves (95% interval "
+                f"{-hi:.0f} to {-lo:.0f})")
     if lo > 0:
-        return f"more than a reseed of the base's own architecture leaves: {gap}"
-    return f"as many as a reseed of the base's own architecture leaves, within the intervals: {gap}"
+        return (f"{d:.0f} points more than a reseed of the base's own architecture leaves (95% interval {lo:.0f} to "
+                f"{hi:.0f})")
+    return (f"as many as a reseed of the base's own architecture leaves, within the intervals (a difference of "
+            f"{d:+.0f} points, 95% interval {lo:+.0f} to {hi:+.0f})")
 
 
 def describe(h: dict) -> dict[str, str]:
@@ -162,5 +166,5 @@ def describe(h: dict) -> dict[str, str]:
               + (f"; {_pct(h['share_second_seed'])}{_span(h, 'share_second_seed')} in the base SAE retrained from "
                  "another seed, the most any other dictionary can be expected to share"
                  if "share_second_seed" in h else "")
-              + f". The other architecture keeps {verdict_vs_floor(h)}.")
+              + f": {verdict_vs_floor(h)}.")
     return {"stitch": stitch, "carried": carried, "shares": shares}
