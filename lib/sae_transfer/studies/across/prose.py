@@ -15,7 +15,7 @@ def in_short(h: dict[str, Any]) -> str:
                 f"{100 * STITCH_FLOOR:.0f}% of the base's residual variance on at least one dataset: it found no map, "
                 "and the SAE it carries measures the stitch, not the dictionary. The shares of features with a "
                 f"counterpart still stand: {100 * h['share_other']:.0f}% of the base SAE's features have one in the "
-                f"other architecture's SAE; it keeps {verdict_vs_floor(h)}.")
+                f"other architecture's SAE: {verdict_vs_floor(h)}.")
     twin = h["twin"]
     return (f"A model of another architecture ({h['blocks_other']}, against the base's {h['blocks_base']}), trained on "
             f"the base's tokenizer, data and budget, shares {100 * h['share_other']:.0f}% of the base SAE's features "
