@@ -71,7 +71,8 @@ def test_cli_list_shows_parameters():
 
 
 def test_a_part_holds_only_the_chapters_its_profile_lists(tmp_path, monkeypatch):
-    """The real family has one size: its part leaves the sizes chapter out, of the runs and of the toc."""
+    """The real family has one size and one architecture: its part leaves the sizes and across chapters out, of the
+    runs and of the toc."""
     import yaml
 
     from sae_transfer.book import build
@@ -80,9 +81,10 @@ def test_a_part_holds_only_the_chapters_its_profile_lists(tmp_path, monkeypatch)
     parts = build.book_parts("default")
     assert [p.profile for p in parts] == ["default", "smollm2"]
     assert parts[0].holds("sizes") and not parts[1].holds("sizes") and not parts[1].holds("diffing")
+    assert parts[0].holds("across") and not parts[1].holds("across")
     assert parts[0].holds("known_answers") and not parts[1].holds("known_answers")  # no model: once a book
     assert profile_chapters("smollm2") == tuple(c for c in chapter_names()
-                                                if c not in ("sizes", "diffing", "known_answers"))
+                                                if c not in ("sizes", "across", "diffing", "known_answers"))
     book = build.Book(tmp_path, tuple(parts), tmp_path / "runs", "test")
     (tmp_path / "book").mkdir()
     toc = yaml.safe_load(build.write_toc(book).read_text())
