@@ -10,7 +10,7 @@ from sae_transfer.zoo.card import format_card, sae_quality
 
 
 def test_card_has_every_artifact_and_sane_losses(smoke_card):
-    assert set(smoke_card["models"]) == {"base-s", "base-m", "code", "math", "mix", "twin"}
+    assert set(smoke_card["models"]) == {"base-s", "base-m", "base-llama", "code", "math", "mix", "twin"}
     vocab = smoke_card["data"]["vocab_size"]
     for m in smoke_card["models"].values():
         for ce in m["heldout_ce"].values():
@@ -34,6 +34,11 @@ def test_the_twin_and_the_second_sae_differ_from_their_originals_by_seed_only(sm
     assert ce["twin"]["prose"] != ce["base-s"]["prose"]
     q = sae_quality(smoke_card)
     assert abs(q["base-s-seed1"]["explained_variance"] - q["base-s"]["explained_variance"]) < 0.1
+    # the other architecture is base-s's recipe but for its blocks and its MLP's width; its SAE, base-s's recipe
+    ra, rb = vars(recipe.models["base-s"]).copy(), vars(recipe.models["base-llama"]).copy()
+    assert {k for k in ra if ra[k] != rb[k]} == {"name", "blocks", "d_mlp"} and rb["blocks"] == "llama"
+    sa, sb = vars(recipe.saes["base-s"]).copy(), vars(recipe.saes["base-llama"]).copy()
+    assert {k for k in sa if sa[k] != sb[k]} == {"name", "model"}
 
 
 def test_finetunes_beat_their_base_on_their_domain(smoke_card):

@@ -20,7 +20,7 @@ def counterparts(result: dict):
     """Share of the base SAE's living features whose best counterpart reaches each correlation, in the other
     architecture's SAE, the twin's (the floor) and a second seed of the base SAE (the ceiling), with 95%
     intervals over features."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    fig, ax = plt.subplots(figsize=(8.4, 3.4))  # the axes 5 inches wide, the legend beside them
     for who, by_t in result["counterparts"]["shares"].items():
         t = np.array([float(k) for k in by_t])
         share = np.array([s["share"] for s in by_t.values()])
@@ -40,16 +40,18 @@ def cka(result: dict):
     """Linear CKA between every layer of the base (columns) and of each partner (rows), one panel per partner,
     the SAEs' layers outlined."""
     pairs = result["pairs"]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.4 * len(pairs) + 1.0, 3.6), squeeze=False, layout="constrained")
     for ax, (role, r) in zip(axes[0], pairs.items()):
         h = r["hooks"]
         df = pd.DataFrame(r["cka"], index=[layer_label(x) for x in h[role]],
                           columns=[layer_label(x) for x in h["base"]])
-        sns.heatmap(df, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, cbar=ax is axes[0][-1], ax=ax,
-                    annot_kws={"fontsize": 7}, cbar_kws={"label": "linear CKA"})
+        sns.heatmap(df, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, cbar=False, ax=ax,
+                    annot_kws={"fontsize": 7})
         i, j = residual_index(h[f"{role}_sae"]), residual_index(h["base_sae"])
         ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="white", lw=2.5))
+        ax.tick_params(axis="x", rotation=0)
+        ax.tick_params(axis="y", rotation=0)
         ax.set_xlabel(f"{short(result['specs']['base'])}: residual after")
         ax.set_ylabel(f"{short(result['specs'][role])}: residual after")
-    fig.tight_layout()
+    fig.colorbar(axes[0][0].collections[0], ax=axes[0].tolist(), label="linear CKA", shrink=0.9)
     return fig

@@ -15,15 +15,18 @@ def in_short(h: dict[str, Any]) -> str:
                 f"{100 * STITCH_FLOOR:.0f}% of the base's residual variance on at least one dataset: it found no map, "
                 "and the SAE it carries measures the stitch, not the dictionary. The shares of features with a "
                 f"counterpart still stand: {100 * h['share_other']:.0f}% of the base SAE's features have one in the "
-                f"other architecture's SAE: {verdict_vs_floor(h)}.")
+                f"other architecture's SAE, which leaves {verdict_vs_floor(h)}.")
     twin = h["twin"]
-    return (f"A model of another architecture ({h['blocks_other']}, against the base's {h['blocks_base']}), trained on "
-            f"the base's tokenizer, data and budget, shares {100 * h['share_other']:.0f}% of the base SAE's features "
+    trained = "trained on the base's tokenizer, data and budget" if h["zoo_recipes"] else "on the base's tokenizer"
+    compared = [f"{100 * h['share_twin']:.0f}% for a reseed of the base's own architecture"] if twin else []
+    if "share_second_seed" in h:
+        compared.append(f"{100 * h['share_second_seed']:.0f}% for a second seed of the SAE itself")
+    return (f"A model of another architecture ({h['blocks_other']}, against the base's {h['blocks_base']}), {trained}, "
+            f"shares {100 * h['share_other']:.0f}% of the base SAE's features "
             f"(activation correlation {h['threshold']:.1f} or more)"
-            + (f", against {100 * h['share_twin']:.0f}% for a reseed of the base's own architecture" if twin else "")
-            + (f" and {100 * h['share_second_seed']:.0f}% for a second seed of the SAE itself"
-               if "share_second_seed" in h else "")
-            + f": {verdict_vs_floor(h)}. Carried onto the base by an affine stitch, its SAE explains "
+            + (", against " + " and ".join(compared) if compared else "")
+            + (f". The other architecture leaves {verdict_vs_floor(h)}" if twin else "")
+            + ". Carried onto the base by an affine stitch, its SAE explains "
             f"{100 * h['ev_carried_other']:.0f}% of the base's residual variance on {h['first']}"
             + (f" (the twin's: {100 * h['ev_carried_twin']:.0f}%" if twin else " (")
             + f"{'; ' if twin else ''}the base SAE's own: {100 * h['ev_own']:.0f}%).")

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from sae_transfer.core.labels import short
+from sae_transfer.core.specs import is_zoo
+from sae_transfer.models.hooks import residual_index
 from sae_transfer.methods.stitched_pair import CORE
 
 #: What the tables call each partner of the base.
@@ -89,6 +91,8 @@ def headline(result: dict) -> dict[str, Any]:
         h[f"stitch_ev_{role}"] = _mean(result, role, lambda x: x["quality"]["ev_up"])
         h[f"stitch_ev_min_{role}"] = min(r["datasets"][d]["quality"]["ev_up"] for d in result["order"])
         h[f"ce_stitched_{role}"] = _mean(result, role, lambda x: x["ce_stitched"])
+        hooks = r["hooks"]  # linear CKA at the two SAEs' layers, where the stitch is trained
+        h[f"cka_{role}"] = r["cka"][residual_index(hooks[f"{role}_sae"])][residual_index(hooks["base_sae"])]
         h[f"ev_carried_{role}"] = m["ev_global"]
         h[f"ce_rec_carried_{role}"] = m["ce_recovered"]
         for metric, name in (("ev_global", "ev_carried"), ("ce_recovered", "ce_rec_carried")):
@@ -103,6 +107,9 @@ def headline(result: dict) -> dict[str, Any]:
         key = who.replace(" ", "_")
         h[f"diff_{key}"], h[f"diff_{key}_lo"], h[f"diff_{key}_hi"] = d["difference"], *d["ci"]
     h["stitch_worked"] = h["stitch_ev_min_other"] >= STITCH_FLOOR
+    # whether the zoo's recipes say the partners share the base's data and budget (a model given by path does not)
+    h["zoo_recipes"] = all(is_zoo(s) for s in (result["specs"]["base"], result["specs"]["other"],
+                                              result["specs"]["twin"]) if s)
     blocks = result["pairs"]["other"]["blocks"]
     h.update(blocks_other=blocks["other"], blocks_base=blocks["base"],
              params_other=result["pairs"]["other"]["n_params"]["other"],
@@ -122,19 +129,35 @@ def _span(h: dict, name: str) -> str:
 
 
 def verdict_vs_floor(h: dict) -> str:
-    """The other architecture's share of counterparts against the twin's, as a clause: resolvably fewer, more, or
-    as many within the paired interval."""
+    """The other architecture's share of counterparts against the twin's, as the object of "The other architecture
+    leaves ...": resolvably fewer, more, or as many within the paired interval."""
     if "diff_other" not in h:
-        return "with no floor measured (no twin given)"
+        return "no floor to compare with (no twin was given)"
     d, lo, hi = (100 * h[k] for k in ("diff_other", "diff_other_lo", "diff_other_hi"))
     if hi < 0:
-        return (f"{-d:.0f} points fewer than a reseed of the base's own architecture leaves (95% interval "
-                f"{-hi:.0f} to {-lo:.0f})")
+        return (f"{-d:.0f} points fewer features with a counterpart than a reseed of the base's own architecture "
+                f"does (95% interval {-hi:.0f} to {-lo:.0f})")
     if lo > 0:
-        return (f"{d:.0f} points more than a reseed of the base's own architecture leaves (95% interval {lo:.0f} to "
-                f"{hi:.0f})")
-    return (f"as many as a reseed of the base's own architecture leaves, within the intervals (a difference of "
-            f"{d:+.0f} points, 95% interval {lo:+.0f} to {hi:+.0f})")
+        return (f"{d:.0f} points more features with a counterpart than a reseed of the base's own architecture does "
+                f"(95% interval {lo:.0f} to {hi:.0f})")
+    return (f"as many features with a counterpart as a reseed of the base's own architecture does, within the "
+            f"intervals (a difference of {d:+.0f} points, 95% interval {lo:+.0f} to {hi:+.0f})")
+
+
+def models_text(result: dict) -> str:
+    """How the models compared came to be, as far as the chapter knows it: the zoo's recipes say it; a model given
+    by path or name says only what it is."""
+    specs = result["specs"]
+    partners = [s for s in (specs["other"], specs["twin"]) if s]
+    if all(is_zoo(s) for s in (specs["base"], *partners)):
+        return ("The other architecture and the twin are built from the base's recipe in the zoo (tokenizer, data, "
+                "steps, batch, learning rate): the twin from another seed, the other architecture with its own "
+                "blocks and an MLP as many weights wide. Each SAE is trained with the base SAE's recipe on its own "
+                "model's residual at the same depth.")
+    return (f"The models compared were given: `{short(specs['base'])}`, `{short(specs['other'])}`"
+            + (f" and `{short(specs['twin'])}`" if specs["twin"] else "") + ", with their SAEs. How each was trained "
+            "is not known here: the floor compares like with like only as far as the twin shares the base's "
+            "recipe, and each SAE the base SAE's.")
 
 
 def describe(h: dict) -> dict[str, str]:
@@ -143,7 +166,9 @@ def describe(h: dict) -> dict[str, str]:
     stitch = (f"Mapped by the stitch, the other architecture's residual explains {_pct(h['stitch_ev_other'])} of the "
               f"base's variance at the SAE's layer (mean over the datasets; the lowest, "
               f"{_pct(h['stitch_ev_min_other'])})"
-              + (f", against {_pct(h['stitch_ev_twin'])} from the twin" if twin else "") + ". Run from the stitched "
+              + (f", against {_pct(h['stitch_ev_twin'])} from the twin" if twin else "")
+              + f"; linear CKA between the two layers is {h['cka_other']:.2f}"
+              + (f" ({h['cka_twin']:.2f} for the twin)" if twin else "") + ". Run from the stitched "
               f"activations, the base's next-token loss is {h['ce_stitched_other']:.3f} nats"
               + (f" ({h['ce_stitched_twin']:.3f} from the twin's)" if twin else "")
               + f", against {h['ce_base']:.3f} on its own.")
@@ -166,5 +191,5 @@ def describe(h: dict) -> dict[str, str]:
               + (f"; {_pct(h['share_second_seed'])}{_span(h, 'share_second_seed')} in the base SAE retrained from "
                  "another seed, the most any other dictionary can be expected to share"
                  if "share_second_seed" in h else "")
-              + f": {verdict_vs_floor(h)}.")
+              + (f". The other architecture leaves {verdict_vs_floor(h)}." if twin else "."))
     return {"stitch": stitch, "carried": carried, "shares": shares}
