@@ -128,8 +128,9 @@ class ZooRecipe:
 
 #: How a zoo trains. ``bf16-mixed``: the forward and backward passes under bf16 autocast (the LM's and, for an SAE,
 #: the activations it reads and its own), weights, gradients, optimiser state and losses in fp32, as LM training is
-#: done on GPUs. On a CPU with bf16 units (AVX512-BF16, AMX) it trains the default zoo's models 1.9x and its SAEs 1.7x
-#: faster (benchmarks/precision.py); on one without, slower than fp32.
+#: done on GPUs. On a CPU with bf16 units (AVX512-BF16, AMX) it trained the default zoo's models 1.6-1.9x and its SAEs
+#: 1.7x faster (params/zoo/default.yaml gives the figures; benchmarks/precision.py measures them); on one without,
+#: slower than fp32.
 PRECISIONS = ("fp32", "bf16-mixed")
 
 
