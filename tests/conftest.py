@@ -26,20 +26,28 @@ def smoke_root(smoke_card):
     return zoo_dir("smoke")
 
 
-def run_smoke_chapter(name: str, out):
-    """Run chapter ``name`` with the smoke profile through the runner into ``out``; return its results.json."""
+def run_smoke_chapter(name: str, out, profile: str = "smoke"):
+    """Run chapter ``name`` with ``profile`` through the runner into ``out``; return its results.json."""
     import json
 
     from sae_transfer.book.chapters import get_chapter, resolve_params
     from sae_transfer.book.runner import run_chapter
 
     chapter = get_chapter(name)
-    run_chapter(chapter, resolve_params(chapter, "smoke"), out, progress=False)
+    run_chapter(chapter, resolve_params(chapter, profile), out, progress=False)
     return json.loads((out / "results.json").read_text())
 
 
-def chapter_fixture(name: str):
-    """A module-scoped fixture running chapter ``name`` once with the smoke profile: ``(run_dir, results.json)``."""
+def chapter_fixture(name: str, real: bool = False):
+    """A module-scoped fixture running chapter ``name`` once with the smoke profile (``real``: the real family's,
+    smollm2-smoke): ``(run_dir, results.json)``."""
+    if real:
+        @pytest.fixture(scope="module")
+        def results(real_smoke_card, tmp_path_factory):
+            out = tmp_path_factory.mktemp(f"{name}-real-run")
+            return out, run_smoke_chapter(name, out, "smollm2-smoke")
+        return results
+
     @pytest.fixture(scope="module")
     def results(smoke_card, tmp_path_factory):
         out = tmp_path_factory.mktemp(f"{name}-run")

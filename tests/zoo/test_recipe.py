@@ -1,5 +1,7 @@
 import pytest
 
+from sae_transfer.core.io import read_yaml
+from sae_transfer.core.paths import params_dir
 from sae_transfer.zoo.recipe import load_recipe, parse_recipe
 
 
@@ -55,6 +57,39 @@ def test_real_family_recipes_parse():
         assert r.pretrained == "smollm2-135m-instruct"
         assert r.root("code").name == r.root("math").name == "smollm2"
         assert r.saes["smollm2"].normalize == "expected_average_only_in"
+
+
+@pytest.mark.parametrize("data, mix, message", [
+    ({}, {"fr": 1.0}, "valid domains are ['prose', 'code', 'math'] (add ['fr'] to data.languages"),
+    ({"languages": ["klingon"]}, {"code": 1.0}, "data.languages=['klingon']; give a list of distinct languages"),
+    ({"languages": "fr"}, {"code": 1.0}, "data.languages='fr'"),
+    ({"languages": ["fr", "fr"]}, {"code": 1.0}, "distinct"),
+])
+def test_languages_are_checked_and_a_mix_names_one_only_where_added(data, mix, message):
+    with pytest.raises(ValueError) as e:
+        parse_recipe({"data": data, "models": {"a": {**TOY, "mix": mix}}}, "t")
+    assert message in str(e.value)
+
+
+def test_a_language_keys_the_toy_tokenizer_but_only_the_real_models_that_read_it():
+    """A toy zoo's tokenizer is trained on every domain, so a language changes every artifact; a real family's
+    tokenizer is the model's, so adding French leaves the models that never read it (and their SAEs) as built."""
+    from sae_transfer.zoo.fingerprints import data_fingerprint, model_fingerprint, sae_fingerprint
+
+    toy = {"models": {"a": TOY}}
+    plain, french = parse_recipe(toy, "t"), parse_recipe({**toy, "data": {"languages": ["fr"]}}, "t")
+    assert french.domains == ("prose", "code", "math", "fr")
+    assert model_fingerprint(plain, "a") != model_fingerprint(french, "a")
+    real = load_recipe("smollm2")
+    assert "fr" in real.data.languages and real.models["french"].mix == {"fr": 1.0}
+    raw = read_yaml(params_dir() / "zoo" / "smollm2.yaml", "zoo recipe")
+    del raw["data"]["languages"], raw["models"]["french"]
+    without = parse_recipe(raw, "smollm2")
+    assert data_fingerprint(without) != data_fingerprint(real)  # the corpora themselves differ
+    for name in ("smollm2", "code"):
+        assert model_fingerprint(real, name) == model_fingerprint(without, name)
+    assert model_fingerprint(real, "french") != model_fingerprint(real, "code")
+    assert sae_fingerprint(real, "smollm2") == sae_fingerprint(without, "smollm2")
 
 
 def test_toy_fingerprints_are_unchanged_by_the_fields_real_families_added():

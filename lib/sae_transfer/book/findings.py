@@ -37,7 +37,8 @@ FINDINGS = (("sae_metrics", "Does the base SAE still work on a finetune?"),
             ("known_answers", "Can the labels be trusted where the truth is known?"),
             ("answerability", "Does a probe trained on the base still work on the finetunes?"),
             ("sizes", "Does an SAE carry across model sizes?"),
-            ("across", "Does an SAE's dictionary carry across architectures?"))
+            ("across", "Does an SAE's dictionary carry across architectures?"),
+            ("languages", "Does a base SAE survive a finetune into another language?"))
 
 
 # ------------------------------------------------------------------------------------------ the introduction
@@ -82,7 +83,7 @@ READERS = {"sae_metrics": verdict_text}
 BUDGETS = {"features": "{:,} evaluation tokens", "predict": "{:,} tokens a case",
            "atlas": "up to {:,} tokens a finetune and dataset", "diffing": "{:,} evaluation tokens a dataset",
            "known_answers": "{:,} held-out draws", "sizes": "{:,} tokens a dataset",
-           "across": "{:,} tokens a dataset"}
+           "across": "{:,} tokens a dataset", "languages": "{:,} tokens a language"}
 
 
 def budget(chapter: str, results: dict) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_transfer.book.chapters import say_fitted
-from sae_transfer.core.specs import is_zoo
+from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data import answerable
 from sae_transfer.data.tokens import TokenSpec, check_dataset_source, check_text_holds, windows_available, zoo_stream
 from sae_transfer.methods.probes import prompt_ids
@@ -78,7 +78,8 @@ def preflight(params: dict[str, Any], chapter: str = "", left: frozenset[str] = 
 
 def _checks(params: dict[str, Any], chapter: str) -> None:
     zoo = params.get("zoo", "default")
-    base, finetunes = params.get("base"), params.get("finetunes", [])
+    base = params.get("base")
+    finetunes = params.get("finetunes", []) or ([params["finetune"]] if params.get("finetune") else [])
     if chapter in ZOO_ONLY and base and not is_zoo(base):
         raise SpecError(f"base={base!r}: chapter {chapter!r} needs a zoo base ({ZOO_ONLY[chapter]}); "
                         "run it on the zoo, or run residuals, sae_metrics and features on your pair")
@@ -132,8 +133,11 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
                                     f"context of {limit} tokens; use context_size <= {limit}")
                 across_inputs(params["base"], params["sae"], params[role], params[f"{role}_sae"],
                               params["second_sae"] if role == "other" else "", zoo, role)
-    for dataset in [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]:
+    for dataset in _datasets(params):
         check_dataset_source(dataset)
+    for name in ("base_text", "new_text"):  # a language is a zoo corpus only where the zoo's recipe adds it
+        if params.get(name) and is_zoo(params[name]):
+            Zoo.open(zoo).check_domain(data_spec(params[name]).ref, name)
     limit = context_limit(base, zoo) if base else None
     if limit and params.get("context_size", 0) > limit:
         raise SpecError(f"context_size={params['context_size']} exceeds the base model's context of {limit} "
@@ -146,7 +150,7 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
     models = [(n, params[n]) for n in ("base", "twin", "small", "large") if params.get(n)]
     check_load_fits(models + [("finetunes", ft) for ft in finetunes], zoo, params.get("dtype", "float32"),
                     params.get("memory", "auto"), params.get("device", "auto"))
-    if chapter == "sae_metrics":
+    if chapter in ("sae_metrics", "languages"):
         spec = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"])
         if spec.n_batches() < 4:
             fits = spec.n_windows() // 4  # the largest batch_size that makes 4 batches of these tokens
@@ -169,6 +173,12 @@ def _check_blocks(params: dict[str, Any], n_layers: int | None) -> None:
         raise SpecError(f"layers={params['layers']!r}: the base model has blocks 0..{n_layers - 1}")
 
 
+def _datasets(params: dict[str, Any]) -> list[str]:
+    """Every dataset a chapter's parameters name (``datasets``, ``dataset``, the languages chapter's two texts)."""
+    named = [params.get(k) for k in ("dataset", "base_text", "new_text")]
+    return [*params.get("datasets", []), *(d for d in named if d)]
+
+
 def _check_text(params: dict[str, Any], zoo: str) -> None:
     """Each dataset holds the tokens asked of it (``n_select`` + ``n_tokens`` windows of ``context_size``): a zoo
     base reads the zoo's token streams; any other base tokenizes the text (a ``json:`` file, a zoo domain's text)
@@ -180,7 +190,7 @@ def _check_text(params: dict[str, Any], zoo: str) -> None:
     ctx = params["context_size"]
     need = params["n_tokens"] + params.get("n_select", 0)
     asked = "n_tokens" if "n_select" not in params else "n_select + n_tokens"
-    datasets = [*params.get("datasets", []), *([params["dataset"]] if params.get("dataset") else [])]
+    datasets = _datasets(params)
     zoo_base = is_zoo(params["base"])
     if zoo_base and "dataset" in params and not params["dataset"]:  # each zoo finetune on its own domain
         handle = Zoo.open(zoo)

@@ -27,7 +27,7 @@ from sae_transfer.data.tokens import TokenSpec, check_token_spec
 from sae_transfer.models.hooks import resume_layer
 from sae_transfer.passes.accumulators import FeaturePairStats, ResidualSimilarity
 from sae_transfer.passes.feature_groups import select_groups
-from sae_transfer.passes.sae_accumulator import SAEMetrics, metrics_of_sums
+from sae_transfer.passes.sae_accumulator import BATCH_SUMS, SAEMetrics, metrics_of_sums
 from sae_transfer.passes.sae_metrics import pass_plan, sae_batch
 
 #: Intervals need whole token batches to resample; fewer than this and a percentile interval means nothing.
@@ -84,7 +84,7 @@ class _Batches:
     #: Every quantity the check reports; the first three are the verdict's criteria.
     KEYS = ("ev_drop", "ce_recovered_drop", "regular_act_sim", "ev_base", "ev_finetune", "ce_recovered_base",
             "ce_recovered_finetune", "delta_ce_base", "delta_ce_finetune", "kl_base", "kl_finetune", "l0_base",
-            "l0_ratio", "density_r", "residual_cos")
+            "l0_ratio", "density_r", "residual_cos", "ce_clean_base", "ce_clean_finetune")
 
     def __init__(self, per_b: list[BatchSums], per_f: list[BatchSums], feats: FeaturePairStats,
                  res: ResidualSimilarity, regular: list[int]):
@@ -123,7 +123,7 @@ class _Batches:
             density_r = (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
             out += [mb["ev_token"], mf["ev_token"], mb["ce_recovered"], mf["ce_recovered"], mb["delta_ce"],
                     mf["delta_ce"], mb["kl"], mf["kl"], mb["l0"], mf["l0"] / mb["l0"], density_r,
-                    self.cos[idx].mean(-1)]
+                    self.cos[idx].mean(-1), _clean_ce(self.tb[idx].sum(-2)), _clean_ce(self.tf[idx].sum(-2))]
         return np.stack(out)
 
     def estimate(self, criteria_only: bool = False, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
@@ -141,6 +141,12 @@ class _Batches:
                         method="percentile", vectorized=True, batch=chunk, random_state=np.random.default_rng(seed))
         lo, hi = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
         return {k: {"value": _num(value[i]), "lo": _num(lo[i]), "hi": _num(hi[i])} for i, k in enumerate(keys)}
+
+
+def _clean_ce(totals: np.ndarray) -> np.ndarray:
+    """The model's own next-token CE (nats) from summed batch totals [..., 2 + len(BATCH_SUMS)]: whether a
+    finetune learned the text measured."""
+    return totals[..., 2 + BATCH_SUMS.index("ce_clean")] / np.maximum(totals[..., 1], 1)
 
 
 def _num(x) -> float | None:

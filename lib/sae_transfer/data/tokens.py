@@ -22,7 +22,7 @@ import torch
 
 from sae_transfer.core.specs import DATA_SOURCES, DataSpec, data_spec, is_zoo
 from sae_transfer.data import verses
-from sae_transfer.zoo.data import DOMAINS, SPLITS
+from sae_transfer.zoo.data import DOMAINS, LANGUAGES, SPLITS
 from sae_transfer.zoo.store import Zoo
 
 SOURCES = DATA_SOURCES
@@ -63,9 +63,10 @@ class TokenSpec:
 def check_token_spec(spec: TokenSpec) -> None:
     """Cheap checks with one-line errors naming the parameter, before any model loads."""
     d = data_spec(spec.dataset)
-    if d.is_zoo and (d.ref not in DOMAINS or (d.split and d.split not in SPLITS)):
+    if d.is_zoo and (d.ref not in DOMAINS + tuple(LANGUAGES) or (d.split and d.split not in SPLITS)):
         raise ValueError(f"dataset={spec.dataset!r}: valid zoo datasets are "
-                         f"{[f'zoo:{d}' for d in DOMAINS]} (optionally /train or /heldout)")
+                         f"{[f'zoo:{d}' for d in DOMAINS + tuple(LANGUAGES)]} (optionally /train or /heldout; "
+                         "a language where the zoo's recipe adds it)")
     if d.source == "verses" and (d.ref not in verses.TRANSLATIONS or (d.split and d.split not in SPLITS)):
         raise ValueError(f"dataset={spec.dataset!r}: valid verse datasets are "
                          f"{[f'verses:{lang}' for lang in verses.TRANSLATIONS]} (optionally /train or /heldout)")
@@ -164,6 +165,7 @@ def zoo_stream(spec: TokenSpec, zoo: str, asked: str = "n_tokens"):
     d = data_spec(spec.dataset)
     domain, split = d.ref, d.split
     handle = Zoo.open(zoo)
+    handle.check_domain(domain)
     if spec.context_size > handle.recipe.context_size:
         raise ValueError(f"context_size={spec.context_size} exceeds the zoo models' "
                          f"n_ctx={handle.recipe.context_size}")

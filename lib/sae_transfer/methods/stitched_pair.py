@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data.contexts import context_text
 from sae_transfer.data.tokens import TokenSpec, interleaved_batches, token_batches, token_windows
 from sae_transfer.methods.stitch import Stitch, StitchConfig, collapse_sae, fit_stitch
@@ -34,6 +35,34 @@ from sae_transfer.passes.sae_metrics import logit_stats, sae_pass
 CORE, EMERGENT = 0.5, 0.2
 #: The thresholds the share of matched features is reported at.
 MATCH_LEVELS = (0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StitchTokens:
+    """What a stitched pair reads, the fields a chapter's measurement config shares (the sizes chapter's and the
+    architectures section's): ``stitch_tokens`` training tokens of the stitch (an equal share of each dataset's
+    train split), ``n_tokens`` held-out tokens per dataset for every evaluation."""
+
+    datasets: tuple[str, ...]
+    stitch_tokens: int
+    n_tokens: int
+    context_size: int
+    batch_size: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.stitch_tokens < 4096:
+            raise ValueError(f"stitch_tokens={self.stitch_tokens}: at least 4096")
+
+    def train_specs(self) -> list[TokenSpec]:
+        share = int(-(-self.stitch_tokens // len(self.datasets)) * 1.05) + self.context_size
+        return [TokenSpec(str(data_spec(d).with_split("train")), share, self.context_size,
+                          self.batch_size, self.seed) for d in self.datasets]
+
+    def eval_specs(self) -> list[TokenSpec]:
+        """Held-out tokens: a zoo corpus's held-out split, or the windows after the training ones."""
+        return [TokenSpec(d, self.n_tokens, self.context_size, self.batch_size, self.seed)
+                if is_zoo(d) else t.after(self.n_tokens) for d, t in zip(self.datasets, self.train_specs())]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from sae_transfer.core.memory import check_memory
 from sae_transfer.core.specs import DATA_SOURCES
-from sae_transfer.data import answerable
+from sae_transfer.data import answerable, verses
 from sae_transfer.data.tokens import TokenSpec, check_token_spec
 from sae_transfer.models.load import check_dtype, parse_spec, resolve_device
 from sae_transfer.passes.outliers import Outliers
@@ -187,6 +187,11 @@ def between(name: str, lo: float, hi: float) -> Callable[[float], None]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
             raise ValueError(f"{name}={value!r}: use a number in [{lo:g}, {hi:g}]")
     return rule(f"a number in [{lo:g}, {hi:g}]")(check)
+
+
+def verse_language(name: str) -> Callable[[str], None]:
+    return rule(f"a language of the parallel verses: {', '.join(verses.TRANSLATIONS)}")(
+        lambda v: verses.check_language(v, name))
 
 
 @rule("block indices (integers >= 0); [] for every block")

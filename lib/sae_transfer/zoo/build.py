@@ -20,7 +20,7 @@ from sae_transfer.core.io import atomic_dir, fingerprint, write_json_atomic
 from sae_transfer.core.memory import release
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo
-from sae_transfer.zoo.data import DOMAINS, SOURCES_TABLE, SPLITS, build_corpora
+from sae_transfer.zoo.data import SOURCES_TABLE, SPLITS, build_corpora, language_sources
 from sae_transfer.zoo.fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint,
                                            sae_fingerprint, write_record)
 from sae_transfer.zoo.pretrained import PRETRAINED, dequantize, save_tokenizer
@@ -41,7 +41,7 @@ def corpora_of(recipe: ZooRecipe) -> dict[str, dict[str, list[str]]]:
     if key not in _CORPORA:
         _CORPORA.clear()  # one zoo's text at a time is all a build needs in memory
         _CORPORA[key] = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
-                                      recipe.data.heldout_fraction, recipe.data.max_chars)
+                                      recipe.data.heldout_fraction, recipe.data.max_chars, recipe.data.languages)
     return _CORPORA[key]
 
 
@@ -57,18 +57,19 @@ def build_data(zoo: Zoo) -> Path:
             tok = save_tokenizer(PRETRAINED[recipe.pretrained], cache_dir() / "downloads", tmp / "tokenizer")
             check_vocab(tok)
         else:
-            tok = train_tokenizer({d: corpora[d]["train"] for d in DOMAINS}, recipe.data.vocab_size,
+            tok = train_tokenizer({d: corpora[d]["train"] for d in recipe.domains}, recipe.data.vocab_size,
                                   tmp / "tokenizer", recipe.seed)
         (tmp / "tokens").mkdir()
         counts: dict[str, dict[str, dict[str, int]]] = {}
-        for domain in tqdm(DOMAINS, desc="tokenize", unit="domain", leave=False):
+        for domain in tqdm(recipe.domains, desc="tokenize", unit="domain", leave=False):
             counts[domain] = {}
             for split in SPLITS:
                 arr = encode_documents(tok, corpora[domain][split])
                 np.save(tmp / "tokens" / f"{domain}_{split}.npy", arr)
                 counts[domain][split] = {"documents": len(corpora[domain][split]), "tokens": int(len(arr)),
                                          "characters": sum(map(len, corpora[domain][split]))}
-        write_json_atomic(tmp / "data_card.json", {"splits": counts, "sources": SOURCES_TABLE,
+        sources = SOURCES_TABLE + language_sources(recipe.data.languages)
+        write_json_atomic(tmp / "data_card.json", {"splits": counts, "sources": sources,
                                                    "vocab_size": len(tok), "seconds": time.perf_counter() - t0})
         write_record(tmp, fp)
     return out
@@ -83,7 +84,7 @@ def build_text(zoo: Zoo) -> Path:
         return out
     with atomic_dir(out) as tmp:
         corpora = corpora_of(recipe)
-        for domain in DOMAINS:
+        for domain in recipe.domains:
             for split in SPLITS:
                 lines = "".join(json.dumps({"text": t}) + "\n" for t in corpora[domain][split])
                 (tmp / f"{domain}_{split}.jsonl").write_text(lines)
@@ -316,7 +317,7 @@ def build_card(zoo: Zoo, device: str) -> dict:
             "lr": recipe.models[name].lr, "mix": recipe.models[name].mix,
             "checkpoint_steps": tlog["checkpoint_steps"],
             "arch": json.loads((zoo.root / "models" / name / "arch.json").read_text()),
-            "heldout_ce": {d: heldout_ce(model, heldout[d], recipe.eval_windows) for d in DOMAINS},
+            "heldout_ce": {d: heldout_ce(model, heldout[d], recipe.eval_windows) for d in recipe.domains},
         }
     saes = {}
     exclude = [zoo.bos_id] if recipe.pretrained else False  # as the real family's SAEs were trained
@@ -329,7 +330,7 @@ def build_card(zoo: Zoo, device: str) -> dict:
             "model": s.model, "hook": s.hook, "d_sae": s.d_sae, "training_tokens": s.training_tokens,
             "architecture": s.architecture, "sparsity": s.sparsity, "train_seconds": info["seconds"],
             "evals": {f"{m}/{d}": evaluate_sae(sae, model, heldout[d], recipe.eval_windows, exclude_special=exclude)
-                      for m, model in on.items() for d in DOMAINS},
+                      for m, model in on.items() for d in recipe.domains},
             # A feature rarer than one in eval_windows' tokens is not dead: count them over more tokens.
             "dead_fraction": dead_fraction(sae, on[s.model], heldout["prose"], recipe.dead_windows,
                                            exclude_special=exclude),

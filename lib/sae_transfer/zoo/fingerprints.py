@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_transfer.core.io import fingerprint, sha256_file, write_json_atomic
-from sae_transfer.zoo.data import SOURCES_TABLE
+from sae_transfer.zoo.data import SOURCES_TABLE, language_sources
 from sae_transfer.zoo.pretrained import PRETRAINED
 from sae_transfer.zoo.recipe import ZooRecipe
 
@@ -32,9 +32,31 @@ def _precision(recipe: ZooRecipe) -> dict:
     return {} if recipe.precision == "fp32" else {"precision": recipe.precision}
 
 
-def data_fingerprint(recipe: ZooRecipe) -> str:
-    return fingerprint({"data": recipe.data, "seed": recipe.seed, "python": sys.version.split()[0],
-                        "sources": SOURCES_TABLE, "v": 1, **_pretrained(recipe)})
+def data_fingerprint(recipe: ZooRecipe, languages: tuple[str, ...] | None = None) -> str:
+    """The zoo's corpora and tokenizer; with ``languages``, as if the recipe added only those (what a model that
+    never read the others depends on)."""
+    languages = recipe.data.languages if languages is None else languages
+    data = asdict(recipe.data)
+    data["max_chars"] = {d: n for d, n in (data["max_chars"] or {}).items()
+                         if d not in recipe.data.languages or d in languages} or None
+    data["languages"] = list(languages)
+    if not languages:
+        del data["languages"]  # a field zoos without other languages never had: their fingerprints stay
+    return fingerprint({"data": data, "seed": recipe.seed, "python": sys.version.split()[0],
+                        "sources": SOURCES_TABLE + language_sources(languages), "v": 1, **_pretrained(recipe)})
+
+
+def _languages_read(recipe: ZooRecipe, name: str) -> tuple[str, ...]:
+    """The languages a model's weights depend on: in a toy zoo all of the recipe's (its tokenizer is trained on
+    them); in a pretrained model's zoo, whose tokenizer is the model's, those it and its ancestors trained on, so
+    that adding a language leaves the models that never read it as they were."""
+    if recipe.pretrained is None:
+        return recipe.data.languages
+    read, m = set(), recipe.models[name]
+    while m is not None:
+        read |= set(m.mix)
+        m = recipe.models[m.parent] if m.parent else None
+    return tuple(lang for lang in recipe.data.languages if lang in read)
 
 
 def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
@@ -44,7 +66,8 @@ def model_fingerprint(recipe: ZooRecipe, name: str) -> str:
             del m[key]  # fields older models never had: their fingerprints stay what they were
     parent = model_fingerprint(recipe, m["parent"]) if m["parent"] else None
     trained = {} if m.get("pretrained") else _precision(recipe)  # a pretrained root is converted, not trained
-    return fingerprint({"model": m, "parent": parent, "data": data_fingerprint(recipe), "seed": recipe.seed,
+    data = data_fingerprint(recipe, _languages_read(recipe, name))
+    return fingerprint({"model": m, "parent": parent, "data": data, "seed": recipe.seed,
                         "ctx": recipe.context_size, "v": 1, **trained})
 
 

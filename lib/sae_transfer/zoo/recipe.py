@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sae_transfer.core.io import read_yaml
 from sae_transfer.core.paths import params_dir
-from sae_transfer.zoo.data import DOMAINS
+from sae_transfer.zoo.data import DOMAINS, LANGUAGES
 from sae_transfer.zoo.pretrained import PRETRAINED, check_name
 
 
@@ -18,6 +18,9 @@ class DataRecipe:
     n_math_problems: int = 20000
     heldout_fraction: float = 0.1
     max_chars: dict[str, int] | None = None  # per-domain cap on characters (smoke profiles)
+    # Languages added as domains of their own (``zoo.data.LANGUAGES``), after prose, code and math: a toy zoo's
+    # tokenizer is then trained on them too, and a model's ``mix`` can name them.
+    languages: tuple[str, ...] = ()
 
 
 #: The kinds of transformer block a toy model can be built of: ``HookedTransformerConfig`` settings of each.
@@ -114,6 +117,11 @@ class ZooRecipe:
         return asdict(self)
 
     @property
+    def domains(self) -> tuple[str, ...]:
+        """The zoo's corpora: prose, code, math, then the recipe's languages."""
+        return DOMAINS + self.data.languages
+
+    @property
     def pretrained(self) -> str | None:
         """The real model this zoo's models descend from (its tokenizer is the zoo's), or None: a toy zoo."""
         return next((m.pretrained for m in self.models.values() if m.pretrained), None)
@@ -173,6 +181,8 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     known = {"seed", "context_size", "eval_windows", "dead_windows", "data", "models", "saes", "precision"}
     if unknown := set(raw) - known:
         _fail(f"zoo recipe: unknown key(s) {sorted(unknown)}; valid keys are {sorted(known)}")
+    data = _data_recipe(dict(raw.get("data") or {}))
+    domains = DOMAINS + data.languages
     models: dict[str, ModelRecipe] = {}
     if not isinstance(raw.get("models") or {}, dict) or not isinstance(raw.get("saes") or {}, dict):
         _fail("zoo recipe: models and saes must be mappings of names to settings")
@@ -193,8 +203,10 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
             m = ModelRecipe(name=name, **spec)
         except TypeError as e:
             _fail(f"zoo recipe: models.{name}: {e}")
-        if bad := set(m.mix) - set(DOMAINS):
-            _fail(f"zoo recipe: models.{name}.mix names {sorted(bad)}; valid domains are {list(DOMAINS)}")
+        if bad := set(m.mix) - set(domains):
+            more = [lang for lang in bad if lang in LANGUAGES]
+            _fail(f"zoo recipe: models.{name}.mix names {sorted(bad)}; valid domains are {list(domains)}"
+                  + (f" (add {more} to data.languages to train on them)" if more else ""))
         if bad := [f for f in m.checkpoints if not 0 < f <= 1]:
             _fail(f"zoo recipe: models.{name}.checkpoints={list(m.checkpoints)}: {bad} are not fractions of its "
                   f"steps; give each in (0, 1] (0.5 saves at step {max(1, round(0.5 * m.steps))} of {m.steps})")
@@ -236,7 +248,6 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     for key in ("seed", "context_size", "eval_windows", "dead_windows"):
         if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
             _fail(f"zoo recipe: {key}={raw[key]!r} must be an integer")
-    _check_types("data", DataRecipe, dict(raw.get("data") or {}))
     if not models:
         _fail("zoo recipe: models is empty; give at least a base model (see params/zoo/smoke.yaml)")
     precision = raw.get("precision", "fp32")
@@ -245,7 +256,19 @@ def parse_recipe(raw: dict, profile: str) -> ZooRecipe:
     eval_windows = int(raw.get("eval_windows", 64))
     return ZooRecipe(profile=profile, seed=int(raw.get("seed", 0)), context_size=int(raw.get("context_size", 128)),
                      eval_windows=eval_windows, dead_windows=int(raw.get("dead_windows", 4 * eval_windows)),
-                     data=DataRecipe(**(raw.get("data") or {})), models=models, saes=saes, precision=precision)
+                     data=data, models=models, saes=saes, precision=precision)
+
+
+def _data_recipe(spec: dict) -> DataRecipe:
+    _check_types("data", DataRecipe, spec)
+    languages = spec.pop("languages", None) or ()
+    if not isinstance(languages, (list, tuple)) or not all(isinstance(x, str) for x in languages) \
+            or set(languages) - set(LANGUAGES) or len(set(languages)) != len(languages):
+        _fail(f"zoo recipe: data.languages={languages!r}; give a list of distinct languages from {sorted(LANGUAGES)}")
+    try:
+        return DataRecipe(**spec, languages=tuple(languages))
+    except TypeError as e:
+        _fail(f"zoo recipe: data: {e}")
 
 
 def zoo_profiles() -> list[str]:

@@ -31,7 +31,7 @@ from sae_transfer.core.convert import quiet_to
 from sae_transfer.core.io import fingerprint
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo, model_spec
-from sae_transfer.zoo.data import DOMAINS
+from sae_transfer.zoo.data import LANGUAGES
 from sae_transfer.zoo.fingerprints import (card_fingerprint, check_file, content_digest, data_fingerprint,
                                            model_fingerprint, sae_fingerprint, stored_fingerprint)
 from sae_transfer.zoo.recipe import ZooRecipe, load_recipe
@@ -156,14 +156,22 @@ class Zoo:
     def streams(self, split: str, context_size: int) -> dict[str, TokenStream]:
         """One ``TokenStream`` per domain of ``split`` (train or heldout), memory-mapped."""
         bos = self.bos_id
-        for d in DOMAINS:
+        for d in self.recipe.domains:
             check_file(self.root / "data", f"tokens/{d}_{split}.npy", self.source)
         tokens = self.root / "data" / "tokens"
         return {d: TokenStream(np.load(tokens / f"{d}_{split}.npy", mmap_mode="r"), context_size, bos)
-                for d in DOMAINS}
+                for d in self.recipe.domains}
+
+    def check_domain(self, domain: str, param: str = "dataset") -> None:
+        """``zoo:DOMAIN`` names a corpus of this zoo: a language is one only where the recipe adds it."""
+        if domain not in self.recipe.domains:
+            raise ValueError(f"{param}=zoo:{domain}: zoo profile {self.profile!r} holds "
+                             f"{[f'zoo:{d}' for d in self.recipe.domains]}"
+                             + ("; a recipe adds a language with data.languages" if domain in LANGUAGES else ""))
 
     def text_file(self, domain: str, split: str) -> Path:
         """``text/<domain>_<split>.jsonl``: the corpus as text, for models with a tokenizer of their own."""
+        self.check_domain(domain)
         path = self.root / "text" / f"{domain}_{split}.jsonl"
         if not (self.root / "text" / "fingerprint.json").exists():
             raise ValueError(f"zoo profile {self.profile!r} holds no text yet (zoo:{domain} for a model with its "

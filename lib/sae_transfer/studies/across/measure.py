@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from sae_transfer.core.specs import data_spec, is_zoo
-from sae_transfer.data.tokens import TokenSpec, check_token_spec
+from sae_transfer.data.tokens import check_token_spec
 from sae_transfer.methods import stitched_pair
 from sae_transfer.methods.stitch import StitchConfig
-from sae_transfer.methods.stitched_pair import CORE, MATCH_LEVELS, Pair, Roles, trained_stitch
+from sae_transfer.methods.stitched_pair import CORE, MATCH_LEVELS, Pair, Roles, StitchTokens, trained_stitch
 from sae_transfer.models.load import parse_spec
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.cache import cached, measurement_key, sae_identity, tokens_identity
@@ -31,33 +30,13 @@ from sae_transfer.zoo.recipe import block_words
 
 
 @dataclass(frozen=True, kw_only=True)
-class AcrossStudy(Config):
-    """``stitch_tokens`` training tokens of each stitch (an equal share of each dataset's train split), ``n_tokens``
-    held-out tokens per dataset for every evaluation, ``n_boot`` resamples of the intervals over features."""
+class AcrossStudy(Config, StitchTokens):
+    """What a stitched pair reads (``StitchTokens``), the stitch's learning rate, ``top_k`` contexts per feature and
+    ``n_boot`` resamples of the intervals over features."""
 
-    datasets: tuple[str, ...]
-    stitch_tokens: int
-    n_tokens: int
-    context_size: int
-    batch_size: int
     stitch_lr: float
     top_k: int
     n_boot: int
-    seed: int
-
-    def __post_init__(self) -> None:
-        if self.stitch_tokens < 4096:
-            raise ValueError(f"stitch_tokens={self.stitch_tokens}: at least 4096")
-
-    def train_specs(self) -> list[TokenSpec]:
-        share = int(-(-self.stitch_tokens // len(self.datasets)) * 1.05) + self.context_size
-        return [TokenSpec(str(data_spec(d).with_split("train")), share, self.context_size,
-                          self.batch_size, self.seed) for d in self.datasets]
-
-    def eval_specs(self) -> list[TokenSpec]:
-        """Held-out tokens: a zoo corpus's held-out split, or the windows after the training ones."""
-        return [TokenSpec(d, self.n_tokens, self.context_size, self.batch_size, self.seed)
-                if is_zoo(d) else t.after(self.n_tokens) for d, t in zip(self.datasets, self.train_specs())]
 
 
 def _n_params(model) -> int:

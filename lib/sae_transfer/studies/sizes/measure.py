@@ -22,12 +22,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 
-from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data import answerable
-from sae_transfer.data.tokens import TokenSpec, check_token_spec
+from sae_transfer.data.tokens import check_token_spec
 from sae_transfer.methods import stitched_pair
 from sae_transfer.methods.stitch import StitchConfig
-from sae_transfer.methods.stitched_pair import Pair, Roles, trained_stitch
+from sae_transfer.methods.stitched_pair import Pair, Roles, StitchTokens, trained_stitch
 from sae_transfer.models.load import parse_spec
 from sae_transfer.models.pairs import PairSetup
 from sae_transfer.passes.cache import cached, measurement_key, sae_identity, tokens_identity
@@ -37,16 +36,10 @@ from sae_transfer.studies.sizes import transfer as sizes_transfer
 
 
 @dataclass(frozen=True, kw_only=True)
-class SizesStudy(Config):
-    """``stitch_tokens`` training tokens of the maps (an equal share of each dataset's train split),
-    ``n_tokens`` held-out tokens per dataset for every evaluation; ``sae_tokens`` of training for each of the two
-    large-model SAEs of the initialisation study (0: skip it), ``sae_checkpoints`` points on its curve."""
+class SizesStudy(Config, StitchTokens):
+    """What the stitched pair reads (``StitchTokens``); ``sae_tokens`` of training for each of the two large-model
+    SAEs of the initialisation study (0: skip it), ``sae_checkpoints`` points on its curve."""
 
-    datasets: tuple[str, ...]
-    stitch_tokens: int
-    n_tokens: int
-    context_size: int
-    batch_size: int
     stitch_lr: float
     sae_tokens: int
     sae_checkpoints: int
@@ -57,31 +50,19 @@ class SizesStudy(Config):
     n_test: int
     probe_k: int
     top_k: int
-    seed: int
     context_chars: int
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("steer_from", "steer_to"):
             if getattr(self, name) not in self.datasets:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of datasets={list(self.datasets)}")
         if self.steer_from == self.steer_to:
             raise ValueError(f"steer_from and steer_to are both {self.steer_to!r}; give two datasets")
-        if self.stitch_tokens < 4096:
-            raise ValueError(f"stitch_tokens={self.stitch_tokens}: at least 4096")
         if self.sae_tokens and self.sae_checkpoints < 2:
             raise ValueError(f"sae_checkpoints={self.sae_checkpoints}: at least 2 points on the curve")
         answerable.check_sizes(self.n_train, self.n_test)
         answerable.check_domains(list(self.probe_domains))
-
-    def train_specs(self) -> list[TokenSpec]:
-        share = int(-(-self.stitch_tokens // len(self.datasets)) * 1.05) + self.context_size
-        return [TokenSpec(str(data_spec(d).with_split("train")), share, self.context_size,
-                          self.batch_size, self.seed) for d in self.datasets]
-
-    def eval_specs(self) -> list[TokenSpec]:
-        """Held-out tokens: a zoo corpus's held-out split, or the windows after the training ones."""
-        return [TokenSpec(d, self.n_tokens, self.context_size, self.batch_size, self.seed)
-                if is_zoo(d) else t.after(self.n_tokens) for d, t in zip(self.datasets, self.train_specs())]
 
 
 #: The sizes chapter's words for the stitched pair's two roles.
