@@ -68,7 +68,7 @@ def test_shares_pair_the_features_and_count_what_was_planted():
 
 def test_readings_follow_the_intervals():
     h = {"general_change": 0.1, "general_change_lo": 0.05, "general_change_hi": 0.15}
-    assert tables.change_reading(h).startswith("10 points more")
+    assert tables.change_reading(h).startswith("10.0 points more (95% interval 5.0 to 15.0)")
     h.update(general_change=-0.01, general_change_lo=-0.03, general_change_hi=0.02)
     assert tables.change_reading(h).startswith("as many")
     h = {"general_before": 0.02, "general_before_lo": 0.0, "general_before_hi": 0.03, "general_before_floor": 0.01,
@@ -100,12 +100,8 @@ def test_bad_parameters_name_themselves():
     with pytest.raises(ValueError, match="base_language"):
         Study(new_language="en").check()
     with pytest.raises(ValueError, match="n_tokens=64"):
-        M.check_inputs(_setup(), "zoo:french", _study(n_tokens=64))
+        M.check_inputs("zoo:french", _study(n_tokens=64))
     with pytest.raises(ValueError, match="new_text"):
-        M.check_inputs(_setup(), "zoo:french", _study(new_text="zoo:klingon"))
-
-
-def _setup():
-    from sae_transfer.models.pairs import PairSetup
-
-    return PairSetup("zoo:smollm2", "zoo:smollm2", zoo="smollm2-smoke")
+        M.check_inputs("zoo:french", _study(new_text="zoo:klingon"))
+    with pytest.raises(ValueError, match=r"n_verses=100000: the held-out chapters hold \d+ verses"):
+        M.check_inputs("zoo:french", _study(n_verses=100000))

@@ -176,4 +176,8 @@ def test_the_introduction_says_which_chapters_the_second_part_runs():
     assert findings.parts_reading({"On the toy zoo": main, "On SmolLM2": {"residuals": main["residuals"]}}) == \
         "It runs 1 of the 2 chapters again (all but *Across model sizes*)."
     assert findings.parts_reading({"On the toy zoo": main}) == ""
+    languages = {"meta": {"title": "Across languages"}}
+    assert findings.parts_reading({"On the toy zoo": main, "On SmolLM2": {"residuals": main["residuals"],
+                                                                         "languages": languages}}) == \
+        "It runs 1 of the 2 chapters again (all but *Across model sizes*), and *Across languages*, which only it holds."
 

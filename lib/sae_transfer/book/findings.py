@@ -110,14 +110,16 @@ def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]
 
 def parts_reading(parts: dict[str, dict[str, dict]]) -> str:
     """Which chapters each part after the first runs again, written from the runs (a part may leave some out):
-    ``It runs 7 of the 8 chapters again (all but *Across model sizes*).``, one sentence per further part, led by
-    the part's name where there are several."""
+    ``It runs 7 of the 8 chapters again (all but *Across model sizes*).``, and names the chapters only it runs,
+    one sentence per further part, led by the part's name where there are several."""
     (_, main), *rest = parts.items()
     out = []
     for part, chapters in rest:
         left = [main[c]["meta"]["title"] for c in main if c not in chapters]
-        said = (f"runs {len(chapters)} of the {len(main)} chapters again"
-                + (" (all but " + ", ".join(f"*{t}*" for t in left) + ")" if left else ""))
+        own = [r["meta"]["title"] for c, r in chapters.items() if c not in main]
+        said = (f"runs {len(chapters) - len(own)} of the {len(main)} chapters again"
+                + (" (all but " + ", ".join(f"*{t}*" for t in left) + ")" if left else "")
+                + (", and " + ", ".join(f"*{t}*" for t in own) + ", which only it holds" if own else ""))
         out.append(f"It {said}." if len(rest) == 1 else f"{part}, it {said}.")
     return " ".join(out)
 

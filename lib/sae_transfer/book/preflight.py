@@ -26,6 +26,8 @@ from sae_transfer.models.load import (SpecError, check_load_fits, check_pair_kin
 from sae_transfer.studies.diffing.train import DiffingStudy, eval_specs, train_specs
 from sae_transfer.studies.parameters import Unfit, fitted
 from sae_transfer.studies.across.measure import check_inputs as across_inputs
+from sae_transfer.studies.languages.measure import LanguagesStudy
+from sae_transfer.studies.languages.measure import check_inputs as languages_inputs
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
 
@@ -133,6 +135,8 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
                                     f"context of {limit} tokens; use context_size <= {limit}")
                 across_inputs(params["base"], params["sae"], params[role], params[f"{role}_sae"],
                               params["second_sae"] if role == "other" else "", zoo, role)
+    if chapter == "languages":
+        languages_inputs(params["finetune"], LanguagesStudy.of(params))
     for dataset in _datasets(params):
         check_dataset_source(dataset)
     for name in ("base_text", "new_text"):  # a language is a zoo corpus only where the zoo's recipe adds it

@@ -60,20 +60,22 @@ def rates(result: dict):
 
 
 def general(result: dict):
-    """The share of language-general features with each verse paired with its translation, a wrong one (floor)
-    and a second translation in the base's language (ceiling), on the base and on the finetune."""
-    fig, ax = plt.subplots(figsize=(8.4, 2.8))
-    pairings = list(next(iter(result["shares"]["general"].values())))
-    y = np.arange(len(pairings))
-    for k, (side, (label, color)) in enumerate(SIDES.items()):
-        s = [result["shares"]["general"][side][p] for p in pairings]
-        share = np.array([x["share"] for x in s])
-        err = np.array([[x["share"] - x["ci"][0], x["ci"][1] - x["share"]] for x in s]).T
-        ax.errorbar(share, y + (k - 0.5) * 0.2, xerr=err, fmt="o", color=color, label=label, capsize=3)
-    ax.set_yticks(y, [PAIRINGS[p] for p in pairings])
-    ax.invert_yaxis()
-    ax.set_xlim(0, None)
-    ax.set_xlabel("share of features language-general")
+    """The share of language-general features at every correlation threshold, each verse paired with its
+    translation (solid), another verse's translation (the floor, dotted) and a second translation in the base's
+    language (the ceiling, dashed), on the base and on the finetune, with 95% intervals over features."""
+    fig, ax = plt.subplots(figsize=(8.4, 3.4))
+    styles = {"translation": "-", "shuffled": ":", "second translation": "--"}
+    for side, (label, color) in SIDES.items():
+        for pairing, by_t in result["shares"]["curve"][side].items():
+            t = np.array([float(k) for k in by_t])
+            share = np.array([x["share"] for x in by_t.values()])
+            lo, hi = np.array([x["ci"][0] for x in by_t.values()]), np.array([x["ci"][1] for x in by_t.values()])
+            ax.plot(t, share, styles[pairing], marker="o", ms=3, color=color, label=f"{label}, {PAIRINGS[pairing]}")
+            ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
+    ax.axvline(result["thresholds"]["general_corr"], color="grey", ls="--", lw=1)
+    ax.set_xlabel("correlation with the paired verses, at least")
+    ax.set_ylabel("share of features language-general")
+    ax.set_ylim(0, 1.02)
     legend_beside(ax)
     fig.tight_layout()
     return fig

@@ -35,6 +35,8 @@ from sae_transfer.passes.outliers import outlier_threshold
 from sae_transfer.passes.sae_metrics import pass_plan
 from sae_transfer.studies.parameters import Config
 
+#: Correlations with the translations at which the figure reads the share of language-general features.
+GENERAL_LEVELS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 #: The classes of a feature on one model, in the order tables show them.
 CLASSES = ("general", "shared, uncorrelated", "base language only", "new language only", "silent")
 
@@ -169,9 +171,6 @@ def verse_stats(setup: PairSetup, finetune: str, study: LanguagesStudy, loader) 
 
     def run() -> dict[str, Any]:
         every = verses.parallel(study.translations, "heldout")
-        if len(every) < study.n_verses:
-            raise ValueError(f"n_verses={study.n_verses}: the held-out chapters hold {len(every)} verses in "
-                             f"{list(study.translations)}; use n_verses <= {len(every)}")
         # a seeded sample from every held-out chapter, in book order (the first verses would be a few books')
         pick = np.sort(np.random.default_rng(study.seed).choice(len(every), study.n_verses, replace=False))
         rows = [every[i] for i in pick]
@@ -258,16 +257,18 @@ def shares(stats: dict, study: LanguagesStudy) -> dict[str, Any]:
     alive = (cls["before"] != silent) | (cls["after"] != silent)
     general = CLASSES.index("general")
     boot = (study.n_boot, study.seed)
-    out: dict[str, Any] = {"n_alive": int(alive.sum()), "n_features": int(len(alive)), "classes": {}, "general": {}}
+    out: dict[str, Any] = {"n_alive": int(alive.sum()), "n_features": int(len(alive)), "classes": {}, "general": {},
+                           "curve": {}}
+    pairings = {"translation": {}, "shuffled": {"corr": "corr_shuffled"}}
+    if study.ceiling:
+        pairings["second translation"] = {"corr": "corr_ceiling", "other": study.ceiling}
     for side, c in cls.items():
         out["classes"][side] = {name: _share(c[alive] == i, *boot) for i, name in enumerate(CLASSES)}
-        out["general"][side] = {"translation": out["classes"][side]["general"],
-                                "shuffled": _share(classes(stats[side], ref, lang, *args, corr="corr_shuffled")[alive]
-                                                   == general, *boot)}
-        if study.ceiling:
-            out["general"][side]["second translation"] = _share(
-                classes(stats[side], ref, lang, *args, corr="corr_ceiling", other=study.ceiling)[alive] == general,
-                *boot)
+        out["general"][side] = {p: _share(classes(stats[side], ref, lang, *args, **kw)[alive] == general, *boot)
+                                for p, kw in pairings.items()}
+        out["curve"][side] = {p: {str(t): _share(classes(stats[side], ref, lang, study.min_rate, t, **kw)[alive]
+                                                 == general, *boot) for t in GENERAL_LEVELS}
+                              for p, kw in pairings.items()}
     out["general_change"] = _paired(cls["after"][alive] == general, cls["before"][alive] == general, *boot)
     transfer = {t: np.nan_to_num(_arr(stats["transfer"][t]), nan=-1.0) >= study.transfer_corr for t in (ref, lang)}
     out["transfer"] = {}
@@ -282,7 +283,7 @@ def shares(stats: dict, study: LanguagesStudy) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ the study
 
-def check_inputs(setup: PairSetup, finetune: str, study: LanguagesStudy) -> None:
+def check_inputs(finetune: str, study: LanguagesStudy) -> None:
     """One-line errors naming the parameter, before any model loads."""
     parse_spec(finetune, "finetune")
     need = MIN_BATCHES * study.batch_size * study.context_size
@@ -297,11 +298,15 @@ def check_inputs(setup: PairSetup, finetune: str, study: LanguagesStudy) -> None
             raise ValueError(f"{name}: {e}") from None
     for lang in study.translations:
         verses.check_language(lang)
+    held = len(verses.parallel(study.translations, "heldout"))
+    if held < study.n_verses:
+        raise ValueError(f"n_verses={study.n_verses}: the held-out chapters hold {held} verses that "
+                         f"{list(study.translations)} all have; use n_verses <= {held}")
 
 
 def measure(setup: PairSetup, finetune: str, study: LanguagesStudy) -> dict[str, Any]:
     """Everything the chapter shows (see the module docstring)."""
-    check_inputs(setup, finetune, study)
+    check_inputs(finetune, study)
     loader = setup.loader()
     checks = {name: verdict(setup, finetune, dataset, study, loader)
               for name, dataset in (("base_text", study.base_text), ("new_text", study.new_text))}

@@ -160,10 +160,10 @@ def change_reading(h: dict) -> str:
     """The change of the general share with the finetune, read from its paired interval."""
     d, lo, hi = (100 * h[k] for k in ("general_change", "general_change_lo", "general_change_hi"))
     if lo > 0:
-        return f"{d:.0f} points more (95% interval {lo:.0f} to {hi:.0f})"
+        return f"{d:.1f} points more (95% interval {lo:.1f} to {hi:.1f})"
     if hi < 0:
-        return f"{-d:.0f} points fewer (95% interval {-hi:.0f} to {-lo:.0f})"
-    return f"as many within the interval (a change of {d:+.0f} points, 95% interval {lo:+.0f} to {hi:+.0f})"
+        return f"{-d:.1f} points fewer (95% interval {-hi:.1f} to {-lo:.1f})"
+    return f"as many within the interval (a change of {d:+.1f} points, 95% interval {lo:+.1f} to {hi:+.1f})"
 
 
 def describe(h: dict) -> dict[str, str]:
