@@ -132,15 +132,29 @@ def _slug(name: str) -> str:
             "new language only": "new_only", "silent": "silent"}[name]
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
+def _pct(x: float | None, digits: int | None = None) -> str:
+    """A share in percent: a decimal under 10%, where whole points would hide it."""
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.{digits if digits is not None else (1 if abs(x) < 0.1 else 0)}f}%"
 
 
 def _span(h: dict, name: str, pct: bool = True) -> str:
     lo, hi = h.get(f"{name}_lo"), h.get(f"{name}_hi")
     if lo is None or hi is None:
         return ""
-    return f" (95% interval {100 * lo:.0f}-{100 * hi:.0f}%)" if pct else f" (95% interval {lo:.3f} to {hi:.3f})"
+    if not pct:
+        return f" (95% interval {lo:.3f} to {hi:.3f})"
+    digits = 1 if max(abs(lo), abs(hi)) < 0.1 else 0
+    return f" (95% interval {_pct(lo, digits)[:-1]}-{_pct(hi, digits)})"
+
+
+def verdict_words(h: dict, key: str) -> str:
+    """The verdict on one language's text with the criterion that decided it (``check``'s words), and whether
+    the intervals decide it."""
+    values = {c.key: h[f"{c.key}_{key}"] if h[f"{c.key}_{key}"] is not None else float("nan") for c in V.CRITERIA}
+    said = V.words(values, h[f"ev_base_{key}"])
+    return said if h[f"decided_{key}"] else f"{said}, not decided by the intervals"
 
 
 def general_reading(h: dict) -> str:
@@ -178,9 +192,8 @@ def describe(h: dict) -> dict[str, str]:
                f"{_span(h, 'ev_drop_new', pct=False)}), and {_pct(h['ev_finetune_base'])} against "
                f"{_pct(h['ev_base_base'])} on {en} text. Its regular features' activations correlate at "
                f"{h['regular_act_sim_new']:.2f} between base and finetune on {new} text and "
-               f"{h['regular_act_sim_base']:.2f} on {en}. The verdict is **{h['verdict_new']}** on {new} text"
-               + ("" if h["decided_new"] else " (not decided by the intervals)")
-               + f" and **{h['verdict_base']}** on {en} text" + ("" if h["decided_base"] else " (not decided)") + ".")
+               f"{h['regular_act_sim_base']:.2f} on {en}. By `check`'s thresholds the base SAE "
+               f"**{verdict_words(h, 'new')}** on {new} text and **{verdict_words(h, 'base')}** on {en} text.")
     general = (f"Of the base SAE's {h['n_alive']:,} features that fire on at least {_pct(h['min_rate'])} of the "
                f"{h['n_verses']:,} verses in either language (of {h['n_features']:,}), "
                f"{_pct(h['general_before'])}{_span(h, 'general_before')} are language-general on the base: they fire "
@@ -190,8 +203,10 @@ def describe(h: dict) -> dict[str, str]:
     change = (f"After the finetune, {_pct(h['general_after'])}{_span(h, 'general_after')} are language-general: "
               f"{change_reading(h)} than before. {_pct(h['base_only_after'])} then fire in {en} only and "
               f"{_pct(h['new_only_after'])} in {new} only.")
-    transfer = (f"Which features transfer (their activations over verses correlate at {h['transfer_corr']:.1f} or "
-                f"more between base and finetune): of the {h['n_general']:,} language-general ones, "
-                f"{_pct(h['transfer_general_base'])} in {en} and {_pct(h['transfer_general_new'])} in {new}; of the "
-                f"{h['n_base_only']:,} that fire in {en} only, {_pct(h['transfer_base_only_base'])} in {en}.")
+    groups = [("general", "language-general"), ("shared", "shared but uncorrelated"),
+              ("base_only", f"{en}-only"), ("new_only", f"{new}-only")]
+    said = [f"{_pct(h[f'transfer_{k}_base'])} and {_pct(h[f'transfer_{k}_new'])} of the {h[f'n_{k}']:,} {name} ones"
+            for k, name in groups if h[f"n_{k}"]]
+    transfer = (f"Which features transfer (their largest activation per verse correlates at {h['transfer_corr']:.1f} "
+                f"or more between base and finetune), in {en} and in {new} verses: " + "; ".join(said) + ".")
     return {"verdict": verdict, "general": general, "change": change, "transfer": transfer}
