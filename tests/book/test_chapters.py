@@ -164,8 +164,8 @@ def test_a_book_file_shaped_like_the_shipped_profiles_is_accepted(tmp_path):
     shipped = params_dir() / "book" / "smollm2.yaml"
     book = Book.from_files([shipped], tmp_path / "out")
     assert book.parts[0].chapters == ("zoo", "residuals", "sae_metrics", "features", "predict", "answerability",
-                                      "atlas")
-    assert file_params(shipped, get_chapter("residuals"))["n_tokens"] == 4096
+                                      "languages", "atlas")
+    assert file_params(shipped, get_chapter("residuals"))["n_tokens"] == 2048
     bad = tmp_path / "bad.yaml"
     bad.write_text("chapters: [residuals, featurs]\nresiduals:\n  n_tokens: 8\n")
     with pytest.raises(ParameterError, match=r"chapters=\['residuals', 'featurs'\] must list chapters"):

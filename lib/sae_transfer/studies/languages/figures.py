@@ -8,9 +8,12 @@ import numpy as np
 
 from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
 from sae_transfer.studies.languages.measure import CLASSES
-from sae_transfer.studies.languages.tables import PAIRINGS, language
+from sae_transfer.studies.languages.tables import language
 
 SIDES = {"before": ("base", "#333333"), "after": ("finetune", "#3d7ec8")}
+#: The general figure's legend: each verse paired with ...
+SHORT = {"translation": "its translation", "shuffled": "another verse's (floor)",
+         "second translation": "a second translation (ceiling)"}
 
 
 def classes(result: dict):
@@ -70,7 +73,7 @@ def general(result: dict):
             t = np.array([float(k) for k in by_t])
             share = np.array([x["share"] for x in by_t.values()])
             lo, hi = np.array([x["ci"][0] for x in by_t.values()]), np.array([x["ci"][1] for x in by_t.values()])
-            ax.plot(t, share, styles[pairing], marker="o", ms=3, color=color, label=f"{label}, {PAIRINGS[pairing]}")
+            ax.plot(t, share, styles[pairing], marker="o", ms=3, color=color, label=f"{label}: {SHORT[pairing]}")
             ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
     ax.axvline(result["thresholds"]["general_corr"], color="grey", ls="--", lw=1)
     ax.set_xlabel("correlation with the paired verses, at least")

@@ -154,7 +154,9 @@ def verdict_words(h: dict, key: str) -> str:
     the intervals decide it."""
     values = {c.key: h[f"{c.key}_{key}"] if h[f"{c.key}_{key}"] is not None else float("nan") for c in V.CRITERIA}
     said = V.words(values, h[f"ev_base_{key}"])
-    return said if h[f"decided_{key}"] else f"{said}, not decided by the intervals"
+    if h[f"decided_{key}"] or h[f"ev_base_{key}"] < V.POOR:  # a poor SAE has no verdict to decide
+        return said
+    return f"{said}, not decided by the intervals"
 
 
 def general_reading(h: dict) -> str:
