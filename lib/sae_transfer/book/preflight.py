@@ -154,7 +154,7 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
     models = [(n, params[n]) for n in ("base", "twin", "small", "large") if params.get(n)]
     check_load_fits(models + [("finetunes", ft) for ft in finetunes], zoo, params.get("dtype", "float32"),
                     params.get("memory", "auto"), params.get("device", "auto"))
-    if chapter in ("sae_metrics", "languages"):
+    if chapter == "sae_metrics":
         spec = TokenSpec("", params["n_tokens"], params["context_size"], params["batch_size"])
         if spec.n_batches() < 4:
             fits = spec.n_windows() // 4  # the largest batch_size that makes 4 batches of these tokens

@@ -283,14 +283,19 @@ def shares(stats: dict, study: LanguagesStudy) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ the study
 
+def check_batches(n_tokens: int, batch_size: int, context_size: int) -> None:
+    """The verdict's tokens make the batches its intervals resample (``MIN_BATCHES``)."""
+    need = MIN_BATCHES * batch_size * context_size
+    if n_tokens < need:
+        raise ValueError(f"n_tokens={n_tokens}: the verdict's intervals resample whole batches and need at least "
+                         f"{MIN_BATCHES} of {batch_size} x {context_size} tokens; use n_tokens >= {need} or a "
+                         "smaller batch_size")
+
+
 def check_inputs(finetune: str, study: LanguagesStudy) -> None:
     """One-line errors naming the parameter, before any model loads."""
     parse_spec(finetune, "finetune")
-    need = MIN_BATCHES * study.batch_size * study.context_size
-    if study.n_tokens < need:
-        raise ValueError(f"n_tokens={study.n_tokens}: the verdict's intervals resample whole batches and need at "
-                         f"least {MIN_BATCHES} of {study.batch_size} x {study.context_size} tokens; use n_tokens >= "
-                         f"{need} or a smaller batch_size")
+    check_batches(study.n_tokens, study.batch_size, study.context_size)
     for name, dataset in (("base_text", study.base_text), ("new_text", study.new_text)):
         try:
             check_token_spec(study.check_spec().tokens(dataset))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sae_transfer.studies import parameters as P
+from sae_transfer.studies.languages.measure import check_batches
 from sae_transfer.studies.parameters import param
 
 
@@ -47,9 +48,11 @@ class Study:
     memory: str = param("auto", P.MEMORY_DOC, P.memory)
 
     def check(self) -> None:
-        """The verses compared are three different translations."""
+        """The verses compared are three different translations, and the verdict's tokens make enough batches for
+        its intervals (checked with the parameters, before any zoo is built)."""
         langs = [self.base_language, self.new_language] + ([self.ceiling] if self.ceiling else [])
         if len(set(langs)) != len(langs):
             raise ValueError(f"base_language={self.base_language!r}, new_language={self.new_language!r}, "
                              f"ceiling={self.ceiling!r}: give three different translations (the ceiling a second "
                              "one in the base's language)")
+        check_batches(self.n_tokens, self.batch_size, self.context_size)
