@@ -8,7 +8,7 @@ import numpy as np
 
 from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
 from sae_transfer.studies.languages.measure import CLASSES
-from sae_transfer.studies.languages.tables import language
+from sae_transfer.studies.languages.tables import class_names, language
 
 SIDES = {"before": ("base", "#333333"), "after": ("finetune", "#3d7ec8")}
 #: The general figure's legend: each verse paired with ...
@@ -19,9 +19,7 @@ SHORT = {"translation": "its translation", "shuffled": "another verse's (floor)"
 def classes(result: dict):
     """The share of the base SAE's features in each class on the base and on the finetune, with 95% intervals
     over features."""
-    langs = result["languages"]
-    names = {"base language only": f"{language(langs['base_language'])} only",
-             "new language only": f"{language(langs['new_language'])} only"}
+    names = class_names(result)
     fig, ax = plt.subplots(figsize=(8.4, 3.2))
     y = np.arange(len(CLASSES))
     for k, (side, (label, color)) in enumerate(SIDES.items()):
@@ -29,7 +27,7 @@ def classes(result: dict):
         share = np.array([x["share"] for x in s])
         err = np.array([[x["share"] - x["ci"][0], x["ci"][1] - x["share"]] for x in s]).T
         ax.barh(y + (k - 0.5) * 0.38, share, height=0.36, xerr=err, color=color, label=label, capsize=2)
-    ax.set_yticks(y, [names.get(c, c) for c in CLASSES])
+    ax.set_yticks(y, [names[c] for c in CLASSES])
     ax.invert_yaxis()
     ax.set_xlabel("share of the base SAE's features firing on the verses")
     legend_beside(ax)

@@ -54,16 +54,22 @@ def verdict_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["text", "criterion"])
 
 
+def class_names(result: dict) -> dict[str, str]:
+    """What tables and figures call each class: the one-language classes by their language."""
+    langs = result["languages"]
+    return {**{c: c for c in CLASSES}, "base language only": f"{language(langs['base_language'])} only",
+            "new language only": f"{language(langs['new_language'])} only"}
+
+
 def classes_table(result: dict) -> pd.DataFrame:
-    """The share of each class of features before and after the finetune, with intervals over features."""
-    s, rows = result["shares"], []
+    """The share of each class of features on the base and on the finetune, with 95% intervals over features."""
+    s, names, rows = result["shares"], class_names(result), []
     for name in CLASSES:
-        row = {"class": name}
         for side, label in (("before", "base"), ("after", "finetune")):
             x = s["classes"][side][name]
-            row.update({f"{label}": x["share"], f"{label} low": x["ci"][0], f"{label} high": x["ci"][1]})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("class")
+            rows.append({"class": names[name], "model": label, "share": x["share"], "low": x["ci"][0],
+                         "high": x["ci"][1]})
+    return pd.DataFrame(rows).set_index(["class", "model"])
 
 
 #: What the general-share table calls each pairing of verses.
@@ -83,16 +89,14 @@ def general_table(result: dict) -> pd.DataFrame:
 
 
 def transfer_table(result: dict) -> pd.DataFrame:
-    """Per class on the base, the share of its features that transfer (correlation over verses between base and
-    finetune at least the threshold) in each language."""
-    langs, rows = result["languages"], []
+    """Per class on the base and language, the share of its features that transfer (correlation over verses
+    between base and finetune at least the threshold), with 95% intervals over features."""
+    langs, names, rows = result["languages"], class_names(result), []
     for name, x in result["shares"]["transfer"].items():
-        row = {"class on the base": name, "features": x["n"]}
         for code in (langs["base_language"], langs["new_language"]):
-            row.update({f"transfer in {language(code)}": x[code]["share"], "low" + f" ({code})": x[code]["ci"][0],
-                        "high" + f" ({code})": x[code]["ci"][1]})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("class on the base")
+            rows.append({"class on the base": names[name], "verses in": language(code), "features": x["n"],
+                         "share transferring": x[code]["share"], "low": x[code]["ci"][0], "high": x[code]["ci"][1]})
+    return pd.DataFrame(rows).set_index(["class on the base", "verses in"])
 
 
 def headline(result: dict) -> dict[str, Any]:
