@@ -64,7 +64,7 @@ def test_stop_layer():
 
 
 @pytest.mark.parametrize("spec, message", [
-    (TokenSpec("zoo:poetry", 10, 8, 2), "valid zoo datasets are ['zoo:prose', 'zoo:code', 'zoo:math']"),
+    (TokenSpec("zoo:poetry", 10, 8, 2), "valid zoo datasets are ['zoo:prose', 'zoo:code', 'zoo:math', 'zoo:fr', 'zoo:es']"),
     (TokenSpec("wiki", 10, 8, 2), "unknown source; use zoo:DOMAIN[/SPLIT], verses:LANG[/SPLIT], hub:NAME[:CONFIG] or json:PATH"),
     (TokenSpec("verses:klingon", 10, 8, 2), "valid verse datasets are ['verses:en', 'verses:en-kjv'"),
     (TokenSpec("verses:fr/test", 10, 8, 2), "(optionally /train or /heldout)"),
