@@ -27,6 +27,17 @@ def panels(n: int, width: float = 3.6, height: float = 3.0, cols: int | None = N
     return fig, axes[:n]
 
 
+def share_curve(by_threshold: dict) -> tuple:
+    """``(thresholds, share, lo, hi)`` arrays from ``{str(threshold): {"share", "ci": [lo, hi]}}`` (a share at each
+    threshold with its interval, as ``core.stats.share_interval`` gives them)."""
+    import numpy as np
+
+    t = np.array([float(k) for k in by_threshold])
+    share = np.array([x["share"] for x in by_threshold.values()])
+    lo, hi = (np.array([x["ci"][i] for x in by_threshold.values()]) for i in (0, 1))
+    return t, share, lo, hi
+
+
 def legend_beside(ax, **kwargs) -> None:
     """``ax``'s legend outside it, to its right: where lines fill the axes (one per pair and dataset), any corner
     inside covers data. The saved figure grows to hold it (``bbox_inches="tight"``)."""

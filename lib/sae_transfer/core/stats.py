@@ -1,4 +1,5 @@
-"""Correlations across cases with bootstrap intervals: what the predict chapter and the STS claim report."""
+"""Bootstrap intervals: correlations across cases (the predict chapter and the STS claim), and shares of items
+(features) with their paired differences (the chapters across architectures and languages)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,32 @@ def correlate(x, y, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
         out[f"{name}_lo"], out[f"{name}_hi"] = (np.percentile(boots, [2.5, 97.5]).tolist() if boots
                                                 else [float("nan")] * 2)
     return out
+
+
+def share_interval(hits, n_boot: int, seed: int) -> dict:
+    """The share of ``hits`` (booleans, one per item) that are true, with a 95% percentile bootstrap interval over
+    items: ``{"share", "ci": [lo, hi], "n"}``. A constant sample's interval is the constant itself."""
+    from scipy.stats import bootstrap
+
+    hits = np.asarray(hits, dtype=float)
+    if len(hits) == 0:
+        return {"share": float("nan"), "ci": [float("nan")] * 2, "n": 0}
+    if hits.min() == hits.max():
+        return {"share": float(hits[0]), "ci": [float(hits[0])] * 2, "n": int(len(hits))}
+    res = bootstrap((hits,), np.mean, n_resamples=n_boot, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return {"share": float(hits.mean()), "ci": [float(x) for x in res.confidence_interval], "n": int(len(hits))}
+
+
+def paired_difference(a, b, n_boot: int, seed: int) -> dict:
+    """share(a) - share(b) over the same items (booleans or numbers), with a 95% paired bootstrap interval (items
+    resampled once for both): ``{"difference", "ci": [lo, hi]}``."""
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(a.mean() - b.mean())
+    if (a - b).min() == (a - b).max():
+        return {"difference": d, "ci": [d, d]}
+    res = bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), paired=True, vectorized=True,
+                    n_resamples=n_boot, method="percentile", random_state=np.random.default_rng(seed))
+    return {"difference": d, "ci": [float(x) for x in res.confidence_interval]}

@@ -138,13 +138,16 @@ def check_inputs(target: str, target_sae: str, source: str, source_sae: str, sec
     return tok, saes
 
 
-def load(setup: PairSetup, source: str, source_sae: str, second_sae: str = "", roles: Roles = Roles()) -> Pair:
-    """Every cheap check first (``check_inputs``; the target is ``setup``'s base and SAE), then the weights."""
+def load(setup: PairSetup, source: str, source_sae: str, second_sae: str = "", roles: Roles = Roles(),
+         target=None) -> Pair:
+    """Every cheap check first (``check_inputs``; the target is ``setup``'s base and SAE), then the weights;
+    ``target``: the base already loaded (a chapter stitching several sources to one base loads it once)."""
     device, dtype = resolve_device(setup.device), check_dtype(setup.dtype)
     tok, saes = check_inputs(setup.base, setup.sae, source, source_sae, second_sae, setup.zoo, device, setup.dtype,
                              roles)
     models = {"source": load_model(source, roles.source, setup.zoo, tok, device, dtype),
-              "target": load_model(setup.base, roles.target, setup.zoo, tok, device, dtype)}
+              "target": target if target is not None else load_model(setup.base, roles.target, setup.zoo, tok,
+                                                                      device, dtype)}
     for role, sae_role in (("source", "source_sae"), ("target", "target_sae"), ("target", "second_sae")):
         sae = saes[sae_role]
         if sae is not None and sae.cfg.d_in != models[role].cfg.d_model:

@@ -4,12 +4,11 @@ Figure."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from sae_transfer.core.labels import short
-from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
+from sae_transfer.core.plotting import legend_beside, share_curve  # (importing plotting sets the theme)
 from sae_transfer.models.hooks import layer_label, residual_index
 from sae_transfer.studies.across.tables import MATCHED
 
@@ -22,9 +21,7 @@ def counterparts(result: dict):
     intervals over features."""
     fig, ax = plt.subplots(figsize=(8.4, 3.4))  # the axes 5 inches wide, the legend beside them
     for who, by_t in result["counterparts"]["shares"].items():
-        t = np.array([float(k) for k in by_t])
-        share = np.array([s["share"] for s in by_t.values()])
-        lo, hi = np.array([s["ci"][0] for s in by_t.values()]), np.array([s["ci"][1] for s in by_t.values()])
+        t, share, lo, hi = share_curve(by_t)
         ax.errorbar(t, share, yerr=[share - lo, hi - share], marker="o", capsize=3, color=COLORS[who],
                     label=MATCHED[who])
     ax.axvline(result["counterparts"]["threshold"], color="grey", ls="--", lw=1)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from sae_transfer.core.stats import paired_difference, share_interval
 from sae_transfer.data.tokens import check_token_spec
 from sae_transfer.methods import stitched_pair
 from sae_transfer.methods.stitch import StitchConfig
@@ -58,13 +59,16 @@ def check_inputs(base: str, sae: str, partner: str, partner_sae: str, second_sae
 
 
 def measure_partner(setup: PairSetup, role: str, partner: str, partner_sae: str, second_sae: str,
-                    study: AcrossStudy) -> dict[str, Any]:
-    """One partner stitched to the base and read on held-out text (``stitched_pair.read_pair``), cached."""
+                    study: AcrossStudy, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One partner stitched to the base and read on held-out text (``stitched_pair.read_pair``), cached.
+    ``base``: ``{"model": ...}`` once some partner has loaded it, shared between partners (filled here)."""
     held: dict[str, Pair] = {}
+    base = {} if base is None else base
 
     def pair() -> Pair:
         if "p" not in held:
-            held["p"] = stitched_pair.load(setup, partner, partner_sae, second_sae, roles(role))
+            held["p"] = stitched_pair.load(setup, partner, partner_sae, second_sae, roles(role), base.get("model"))
+            base["model"] = held["p"].target
         return held["p"]
 
     parse_spec(partner, role)
@@ -86,28 +90,6 @@ def measure_partner(setup: PairSetup, role: str, partner: str, partner_sae: str,
     return {**cached("across", key, run), "stitch_log": log}
 
 
-def _share_interval(best: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict[str, Any]:
-    """The share of features whose best counterpart correlates at least ``threshold``, with a 95% percentile
-    bootstrap interval over features."""
-    from scipy.stats import bootstrap
-
-    hits = (best >= threshold).astype(float)
-    res = bootstrap((hits,), np.mean, n_resamples=n_boot, method="percentile",
-                    random_state=np.random.default_rng(seed))
-    return {"share": float(hits.mean()), "ci": [float(x) for x in res.confidence_interval], "n": int(len(hits))}
-
-
-def _paired_difference(a: np.ndarray, b: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict[str, Any]:
-    """share(a) - share(b) over the same features, with a 95% paired bootstrap interval (features resampled once
-    for both)."""
-    from scipy.stats import bootstrap
-
-    ha, hb = (a >= threshold).astype(float), (b >= threshold).astype(float)
-    res = bootstrap((ha, hb), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), paired=True, vectorized=True,
-                    n_resamples=n_boot, method="percentile", random_state=np.random.default_rng(seed))
-    return {"difference": float(ha.mean() - hb.mean()), "ci": [float(x) for x in res.confidence_interval]}
-
-
 def counterparts(pairs: dict[str, dict], n_boot: int, seed: int) -> dict[str, Any]:
     """Of the base SAE's living features, the share with a counterpart (best activation correlation >= ``CORE``)
     in each partner's SAE and in the second seed's (the ceiling), each with an interval over features, at every
@@ -119,11 +101,11 @@ def counterparts(pairs: dict[str, dict], n_boot: int, seed: int) -> dict[str, An
         best["second seed"] = np.asarray(first["ceiling_corr"])[alive]
     out: dict[str, Any] = {
         "n_alive": int(alive.sum()), "n_features": len(alive), "threshold": CORE,
-        "shares": {who: {str(t): _share_interval(b, t, n_boot, seed) for t in MATCH_LEVELS} for who, b in best.items()},
+        "shares": {who: {str(t): share_interval(b >= t, n_boot, seed) for t in MATCH_LEVELS} for who, b in best.items()},
         "vs_floor": {}}
     if "twin" in best:
         for who in (w for w in best if w != "twin"):
-            out["vs_floor"][who] = _paired_difference(best[who], best["twin"], CORE, n_boot, seed)
+            out["vs_floor"][who] = paired_difference(best[who] >= CORE, best["twin"] >= CORE, n_boot, seed)
     return out
 
 
@@ -133,8 +115,9 @@ def measure(setup: PairSetup, other: str, other_sae: str, study: AcrossStudy, tw
     for spec in study.train_specs() + study.eval_specs():
         check_token_spec(spec)
     partners = {"other": (other, other_sae), **({"twin": (twin, twin_sae)} if twin else {})}
-    # the ceiling reads the base alone: measured once, beside the first partner
-    pairs = {role: measure_partner(setup, role, model, sae, second_sae if role == "other" else "", study)
+    # the ceiling reads the base alone: measured once, beside the first partner; the base loads once for all
+    base: dict[str, Any] = {}
+    pairs = {role: measure_partner(setup, role, model, sae, second_sae if role == "other" else "", study, base)
              for role, (model, sae) in partners.items()}
     specs = {"base": setup.base, "sae": setup.sae, "other": other, "other_sae": other_sae, "twin": twin,
              "twin_sae": twin_sae, "second_sae": second_sae}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sae_transfer.core.plotting import legend_beside  # (importing plotting sets the theme)
+from sae_transfer.core.plotting import legend_beside, share_curve  # (importing plotting sets the theme)
 from sae_transfer.studies.languages.measure import CLASSES
 from sae_transfer.studies.languages.tables import class_names, language
 
@@ -68,9 +68,7 @@ def general(result: dict):
     styles = {"translation": "-", "shuffled": ":", "second translation": "--"}
     for side, (label, color) in SIDES.items():
         for pairing, by_t in result["shares"]["curve"][side].items():
-            t = np.array([float(k) for k in by_t])
-            share = np.array([x["share"] for x in by_t.values()])
-            lo, hi = np.array([x["ci"][0] for x in by_t.values()]), np.array([x["ci"][1] for x in by_t.values()])
+            t, share, lo, hi = share_curve(by_t)
             ax.plot(t, share, styles[pairing], marker="o", ms=3, color=color, label=f"{label}: {SHORT[pairing]}")
             ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
     ax.axvline(result["thresholds"]["general_corr"], color="grey", ls="--", lw=1)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sae_transfer.core.stats import paired_difference, share_interval
 from sae_transfer.check.measure import MIN_BATCHES, CheckSpec, check_pass, live_base
 from sae_transfer.data import verses
 from sae_transfer.data.tokens import check_token_spec, token_windows
@@ -220,31 +221,6 @@ def classes(side: dict, ref: str, lang: str, min_rate: float, general_corr: floa
     return out
 
 
-def _share(hits: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
-    from scipy.stats import bootstrap
-
-    hits = hits.astype(float)
-    if len(hits) < 2 or hits.min() == hits.max():  # an interval of a constant is the constant
-        return {"share": float(hits.mean()) if len(hits) else float("nan"), "ci": [float(hits.mean())] * 2
-                if len(hits) else [float("nan")] * 2, "n": int(len(hits))}
-    res = bootstrap((hits,), np.mean, n_resamples=n_boot, method="percentile",
-                    random_state=np.random.default_rng(seed))
-    return {"share": float(hits.mean()), "ci": [float(x) for x in res.confidence_interval], "n": int(len(hits))}
-
-
-def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
-    """mean(a) - mean(b) over the same features, with a 95% paired bootstrap interval."""
-    from scipy.stats import bootstrap
-
-    a, b = a.astype(float), b.astype(float)
-    if (a - b).min() == (a - b).max():
-        d = float(a.mean() - b.mean())
-        return {"difference": d, "ci": [d, d]}
-    res = bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), paired=True, vectorized=True,
-                    n_resamples=n_boot, method="percentile", random_state=np.random.default_rng(seed))
-    return {"difference": float(a.mean() - b.mean()), "ci": [float(x) for x in res.confidence_interval]}
-
-
 def shares(stats: dict, study: LanguagesStudy) -> dict[str, Any]:
     """The shares of every class before and after the finetune, over the features that fire on the verses in
     either language on either model (the same features on both sides, so the change is paired); the general share
@@ -263,19 +239,19 @@ def shares(stats: dict, study: LanguagesStudy) -> dict[str, Any]:
     if study.ceiling:
         pairings["second translation"] = {"corr": "corr_ceiling", "other": study.ceiling}
     for side, c in cls.items():
-        out["classes"][side] = {name: _share(c[alive] == i, *boot) for i, name in enumerate(CLASSES)}
-        out["general"][side] = {p: _share(classes(stats[side], ref, lang, *args, **kw)[alive] == general, *boot)
+        out["classes"][side] = {name: share_interval(c[alive] == i, *boot) for i, name in enumerate(CLASSES)}
+        out["general"][side] = {p: share_interval(classes(stats[side], ref, lang, *args, **kw)[alive] == general, *boot)
                                 for p, kw in pairings.items()}
-        out["curve"][side] = {p: {str(t): _share(classes(stats[side], ref, lang, study.min_rate, t, **kw)[alive]
+        out["curve"][side] = {p: {str(t): share_interval(classes(stats[side], ref, lang, study.min_rate, t, **kw)[alive]
                                                  == general, *boot) for t in GENERAL_LEVELS}
                               for p, kw in pairings.items()}
-    out["general_change"] = _paired(cls["after"][alive] == general, cls["before"][alive] == general, *boot)
+    out["general_change"] = paired_difference(cls["after"][alive] == general, cls["before"][alive] == general, *boot)
     transfer = {t: np.nan_to_num(_arr(stats["transfer"][t]), nan=-1.0) >= study.transfer_corr for t in (ref, lang)}
     out["transfer"] = {}
     for i, name in enumerate(CLASSES[:-1]):
         members = alive & (cls["before"] == i)
         out["transfer"][name] = {"n": int(members.sum()),
-                                 **{t: _share(transfer[t][members], *boot) for t in (ref, lang)}}
+                                 **{t: share_interval(transfer[t][members], *boot) for t in (ref, lang)}}
     out["moved"] = {name: int((alive & (cls["before"] == general) & (cls["after"] == i)).sum())
                     for i, name in enumerate(CLASSES)}
     return out
