@@ -132,7 +132,7 @@ def test_a_world_the_sae_did_not_learn_is_reported_as_such(tmp_path, monkeypatch
     params = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
               for f in dataclasses.fields(Study)}
     params.update(n_features=32, d_model=16, sae_samples=4096, train_tokens=8192, n_tokens=2048, severities=[],
-                  angles=[], token_sweep=[], features_per_dim=[], n_boot=100)
+                  angles=[], token_sweep=[], features_per_dim=[], n_boot=100, base="")
     data = known.measure(known.KnownStudy.of(params))
     h = tables.headline(data)
     assert not h["worked"] and h["matched"] < 16

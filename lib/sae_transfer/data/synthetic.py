@@ -76,6 +76,9 @@ class PlantedPair:
     unit rows; ``p_base``, ``p_ft`` [n_total] firing probabilities (``p_ft`` of a rarer feature is its kept
     share of ``p_base``)."""
 
+    #: The truth is a dictionary of its own, which the SAE trained on the base may or may not find.
+    truth_is_sae = False
+
     def __init__(self, world: World, edits: Edits):
         edits.validate()
         self.world, self.edits = world, edits
@@ -145,6 +148,18 @@ class PlantedPair:
         gen = ActivationGenerator(self.n_total, self.p_base, std_firing_magnitudes=self.world.magnitude_std,
                                   mean_firing_magnitudes=1.0)
         return fd, gen
+
+    def key(self) -> dict:
+        """What this pair's activations depend on (a cache key part)."""
+        return {"world": asdict(self.world), "edits": asdict(self.edits)}
+
+    def training_batches(self, study, seed: int) -> Iterator[torch.Tensor]:
+        """Both models' activations [n, 2, d_model] of ``study.train_tokens`` independent draws and a few more
+        (the crosscoder's shuffle buffer holds some back), ``study.batch_tokens * 4`` at a time."""
+        per_batch = study.batch_tokens * 4
+        n_batches = -(-int(study.train_tokens * 1.05) // per_batch) + 1
+        for b in self.paired(n_batches, per_batch, 1, seed=seed):
+            yield torch.stack([b["x_base"], b["x_ft"]], 2).flatten(0, 1)
 
     @torch.no_grad()
     def paired(self, n_batches: int, batch_size: int, context: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -62,6 +62,15 @@ def resume_layer(hook: str, positional_embedding_type: str) -> int | None:
     return None if positional_embedding_type == "shortformer" else residual_index(hook)
 
 
+def writer_hook(hook: str) -> str | None:
+    """The block output that writes the residual stream ``hook`` reads: ``blocks.L.hook_resid_pre`` ->
+    ``blocks.{L-1}.hook_resid_post``, ``blocks.L.hook_resid_post`` -> itself. A pass that stops before block L
+    (``stop_at_layer``) runs this hook and one that resumes there does not: an edit hooked here changes the clean
+    stream and nothing spliced in after it. None for the embeddings' stream and any other hook."""
+    i = residual_index(hook)
+    return None if not i else f"blocks.{i - 1}.hook_resid_post"
+
+
 def residual_index(hook: str) -> int | None:
     """How many blocks the residual stream at ``hook`` has passed: ``blocks.L.hook_resid_pre`` -> L,
     ``blocks.L.hook_resid_post`` -> L + 1 (the same stream as ``blocks.{L+1}.hook_resid_pre``); None for any

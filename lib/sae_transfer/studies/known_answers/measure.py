@@ -21,7 +21,7 @@ other two, as ``judge`` does for any criterion left out. What is trained (the SA
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -35,6 +35,7 @@ from sae_transfer.passes.accumulators import FeaturePairStats
 from sae_transfer.passes.cache import cached, code_fingerprint
 from sae_transfer.passes.feature_groups import select_groups
 from sae_transfer.passes.sae_accumulator import SAEMetrics
+from sae_transfer.studies.known_answers import planted
 from sae_transfer.studies.known_answers import scores as S
 from sae_transfer.studies.known_answers.train import KnownStudy, base_sae, crosscoder
 
@@ -47,12 +48,14 @@ def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict
     """One pass over ``n_tokens`` held-out draws: every accumulator, and the truth beside them."""
     from sae_lens.synthetic import ClassificationMetricsCalculator
 
-    d, n_sae = pair.world.d_model, sae.cfg.d_sae
+    d, n_sae = sae.cfg.d_in, sae.cfg.d_sae
     base_feats = pair.base_features
     metrics = {m: SAEMetrics(d, n_sae, float("inf")) for m in ("base", "finetune")}
     pair_stats = FeaturePairStats(sae, HOOK)
     cc_stats = CrosscoderStats(cc, HOOK, top_k=1)
-    detect = ClassificationMetricsCalculator(sae.W_dec.detach(), pair.D_base[base_feats])
+    # A pair whose truth is the SAE's own features has nothing for the SAE's latents to detect.
+    detect = None if pair.truth_is_sae else ClassificationMetricsCalculator(sae.W_dec.detach(),
+                                                                             pair.D_base[base_feats])
     mass = torch.zeros(2, dtype=torch.float64)
     fires = torch.zeros(2, pair.n_total, dtype=torch.long)  # [base, finetune] true firings on these draws
     n_batches = -(-study.n_tokens // (study.batch_size * study.context_size))
@@ -74,7 +77,8 @@ def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict
         for s in (pair_stats, cc_stats):
             s.end_batch()
         ab, af = b["a_base"][:, 1:].flatten(0, 1), b["a_ft"][:, 1:].flatten(0, 1)
-        detect.add_batch(base_codes, ab[:, base_feats])
+        if detect is not None:
+            detect.add_batch(base_codes, ab[:, base_feats])
         mass += changed_mass(ab, af, pair.D_base, pair.D_ft)
         fires += torch.stack([(ab > 0).sum(0), (af > 0).sum(0)])
     stats = pair_stats.result()
@@ -83,10 +87,10 @@ def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict
     cc_result = cc_stats.result()
     for k in ("top_values", "top_tokens", "hist"):
         cc_result.pop(k, None)
-    detection = detect.compute()
+    detection = asdict(detect.compute()) if detect is not None else None
     return {"metrics": {m: a.result()["kept"] for m, a in metrics.items()}, "pair_stats": stats,
             "latents": latents, "features": features, "data": {"synthetic": cc_result},
-            "refit": refit, "detection": asdict(detection), "changed_mass": float(mass[0] / mass[1]),
+            "refit": refit, "detection": detection, "changed_mass": float(mass[0] / mass[1]),
             "true_fires": fires.tolist()}
 
 
@@ -100,8 +104,10 @@ def _verdict(ev: dict, stats: dict, study: KnownStudy) -> dict:
     return {"values": values, "n_regular": len(regular), **V.judge(values), "words": V.in_words(values)}
 
 
-def measure_case(pair: PlantedPair, sae, study: KnownStudy) -> dict:
-    """Plain data of one case: every method's output and its scores against the truth (``scores.score``)."""
+def measure_case(pair: PlantedPair, sae, study: KnownStudy, verdict: Callable[[], dict] | None = None) -> dict:
+    """Plain data of one case: every method's output and its scores against the truth (``scores.score``).
+    ``verdict``: ``check``'s own on a pair of models (a planted real finetune); without it, ``check``'s rule on
+    the two criteria activations alone have (``_verdict``)."""
     def run() -> dict:
         cc, log = crosscoder(pair, study)
         ev = _evaluate(pair, sae, cc, study)
@@ -112,12 +118,12 @@ def measure_case(pair: PlantedPair, sae, study: KnownStudy) -> dict:
         return {"pair": pair.describe(), "crosscoder": {**{k: v for k, v in log.items() if k not in ("step", "loss")},
                                                         "heldout_fvu": ev["data"]["synthetic"]["fvu"]},
                 "metrics": ev["metrics"], "detection": ev["detection"], "changed_mass": ev["changed_mass"],
-                "verdict": _verdict(ev["metrics"], ev["pair_stats"], study),
+                "verdict": verdict() if verdict else _verdict(ev["metrics"], ev["pair_stats"], study),
                 "scores": S.score(pair, sae, cc, ev, labels, study.n_boot, study.seed),
                 "counts": {c: labels["latent_classes"].count(c) for c in set(labels["latent_classes"])}}
 
-    key = {"what": "known-answers-case", "code": code_fingerprint(__name__), "world": asdict(pair.world),
-           "edits": asdict(pair.edits), "study": study.case(), "sae": S.sae_digest(sae)}
+    key = {"what": "known-answers-case", "code": code_fingerprint(__name__), **pair.key(), "study": study.case(),
+           "sae": S.sae_digest(sae)}
     return cached("known-answers", key, run)
 
 
@@ -146,6 +152,7 @@ def measure(study: KnownStudy) -> dict:
         rows.append({"features_per_dim": v, **measure_case(p, sae if p.world == world else
                                                            base_sae(p, study, study.seed), study)})
     out["features_per_dim"] = rows
+    out["planted"] = planted.measure(study, measure_case)
     return out
 
 

@@ -142,3 +142,32 @@ def in_short(h: dict[str, Any], absent: str) -> str:
             + f"Activation similarity ranks changed features with AUROC {h['auroc']:.2f}; "
             f"`check` says {h['default_verdict']} with {h['default_mass']:.0%} of the activation mass changed, "
             f"and {h['null_verdict']} on the null finetune.")
+
+
+def real(h: dict[str, Any]) -> str:
+    """The second level in words: the labels' scores on a real model's planted finetune, why activation similarity
+    sees what it sees there, and ``check``'s verdicts, null included. Empty without a second level."""
+    r = {k[5:]: v for k, v in h.items() if k.startswith("real_")}
+    if not r:
+        return "Not measured: no real model was given (`base` empty)."
+    setting = (f"On `{r['base']}`, at its SAE's hook `{r['hook']}` on `{r['dataset']}`, the planted finetune changed "
+               f"{r['n_changed']} of the SAE's living features ({r['share']:.0%}: shifted by {r['angle']:g}°, "
+               f"rarer, lost) and added {r['n_new']} new ones.")
+    if not r["worked"]:
+        return (f"{setting} The crosscoder did not train (held-out FVU {r['fvu_max']:.2f}): no label is scored. "
+                + _real_check(r))
+    parts = [f"**{lab}**: precision {_est(r, f'{lab}_precision')}, recall {_est(r, f'{lab}_recall')} "
+             f"({trust(r, lab)})" for lab in (*LABELS, "new")]
+    sims = ", ".join(f"{t} {r[f'sim_{t}']:.2f}" for t in ("kept", "shifted", "rarer", "lost") if f"sim_{t}" in r)
+    return (f"{setting} Per label, over the {r['n_scored']} features that fire: " + "; ".join(parts) + ". "
+            f"Activation similarity ranks the changed features below the kept ones with AUROC {_est(r, 'auroc')} "
+            f"(median similarity by true class: {sims}). The SAE's encoder reads back a median {r['self_read']:.2f} "
+            "of a feature's own term (1 for an encoder that inverts its decoder): removing or turning the term "
+            "moves the feature's activation by about that share of itself, and what the feature reads besides its "
+            "own term is left as it was. " + _real_check(r))
+
+
+def _real_check(r: dict[str, Any]) -> str:
+    return (f"`check`, run on the planted finetune as a model (its loss included), says {r['verdict']} with "
+            f"{r['mass']:.0%} of the activation mass changed, and {r['null_verdict']} on the null finetune, where "
+            f"the crosscoder called {r['null_new']} of its {r['null_live']} live latents new.")

@@ -136,7 +136,7 @@ def score(pair: PlantedPair, sae, cc, ev: dict, labels: dict, n_boot: int, seed:
     right = (truth[in_ft[i_ft]] == "new") & (c_ft >= MATCHED)
     out["new"] = _new(labels["new"], live, right, pair.D_ft[true_new], refit, n_boot, seed)
     out.update(_similarity(true_of_sae, matched, ev["pair_stats"], n_boot, seed))
-    out["mcc"] = {"sae": mcc(sae.W_dec, pair.D_base[base], n_boot, seed),
+    out["mcc"] = {"sae": None if pair.truth_is_sae else mcc(sae.W_dec, pair.D_base[base], n_boot, seed),
                   "crosscoder_base": mcc(refit[live, 0], pair.D_base[base], n_boot, seed),
                   "crosscoder_finetune": mcc(refit[live, 1], pair.D_ft[in_ft], n_boot, seed)}
     return out

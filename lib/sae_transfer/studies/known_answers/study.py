@@ -47,6 +47,26 @@ class Study:
     features_per_dim: list = param([2.0], "sweep of true features per dimension, each a world and SAE of its own "
                                    "(with n_features / d_model)",
                                    P.each(between("features_per_dim", 0.125, 64), "features_per_dim", non_empty=False))
+    zoo: str = param("default", "zoo profile the zoo: specs refer to (smoke, default or a recipe path)", P.zoo_recipe)
+    base: str = param("zoo:base-s", "the real model the second level plants its finetune in: zoo:NAME, hub:ORG/NAME "
+                      "or local:PATH; empty: no second level", P.optional(P.model("base")))
+    sae: str = param("zoo:base-s", "the real model's SAE, whose features the planted finetune edits",
+                     P.sae("sae"))
+    dataset: str = param("zoo:prose", "the text the real model reads: its activations, the crosscoder's and the "
+                         "check's", P.dataset("dataset"))
+    planted_train_tokens: int = param(204800, "tokens that train the real pair's crosscoder (both models' "
+                                      "activations of each)", P.positive("planted_train_tokens"))
+    planted_tokens: int = param(16384, "held-out tokens that evaluate every method on the real pair",
+                                P.positive("planted_tokens"))
+    planted_k: int = param(32, "latents of the real pair's crosscoder active per token on average (the diffing "
+                           "chapter's)", P.positive("planted_k"))
+    planted_severities: list = param([0.0, 0.03, 0.1, 1.0],
+                                     "severity grid of check's verdict on the real pair (with share)",
+                                     P.each(between("planted_severities", 0, 1), "planted_severities",
+                                            non_empty=False))
+    device: str = param("auto", "torch device of the real model: auto, cpu, cuda", P.device)
+    dtype: str = param("float32", "the real model's dtype: float32, bfloat16, float16", P.dtype)
+    memory: str = param("auto", P.MEMORY_DOC, P.memory)
     n_boot: int = param(1000, "bootstrap resamples of every interval", P.positive("n_boot", least=100))
     seed: int = param(0, "seed of the world, the edits, the SAEs and the crosscoders", P.non_negative("seed"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sae_transfer.core import verdict as V
@@ -210,3 +211,57 @@ def headline(data: dict) -> dict[str, Any]:
             h[f"mass_{v}_min"], h[f"mass_{v}_max"] = min(masses), max(masses)
     # A score nothing could give (no feature labelled so: no precision) is left out, never glued as NaN.
     return {k: v for k, v in h.items() if v is not None and v == v}
+
+
+# ------------------------------------------------------------------------------------------ the second level
+
+def real_verdicts(planted: dict) -> pd.DataFrame:
+    """``check`` on the real model's planted finetunes: per severity, the true changed mass on the tokens it
+    measured, its three criteria and its verdict (``?``: the intervals did not decide it)."""
+    rows = []
+    for r in planted["severity"]:
+        v = r["verdict"]["values"]
+        rows.append({"share changed": _point(r["severity"]), "true changed mass": f"{r['changed_mass']:.3f}",
+                     "EV drop": _num(v["ev_drop"], 3), "CE recovered drop": _num(v["ce_recovered_drop"], 3),
+                     "activation sim.": _num(v["regular_act_sim"], 2),
+                     "verdict": r["verdict"]["verdict"] + ("" if r["verdict"]["decided"] else " ?")})
+    return pd.DataFrame(rows).set_index("share changed")
+
+
+def _num(x: float | None, digits: int) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def real_headline(planted: dict | None) -> dict[str, Any]:
+    """The second level's numbers the chapter's prose glues (prefixed ``real_``); empty without a second level."""
+    if planted is None:
+        return {}
+    d, null = planted["default"], planted["null"]
+    s, p = d["scores"], d["pair"]
+    h: dict[str, Any] = {"base": p["base"], "sae": p["sae"], "hook": p["hook"], "dataset": p["dataset"],
+                         "n_scored": s["n_scored"], "share": p["edits"]["share"], "angle": p["edits"]["angle"],
+                         "n_new": p["counts"]["new"], "n_changed": sum(p["counts"][c] for c in ("shifted", "rarer",
+                                                                                                  "lost")),
+                         "auroc": s["auroc"]["value"], "auroc_lo": s["auroc"]["lo"], "auroc_hi": s["auroc"]["hi"],
+                         "verdict": d["verdict"]["verdict"], "mass": d["check_changed_mass"],
+                         "null_verdict": null["verdict"]["verdict"],
+                         "null_new": null["scores"]["new"]["n_new_latents"],
+                         "null_live": null["scores"]["new"]["n_live"],
+                         "null_false_new": null["scores"]["new"]["false_new_rate"]["value"],
+                         "null_kept_recall": null["scores"]["features"]["kept"]["recall"]["value"],
+                         "fvu_max": max(d["crosscoder"]["heldout_fvu"] + null["crosscoder"]["heldout_fvu"])}
+    for lab in LABELS:
+        for k in ("precision", "recall"):
+            e = s["features"][lab][k]
+            h[f"{lab}_{k}"], h[f"{lab}_{k}_lo"], h[f"{lab}_{k}_hi"] = e["value"], e["lo"], e["hi"]
+        h[f"{lab}_n_pred"], h[f"{lab}_n_true"] = s["features"][lab]["n_pred"], s["features"][lab]["n_true"]
+    for k in ("precision", "recall"):
+        e = s["new"][k]
+        h[f"new_{k}"], h[f"new_{k}_lo"], h[f"new_{k}_hi"] = e["value"], e["lo"], e["hi"]
+    h["new_n_pred"], h["n_true_new"] = s["new"]["n_new_latents"], s["new"]["n_true_new"]
+    h["self_read"] = p["self_read"]
+    sim = {t: v for t, v in s["similarity"].items() if v}
+    for t, v in sim.items():
+        h[f"sim_{t}"] = float(np.nanmedian(np.asarray(v, dtype=float)))
+    h["worked"] = h["fvu_max"] < UNTRAINED_FVU and h["n_scored"] > 0
+    return {f"real_{k}": v for k, v in h.items() if v is not None and v == v}

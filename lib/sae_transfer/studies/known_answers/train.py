@@ -48,6 +48,17 @@ class KnownStudy(Config):
     angles: list
     token_sweep: list
     features_per_dim: list
+    zoo: str
+    base: str
+    sae: str
+    dataset: str
+    planted_train_tokens: int
+    planted_tokens: int
+    planted_k: int
+    planted_severities: list
+    device: str
+    dtype: str
+    memory: str
     n_boot: int
     seed: int
 
@@ -61,13 +72,26 @@ class KnownStudy(Config):
     def case(self) -> dict:
         """What one case's numbers depend on beyond its world, edits and SAE: the crosscoder's training and the
         evaluation (the sweeps' lists left out, so adding a point re-measures no other)."""
-        return {k: v for k, v in asdict(self).items()
-                if k not in ("severities", "angles", "token_sweep", "features_per_dim", "n_features", "d_model",
-                             "share", "angle", "rarer_keep", "new", "sae_samples", "sae_batch", "sae_lr", "sae_k")}
+        return {k: v for k, v in asdict(self).items() if k not in (*PLANTED, *SWEEP_LISTS, *WORLD)}
+
+    def planted(self, context_size: int) -> "KnownStudy":
+        """The settings of the second level (a real model's planted finetune): its crosscoder the diffing
+        chapter's kind (as many latents as the SAE's features and the new ones, ``planted_k`` active), trained on
+        ``planted_train_tokens`` and evaluated on ``planted_tokens``, in windows of ``context_size``, 8 a batch."""
+        return replace(self, train_tokens=self.planted_train_tokens, n_tokens=self.planted_tokens, expansion=1,
+                       k=self.planted_k, context_size=context_size, batch_size=8)
 
     def severity(self, s: float) -> Edits:
         """Severity ``s`` in [0, 1]: ``s`` of the base's features changed, new ones in the default proportion."""
         return self.edits(share=s, new=self.new * s / self.share if self.share else 0.0)
+
+
+#: The fields a synthetic case's numbers do not depend on: the second level's, the sweeps' lists (adding a point
+#: re-measures no other), and the world's and SAE's (their own key parts).
+PLANTED = ("zoo", "base", "sae", "dataset", "planted_train_tokens", "planted_tokens", "planted_k",
+           "planted_severities", "device", "dtype", "memory")
+SWEEP_LISTS = ("severities", "angles", "token_sweep", "features_per_dim")
+WORLD = ("n_features", "d_model", "share", "angle", "rarer_keep", "new", "sae_samples", "sae_batch", "sae_lr", "sae_k")
 
 
 def _key(what: str, **parts: Any) -> dict:
@@ -111,19 +135,16 @@ def base_sae(pair: PlantedPair, study: KnownStudy, seed: int):
 
 def crosscoder(pair: PlantedPair, study: KnownStudy) -> tuple[Crosscoder, dict]:
     """The case's crosscoder on paired draws of base and finetune, trained once per (world, edits, settings)."""
-    key = _key("synthetic-crosscoder", world=asdict(pair.world), edits=asdict(pair.edits),
+    key = _key("synthetic-crosscoder", **pair.key(),
                train=[study.train_tokens, study.expansion, study.k, study.lr, study.batch_tokens, study.seed])
     path = cache_dir() / "synthetic" / f"crosscoder-{fingerprint(key)}.pt"
 
     def train() -> tuple[dict, dict]:
-        cfg = CrosscoderConfig(pair.world.d_model, study.expansion * pair.n_total, study.k)
+        cfg = CrosscoderConfig(int(pair.D_base.shape[1]), study.expansion * pair.n_total, study.k)
         tc = TrainConfig(study.train_tokens, study.batch_tokens, study.lr, seed=study.seed)
-        per_batch = study.batch_tokens * 4
-        n_batches = -(-int(study.train_tokens * 1.05) // per_batch) + 1  # the shuffle buffer holds some back
 
         def batches():
-            for b in pair.paired(n_batches, per_batch, 1, seed=study.seed + 7):
-                yield torch.stack([b["x_base"], b["x_ft"]], 2).flatten(0, 1)  # [n, 2, d]
+            return pair.training_batches(study, seed=study.seed + 7)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(study.seed)
             cc, log = fit(cfg, tc, batches)
