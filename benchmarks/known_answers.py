@@ -6,7 +6,7 @@ with every sweep; a cache of its own, so every number is computed here).
     python benchmarks/known_answers.py --size full     # about 3 minutes on 2 cores
 
 Prints, per label (kept, shifted, lost, new), its precision and recall with 95% intervals at the default
-difficulty, the false "new" rate on the null finetune, the MCC of the SAE and of each side of the crosscoder, the
+difficulty (and again on the real level, a zoo model's planted finetune, when the profile's zoo is built), the false "new" rate on the null finetune, the MCC of the SAE and of each side of the crosscoder, the
 AUROC of activation similarity, the verdict per severity against the true changed mass, and the easiest
 difficulty on each sweep at which each label's precision falls below 0.9. Writes
 ``benchmarks/results/known_answers-<size>.json``; the diffing and features chapters quote the full one.
@@ -26,7 +26,13 @@ def main() -> None:
     ap.add_argument("--size", default="smoke", choices=("smoke", "full"))
     ap.add_argument("--cache", type=Path, help="cache directory (default: a new temporary one)")
     args = ap.parse_args()
-    os.environ["SAE_TRANSFER_CACHE"] = str(args.cache or tempfile.mkdtemp(prefix="sae-transfer-known-"))
+    project_zoo = Path(__file__).resolve().parents[1] / ".cache" / "zoo"
+    if args.cache is None:
+        args.cache = Path(tempfile.mkdtemp(prefix="sae-transfer-known-"))
+        # The real level reads a built zoo (its models, SAEs and text), which this run measures, never trains.
+        if project_zoo.is_dir() and "SAE_TRANSFER_CACHE" not in os.environ:
+            (args.cache / "zoo").symlink_to(project_zoo, target_is_directory=True)
+    os.environ["SAE_TRANSFER_CACHE"] = str(args.cache)
 
     from sae_transfer.book.bench import write_record
     import torch
@@ -54,12 +60,27 @@ def main() -> None:
     for r in data["severity"]:
         print(f"  severity {r['severity']:.2f}: changed mass {r['changed_mass']:.3f} -> {r['verdict']['words']}")
     print("\nwhere precision falls below 0.9\n", tables.breaking_points(data).to_string())
+    real = data["planted"]
+    if real is not None:
+        rh = tables.real_headline(real)
+        print(f"\nthe real level: {params['base']} with its SAE {params['sae']} at {real['hook']}, on "
+              f"{params['dataset']}; the SAE's encoder reads back a median {rh['real_self_read']:.3f} of a "
+              f"feature's own term\n", tables.labels(real["default"]).to_string())
+        print(f"AUROC of activation similarity, changed against kept: {tables.fmt(real['default']['scores']['auroc'])}"
+              f"; null finetune: {real['null']['scores']['new']['n_new_latents']} of "
+              f"{real['null']['scores']['new']['n_live']} live latents called new, verdict "
+              f"{real['null']['verdict']['verdict']}")
+        print("\ncheck on the real model's planted finetunes\n", tables.real_verdicts(real).to_string())
     for axis in tables.SWEEPS:
         print(f"\nsweep: {tables.SWEEPS[axis]}\n", tables.sweep(data[axis], axis).round(3).to_string())
     h = tables.headline(data)
     labels = tables.labels(data["default"]).reset_index().to_dict(orient="records")
     write_record(f"known_answers-{args.size}", labels,
-                 {"wall_seconds": wall, "breaking_points": tables.breaking_points(data).reset_index().to_dict(
+                 {"wall_seconds": wall, "real": None if data["planted"] is None else {
+                     "labels": tables.labels(data["planted"]["default"]).reset_index().to_dict(orient="records"),
+                     "verdicts": tables.real_verdicts(data["planted"]).reset_index().to_dict(orient="records"),
+                     "headline": tables.real_headline(data["planted"])},
+                  "breaking_points": tables.breaking_points(data).reset_index().to_dict(
                      orient="records"), "headline": {k: v for k, v in h.items() if isinstance(v, (int, float, str))}},
                  torch.get_num_threads(), profile=args.size, params=params)
     print(f"\nwrote {Path('benchmarks/results') / f'known_answers-{args.size}.json'}")

@@ -221,9 +221,9 @@ def real_verdicts(planted: dict) -> pd.DataFrame:
     rows = []
     for r in planted["severity"]:
         v = r["verdict"]["values"]
-        rows.append({"share changed": _point(r["severity"]), "true changed mass": f"{r['changed_mass']:.3f}",
-                     "EV drop": _num(v["ev_drop"], 3), "CE recovered drop": _num(v["ce_recovered_drop"], 3),
-                     "activation sim.": _num(v["regular_act_sim"], 2),
+        rows.append({"share changed": _point(r["severity"]), "changed mass": f"{r['changed_mass']:.3f}",
+                     "EV drop": _num(v["ev_drop"], 3), "CE rec. drop": _num(v["ce_recovered_drop"], 3),
+                     "act. sim.": _num(v["regular_act_sim"], 2),
                      "verdict": r["verdict"]["verdict"] + ("" if r["verdict"]["decided"] else " ?")})
     return pd.DataFrame(rows).set_index("share changed")
 
