@@ -64,8 +64,8 @@ def main() -> None:
     if real is not None:
         rh = tables.real_headline(real)
         print(f"\nthe real level: {params['base']} with its SAE {params['sae']} at {real['hook']}, on "
-              f"{params['dataset']}; the SAE's encoder reads back a median {rh['real_self_read']:.3f} of a "
-              f"feature's own term\n", tables.labels(real["default"]).to_string())
+              f"{params['dataset']}; a lost feature keeps a median {rh['real_kept_act_lost']:.2f} of its mean "
+              f"activation, a kept one {rh['real_kept_act_kept']:.2f}\n", tables.labels(real["default"]).to_string())
         print(f"AUROC of activation similarity, changed against kept: {tables.fmt(real['default']['scores']['auroc'])}"
               f"; null finetune: {real['null']['scores']['new']['n_new_latents']} of "
               f"{real['null']['scores']['new']['n_live']} live latents called new, verdict "

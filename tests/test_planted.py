@@ -68,3 +68,11 @@ def test_the_null_edit_is_the_base_and_the_hooked_model_edits_once(side):
     assert not torch.allclose(model(tokens), one.base(tokens), atol=1e-3)
     # the base model is left as it was
     assert torch.allclose(one.base(tokens, stop_at_layer=stop).float(), x)
+
+
+def test_the_written_directions_are_the_decoder_in_the_models_units(side):
+    from sae_transfer.data.planted import written_directions
+
+    one, _, x, _ = side
+    W = written_directions(one.sae, x[:, 1:].flatten(0, 1))
+    assert torch.allclose(W, one.sae.W_dec.detach().float(), atol=1e-5)  # an SAE that scales nothing: W_dec

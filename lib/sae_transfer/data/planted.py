@@ -51,7 +51,7 @@ class PlantedFinetune:
     def __init__(self, sae, edits: Edits, calibration: torch.Tensor):
         edits.validate()
         self.edits = edits
-        W = sae.W_dec.detach().float().cpu()  # [d_sae, d_in]
+        W = written_directions(sae, calibration)  # [d_sae, d_in]
         self.d_sae, d = W.shape
         self.norms = W.norm(dim=-1).clamp_min(1e-12)  # [d_sae]
         with torch.no_grad():
@@ -85,9 +85,6 @@ class PlantedFinetune:
             self.D_ft[i] = math.cos(theta) * self.D_base[i] + math.sin(theta) * u / u.norm()
         firing = coef.where(coef > 0, torch.nan).nanmean(0)[living]  # each living feature's mean firing coefficient
         self.new_magnitude = float(firing.median())
-        # How much of its own term a feature's encoder reads back (W_enc[:, i] . W_dec[i], 1 for an encoder that
-        # inverts its decoder): a removed term lowers the feature's activation by this share of itself.
-        self.self_read = float((sae.W_enc.detach().float().cpu().T[living] * W[living]).sum(-1).median())
         self.new_share = fires[living][torch.randint(len(living), (n_new,), generator=g)]  # [n_new]
         mask = lambda classes: torch.tensor([c in classes for c in truth])  # noqa: E731
         self.in_base, self.in_ft, self.rarer = ~mask(("new",)), ~mask(("lost",)), mask(("rarer",))
@@ -109,7 +106,7 @@ class PlantedFinetune:
         """Plain data: the edits, the planted counts, and the new features' magnitude and trigger share."""
         return {"edits": asdict(self.edits), "n_total": self.n_total,
                 "counts": {c: self.truth.count(c) for c in TRUE_CLASSES},
-                "new_magnitude": self.new_magnitude, "self_read": self.self_read,
+                "new_magnitude": self.new_magnitude,
                 "new_share": float(self.new_share.mean()) if len(self.new_share) else None}
 
     @torch.no_grad()
@@ -153,6 +150,24 @@ class PlantedFinetune:
         model.register_forward_pre_hook(remember, with_kwargs=True)
         model.add_hook(writer, lambda act, hook: self.edit(act, seen["tokens"]), is_permanent=True)
         return model
+
+
+@torch.no_grad()
+def written_directions(sae, x: torch.Tensor) -> torch.Tensor:
+    """What each feature adds to the SAE's reconstruction per unit of activation, in the model's units [d_sae, d_in]:
+    ``W_dec``, divided by any input scaling the SAE folds out on decoding (sae_lens's ``normalize_activations``).
+    Refused, naming the setting, when decoding is not affine in the activations on ``x`` [n, d_in] (a per-token
+    rescaling): no feature then writes a fixed term."""
+    dtype = sae.W_dec.dtype
+    zero = sae.decode(torch.zeros(1, sae.cfg.d_sae, dtype=dtype, device=sae.W_dec.device))  # [1, d_in]
+    eye = torch.eye(sae.cfg.d_sae, dtype=dtype, device=sae.W_dec.device)
+    W = torch.cat([sae.decode(part) - zero for part in eye.split(512)])  # [d_sae, d_in]
+    f = sae.encode(x[:512].to(dtype).to(W.device))
+    if not torch.allclose(sae.decode(f), f @ W + zero, rtol=1e-3, atol=1e-3 * float(zero.norm()) + 1e-4):
+        raise ValueError(f"sae: its decoder is not affine (normalize_activations="
+                         f"{getattr(sae.cfg, 'normalize_activations', None)!r}); a planted finetune edits fixed "
+                         "feature terms")
+    return W.float().cpu()
 
 
 def _uniform(tokens: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:

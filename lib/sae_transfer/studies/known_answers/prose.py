@@ -161,10 +161,21 @@ def real(h: dict[str, Any]) -> str:
     sims = ", ".join(f"{t} {r[f'sim_{t}']:.2f}" for t in ("kept", "shifted", "rarer", "lost") if f"sim_{t}" in r)
     return (f"{setting} Per label, over the {r['n_scored']} features that fire: " + "; ".join(parts) + ". "
             f"Activation similarity ranks the changed features below the kept ones with AUROC {_est(r, 'auroc')} "
-            f"(median similarity by true class: {sims}). The SAE's encoder reads back a median {r['self_read']:.2f} "
-            "of a feature's own term (1 for an encoder that inverts its decoder): removing or turning the term "
-            "moves the feature's activation by about that share of itself, and what the feature reads besides its "
-            "own term is left as it was. " + _real_check(r))
+            f"(median similarity by true class: {sims}). " + _strength(r) + _real_check(r))
+
+
+def _strength(r: dict[str, Any]) -> str:
+    """What share of its mean activation a lost feature keeps: near 0 when the SAE's encoder reads mainly the
+    feature's own term, near 1 when it reads what surrounds it (which the edit leaves)."""
+    if "kept_act_lost" not in r:
+        return ""
+    others = ", ".join(f"{t} {r[f'kept_act_{t}']:.2f}" for t in ("kept", "shifted", "rarer") if f"kept_act_{t}" in r)
+    return (f"A lost feature, whose own term is gone from the finetune's stream, keeps a median "
+            f"{r['kept_act_lost']:.0%} of its mean activation there ({others} for the other classes): "
+            + ("the SAE's encoder reads mostly what surrounds a feature's term, not the term, so the feature fires "
+               "on as before and no activation-based label can see the term go. "
+               if r["kept_act_lost"] >= 0.5 else
+               "the SAE's encoder reads mainly the feature's own term, so its activations show the loss. "))
 
 
 def _real_check(r: dict[str, Any]) -> str:

@@ -180,9 +180,15 @@ def _similarity(truth: np.ndarray, matched: np.ndarray, stats: dict, n_boot: int
     changed = np.isin(truth[use], CHANGED).astype(float)
     # A feature constant in the finetune (it stopped firing) has no correlation: the least similar it can be.
     s = -np.nan_to_num(sim[use], nan=-1.0)
+    # How much of its mean activation each feature keeps in the finetune, by true class: what a scale-free
+    # similarity cannot see (a feature firing on the same tokens at a fraction of its strength correlates fully).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = np.asarray(stats["mean_finetune"], dtype=float)[use] / np.asarray(stats["mean_base"], dtype=float)[use]
     return {"auroc": {**interval((changed, s), _auroc, n_boot, seed), "n_kept": int((changed == 0).sum()),
                       "n_changed": int(changed.sum())},
-            "similarity": {t: (-s[truth[use] == t]).round(4).tolist() for t in TRUE_CLASSES if t != "new"}}
+            "similarity": {t: (-s[truth[use] == t]).round(4).tolist() for t in TRUE_CLASSES if t != "new"},
+            "activation_kept": {t: _num(np.nanmedian(kept[truth[use] == t])) if (truth[use] == t).any() else None
+                                for t in TRUE_CLASSES if t != "new"}}
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:

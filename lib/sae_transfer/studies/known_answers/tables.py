@@ -259,7 +259,7 @@ def real_headline(planted: dict | None) -> dict[str, Any]:
         e = s["new"][k]
         h[f"new_{k}"], h[f"new_{k}_lo"], h[f"new_{k}_hi"] = e["value"], e["lo"], e["hi"]
     h["new_n_pred"], h["n_true_new"] = s["new"]["n_new_latents"], s["new"]["n_true_new"]
-    h["self_read"] = p["self_read"]
+    h.update({f"kept_act_{t}": v for t, v in s["activation_kept"].items()})
     sim = {t: v for t, v in s["similarity"].items() if v}
     for t, v in sim.items():
         h[f"sim_{t}"] = float(np.nanmedian(np.asarray(v, dtype=float)))
