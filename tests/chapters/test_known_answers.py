@@ -80,4 +80,6 @@ def test_the_real_level_plants_in_the_smoke_base_and_check_reads_it(results):
     assert rows["0"]["verdict"] == "transfers" and float(rows["0"]["changed mass"]) == 0
     assert rows["1"]["verdict"].startswith("broken") and float(rows["1"]["changed mass"]) > 0.5
     assert float(rows["0.3"]["changed mass"]) < float(rows["1"]["changed mass"])
+    assert f"Planted in a real model (`{n['real_base']}`)" in n["in_short"]
+    assert f"MCC {n['real_mcc_cc_base']:.2f}" in n["reading_real"]
     assert n["real_verdict"] in n["reading_real"] and f"{n['real_kept_act_lost']:.0%}" in n["reading_real"]

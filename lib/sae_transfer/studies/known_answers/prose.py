@@ -126,7 +126,23 @@ def readings(h: dict[str, Any], absent: str) -> dict[str, str]:
     return out
 
 
-def in_short(h: dict[str, Any], absent: str) -> str:
+def in_short(h: dict[str, Any], absent: str, real_h: dict[str, Any] | None = None) -> str:
+    """The box atop the page: the first level's labels and verdict, then the real level's in one sentence."""
+    return _in_short(h, absent) + (" " + _real_short(real_h) if real_h else "")
+
+
+def _real_short(h: dict[str, Any]) -> str:
+    r = {k[5:]: v for k, v in h.items() if k.startswith("real_")}
+    if not r.get("worked"):
+        return "On a real model the crosscoder did not train: its labels are not scored."
+    seen = [lab for lab in ("shifted", "lost", "new") if r.get(f"{lab}_recall", 0) > 0]
+    return (f"Planted in a real model (`{r['base']}`), the changes "
+            + (f"are found as {_listed(seen)}" if seen else "get no changed label at all")
+            + f" (activation similarity AUROC {r['auroc']:.2f}), while `check` says {r['verdict']} with "
+            f"{r['mass']:.0%} of the activation mass changed and {r['null_verdict']} on the null finetune.")
+
+
+def _in_short(h: dict[str, Any], absent: str) -> str:
     if not h["worked"]:
         return f"{absent} {verdict(h)}"
     good = [lab for lab in (*LABELS, "new") if trust(h, lab) == "trustworthy"]
@@ -161,7 +177,10 @@ def real(h: dict[str, Any]) -> str:
     sims = ", ".join(f"{t} {r[f'sim_{t}']:.2f}" for t in ("kept", "shifted", "rarer", "lost") if f"sim_{t}" in r)
     return (f"{setting} Per label, over the {r['n_scored']} features that fire: " + "; ".join(parts) + ". "
             f"Activation similarity ranks the changed features below the kept ones with AUROC {_est(r, 'auroc')} "
-            f"(median similarity by true class: {sims}). " + _strength(r) + _real_check(r))
+            f"(median similarity by true class: {sims}). " + _strength(r)
+            + f"The crosscoder's base-side decoders match the SAE's at MCC {r['mcc_cc_base']:.2f}: a changed term "
+            "that no latent holds alone moves no latent's decoder norms, and the diffing labels cannot name it. "
+            + _real_check(r))
 
 
 def _strength(r: dict[str, Any]) -> str:
@@ -173,7 +192,7 @@ def _strength(r: dict[str, Any]) -> str:
     return (f"A lost feature, whose own term is gone from the finetune's stream, keeps a median "
             f"{r['kept_act_lost']:.0%} of its mean activation there ({others} for the other classes): "
             + ("the SAE's encoder reads mostly what surrounds a feature's term, not the term, so the feature fires "
-               "on as before and no activation-based label can see the term go. "
+               "on as before and its activation similarity cannot see the term go. "
                if r["kept_act_lost"] >= 0.5 else
                "the SAE's encoder reads mainly the feature's own term, so its activations show the loss. "))
 

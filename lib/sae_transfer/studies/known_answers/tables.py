@@ -243,6 +243,7 @@ def real_headline(planted: dict | None) -> dict[str, Any]:
                          "n_new": p["counts"]["new"], "n_changed": sum(p["counts"][c] for c in ("shifted", "rarer",
                                                                                                   "lost")),
                          "auroc": s["auroc"]["value"], "auroc_lo": s["auroc"]["lo"], "auroc_hi": s["auroc"]["hi"],
+                         "mcc_cc_base": s["mcc"]["crosscoder_base"]["value"],
                          "verdict": d["verdict"]["verdict"], "mass": d["check_changed_mass"],
                          "null_verdict": null["verdict"]["verdict"],
                          "null_new": null["scores"]["new"]["n_new_latents"],
