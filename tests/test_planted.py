@@ -76,3 +76,24 @@ def test_the_written_directions_are_the_decoder_in_the_models_units(side):
     one, _, x, _ = side
     W = written_directions(one.sae, x[:, 1:].flatten(0, 1))
     assert torch.allclose(W, one.sae.W_dec.detach().float(), atol=1e-5)  # an SAE that scales nothing: W_dec
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-p", "planted_tokens", "1024"], "planted_tokens=1024 gives check fewer than 8 batches of 8 windows of 64 "
+                                       "tokens; use planted_tokens >= 4096"),
+    (["-p", "sae", "zoo:nope"], "sae='zoo:nope': no SAE 'nope' in zoo profile 'smoke'"),
+])
+def test_the_real_level_refuses_bad_input_in_one_line_before_any_work(smoke_card, extra, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "sae_transfer", "run", "known_answers", "--profile", "smoke", *extra],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_the_edit_sits_on_the_block_that_writes_the_stream():
+    assert writer_hook("blocks.2.hook_resid_pre") == "blocks.1.hook_resid_post"
+    assert writer_hook("blocks.1.hook_resid_post") == "blocks.1.hook_resid_post"
+    assert writer_hook("blocks.0.hook_resid_pre") is None and writer_hook("blocks.1.hook_mlp_out") is None

@@ -21,7 +21,9 @@ from sae_transfer.core.specs import data_spec
 from sae_transfer.data.planted import PlantedFinetune
 from sae_transfer.data.synthetic import changed_mass
 from sae_transfer.data.tokens import TokenSpec, token_batches, token_windows
-from sae_transfer.models.hooks import residual_index
+from sae_transfer.models.configs import sae_facts
+from sae_transfer.models.hooks import residual_index, writer_hook
+from sae_transfer.models.load import SpecError, context_limit
 from sae_transfer.models.pairs import PairSetup, load_one_side
 from sae_transfer.passes.cache import cached, code_fingerprint, dataset_identity, measurement_key
 from sae_transfer.passes.outliers import outlier_threshold
@@ -32,6 +34,25 @@ from sae_transfer.studies.known_answers.train import KnownStudy
 CALIBRATION_TOKENS = 8192
 #: Tokens per window, or the model's context where it is shorter.
 CONTEXT = 128
+
+
+#: Batches of 8 windows ``check`` needs at least on the real pair: its intervals resample whole batches, and it may
+#: stop early only after half of them.
+MIN_CHECK_BATCHES = 8
+
+
+def check_inputs(base: str, sae: str, planted_tokens: int, zoo: str) -> None:
+    """Before any weights load: the SAE reads a stream some block writes (the edit sits on that block's output),
+    and ``planted_tokens`` give ``check`` enough batches for its intervals."""
+    facts = sae_facts(sae, zoo)
+    if facts is not None and writer_hook(facts.hook) is None:
+        raise SpecError(f"sae={sae!r} reads {facts.hook!r}, a stream no block writes; a planted finetune edits a "
+                        "block's output: give an SAE of blocks.L.hook_resid_pre (L >= 1) or a hook_resid_post")
+    context = min(CONTEXT, context_limit(base, zoo) or CONTEXT)
+    least = MIN_CHECK_BATCHES * 8 * context
+    if planted_tokens < least:
+        raise SpecError(f"planted_tokens={planted_tokens} gives check fewer than {MIN_CHECK_BATCHES} batches of 8 "
+                        f"windows of {context} tokens; use planted_tokens >= {least}")
 
 
 class RealPair:
