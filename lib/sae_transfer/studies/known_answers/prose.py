@@ -135,11 +135,11 @@ def _real_short(h: dict[str, Any]) -> str:
     r = {k[5:]: v for k, v in h.items() if k.startswith("real_")}
     if not r.get("worked"):
         return "On a real model the crosscoder did not train: its labels are not scored."
-    seen = [lab for lab in ("shifted", "lost", "new") if r.get(f"{lab}_recall", 0) > 0]
-    return (f"Planted in a real model (`{r['base']}`), the changes "
-            + (f"are found as {_listed(seen)}" if seen else "get no changed label at all")
-            + f" (activation similarity AUROC {r['auroc']:.2f}), while `check` says {r['verdict']} with "
-            f"{r['mass']:.0%} of the activation mass changed and {r['null_verdict']} on the null finetune.")
+    found = _listed([f"{r[f'{lab}_recall']:.0%} of the {lab}" for lab in ("shifted", "lost", "new")
+                     if f"{lab}_recall" in r])
+    return (f"Planted in a real model (`{r['base']}`), the diffing labels find {found} features (activation "
+            f"similarity AUROC {r['auroc']:.2f}), while `check` says {r['verdict']} with {r['mass']:.0%} of the "
+            f"activation mass changed and {r['null_verdict']} on the null finetune.")
 
 
 def _in_short(h: dict[str, Any], absent: str) -> str:
