@@ -185,8 +185,9 @@ def measure(study: KnownStudy, measure_case) -> dict[str, Any] | None:
     out: dict[str, Any] = {"default": case(study.edits()), "null": case(study.edits(share=0.0, new=0.0)),
                            "hook": pair.loaded.hook, "calibration_tokens": len(pair.calibration)}
     rows = []
-    for s in tqdm(sorted({*map(float, study.planted_severities)}), desc="known answers: planted severities",
-                  leave=False):
+    # the default case's share among the points, as the first level's severity sweep has it (its check is cached)
+    for s in tqdm(sorted({*map(float, study.planted_severities), float(study.share)}),
+                  desc="known answers: planted severities", leave=False):
         check = pair.with_edits(study.severity(s)).check(real)
         rows.append({"severity": s, "verdict": verdict_of(check), "changed_mass": check["changed_mass"]})
     out["severity"] = rows
