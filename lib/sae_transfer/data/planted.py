@@ -25,12 +25,11 @@ matches "true features" is the first level's question, not this one's.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict
 
 import torch
 
-from sae_transfer.data.synthetic import TRUE_CLASSES, Edits
+from sae_transfer.data.synthetic import TRUE_CLASSES, Edits, planted_classes, turned
 from sae_transfer.models.hooks import writer_hook
 
 #: The hash's modulus (a prime): ``(token * a + b) mod P / P`` is a seeded uniform number per token id.
@@ -63,26 +62,12 @@ class PlantedFinetune:
                              "plant")
         g = torch.Generator().manual_seed(1_000_003 + edits.seed)
         order = living[torch.randperm(len(living), generator=g)]
-        n_changed = round(edits.share * len(living))
-        n_each = n_changed // 3
-        counts = {"shifted": n_changed - 2 * n_each, "rarer": n_each, "lost": n_each}
         n_new = round(edits.new * len(living))
         self.n_total = self.d_sae + n_new
-        truth = ["kept"] * self.d_sae + ["new"] * n_new
-        start = 0
-        for cls in ("shifted", "rarer", "lost"):
-            for i in order[start:start + counts[cls]].tolist():
-                truth[i] = cls
-            start += counts[cls]
-        self.truth = truth
+        self.truth = truth = planted_classes(order.tolist(), self.d_sae, n_new, edits.share)
         new_dirs = torch.randn(n_new, d, generator=g)
         self.D_base = torch.cat([W / self.norms[:, None], new_dirs / new_dirs.norm(dim=-1, keepdim=True)])
-        self.D_ft = self.D_base.clone()
-        theta = math.radians(edits.angle)
-        for i in self.indices("shifted"):
-            u = torch.randn(d, generator=g)
-            u -= (u @ self.D_base[i]) * self.D_base[i]
-            self.D_ft[i] = math.cos(theta) * self.D_base[i] + math.sin(theta) * u / u.norm()
+        self.D_ft = turned(self.D_base, self.indices("shifted"), edits.angle, g)
         firing = coef.where(coef > 0, torch.nan).nanmean(0)[living]  # each living feature's mean firing coefficient
         self.new_magnitude = float(firing.median())
         self.new_share = fires[living][torch.randint(len(living), (n_new,), generator=g)]  # [n_new]

@@ -94,22 +94,8 @@ class PlantedPair:
         new_p = p[torch.randint(n, (n_new,), generator=ge)]  # new features as frequent as the base's
         self.D_base = torch.cat([D, new_dirs / new_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)])
         self.p_union = torch.cat([p, new_p])
-        n_changed = round(edits.share * n)
-        n_each = n_changed // 3
-        counts = {"shifted": n_changed - 2 * n_each, "rarer": n_each, "lost": n_each}
-        truth = ["kept"] * n + ["new"] * n_new
-        start = 0
-        for cls in ("shifted", "rarer", "lost"):
-            for i in order[start:start + counts[cls]].tolist():
-                truth[i] = cls
-            start += counts[cls]
-        self.truth = truth
-        self.D_ft = self.D_base.clone()
-        theta = math.radians(edits.angle)
-        for i in self.indices("shifted"):
-            u = torch.randn(d, generator=ge)
-            u -= (u @ self.D_base[i]) * self.D_base[i]
-            self.D_ft[i] = math.cos(theta) * self.D_base[i] + math.sin(theta) * u / u.norm()  # unit: u is orthogonal
+        self.truth = truth = planted_classes(order.tolist(), n, n_new, edits.share)
+        self.D_ft = turned(self.D_base, self.indices("shifted"), edits.angle, ge)
         mask = lambda classes: torch.tensor([c in classes for c in truth])  # noqa: E731
         self.in_base = ~mask(("new",))  # [n_total] bool
         self.in_ft = ~mask(("lost",))
@@ -178,6 +164,34 @@ class PlantedPair:
                 shape = (batch_size, context, -1)
                 yield {"a_base": a_base.view(shape), "a_ft": a_ft.view(shape),
                        "x_base": (a_base @ self.D_base).view(shape), "x_ft": (a_ft @ self.D_ft).view(shape)}
+
+
+def planted_classes(order: list[int], n: int, n_new: int, share: float) -> list[str]:
+    """Each feature's planted class: ``round(share * len(order))`` of the ``n`` base features, taken in ``order``,
+    changed (a third each shifted, rarer, lost; the remainder of the division to shifted), the rest kept; then
+    ``n_new`` new ones."""
+    n_changed = round(share * len(order))
+    n_each = n_changed // 3
+    counts = {"shifted": n_changed - 2 * n_each, "rarer": n_each, "lost": n_each}
+    truth = ["kept"] * n + ["new"] * n_new
+    start = 0
+    for cls in ("shifted", "rarer", "lost"):
+        for i in order[start:start + counts[cls]]:
+            truth[i] = cls
+        start += counts[cls]
+    return truth
+
+
+def turned(D: torch.Tensor, rows: list[int], angle: float, generator: torch.Generator) -> torch.Tensor:
+    """A copy of unit rows ``D`` [m, d] with each of ``rows`` turned by ``angle`` degrees toward a random direction
+    orthogonal to it (drawn from ``generator``, row by row)."""
+    out = D.clone()
+    theta = math.radians(angle)
+    for i in rows:
+        u = torch.randn(D.shape[1], generator=generator)
+        u -= (u @ D[i]) * D[i]
+        out[i] = math.cos(theta) * D[i] + math.sin(theta) * u / u.norm()  # unit: u is orthogonal
+    return out
 
 
 @lru_cache(maxsize=8)
