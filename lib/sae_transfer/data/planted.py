@@ -1,11 +1,12 @@
 """A real model's planted finetune: the base model with the residual stream its SAE reads edited, feature by feature,
 so that every feature's fate is known by construction (the second level of the known-answers chapter).
 
-The base SAE writes each token's activation as ``x = sum_i f_i(x) W_dec[i] + b_dec + error``. The planted finetune
-changes the terms of ``Edits.share`` of the SAE's living features (a third each, as ``data.synthetic`` plants
-them) and adds new ones, leaving the error, the bias and every other term as they are:
+The base SAE writes each token's activation as ``x = sum_i f_i(x) w_i + b + error``, ``w_i`` its decoder row in the
+model's units (``written_directions``). The planted finetune changes the terms of ``Edits.share`` of the SAE's
+living features (a third each, as ``data.synthetic`` plants them) and adds new ones, leaving the error, the bias
+and every other term as they are:
 
-- **shifted**: the feature's term ``f_i W_dec[i]`` written along a direction turned by ``Edits.angle`` degrees
+- **shifted**: the feature's term ``f_i w_i`` written along a direction turned by ``Edits.angle`` degrees
   (same tokens, same activation, same norm);
 - **rarer**: its term kept on ``Edits.rarer_keep`` of the vocabulary (a seeded hash of the token id), removed on
   the rest;
@@ -15,7 +16,7 @@ them) and adds new ones, leaving the error, the bias and every other term as the
   the living features' median firing magnitude.
 
 In the notation of ``data.synthetic``, with ``a_base`` the SAE's coefficients along its unit decoder directions
-(``f_i ||W_dec[i]||``) and ``a_ft`` the planted ones: ``x_ft = x + a_ft @ D_ft - a_base @ D_base``, exact on every
+(``f_i ||w_i||``) and ``a_ft`` the planted ones: ``x_ft = x + a_ft @ D_ft - a_base @ D_base``, exact on every
 token. Position 0 (BOS) is never edited. The edit sits where the block before the SAE's hook writes the stream
 (``models.hooks.writer_hook``), so the finetune runs every layer after it on the edited stream: its loss, and what
 any method reads downstream, follow from the edit. Truth here is in the SAE's own features: how well the SAE
@@ -143,10 +144,15 @@ def written_directions(sae, x: torch.Tensor) -> torch.Tensor:
     ``W_dec``, divided by any input scaling the SAE folds out on decoding (sae_lens's ``normalize_activations``).
     Refused, naming the setting, when decoding is not affine in the activations on ``x`` [n, d_in] (a per-token
     rescaling): no feature then writes a fixed term."""
-    dtype = sae.W_dec.dtype
-    zero = sae.decode(torch.zeros(1, sae.cfg.d_sae, dtype=dtype, device=sae.W_dec.device))  # [1, d_in]
-    eye = torch.eye(sae.cfg.d_sae, dtype=dtype, device=sae.W_dec.device)
-    W = torch.cat([sae.decode(part) - zero for part in eye.split(512)])  # [d_sae, d_in]
+    dtype, device, n = sae.W_dec.dtype, sae.W_dec.device, sae.cfg.d_sae
+    zero = sae.decode(torch.zeros(1, n, dtype=dtype, device=device))  # [1, d_in]
+    parts = []
+    for start in range(0, n, 512):  # 512 unit activations at a time: never a [d_sae, d_sae] identity
+        rows = torch.arange(start, min(start + 512, n), device=device)
+        unit = torch.zeros(len(rows), n, dtype=dtype, device=device)
+        unit[torch.arange(len(rows), device=device), rows] = 1
+        parts.append(sae.decode(unit) - zero)
+    W = torch.cat(parts)  # [d_sae, d_in]
     f = sae.encode(x[:512].to(dtype).to(W.device))
     if not torch.allclose(sae.decode(f), f @ W + zero, rtol=1e-3, atol=1e-3 * float(zero.norm()) + 1e-4):
         raise ValueError(f"sae: its decoder is not affine (normalize_activations="

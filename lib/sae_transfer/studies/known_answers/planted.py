@@ -32,12 +32,10 @@ from sae_transfer.studies.known_answers.train import KnownStudy
 
 #: Calibration tokens (the training split's, a seed of their own): which features live, how strong and frequent.
 CALIBRATION_TOKENS = 8192
-#: Tokens per window, or the model's context where it is shorter.
-CONTEXT = 128
-
-
-#: Batches of 8 windows ``check`` needs at least on the real pair: its intervals resample whole batches, and it may
-#: stop early only after half of them.
+#: Tokens per window, or the model's context where it is shorter; windows per batch.
+CONTEXT, BATCH = 128, 8
+#: Batches ``check`` needs at least on the real pair: its intervals resample whole batches, and it may stop early
+#: only after half of them.
 MIN_CHECK_BATCHES = 8
 
 
@@ -49,10 +47,10 @@ def check_inputs(base: str, sae: str, planted_tokens: int, zoo: str) -> None:
         raise SpecError(f"sae={sae!r} reads {facts.hook!r}, a stream no block writes; a planted finetune edits a "
                         "block's output: give an SAE of blocks.L.hook_resid_pre (L >= 1) or a hook_resid_post")
     context = min(CONTEXT, context_limit(base, zoo) or CONTEXT)
-    least = MIN_CHECK_BATCHES * 8 * context
+    least = MIN_CHECK_BATCHES * BATCH * context
     if planted_tokens < least:
-        raise SpecError(f"planted_tokens={planted_tokens} gives check fewer than {MIN_CHECK_BATCHES} batches of 8 "
-                        f"windows of {context} tokens; use planted_tokens >= {least}")
+        raise SpecError(f"planted_tokens={planted_tokens} gives check fewer than {MIN_CHECK_BATCHES} batches of "
+                        f"{BATCH} windows of {context} tokens; use planted_tokens >= {least}")
 
 
 class RealPair:
@@ -79,7 +77,7 @@ class RealPair:
         self.plant: PlantedFinetune | None = None
 
     def spec(self, n_tokens: int, seed: int, train: bool = False, context: int | None = None,
-             batch: int = 8) -> TokenSpec:
+             batch: int = BATCH) -> TokenSpec:
         dataset = str(data_spec(self.study.dataset).with_split("train")) if train else self.study.dataset
         return TokenSpec(dataset, n_tokens, context or self.context, batch, seed)
 
@@ -174,7 +172,7 @@ def measure(study: KnownStudy, measure_case) -> dict[str, Any] | None:
     if not study.base:
         return None
     pair = RealPair(study)
-    real = study.planted(pair.context)
+    real = study.planted(pair.context, BATCH)
 
     def case(edits) -> dict:
         p = pair.with_edits(edits)

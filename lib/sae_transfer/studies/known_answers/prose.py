@@ -162,7 +162,7 @@ def _in_short(h: dict[str, Any], absent: str) -> str:
 
 def real(h: dict[str, Any]) -> str:
     """The second level in words: the labels' scores on a real model's planted finetune, why activation similarity
-    sees what it sees there, and ``check``'s verdicts, null included. Empty without a second level."""
+    sees what it sees there, and ``check``'s verdicts, null included; says so without a second level."""
     r = {k[5:]: v for k, v in h.items() if k.startswith("real_")}
     if not r:
         return "Not measured: no real model was given (`base` empty)."
@@ -178,8 +178,10 @@ def real(h: dict[str, Any]) -> str:
     return (f"{setting} Per label, over the {r['n_scored']} features that fire: " + "; ".join(parts) + ". "
             f"Activation similarity ranks the changed features below the kept ones with AUROC {_est(r, 'auroc')} "
             f"(median similarity by true class: {sims}). " + _strength(r)
-            + f"The crosscoder's base-side decoders match the SAE's at MCC {r['mcc_cc_base']:.2f}: a changed term "
-            "that no latent holds alone moves no latent's decoder norms, and the diffing labels cannot name it. "
+            + f"The crosscoder's base-side decoders match the SAE's at MCC {r['mcc_cc_base']:.2f}"
+            + (": a changed term that no latent holds alone moves no latent's decoder norms, and the diffing labels "
+               "find few of the changes. " if all(r.get(f"{lab}_recall", 0) < 0.5 for lab in ("shifted", "lost", "new"))
+               else ". ")
             + _real_check(r))
 
 

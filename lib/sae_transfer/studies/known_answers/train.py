@@ -74,12 +74,12 @@ class KnownStudy(Config):
         evaluation (the sweeps' lists left out, so adding a point re-measures no other)."""
         return {k: v for k, v in asdict(self).items() if k not in (*PLANTED, *SWEEP_LISTS, *WORLD)}
 
-    def planted(self, context_size: int) -> "KnownStudy":
+    def planted(self, context_size: int, batch_size: int) -> "KnownStudy":
         """The settings of the second level (a real model's planted finetune): its crosscoder the diffing
         chapter's kind (as many latents as the SAE's features and the new ones, ``planted_k`` active), trained on
-        ``planted_train_tokens`` and evaluated on ``planted_tokens``, in windows of ``context_size``, 8 a batch."""
+        ``planted_train_tokens`` and evaluated on ``planted_tokens``, in windows of ``context_size``."""
         return replace(self, train_tokens=self.planted_train_tokens, n_tokens=self.planted_tokens, expansion=1,
-                       k=self.planted_k, context_size=context_size, batch_size=8)
+                       k=self.planted_k, context_size=context_size, batch_size=batch_size)
 
     def severity(self, s: float) -> Edits:
         """Severity ``s`` in [0, 1]: ``s`` of the base's features changed, new ones in the default proportion."""
