@@ -66,7 +66,7 @@ def test_the_breaking_points_cover_every_label_and_sweep(results):
 
 
 def test_the_real_level_plants_in_the_smoke_base_and_check_reads_it(results):
-    """The second level, on the smoke zoo's base-s (measured 2026-12-05: 153 of its SAE's 511 living features
+    """The second level, on the smoke zoo's base-s (measured 2026-12-05: 154 of its SAE's 511 living features
     changed and 51 new; check transfers at a changed mass of 0, degraded at 0.31, broken at 0.87; the null
     crosscoder calls no latent new)."""
     _, r = results
