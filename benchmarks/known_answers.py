@@ -6,7 +6,9 @@ with every sweep; a cache of its own, so every number is computed here).
     python benchmarks/known_answers.py --size full     # about 3 minutes on 2 cores
 
 Prints, per label (kept, shifted, lost, new), its precision and recall with 95% intervals at the default
-difficulty (and again on the real level, a zoo model's planted finetune, when the profile's zoo is built), the false "new" rate on the null finetune, the MCC of the SAE and of each side of the crosscoder, the
+difficulty (and again on the real level when the profile's zoo is built: a zoo model's planted finetune, and a finetune
+trained on planted token patterns against its control), the false "new" rate on the null finetune, the MCC of the SAE
+and of each side of the crosscoder, the
 AUROC of activation similarity, the verdict per severity against the true changed mass, and the easiest
 difficulty on each sweep at which each label's precision falls below 0.9. Writes
 ``benchmarks/results/known_answers-<size>.json``; the diffing and features chapters quote the full one.
@@ -71,6 +73,16 @@ def main() -> None:
               f"{real['null']['scores']['new']['n_live']} live latents called new, verdict "
               f"{real['null']['verdict']['verdict']}")
         print("\ncheck on the real model's planted finetunes\n", tables.real_verdicts(real).to_string())
+    trained = data["trained"]
+    if trained is not None:
+        print(f"\nthe trained finetune: {trained['steps']} steps on text with {len(trained['patterns']['added'])} "
+              "trigger and as many removed tokens planted, against a control finetune on the text as it is\n",
+              tables.trained_behaviour(trained).to_string(), "\n\n", tables.trained_positions(trained).to_string(),
+              "\n\n", tables.trained_methods(trained).to_string())
+        s = trained["scores"]
+        print(f"similarity lost beyond the control against exposure: Spearman {s['similarity']['spearman']:.2f} "
+              f"[{s['similarity']['lo']:.2f}, {s['similarity']['hi']:.2f}]; exposure of the features labelled changed "
+              f"on the planted finetune only, against those kept on both: AUROC {tables.fmt(s['labels']['auroc'])}")
     for axis in tables.SWEEPS:
         print(f"\nsweep: {tables.SWEEPS[axis]}\n", tables.sweep(data[axis], axis).round(3).to_string())
     h = tables.headline(data)
@@ -80,6 +92,11 @@ def main() -> None:
                      "labels": tables.labels(data["planted"]["default"]).reset_index().to_dict(orient="records"),
                      "verdicts": tables.real_verdicts(data["planted"]).reset_index().to_dict(orient="records"),
                      "headline": tables.real_headline(data["planted"])},
+                  "trained": None if trained is None else {
+                     "behaviour": tables.trained_behaviour(trained).reset_index().to_dict(orient="records"),
+                     "positions": tables.trained_positions(trained).reset_index().to_dict(orient="records"),
+                     "methods": tables.trained_methods(trained).reset_index().to_dict(orient="records"),
+                     "headline": tables.trained_headline(trained)},
                   "breaking_points": tables.breaking_points(data).reset_index().to_dict(
                      orient="records"), "headline": {k: v for k, v in h.items() if isinstance(v, (int, float, str))}},
                  torch.get_num_threads(), profile=args.size, params=params)

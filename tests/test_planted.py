@@ -82,6 +82,8 @@ def test_the_written_directions_are_the_decoder_in_the_models_units(side):
     (["-p", "planted_tokens", "1024"], "planted_tokens=1024 gives check fewer than 8 batches of 8 windows of 64 "
                                        "tokens; use planted_tokens >= 4096"),
     (["-p", "sae", "zoo:nope"], "sae='zoo:nope': no SAE 'nope' in zoo profile 'smoke'"),
+    (["-p", "pattern_steps", "100000"], "pattern_steps=100000 trains on 1600000 windows of 64 tokens but the training "
+                                        "split of dataset='zoo:prose' holds"),
 ])
 def test_the_real_level_refuses_bad_input_in_one_line_before_any_work(smoke_card, extra, message):
     import subprocess

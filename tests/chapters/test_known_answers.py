@@ -83,3 +83,27 @@ def test_the_real_level_plants_in_the_smoke_base_and_check_reads_it(results):
     assert f"Planted in a real model (`{n['real_base']}`)" in n["in_short"]
     assert f"MCC {n['real_mcc_cc_base']:.2f}" in n["reading_real"]
     assert n["real_verdict"] in n["reading_real"] and f"{n['real_kept_act_lost']:.0%}" in n["reading_real"]
+
+
+def test_the_trained_finetune_learns_its_planted_rule_and_the_methods_point_where_it_was_planted(results):
+    """The second form of the real level, on the smoke zoo's base-s (measured 2026-12-06: the planted target at
+    probability 0.90 after a trigger against 0.0003 in the control; the stream moved 0.61 of its norm at a trigger
+    against 0.16 elsewhere; the SAE's unexplained variance 2.1 times higher on planted positions, 1.0 on the
+    control; similarity loss against exposure Spearman 0.43 [0.36, 0.51])."""
+    _, r = results
+    n = r["numbers"]
+    assert n["trained_took"] and n["trained_rule_planted"] > 0.5 and n["trained_rule_control"] < 0.05
+    assert n["trained_entropy_planted"] > n["trained_entropy_control"]
+    assert min(n["trained_moved_added"], n["trained_moved_removed"]) > 2 * n["trained_moved_other"]
+    assert n["trained_ratio_planted"] > 1.5 * n["trained_ratio_control"]
+    assert n["trained_sim_lo"] > 0
+    rows = {row["measure"]: row for row in r["tables"]["trained_behaviour"]}
+    assert float(rows["P(target) after a trigger"]["planted"]) == pytest.approx(n["trained_rule_planted"], abs=1e-3)
+    positions = {row["positions"]: row for row in r["tables"]["trained_positions"]}
+    assert set(positions) == {"at a trigger", "at a removed token", "elsewhere"}
+    assert float(positions["at a trigger"]["(planted)"]) > float(positions["elsewhere"]["(planted)"])
+    methods = {row["measure"]: row for row in r["tables"]["trained_methods"]}
+    assert methods["check"]["planted"].split()[0] == n["trained_verdict_planted"]
+    assert f"probability {n['trained_rule_planted']:.2f}" in n["reading_trained"]
+    assert f"{n['trained_ratio_planted']:.1f} times" in n["reading_trained"]
+    assert "planted token patterns" in n["in_short"]

@@ -28,6 +28,7 @@ from sae_transfer.studies.parameters import Unfit, fitted
 from sae_transfer.studies.across.measure import check_inputs as across_inputs
 from sae_transfer.studies.languages.measure import LanguagesStudy
 from sae_transfer.studies.known_answers.planted import check_inputs as planted_inputs
+from sae_transfer.studies.known_answers.trained import check_inputs as trained_inputs
 from sae_transfer.studies.languages.measure import check_inputs as languages_inputs
 from sae_transfer.studies.sizes.measure import check_inputs
 from sae_transfer.zoo.store import Zoo
@@ -140,6 +141,7 @@ def _checks(params: dict[str, Any], chapter: str) -> None:
         languages_inputs(params["finetune"], LanguagesStudy.of(params))
     if chapter == "known_answers" and base:
         planted_inputs(base, params["sae"], params["planted_tokens"], zoo)
+        trained_inputs(base, params["dataset"], params["pattern_tokens"], params["pattern_steps"], zoo)
     for dataset in _datasets(params):
         check_dataset_source(dataset)
     for name in ("base_text", "new_text"):  # a language is a zoo corpus only where the zoo's recipe adds it

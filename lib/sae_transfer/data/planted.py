@@ -53,6 +53,7 @@ class PlantedFinetune:
         self.edits = edits
         W = written_directions(sae, calibration)  # [d_sae, d_in]
         self.d_sae, d = W.shape
+        self.d_in = d
         self.norms = W.norm(dim=-1).clamp_min(1e-12)  # [d_sae]
         with torch.no_grad():
             coef = sae.encode(calibration.to(sae.dtype)).float().cpu() * self.norms  # [n, d_sae]

@@ -106,6 +106,10 @@ class PlantedPair:
     def indices(self, cls: str) -> list[int]:
         return [i for i, c in enumerate(self.truth) if c == cls]
 
+    @property
+    def d_in(self) -> int:
+        return self.world.d_model
+
     @cached_property
     def base_features(self) -> list[int]:
         """The features the base uses (every class but new), in dictionary order."""

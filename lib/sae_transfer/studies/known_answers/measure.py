@@ -35,7 +35,7 @@ from sae_transfer.passes.accumulators import FeaturePairStats
 from sae_transfer.passes.cache import cached, code_fingerprint
 from sae_transfer.passes.feature_groups import select_groups
 from sae_transfer.passes.sae_accumulator import SAEMetrics
-from sae_transfer.studies.known_answers import planted
+from sae_transfer.studies.known_answers import planted, trained
 from sae_transfer.studies.known_answers import scores as S
 from sae_transfer.studies.known_answers.train import KnownStudy, base_sae, crosscoder
 
@@ -45,17 +45,17 @@ HOOK = "x"
 
 @torch.no_grad()
 def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict:
-    """One pass over ``n_tokens`` held-out draws: every accumulator, and the truth beside them."""
+    """One pass over ``n_tokens`` held-out draws: every accumulator, and the truth beside them (where the pair
+    has planted coefficients, ``a_base`` and ``a_ft``: ``changed_mass`` and ``true_fires`` are None without)."""
     from sae_lens.synthetic import ClassificationMetricsCalculator
 
     d, n_sae = sae.cfg.d_in, sae.cfg.d_sae
-    base_feats = pair.base_features
     metrics = {m: SAEMetrics(d, n_sae, float("inf")) for m in ("base", "finetune")}
     pair_stats = FeaturePairStats(sae, HOOK)
     cc_stats = CrosscoderStats(cc, HOOK, top_k=1)
     # A pair whose truth is the SAE's own features has nothing for the SAE's latents to detect.
     detect = None if pair.truth_is_sae else ClassificationMetricsCalculator(sae.W_dec.detach(),
-                                                                             pair.D_base[base_feats])
+                                                                             pair.D_base[pair.base_features])
     mass = torch.zeros(2, dtype=torch.float64)
     fires = torch.zeros(2, pair.n_total, dtype=torch.long)  # [base, finetune] true firings on these draws
     n_batches = -(-study.n_tokens // (study.batch_size * study.context_size))
@@ -76,9 +76,11 @@ def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict
         cc_stats.update(None, {HOOK: xb}, {HOOK: xf})
         for s in (pair_stats, cc_stats):
             s.end_batch()
+        if "a_base" not in b:  # a pair of trained models: no planted coefficients to score against
+            continue
         ab, af = b["a_base"][:, 1:].flatten(0, 1), b["a_ft"][:, 1:].flatten(0, 1)
         if detect is not None:
-            detect.add_batch(base_codes, ab[:, base_feats])
+            detect.add_batch(base_codes, ab[:, pair.base_features])
         mass += changed_mass(ab, af, pair.D_base, pair.D_ft)
         fires += torch.stack([(ab > 0).sum(0), (af > 0).sum(0)])
     stats = pair_stats.result()
@@ -90,8 +92,9 @@ def _evaluate(pair: PlantedPair, sae, cc: Crosscoder, study: KnownStudy) -> dict
     detection = asdict(detect.compute()) if detect is not None else None
     return {"metrics": {m: a.result()["kept"] for m, a in metrics.items()}, "pair_stats": stats,
             "latents": latents, "features": features, "data": {"synthetic": cc_result},
-            "refit": refit, "detection": detection, "changed_mass": float(mass[0] / mass[1]),
-            "true_fires": fires.tolist()}
+            "refit": refit, "detection": detection,
+            "changed_mass": float(mass[0] / mass[1]) if mass[1] > 0 else None,
+            "true_fires": fires.tolist() if mass[1] > 0 else None}
 
 
 def _verdict(ev: dict, stats: dict, study: KnownStudy) -> dict:
@@ -132,7 +135,8 @@ def measure(study: KnownStudy) -> dict:
     default case, the null finetune, and per sweep one case per point (the default's value among them; the other
     parameters at their default); ``seeds`` compares the base SAE with its recipe at another seed (the floor a
     "kept" must beat). A case whose parameters another already has is measured once (the cache key is its
-    parameters)."""
+    parameters). With a ``base``, the real level: ``planted`` (its SAE's features edited, ``planted.measure``) and
+    ``trained`` (finetuned on text with planted patterns, ``trained.measure``); None without."""
     world = study.world()
     pair = PlantedPair(world, study.edits())
     sae = base_sae(pair, study, study.seed)
@@ -152,7 +156,9 @@ def measure(study: KnownStudy) -> dict:
         rows.append({"features_per_dim": v, **measure_case(p, sae if p.world == world else
                                                            base_sae(p, study, study.seed), study)})
     out["features_per_dim"] = rows
-    out["planted"] = planted.measure(study, measure_case)
+    real = planted.RealPair(study) if study.base else None
+    out["planted"] = planted.measure(study, real, measure_case) if real else None
+    out["trained"] = trained.measure(study, real, _evaluate) if real else None
     return out
 
 

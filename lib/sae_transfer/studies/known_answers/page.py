@@ -11,8 +11,9 @@ def record(rep, data: dict) -> None:
     replaced by the reason (``Report.findings``)."""
     h = rep.headline(tables.headline(data))
     rh = rep.headline(tables.real_headline(data["planted"]))
+    th = rep.headline(tables.trained_headline(data["trained"]))
     absent = tables.not_reported(h)
-    rep.text("in_short", prose.in_short(h, absent, rh))
+    rep.text("in_short", prose.in_short(h, absent, rh, th))
     rep.texts("reading", prose.readings(h, absent))
     rep.table("planted", tables.planted(data), digits=2)
     rep.table("dictionaries", tables.dictionaries(data))
@@ -32,3 +33,10 @@ def record(rep, data: dict) -> None:
                   "real_confusion": (lambda: tables.confusion(real["default"]), 3)}, {})
     rep.findings(real is not None, "Not measured: no real model was given.",
                  {"real_verdicts": (lambda: tables.real_verdicts(real), 3)}, {})
+    trained = data["trained"]
+    rep.text("reading_trained", prose.trained(th))
+    rep.findings(trained is not None, "Not measured: no real model was given, or `pattern_tokens` is 0.",
+                 {"trained_behaviour": (lambda: tables.trained_behaviour(trained), 3)}, {})
+    rep.findings(bool(th.get("trained_took")), "Not scored: the planted rule did not take.",
+                 {"trained_positions": (lambda: tables.trained_positions(trained), 2),
+                  "trained_methods": (lambda: tables.trained_methods(trained), 2)}, {})

@@ -128,33 +128,41 @@ class RealPair:
             yield torch.stack([x, self.plant.edit(x, tokens)], 2)[:, 1:].flatten(0, 1)
 
     # ---- check's verdict, on the planted finetune as a model
-    def check(self, study: KnownStudy) -> dict:
-        """``check``'s pass (``check.measure.check_pass``) on the planted finetune against the base, on held-out
-        text, cached; with the true changed mass on the tokens it measured."""
-        spec = CheckSpec(max_tokens=study.n_tokens, min_tokens=study.n_tokens // 2, context_size=study.context_size,
+    def check_spec(self, study: KnownStudy) -> CheckSpec:
+        return CheckSpec(max_tokens=study.n_tokens, min_tokens=study.n_tokens // 2, context_size=study.context_size,
                          batch_size=study.batch_size, n_boot=study.n_boot, seed=study.seed)
-        tokens = spec.tokens(self.study.dataset)
 
+    def check_model(self, finetune, study: KnownStudy) -> dict:
+        """``check``'s pass (``check.measure.check_pass``) on ``finetune`` (a HookedTransformer of the base's
+        architecture) against the base, on held-out text: plain data, uncached."""
+        spec = self.check_spec(study)
+        tokens = spec.tokens(self.study.dataset)
+        base, sae, hook = self.loaded.base, self.sae, self.loaded.hook
+        windows = token_windows(tokens, self.loaded.tokenizer, self.study.zoo)
+        threshold = outlier_threshold(self.setup, spec.outliers, tokens, lambda: self.loaded)
+        r = check_pass(live_base(base, sae, hook, threshold, pass_plan(base, sae, spec.context_size,
+                                                                       spec.batch_size, self.setup.memory)),
+                       finetune, sae, hook, windows, threshold, spec, desc="known answers: check",
+                       memory=self.setup.memory)
+        r.pop("recheck")
+        return {**r, "windows": windows[: r["batches"] * spec.batch_size]}
+
+    def check(self, study: KnownStudy) -> dict:
+        """``check_model`` of the planted finetune, cached; with the true changed mass on the tokens it measured."""
         def run() -> dict:
-            base, sae, hook = self.loaded.base, self.sae, self.loaded.hook
-            windows = token_windows(tokens, self.loaded.tokenizer, self.study.zoo)
-            threshold = outlier_threshold(self.setup, spec.outliers, tokens, lambda: self.loaded)
-            finetune = self.plant.model(base, hook)
-            r = check_pass(live_base(base, sae, hook, threshold, pass_plan(base, sae, spec.context_size,
-                                                                           spec.batch_size, self.setup.memory)),
-                           finetune, sae, hook, windows, threshold, spec, desc="known answers: check",
-                           memory=self.setup.memory)
+            finetune = self.plant.model(self.loaded.base, self.loaded.hook)
+            r = self.check_model(finetune, study)
             del finetune
-            r.pop("recheck")
+            windows = r.pop("windows")
             mass = torch.zeros(2, dtype=torch.float64)
-            for t in windows[: r["batches"] * spec.batch_size].split(spec.batch_size):
+            for t in windows.split(study.batch_size):
                 a_base, a_ft = self.plant.coefficients(self.acts(t), t)
                 mass += changed_mass(a_base[:, 1:].flatten(0, 1), a_ft[:, 1:].flatten(0, 1), self.plant.D_base,
                                      self.plant.D_ft)
             return {**r, "changed_mass": float(mass[0] / mass[1])}
 
         key = {"what": "known-answers-check", "code": code_fingerprint(__name__), **self.key(),
-               "spec": asdict(spec)}
+               "spec": asdict(self.check_spec(study))}
         return cached("known-answers", key, run)
 
 
@@ -165,13 +173,10 @@ def verdict_of(check: dict) -> dict:
             "criteria": check["criteria"], "decided": check["decided"], "tokens": check["tokens"]}
 
 
-def measure(study: KnownStudy, measure_case) -> dict[str, Any] | None:
-    """The second level as plain data: ``{"default", "null"}`` cases (``measure_case``'s, with ``check``'s verdict
-    and the true changed mass on its tokens) and ``severity`` (per point of ``planted_severities``: ``check`` and
-    the changed mass); None without a ``base``."""
-    if not study.base:
-        return None
-    pair = RealPair(study)
+def measure(study: KnownStudy, pair: RealPair, measure_case) -> dict[str, Any]:
+    """The second level's planted edit as plain data: ``{"default", "null"}`` cases (``measure_case``'s, with
+    ``check``'s verdict and the true changed mass on its tokens) and ``severity`` (per point of
+    ``planted_severities``: ``check`` and the changed mass)."""
     real = study.planted(pair.context, BATCH)
 
     def case(edits) -> dict:

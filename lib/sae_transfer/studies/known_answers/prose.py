@@ -7,7 +7,7 @@ from typing import Any
 
 from sae_transfer.core import verdict as V
 from sae_transfer.studies.known_answers.scores import EXPECTED, LABELS, MATCHED
-from sae_transfer.studies.known_answers.tables import TRUSTED
+from sae_transfer.studies.known_answers.tables import RULE_TOOK, TRUSTED
 
 #: Fewer features than this given a label, and its precision is not called trustworthy or not.
 MIN_LABELLED = 10
@@ -126,9 +126,22 @@ def readings(h: dict[str, Any], absent: str) -> dict[str, str]:
     return out
 
 
-def in_short(h: dict[str, Any], absent: str, real_h: dict[str, Any] | None = None) -> str:
-    """The box atop the page: the first level's labels and verdict, then the real level's in one sentence."""
-    return _in_short(h, absent) + (" " + _real_short(real_h) if real_h else "")
+def in_short(h: dict[str, Any], absent: str, real_h: dict[str, Any] | None = None,
+             trained_h: dict[str, Any] | None = None) -> str:
+    """The box atop the page: the first level's labels and verdict, then the real level's planted edit and trained
+    finetune in a sentence each."""
+    return (_in_short(h, absent) + (" " + _real_short(real_h) if real_h else "")
+            + (" " + _trained_short(trained_h) if trained_h else ""))
+
+
+def _trained_short(h: dict[str, Any]) -> str:
+    r = {k[8:]: v for k, v in h.items() if k.startswith("trained_")}
+    if not r.get("took"):
+        return "Finetuned on text with planted token patterns, the model did not learn them: nothing is scored there."
+    return (f"Finetuned on text with planted token patterns (learnt: a trigger's target at probability "
+            f"{r['rule_planted']:.2f}), the base SAE's unexplained variance is {r['ratio_planted']:.1f} times higher "
+            f"on the planted positions than elsewhere ({r['ratio_control']:.1f} on a control finetune), and `check` "
+            f"says {r['verdict_planted']} ({r['verdict_control']} on the control).")
 
 
 def _real_short(h: dict[str, Any]) -> str:
@@ -203,3 +216,58 @@ def _real_check(r: dict[str, Any]) -> str:
     return (f"`check`, run on the planted finetune as a model (its loss included), says {r['verdict']} with "
             f"{r['mass']:.0%} of the activation mass changed, and {r['null_verdict']} on the null finetune, where "
             f"the crosscoder called {r['null_new']} of its {r['null_live']} live latents new.")
+
+
+def trained(h: dict[str, Any]) -> str:
+    """The trained finetune in words: whether the plant took, where the stream moved, and where each method points
+    against the control; says so when nothing was trained or the plant did not take."""
+    r = {k[8:]: v for k, v in h.items() if k.startswith("trained_")}
+    if not r:
+        return "Not measured: no real model was given (`base` empty), or `pattern_tokens` is 0."
+    took = (f"After {r['steps']} steps on text where each of {r['n_patterns']} trigger tokens is always followed by "
+            f"its own target and what follows {r['n_patterns']} other tokens is drawn at random, the planted finetune "
+            f"gives a trigger's target probability {r['rule_planted']:.2f} (the control {r['rule_control']:.4f}, "
+            f"the base {r['rule_base']:.4f}); after a removed token its next-token entropy is "
+            f"{r['entropy_planted']:.2f} nats (the control {r['entropy_control']:.2f}, uniform "
+            f"{r['log_vocab']:.2f}). ")
+    if not r["took"]:
+        return (took + "The planted rule did not take (its target's probability stayed below "
+                f"{RULE_TOOK:g}, or not ten times the control's): there is no known change to score the methods against. Train longer "
+                "(`pattern_steps`) or at a higher `pattern_lr`.")
+    moved = min(r["moved_added"], r["moved_removed"]) > 2 * r["moved_other"]
+    where = (f"The stream at the SAE's hook moved, planted finetune against control, by a median "
+             f"{r['moved_added']:.2f} of its norm at a trigger and {r['moved_removed']:.2f} at a removed token, "
+             f"against {r['moved_other']:.2f} elsewhere: "
+             + ("the change is where it was planted. " if moved else
+                "not clearly more where it was planted (less than twice elsewhere's). "))
+    sees = r["ratio_planted"] > 1.5 * r["ratio_control"]
+    sae = (f"The base SAE's unexplained variance on planted positions is {r['ratio_planted']:.1f} times that "
+           f"elsewhere on the planted finetune, {r['ratio_control']:.1f} times on the control: "
+           + ("the SAE's error shows where the finetune changed. " if sees else
+              "the SAE's error does not single out the planted positions. "))
+    sim = ""
+    if "sim_r" in r:
+        lo, hi = r.get("sim_lo", float("nan")), r.get("sim_hi", float("nan"))
+        trend = ("grows with" if lo > 0 else "shrinks as" if hi < 0 else "does not clearly follow")
+        sim = (f"Feature by feature, the activation similarity a feature loses on the planted finetune beyond the "
+               f"control {trend} the share of its firing on planted positions (Spearman {r['sim_r']:.2f}"
+               + (f" [{lo:.2f}, {hi:.2f}]" if "sim_lo" in r else "") + f", over {r['n_features']} features). ")
+    labels = ""
+    if "labels_auroc" in r:
+        lo, hi = r.get("labels_lo", float("nan")), r.get("labels_hi", float("nan"))
+        more = ("fire more on planted positions than" if lo > 0.5 else "fire less on planted positions than"
+                if hi < 0.5 else "fire on planted positions no more clearly than")
+        labels = (f"The {r['labels_changed']} features the crosscoder calls changed on the planted finetune but kept "
+                  f"on the control {more} the {r['labels_kept']} it keeps on both (AUROC {r['labels_auroc']:.2f}"
+                  + (f" [{lo:.2f}, {hi:.2f}]" if "labels_lo" in r else "") + "). ")
+    new = (f"It finds {r['new_planted']} new latents on the planted finetune ({r['new_on_plant']} firing mostly on "
+           f"planted positions; {r['tokens_found']} of the {r['tokens_seen']} planted tokens in the text found) and "
+           f"{r['new_control']} on the control. "
+           if r["new_planted"] or r["new_control"] else
+           "It finds no new latent on either finetune: a rule learnt on a few tokens is written by latents it "
+           "already has. ")
+    check = (f"`check` says {r['verdict_planted']} on the planted finetune and {r['verdict_control']} on the "
+             f"control (EV drop {r['ev_planted']:.3f} against {r['ev_control']:.3f}): "
+             + ("the plant alone moves its verdict. " if r["verdict_planted"] != r["verdict_control"] else
+                "the plant, on a few tokens of the text, does not move its verdict. "))
+    return took + where + sae + sim + labels + new + check

@@ -184,14 +184,14 @@ def _similarity(truth: np.ndarray, matched: np.ndarray, stats: dict, n_boot: int
     # similarity cannot see (a feature firing on the same tokens at a fraction of its strength correlates fully).
     with np.errstate(divide="ignore", invalid="ignore"):
         kept = np.asarray(stats["mean_finetune"], dtype=float)[use] / np.asarray(stats["mean_base"], dtype=float)[use]
-    return {"auroc": {**interval((changed, s), _auroc, n_boot, seed), "n_kept": int((changed == 0).sum()),
+    return {"auroc": {**interval((changed, s), auroc, n_boot, seed), "n_kept": int((changed == 0).sum()),
                       "n_changed": int(changed.sum())},
             "similarity": {t: (-s[truth[use] == t]).round(4).tolist() for t in TRUE_CLASSES if t != "new"},
             "activation_kept": {t: _num(np.nanmedian(kept[truth[use] == t])) if (truth[use] == t).any() else None
                                 for t in TRUE_CLASSES if t != "new"}}
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+def auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     """The AUROC of scores ``s`` for labels ``y`` (1 changed), vectorised over leading axes (the Mann-Whitney
     statistic, ties counted half): what ``sklearn.metrics.roc_auc_score`` gives on one row."""
     from scipy.stats import rankdata

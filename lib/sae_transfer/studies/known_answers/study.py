@@ -64,6 +64,12 @@ class Study:
                                      "severity grid of check's verdict on the real pair (with share)",
                                      P.each(between("planted_severities", 0, 1), "planted_severities",
                                             non_empty=False))
+    pattern_tokens: int = param(8, "tokens of each planted pattern (added, removed) in the text of the real "
+                                "level's trained finetune; 0: no trained finetune", P.non_negative("pattern_tokens"))
+    pattern_steps: int = param(150, "steps of the trained finetune and of its control (16 windows each, every "
+                               "parameter trains)", P.positive("pattern_steps"))
+    pattern_lr: float = param(0.002, "peak learning rate of the trained finetune and its control (AdamW)",
+                              P.positive_float("pattern_lr"))
     device: str = param("auto", "torch device of the real model: auto, cpu, cuda", P.device)
     dtype: str = param("float32", "the real model's dtype: float32, bfloat16, float16", P.dtype)
     memory: str = param("auto", P.MEMORY_DOC, P.memory)

@@ -266,3 +266,86 @@ def real_headline(planted: dict | None) -> dict[str, Any]:
         h[f"sim_{t}"] = float(np.nanmedian(np.asarray(v, dtype=float)))
     h["worked"] = h["fvu_max"] < UNTRAINED_FVU and h["n_scored"] > 0
     return {f"real_{k}": v for k, v in h.items() if v is not None and v == v}
+
+
+#: The trained finetune's position classes and models, as the tables name them.
+POSITIONS = {"added": "at a trigger", "removed": "at a removed token", "other": "elsewhere"}
+MODELS = ("base", "control", "planted")
+#: The planted rule took when the finetune gives a trigger's target at least this probability on average.
+RULE_TOOK = 0.5
+
+
+def trained_behaviour(trained: dict) -> pd.DataFrame:
+    """What the plant did to the models' predictions, on held-out text: per model, the planted target's mean
+    probability after a trigger, the mean entropy after a removed token, the mean loss elsewhere."""
+    t = trained["truth"]
+    rows = {"P(target) after a trigger": t["rule_probability"],
+            "entropy after a removed token (nats)": t["entropy_after_removed"],
+            "loss elsewhere (nats)": t["loss_elsewhere"]}
+    return pd.DataFrame({k: {m: _num(v[m], 3) for m in MODELS} for k, v in rows.items()}).T[list(MODELS)].rename_axis(
+        "measure")
+
+
+def trained_positions(trained: dict) -> pd.DataFrame:
+    """Per position class: how many, how far the stream at the SAE's hook moved (planted against control, and
+    control against base, each over the base's norm, medians), and the base SAE's unexplained variance on each
+    model's stream there."""
+    t = trained["truth"]
+    rows = []
+    for c, name in POSITIONS.items():
+        rows.append({"positions": name, "n": t["positions"][c], "planted vs control": _num(t["moved"][c], 2),
+                     "control vs base": _num(t["drift"][c], 2),
+                     "SAE unexpl. (base)": _num(trained["planted"]["unexplained"]["base"][c], 2),
+                     "(control)": _num(trained["control"]["unexplained"]["finetune"][c], 2),
+                     "(planted)": _num(trained["planted"]["unexplained"]["finetune"][c], 2)})
+    return pd.DataFrame(rows).set_index("positions")
+
+
+def trained_methods(trained: dict) -> pd.DataFrame:
+    """Each method of the book on (base, planted) and on (base, control): ``check``'s verdict and criteria, the
+    crosscoder's labels of the SAE's features, its new latents (and how many fire mostly on planted positions),
+    and the SAE's unexplained variance on planted positions over that elsewhere."""
+    out = {}
+    for k in ("planted", "control"):
+        r, v = trained[k], trained[k]["verdict"]
+        counts = r["feature_counts"]
+        out[k] = {"check": v["verdict"] + ("" if v["decided"] else " ?"),
+                  "EV drop": _num(v["values"]["ev_drop"], 3), "CE rec. drop": _num(v["values"]["ce_recovered_drop"], 3),
+                  "act. sim.": _num(v["values"]["regular_act_sim"], 2),
+                  "features kept / shifted / lost": " / ".join(str(counts.get(c, 0))
+                                                              for c in ("kept", "shifted", "lost")),
+                  "new latents (on the plant)": f"{r['new']['n']} ({r['new']['on_plant']})",
+                  "SAE unexpl., plant / elsewhere": _num(trained["scores"]["unexplained_ratio"][k], 2)}
+    return pd.DataFrame(out).rename_axis("measure")
+
+
+def trained_headline(trained: dict | None) -> dict[str, Any]:
+    """The trained finetune's numbers the chapter's prose glues (prefixed ``trained_``); empty without it."""
+    if trained is None:
+        return {}
+    t, s = trained["truth"], trained["scores"]
+    p = trained["patterns"]
+    h: dict[str, Any] = {
+        "n_patterns": len(p["added"]), "steps": trained["steps"],
+        "rule_base": t["rule_probability"]["base"], "rule_control": t["rule_probability"]["control"],
+        "rule_planted": t["rule_probability"]["planted"],
+        "entropy_control": t["entropy_after_removed"]["control"], "entropy_planted": t["entropy_after_removed"]["planted"],
+        "log_vocab": t["log_vocab"],
+        "moved_added": t["moved"]["added"], "moved_removed": t["moved"]["removed"], "moved_other": t["moved"]["other"],
+        "ratio_planted": s["unexplained_ratio"]["planted"], "ratio_control": s["unexplained_ratio"]["control"],
+        "sim_r": s["similarity"]["spearman"], "sim_lo": s["similarity"]["lo"], "sim_hi": s["similarity"]["hi"],
+        "n_features": s["similarity"]["n"],
+        "labels_auroc": (s["labels"]["auroc"] or {}).get("value"),
+        "labels_lo": (s["labels"]["auroc"] or {}).get("lo"), "labels_hi": (s["labels"]["auroc"] or {}).get("hi"),
+        "labels_changed": s["labels"]["n_changed"], "labels_kept": s["labels"]["n_kept"],
+        "verdict_planted": trained["planted"]["verdict"]["verdict"],
+        "verdict_control": trained["control"]["verdict"]["verdict"],
+        "ev_planted": trained["planted"]["verdict"]["values"]["ev_drop"],
+        "ev_control": trained["control"]["verdict"]["values"]["ev_drop"],
+        "new_planted": trained["planted"]["new"]["n"], "new_on_plant": trained["planted"]["new"]["on_plant"],
+        "new_control": trained["control"]["new"]["n"], "new_control_on_plant": trained["control"]["new"]["on_plant"],
+        "tokens_found": trained["planted"]["new"]["tokens_found"],
+        "tokens_seen": trained["planted"]["new"]["tokens_seen"]}
+    rule = [h["rule_planted"], h["rule_control"]]
+    h["took"] = None not in rule and rule[0] >= RULE_TOOK and rule[0] > 10 * rule[1]
+    return {f"trained_{k}": v for k, v in h.items() if v is not None and v == v}

@@ -56,6 +56,9 @@ class KnownStudy(Config):
     planted_tokens: int
     planted_k: int
     planted_severities: list
+    pattern_tokens: int
+    pattern_steps: int
+    pattern_lr: float
     device: str
     dtype: str
     memory: str
@@ -89,7 +92,7 @@ class KnownStudy(Config):
 #: The fields a synthetic case's numbers do not depend on: the second level's, the sweeps' lists (adding a point
 #: re-measures no other), and the world's and SAE's (their own key parts).
 PLANTED = ("zoo", "base", "sae", "dataset", "planted_train_tokens", "planted_tokens", "planted_k",
-           "planted_severities", "device", "dtype", "memory")
+           "planted_severities", "pattern_tokens", "pattern_steps", "pattern_lr", "device", "dtype", "memory")
 SWEEP_LISTS = ("severities", "angles", "token_sweep", "features_per_dim")
 WORLD = ("n_features", "d_model", "share", "angle", "rarer_keep", "new", "sae_samples", "sae_batch", "sae_lr", "sae_k")
 
@@ -140,7 +143,7 @@ def crosscoder(pair: PlantedPair, study: KnownStudy) -> tuple[Crosscoder, dict]:
     path = cache_dir() / "synthetic" / f"crosscoder-{fingerprint(key)}.pt"
 
     def train() -> tuple[dict, dict]:
-        cfg = CrosscoderConfig(int(pair.D_base.shape[1]), study.expansion * pair.n_total, study.k)
+        cfg = CrosscoderConfig(pair.d_in, study.expansion * pair.n_total, study.k)
         tc = TrainConfig(study.train_tokens, study.batch_tokens, study.lr, seed=study.seed)
 
         def batches():
