@@ -95,7 +95,7 @@ def test_auroc_is_sklearns_and_precision_recall_count_right():
     rng = np.random.default_rng(0)
     y = (rng.random(60) < 0.4).astype(float)
     s = np.round(rng.normal(size=60) + y, 1)  # rounded: ties, which both count as half
-    assert math.isclose(float(S._auroc(y, s)), roc_auc_score(y, s), rel_tol=1e-12)
+    assert math.isclose(float(S.auroc(y, s)), roc_auc_score(y, s), rel_tol=1e-12)
     pred = np.array(["kept", "kept", "shifted", "unmatched", "kept"])
     exp = np.array(["kept", "shifted", "shifted", "shifted", "kept"])
     pr = S.precision_recall(pred, exp, "kept", 200, 0)

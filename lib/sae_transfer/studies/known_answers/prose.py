@@ -231,8 +231,8 @@ def trained(h: dict[str, Any]) -> str:
             f"{r['entropy_planted']:.2f} nats (the control {r['entropy_control']:.2f}, uniform "
             f"{r['log_vocab']:.2f}). ")
     if not r["took"]:
-        return (took + "The planted rule did not take (its target's probability stayed below "
-                f"{RULE_TOOK:g}, or not ten times the control's): there is no known change to score the methods against. Train longer "
+        return (took + f"The planted rule did not take (its target's probability stayed below {RULE_TOOK:g}, or "
+                "not ten times the control's): there is no known change to score the methods against. Train longer "
                 "(`pattern_steps`) or at a higher `pattern_lr`.")
     moved = min(r["moved_added"], r["moved_removed"]) > 2 * r["moved_other"]
     where = (f"The stream at the SAE's hook moved, planted finetune against control, by a median "

@@ -271,8 +271,9 @@ def real_headline(planted: dict | None) -> dict[str, Any]:
 #: The trained finetune's position classes and models, as the tables name them.
 POSITIONS = {"added": "at a trigger", "removed": "at a removed token", "other": "elsewhere"}
 MODELS = ("base", "control", "planted")
-#: The planted rule took when the finetune gives a trigger's target at least this probability on average.
-RULE_TOOK = 0.5
+#: The planted rule took when the finetune gives a trigger's target at least this probability on average (where the
+#: base gives it about one over the vocabulary), and ten times the control's.
+RULE_TOOK = 0.25
 
 
 def trained_behaviour(trained: dict) -> pd.DataFrame:
@@ -329,7 +330,8 @@ def trained_headline(trained: dict | None) -> dict[str, Any]:
         "n_patterns": len(p["added"]), "steps": trained["steps"],
         "rule_base": t["rule_probability"]["base"], "rule_control": t["rule_probability"]["control"],
         "rule_planted": t["rule_probability"]["planted"],
-        "entropy_control": t["entropy_after_removed"]["control"], "entropy_planted": t["entropy_after_removed"]["planted"],
+        "entropy_control": t["entropy_after_removed"]["control"],
+        "entropy_planted": t["entropy_after_removed"]["planted"],
         "log_vocab": t["log_vocab"],
         "moved_added": t["moved"]["added"], "moved_removed": t["moved"]["removed"], "moved_other": t["moved"]["other"],
         "ratio_planted": s["unexplained_ratio"]["planted"], "ratio_control": s["unexplained_ratio"]["control"],
