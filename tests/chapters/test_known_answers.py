@@ -98,10 +98,12 @@ def test_the_trained_finetune_learns_its_planted_rule_and_the_methods_point_wher
     assert n["trained_ratio_planted"] > 1.5 * n["trained_ratio_control"]
     assert n["trained_sim_lo"] > 0
     rows = {row["measure"]: row for row in r["tables"]["trained_behaviour"]}
-    assert float(rows["P(target) after a trigger"]["planted"]) == pytest.approx(n["trained_rule_planted"], abs=1e-3)
+    assert float(rows["P(target) after a trigger"]["planted"]) == pytest.approx(n["trained_rule_planted"], abs=1e-4)
     positions = {row["positions"]: row for row in r["tables"]["trained_positions"]}
     assert set(positions) == {"at a trigger", "at a removed token", "elsewhere"}
-    assert float(positions["at a trigger"]["(planted)"]) > float(positions["elsewhere"]["(planted)"])
+    planted_sae = {k: float(row["SAE unexplained (base / control / planted)"].split(" / ")[2])
+                   for k, row in positions.items()}
+    assert planted_sae["at a trigger"] > planted_sae["elsewhere"]
     methods = {row["measure"]: row for row in r["tables"]["trained_methods"]}
     assert methods["check"]["planted"].split()[0] == n["trained_verdict_planted"]
     assert f"probability {n['trained_rule_planted']:.2f}" in n["reading_trained"]

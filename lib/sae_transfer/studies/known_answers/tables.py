@@ -280,25 +280,25 @@ def trained_behaviour(trained: dict) -> pd.DataFrame:
     """What the plant did to the models' predictions, on held-out text: per model, the planted target's mean
     probability after a trigger, the mean entropy after a removed token, the mean loss elsewhere."""
     t = trained["truth"]
-    rows = {"P(target) after a trigger": t["rule_probability"],
-            "entropy after a removed token (nats)": t["entropy_after_removed"],
-            "loss elsewhere (nats)": t["loss_elsewhere"]}
-    return pd.DataFrame({k: {m: _num(v[m], 3) for m in MODELS} for k, v in rows.items()}).T[list(MODELS)].rename_axis(
-        "measure")
+    rows = {"P(target) after a trigger": (t["rule_probability"], 4),
+            "entropy after a removed token (nats)": (t["entropy_after_removed"], 2),
+            "loss elsewhere (nats)": (t["loss_elsewhere"], 3)}
+    return pd.DataFrame({k: {m: _num(v[m], d) for m in MODELS} for k, (v, d) in rows.items()}).T[
+        list(MODELS)].rename_axis("measure")
 
 
 def trained_positions(trained: dict) -> pd.DataFrame:
     """Per position class: how many, how far the stream at the SAE's hook moved (planted against control, and
     control against base, each over the base's norm, medians), and the base SAE's unexplained variance on each
-    model's stream there."""
+    model's stream there (base / control / planted)."""
     t = trained["truth"]
     rows = []
     for c, name in POSITIONS.items():
+        sae = (trained["planted"]["unexplained"]["base"][c], trained["control"]["unexplained"]["finetune"][c],
+               trained["planted"]["unexplained"]["finetune"][c])
         rows.append({"positions": name, "n": t["positions"][c], "planted vs control": _num(t["moved"][c], 2),
                      "control vs base": _num(t["drift"][c], 2),
-                     "SAE unexpl. (base)": _num(trained["planted"]["unexplained"]["base"][c], 2),
-                     "(control)": _num(trained["control"]["unexplained"]["finetune"][c], 2),
-                     "(planted)": _num(trained["planted"]["unexplained"]["finetune"][c], 2)})
+                     "SAE unexplained (base / control / planted)": " / ".join(_num(v, 2) for v in sae)})
     return pd.DataFrame(rows).set_index("positions")
 
 
