@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from sae_transfer.core.io import fingerprint
 from sae_transfer.core.paths import cache_dir
+from sae_transfer.core.stats import correlate
 from sae_transfer.core.specs import data_spec, is_zoo
 from sae_transfer.data.patterns import POSITION_CLASSES, Patterns
 from sae_transfer.data.tokens import TokenSpec, token_batches, token_windows, windows_available
@@ -30,6 +31,7 @@ from sae_transfer.methods.crosscoder_classes import feature_classes, latent_clas
 from sae_transfer.models.load import SpecError, context_limit, load_tokenizer_for
 from sae_transfer.passes.cache import cached, code_fingerprint, trained
 from sae_transfer.studies.known_answers.planted import BATCH, CONTEXT, RealPair, verdict_of
+from sae_transfer.studies.known_answers.scores import auroc, interval
 from sae_transfer.studies.known_answers.train import KnownStudy, crosscoder
 from sae_transfer.zoo.store import Zoo
 from sae_transfer.zoo.train import train_lm
@@ -308,9 +310,6 @@ def scores(out: dict, n_boot: int, seed: int) -> dict:
       weighted by count) over that elsewhere.
 
     Intervals: 95% percentile bootstrap over features."""
-    from sae_transfer.core.stats import correlate
-    from sae_transfer.studies.known_answers.scores import auroc, interval
-
     num = lambda v: np.array([np.nan if x is None else x for x in v], dtype=float)  # noqa: E731
     exposure = num(out["truth"]["exposure"])
     planted, control = (num(out[k]["act_sim"]) for k in KINDS)
