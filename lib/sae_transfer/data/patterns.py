@@ -43,7 +43,8 @@ class Patterns:
     def draw(cls, windows: torch.Tensor, n: int, vocab: int, special: tuple[int, ...], seed: int) -> "Patterns":
         """``n`` added and ``n`` removed tokens among the frequent ones of ``windows`` [m, T] (position 0, BOS, left
         out), and each trigger's target, drawn under ``seed``."""
-        counts = torch.bincount(windows[:, 1:].flatten(), minlength=vocab).double()
+        # ids past ``vocab`` (a tokenizer's added tokens the model has no row for) are never planted
+        counts = torch.bincount(windows[:, 1:].flatten(), minlength=vocab)[:vocab].double()
         counts[list(special)] = 0
         ranked = counts.argsort(descending=True)
         pool = ranked[SKIP: SKIP + CANDIDATES_PER_TOKEN * 2 * n]
