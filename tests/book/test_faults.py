@@ -23,9 +23,10 @@ import pytest
 from sae_transfer.core.paths import cache_dir
 
 pytestmark = pytest.mark.slow
-#: Kills per chain, each at a seeded point of the undisturbed run's span (20 before 2026-12-06, when the two chains
-#: took 470 s of a 39-minute local run and the CI ran past its 60-minute target).
-KILLS = 10
+#: Kills per chain, one in each of as many equal stretches of the undisturbed run's span, so that few kills still
+#: land early, mid-way and late (20 uniform kills until 2026-12-06, then 10: the two chains took 470 s of a 39-minute
+#: local run, and a cold CI ran past its limit).
+KILLS = 6
 
 
 def _env(cache: Path) -> dict:
@@ -60,17 +61,22 @@ def _finish(argv: list, cache: Path) -> float:
 
 def _kill_chain(argv: list, cache: Path, span: float, seed: int) -> list[float]:
     """Start ``argv`` again and again, each time killed (the whole process group, SIGKILL) after a seeded random
-    time in [0.5 s, span], until it has been killed ``KILLS`` times; returns the kill times."""
+    time in the next of ``KILLS`` equal stretches of [0.5 s, span], until it has been killed ``KILLS`` times; a run
+    that finishes first (what the killed ones left made it quicker) is started again and killed earlier. Returns
+    the kill times."""
     rng, killed = np.random.default_rng(seed), []
-    while len(killed) < KILLS:
-        at = float(rng.uniform(0.5, span))
-        proc = _cli(argv, cache)
-        try:
-            proc.wait(timeout=at)  # it finished first: nothing was left to kill this time
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed.append(at)
+    for stretch in range(KILLS):
+        at = 0.5 + (span - 0.5) * (stretch + float(rng.uniform())) / KILLS
+        while True:
+            proc = _cli(argv, cache)
+            try:
+                proc.wait(timeout=at)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                killed.append(at)
+                break
+            at = 0.5 + (at - 0.5) * float(rng.uniform())
     return killed
 
 

@@ -240,20 +240,46 @@ CASES = {
 ENV = {"cache_not_writable": {"SAE_TRANSFER_CACHE": "{t}/afile/cache"}}
 
 
+def _in_process(argv: list, env: dict, monkeypatch, capsys) -> tuple[int, str]:
+    """``python -m sae_transfer argv`` as ``__main__`` runs it, in this process (a process of its own costs seconds
+    of imports a case; ``test_bad_input_exits_2_as_a_process`` keeps the process path): exit status and stderr."""
+    from sae_transfer.cli import main
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own refusals
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own):
+def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own, monkeypatch, capsys):
     _files(tmp_path)
     argv, message = CASES[case]
     fill = lambda text: text.replace("{t}", str(tmp_path)).replace("{o}", str(own))  # noqa: E731
     argv, message = [fill(a) for a in argv], fill(message)
     env = {k: fill(v) for k, v in ENV.get(case, {}).items()}
+    if "--out" not in argv and argv[0] == "run":
+        argv = [*argv, "--out", str(tmp_path / "out")]
     t0 = time.perf_counter()
-    proc = cli(*argv, "--out", tmp_path / "out", env=env) if "--out" not in argv and argv[0] == "run" else cli(*argv, env=env)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
-    assert message in proc.stderr, proc.stderr
+    rc, err = _in_process(argv, env, monkeypatch, capsys)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert message in err, err
     assert not (tmp_path / "out").exists()  # no kernel started, nothing written
     assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize("case", ["yaml_malformed", "text_runs_out", "recipe_bad_value"])
+def test_bad_input_exits_2_as_a_process(case, tmp_path, smoke_card):
+    """The process path the in-process cases skip: ``__main__``'s exit status, stderr alone."""
+    _files(tmp_path)
+    argv, message = CASES[case]
+    proc = cli(*[a.replace("{t}", str(tmp_path)) for a in argv])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
 def test_a_default_too_large_for_the_pair_is_lowered_and_a_value_given_is_refused(own, capsys):

@@ -352,6 +352,27 @@ def copy_pages(book: Book) -> list[Path]:
     return out
 
 
+def clear_dropped(book: Book) -> list[Path]:
+    """Removes what an earlier build wrote for a chapter a part no longer holds (``_page``, its HTML, ``copy_pages``),
+    and only that: Sphinx never deletes an output, so the old page would stay readable. Returns the paths."""
+    gone = []
+    for part in book.parts:
+        for name in chapter_names():
+            if part.holds(name):
+                continue
+            page = Path(part.page(name))  # under the root and under the HTML alike
+            for path in (book.root / f"{page}.ipynb", book.html_dir / f"{page}.html",
+                         book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / page.parent / f"{name}-pages"):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+                else:
+                    continue
+                gone.append(path)
+    return gone
+
+
 def needs_zoo(chapter: str, params: dict) -> bool:
     """Whether a chapter run reads its zoo: the zoo page does, and so does any run one of whose specs names it (a
     book of ``local:`` models and ``json:`` text never builds a zoo)."""
@@ -364,6 +385,7 @@ def build_book(book: Book, force: bool = False, device: str | None = None) -> Pa
     failed."""
     t0 = time.perf_counter()
     done, failed = run_all(book, force=force, device=device)
+    clear_dropped(book)
     html = build_html(book)
     copy_pages(book)
     if chromium():  # the single page is built only to be printed

@@ -62,8 +62,17 @@ COMPARISONS = (
 
 #: Chapters the page does not compare, and why: what it says in their place.
 NOT_COMPARED = ("The predicting-transfer chapter ranks predictors over checkpoints and the answerability chapter "
-                "probes the base model: neither asks which finetune moved further, so they are not compared here; "
-                "the `check` verdicts of every case are in the predicting-transfer chapter of each part.")
+                "probes the base model: neither asks which finetune moved further, so they are not compared here.")
+
+
+def _verdicts_at(parts: dict[str, dict[str, dict]]) -> str:
+    """Where the ``check`` verdicts of every case are: the parts that ran the predicting-transfer chapter."""
+    at = [caption for caption, chapters in parts.items() if "predict" in chapters]
+    if not at:
+        return ""
+    named = ", ".join(f"\u201c{c}\u201d" for c in at)
+    return (" The `check` verdicts of every case are in the predicting-transfer chapter of "
+            + ("each part." if len(at) == len(parts) else f"the part{'s' if len(at) > 1 else ''} {named}."))
 
 
 def compare(parts: dict[str, dict[str, dict]]) -> list[dict[str, Any]]:
@@ -117,5 +126,5 @@ def page(parts: dict[str, dict[str, dict]]) -> str:
         lines.append(f"| {c.what} | {c.chapter} | " + " | ".join(cells) + f" | {c.tolerance:g} | {verdict} |")
     differ = [r for r in rows if not r["agree"]]
     lines += ["", "Where they differ: " + "; ".join(r["comparison"].what for r in differ) + "."
-              if differ else "They differ nowhere in this table.", "", NOT_COMPARED, ""]
+              if differ else "They differ nowhere in this table.", "", NOT_COMPARED + _verdicts_at(parts), ""]
     return "\n".join(lines)

@@ -246,20 +246,19 @@ def trained(h: dict[str, Any]) -> str:
            + ("the SAE's error shows where the finetune changed. " if sees else
               "the SAE's error does not single out the planted positions. "))
     sim = ""
-    if "sim_r" in r:
+    if "sim" in r:
         lo, hi = r.get("sim_lo", float("nan")), r.get("sim_hi", float("nan"))
         trend = ("grows with" if lo > 0 else "shrinks as" if hi < 0 else "does not clearly follow")
         sim = (f"Feature by feature, the activation similarity a feature loses on the planted finetune beyond the "
-               f"control {trend} the share of its firing on planted positions (Spearman {r['sim_r']:.2f}"
-               + (f" [{lo:.2f}, {hi:.2f}]" if "sim_lo" in r else "") + f", over {r['n_features']} features). ")
+               f"control {trend} the share of its firing on planted positions (Spearman {_est(r, 'sim')}, over "
+               f"{r['n_features']} features). ")
     labels = ""
-    if "labels_auroc" in r:
+    if "labels" in r:
         lo, hi = r.get("labels_lo", float("nan")), r.get("labels_hi", float("nan"))
         more = ("fire more on planted positions than" if lo > 0.5 else "fire less on planted positions than"
                 if hi < 0.5 else "fire on planted positions no more clearly than")
         labels = (f"The {r['labels_changed']} features the crosscoder calls changed on the planted finetune but kept "
-                  f"on the control {more} the {r['labels_kept']} it keeps on both (AUROC {r['labels_auroc']:.2f}"
-                  + (f" [{lo:.2f}, {hi:.2f}]" if "labels_lo" in r else "") + "). ")
+                  f"on the control {more} the {r['labels_kept']} it keeps on both (AUROC {_est(r, 'labels')}). ")
     new = (f"It finds {r['new_planted']} new latents on the planted finetune ({r['new_on_plant']} firing mostly on "
            f"planted positions; {r['tokens_found']} of the {r['tokens_seen']} planted tokens in the text found) and "
            f"{r['new_control']} on the control. "

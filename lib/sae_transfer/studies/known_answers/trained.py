@@ -125,8 +125,7 @@ class TrainedPair:
         return model.eval()
 
     def compared(self, kind: str) -> "TrainedPair":
-        other = object.__new__(TrainedPair)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)  # the models and text shared, not copied
         other.kind = kind
         return other
 
@@ -267,9 +266,9 @@ def measure(study: KnownStudy, real: RealPair, evaluate: Callable) -> dict[str, 
     settings = study.planted(real.context, BATCH)
     out: dict[str, Any] = {"patterns": pair.patterns.describe(), "logs": pair.logs, "steps": study.pattern_steps,
                            "lr": study.pattern_lr}
-    out["truth"] = cached("known-answers", {"what": "known-answers-trained-truth", **pair.key(), "kind": "both",
-                                            "study": settings.case()},
-                          lambda: truth(pair, settings))
+    key = {"what": "known-answers-trained-truth", "finetunes": {k: pair.compared(k).key() for k in KINDS},
+           "study": settings.case()}
+    out["truth"] = cached("known-answers", key, lambda: truth(pair, settings))
     for kind in KINDS:
         p = pair.compared(kind)
 
