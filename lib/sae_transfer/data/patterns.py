@@ -46,7 +46,7 @@ class Patterns:
         # ids past ``vocab`` (a tokenizer's added tokens the model has no row for) are never planted
         counts = torch.bincount(windows[:, 1:].flatten(), minlength=vocab)[:vocab].double()
         counts[list(special)] = 0
-        ranked = counts.argsort(descending=True)
+        ranked = counts.argsort(descending=True, stable=True)  # ties by token id, whatever the sort
         pool = ranked[SKIP: SKIP + CANDIDATES_PER_TOKEN * 2 * n]
         pool = pool[counts[pool] > 0]
         if len(pool) < 2 * n:
