@@ -378,3 +378,25 @@ def test_a_chapter_dropped_from_a_book_leaves_no_page_behind(tmp_path):
     gone = clear_dropped(book)
     assert sorted(gone) == sorted([*written[:2], written[2].parent, written[3]])
     assert not any(f.exists() for f in written) and all(f.exists() for f in kept)
+
+
+def test_a_part_dropped_from_a_book_leaves_no_page_behind(tmp_path):
+    """A further part gone from the book (its pages in ``book/<profile>/``) is cleared, and its folders with it where
+    nothing else lies there; a folder that is no profile's, and a file the book did not write, stay."""
+    from sae_transfer.book.build import Book, Part, clear_dropped
+
+    book = Book(tmp_path, (Part(None, "Chapters", "chapters"), Part("smollm2-smoke", "Real", "smollm2-smoke")),
+                tmp_path / "runs", "cmd")
+    written = [book.book_dir / "smollm2" / "residuals.ipynb", book.html_dir / "book" / "smollm2" / "residuals.html",
+               book.html_dir / "_sources" / "book" / "smollm2" / "residuals.ipynb",
+               book.book_dir / "smoke" / "zoo.ipynb"]
+    kept = [book.book_dir / "smollm2-smoke" / "residuals.ipynb", book.book_dir / "smoke" / "mine.md",
+            book.book_dir / "notes" / "residuals.ipynb", book.book_dir / "chapters" / "zoo.ipynb"]
+    for f in written + kept:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    gone = clear_dropped(book)
+    folders = [book.book_dir / "smollm2", book.html_dir / "book" / "smollm2",
+               book.html_dir / "_sources" / "book" / "smollm2"]
+    assert sorted(gone) == sorted(written + folders)
+    assert not any(f.exists() for f in written + folders) and all(f.exists() for f in kept)

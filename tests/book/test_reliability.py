@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -255,8 +256,10 @@ def _in_process(argv: list, env: dict, monkeypatch, capsys) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own, monkeypatch, capsys):
+def _case(case: str, tmp_path: Path, own: Path | None = None) -> tuple[list[str], str, dict]:
+    """A case's argv, message and environment, its files written under ``tmp_path`` and its placeholders filled
+    (``{t}``: ``tmp_path``, ``{o}``: the own pair's directory); a run writes under ``tmp_path / "out"`` unless the
+    case names its own ``--out``, so "nothing written" can be checked."""
     _files(tmp_path)
     argv, message = CASES[case]
     fill = lambda text: text.replace("{t}", str(tmp_path)).replace("{o}", str(own))  # noqa: E731
@@ -264,6 +267,12 @@ def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own
     env = {k: fill(v) for k, v in ENV.get(case, {}).items()}
     if "--out" not in argv and argv[0] == "run":
         argv = [*argv, "--out", str(tmp_path / "out")]
+    return argv, message, env
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own, monkeypatch, capsys):
+    argv, message, env = _case(case, tmp_path, own)
     t0 = time.perf_counter()
     rc, err = _in_process(argv, env, monkeypatch, capsys)
     assert rc == 2, err
@@ -276,10 +285,11 @@ def test_bad_input_is_one_line_before_any_kernel(case, tmp_path, smoke_card, own
 @pytest.mark.parametrize("case", ["yaml_malformed", "text_runs_out", "recipe_bad_value"])
 def test_bad_input_exits_2_as_a_process(case, tmp_path, smoke_card):
     """The process path the in-process cases skip: ``__main__``'s exit status, stderr alone."""
-    _files(tmp_path)
-    argv, message = CASES[case]
-    proc = cli(*[a.replace("{t}", str(tmp_path)) for a in argv])
+    argv, message, env = _case(case, tmp_path)
+    assert not env
+    proc = cli(*argv)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_default_too_large_for_the_pair_is_lowered_and_a_value_given_is_refused(own, capsys):

@@ -50,6 +50,10 @@ class Part:
     def page(self, chapter: str) -> str:
         return f"book/{self.pages}/{chapter}"
 
+    def static_pages(self, chapter: str) -> str:
+        """Where ``copy_pages`` puts a chapter's static pages, relative to the HTML root: beside its page."""
+        return f"{self.page(chapter)}-pages"
+
     def holds(self, chapter: str) -> bool:
         return not self.chapters or chapter in self.chapters
 
@@ -345,7 +349,7 @@ def copy_pages(book: Book) -> list[Path]:
         for name in chapter_names():
             src = book.run_dir(part, name) / "pages"
             if part.holds(name) and src.is_dir():
-                dest = book.html_dir / Path(part.page(name)).parent / f"{name}-pages"
+                dest = book.html_dir / part.static_pages(name)
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(src, dest)
                 out.append(dest)
@@ -353,16 +357,19 @@ def copy_pages(book: Book) -> list[Path]:
 
 
 def clear_dropped(book: Book) -> list[Path]:
-    """Removes what an earlier build wrote for a chapter a part no longer holds (``_page``, its HTML, ``copy_pages``),
-    and only that: Sphinx never deletes an output, so the old page would stay readable. Returns the paths."""
+    """Removes what an earlier build wrote for a chapter the book no longer holds (``_page``, its HTML,
+    ``copy_pages``), and only that: Sphinx never deletes an output, so the old page would stay readable. A chapter
+    is dropped when its part no longer holds it, or when a further part is gone from the book altogether (its pages
+    lie in ``book/<profile>/`` for one of the project's profiles); a folder left empty goes too. Returns the paths."""
+    held = {part.pages for part in book.parts}
+    gone_parts = [Part(p, "", p) for p in profiles() if p not in held]
     gone = []
-    for part in book.parts:
-        for name in chapter_names():
-            if part.holds(name):
-                continue
+    for part in [*book.parts, *gone_parts]:
+        dropped = [name for name in chapter_names() if part not in book.parts or not part.holds(name)]
+        for name in dropped:
             page = Path(part.page(name))  # under the root and under the HTML alike
             for path in (book.root / f"{page}.ipynb", book.html_dir / f"{page}.html",
-                         book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / page.parent / f"{name}-pages"):
+                         book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / part.static_pages(name)):
                 if path.is_dir():
                     shutil.rmtree(path)
                 elif path.exists():
@@ -370,6 +377,12 @@ def clear_dropped(book: Book) -> list[Path]:
                 else:
                     continue
                 gone.append(path)
+        if part not in book.parts:
+            folder = Path(part.page("x")).parent
+            for path in (book.root / folder, book.html_dir / folder, book.html_dir / "_sources" / folder):
+                if path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+                    gone.append(path)
     return gone
 
 
