@@ -2,6 +2,7 @@
 
 import json
 
+from sae_transfer.book.chapters import chapter_names
 from sae_transfer.book import findings
 from sae_transfer.studies.answerability import prose as answerability
 from sae_transfer.studies.diffing import prose as diffing
@@ -174,10 +175,41 @@ def test_only_the_toy_base_is_said_never_to_have_been_asked_to_answer():
 def test_the_introduction_says_which_chapters_the_second_part_runs():
     main = {c: _results(c, {}, t) for c, t in (("residuals", "Residual activations"), ("sizes", "Across model sizes"))}
     assert findings.parts_reading({"On the toy zoo": main, "On SmolLM2": {"residuals": main["residuals"]}}) == \
-        "It runs 1 of the 2 chapters again (all but *Across model sizes*)."
+        "The part on SmolLM2 runs 1 of the 2 chapters again (all but *Across model sizes*)."
     assert findings.parts_reading({"On the toy zoo": main}) == ""
     languages = {"meta": {"title": "Across languages"}}
     assert findings.parts_reading({"On the toy zoo": main, "On SmolLM2": {"residuals": main["residuals"],
                                                                          "languages": languages}}) == \
-        "It runs 1 of the 2 chapters again (all but *Across model sizes*), and *Across languages*, which only it holds."
+        "The part on SmolLM2 runs 1 of the 2 chapters again (all but *Across model sizes*), and *Across languages*, " \
+        "which only it holds."
 
+
+
+def test_the_introduction_lists_the_chapters_and_families_this_book_holds():
+    """Written from the runs: a chapter no part ran is not listed (no link leads nowhere, and a book of the real
+    family alone states nothing of the toy zoo); each family's finetunes come from its zoo's recipe."""
+    def run(title: str, zoo: str) -> dict:
+        return {"meta": {"title": title, "params": {"zoo": zoo}}}
+
+    toy = {"zoo": run("The model zoo", "smoke"), "sizes": run("Across model sizes", "smoke")}
+    real = {"zoo": run("The model zoo", "smollm2-smoke"), "languages": run("Across languages", "smollm2-smoke")}
+    links = {"On the toy zoo": {c: f"chapters/{c}.ipynb" for c in toy},
+             "On SmolLM2-135M-Instruct": {c: f"smollm2-smoke/{c}.ipynb" for c in real}}
+    both = {"On the toy zoo": toy, "On SmolLM2-135M-Instruct": real}
+    listed = findings.chapter_list(both, links).splitlines()
+    assert listed[0].startswith("1. *The model zoo* ([on the toy zoo](chapters/zoo.html), "
+                                "[on SmolLM2-135M-Instruct](smollm2-smoke/zoo.html)): the models")
+    assert listed[1].startswith("2. *Across model sizes* ([on the toy zoo](chapters/sizes.html)): ")
+    assert listed[2].startswith("3. *Across languages* ([on SmolLM2-135M-Instruct](smollm2-smoke/languages.html))")
+    assert len(listed) == 3 and "diffing" not in "".join(listed)
+    text = findings.book_reading(both, links)
+    assert text.startswith("This book runs on two families: the toy zoo, small models the project trains itself")
+    assert "SmolLM2-135M-Instruct, a real pretrained model fetched by package name, with 3 finetunes (`code`, " \
+           "`math`, `french`)" in text and "[last page](compare.html)" in text
+    alone = {"On SmolLM2-135M-Instruct": real}
+    assert findings.chapter_list(alone, links) == (
+        "1. [The model zoo](smollm2-smoke/zoo.html): " + findings.ABOUT["zoo"] + "\n"
+        "2. [Across languages](smollm2-smoke/languages.html): " + findings.ABOUT["languages"])
+    text = findings.book_reading(alone, links)
+    assert text.startswith("This book runs on one family: SmolLM2") and "toy" not in text and "compare" not in text
+    assert set(findings.ABOUT) == set(chapter_names())

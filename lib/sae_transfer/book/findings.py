@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_transfer.book.chapters import chapter_names
 from sae_transfer.core import verdict as V
 from sae_transfer.core.labels import short
 from sae_transfer.studies.residuals.measure import PAPER_COSINE
@@ -110,8 +111,8 @@ def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]
 
 def parts_reading(parts: dict[str, dict[str, dict]]) -> str:
     """Which chapters each part after the first runs again, written from the runs (a part may leave some out):
-    ``It runs 7 of the 8 chapters again (all but *Across model sizes*).``, and names the chapters only it runs,
-    one sentence per further part, led by the part's name where there are several."""
+    ``The part on SmolLM2 runs 7 of the 8 chapters again (all but *Across model sizes*).``, and names the chapters
+    only it runs, one sentence per further part."""
     (_, main), *rest = parts.items()
     out = []
     for part, chapters in rest:
@@ -120,8 +121,103 @@ def parts_reading(parts: dict[str, dict[str, dict]]) -> str:
         said = (f"runs {len(chapters) - len(own)} of the {len(main)} chapters again"
                 + (" (all but " + ", ".join(f"*{t}*" for t in left) + ")" if left else "")
                 + (", and " + ", ".join(f"*{t}*" for t in own) + ", which only it holds" if own else ""))
-        out.append(f"It {said}." if len(rest) == 1 else f"{part}, it {said}.")
+        out.append(f"The part {part[0].lower() + part[1:]} {said}.")
     return " ".join(out)
+
+
+#: What each chapter shows, for the introduction's list of the chapters a book holds. Glued Markdown renders no
+#: Sphinx role, so no citation here (the chapters cite their sources).
+ABOUT = {
+    "zoo": "the models, finetunes and SAEs the part runs on, and how well each was trained.",
+    "residuals": "how far finetuning moves the residual stream, layer by layer, on several data distributions and "
+                 "along finetuning.",
+    "sae_metrics": "does the base SAE still reconstruct the finetune? Every standard metric, with and without "
+                   "outliers, from one streamed pass per model, checked against SAELens.",
+    "features": "which features keep their meaning, whether their directions moved, how quickly fine-tuning the SAE "
+                "recovers it, and the features' top contexts.",
+    "predict": "which cheap signal (residual similarity, weight deviation, the SAE-based transferability score, "
+               "finetuning compute) predicts transfer, across every checkpoint; the thresholds of the `check` "
+               "command against every case; and STS tested on its own claim.",
+    "answerability": "do SAE features that tell an answerable prompt from an unanswerable one generalize across "
+                     "domains and templates like a residual probe, and do the base's probes survive finetuning?",
+    "diffing": "a crosscoder on base and finetune; the base SAE's features kept, shifted or lost; latents new in the "
+               "finetune; an unrelated twin and a second SAE as floor and ceiling; a browsable page per latent.",
+    "sizes": "affine maps between a small and a large model of one family carry the small model's SAE (zero-shot "
+             "and as the large SAE's starting point), probes and a steering vector across; which features are core "
+             "to both sizes and which emerge only in the larger.",
+    "across": "a model built of other blocks (rotary positions, RMSNorm, a gated MLP) on the base's tokenizer, data "
+              "and budget: its SAE carried onto the base through the same stitch, and the share of the base SAE's "
+              "features that have a counterpart in it, between a reseed's floor and a second SAE's ceiling.",
+    "languages": "a finetune into another language, the base SAE's metrics and verdict on text in each language, "
+                 "and on parallel verses which of its features are language-general or language-specific, before "
+                 "and after, each against the floor of a wrong pairing and the ceiling of a second translation.",
+    "atlas": "every finetune and checkpoint in one sortable table, each with `check`'s verdict and the predictors "
+             "that need no training data, the base's passes computed once (the `atlas` command, which also runs on "
+             "a SLURM cluster).",
+    "known_answers": "finetunes with planted feature changes (kept, shifted, rarer, lost, new), and every label of "
+                     "the book (the crosscoder's classes, activation similarity, `check`'s verdict) scored against "
+                     "the truth: where each can be trusted and where it stops being right.",
+}
+
+
+def _html(page: str) -> str:
+    """A page's built address, relative to the introduction: glued Markdown is rendered without Sphinx's
+    cross-references (a link to an .ipynb stays one), so links name the built pages."""
+    return f"{page.removesuffix('.ipynb')}.html"
+
+
+def _zoo_of(chapters: dict[str, dict]) -> str | None:
+    return next((r["meta"]["params"]["zoo"] for r in chapters.values() if "zoo" in r["meta"]["params"]), None)
+
+
+def chapter_list(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]) -> str:
+    """The introduction's numbered list of the chapters this book holds, in book order, each linked to every part
+    that ran it (``ABOUT`` says what it shows). A chapter no part ran is not listed, so no link leads nowhere."""
+    lines = []
+    for name in chapter_names():
+        held = [(part, links[part][name]) for part in parts if name in parts[part]]
+        if not held:
+            continue
+        title = parts[held[0][0]][name]["meta"]["title"]
+        where = (f"[{title}]({_html(held[0][1])})" if len(parts) == 1 else
+                 f"*{title}* (" + ", ".join(f"[{part[0].lower() + part[1:]}]({_html(page)})" for part, page in held)
+                 + ")")
+        lines.append(f"{len(lines) + 1}. {where}: {ABOUT[name]}")
+    return "\n".join(lines) if lines else "No chapter of this build ran."
+
+
+def _family_words(zoo: str) -> str:
+    """What a zoo holds, for a reader: its real model or the toy zoo's training, its finetunes and SAEs."""
+    recipe = Zoo.open(zoo).recipe
+    finetunes = [name for name, m in recipe.models.items() if m.parent is not None]
+    n_sae = len(recipe.saes)
+    held = (f"{len(finetunes)} finetune{'s' * (len(finetunes) != 1)} ({', '.join(f'`{f}`' for f in finetunes)}) "
+            f"and {n_sae} SAE{'s' * (n_sae != 1)}")
+    if recipe.pretrained:
+        return f"{family_name(zoo)}, a real pretrained model fetched by package name, with {held}"
+    return f"the toy zoo, small models the project trains itself so that every finetune is under control: {held}"
+
+
+def book_reading(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]) -> str:
+    """What this book runs on, written from its runs: each part's family (what its zoo holds, linked to its zoo
+    page), which chapters each further part runs again (``parts_reading``) and, with several parts, the page that
+    sets their answers side by side."""
+    said = []
+    for part, chapters in parts.items():
+        zoo = _zoo_of(chapters)
+        words = _family_words(zoo) if zoo else f"{part[0].lower() + part[1:]}, models given by parameter files"
+        if "zoo" in links[part]:
+            words += f" ([its zoo page]({_html(links[part]['zoo'])}))"
+        said.append(words)
+    if not said:
+        return ""
+    count = {2: "two", 3: "three"}.get(len(said), str(len(said)))
+    text = (f"This book runs on one family: {said[0]}." if len(said) == 1 else
+            f"This book runs on {count} families: " + "; and ".join(said) + ".")
+    if len(parts) > 1:
+        text += (f" {parts_reading(parts)} A [last page](compare.html) sets the families' answers side by side and "
+                 "says where they agree.")
+    return text
 
 
 def findings_markdown(found: list[dict[str, Any]]) -> str:
@@ -129,9 +225,7 @@ def findings_markdown(found: list[dict[str, Any]]) -> str:
     lines = []
     for i, f in enumerate(found, 1):
         lines.append(f"{i}. **{f['question']}**")
-        # Glued Markdown is rendered without Sphinx's cross-references (a link to an .ipynb stays one, roles stay
-        # text), so the links name the built pages.
-        lines += [f"   - *{a['part']}:* {a['text']} ([{a['title']}]({a['link'].removesuffix('.ipynb')}.html)"
+        lines += [f"   - *{a['part']}:* {a['text']} ([{a['title']}]({_html(a['link'])})"
                   + (f"; {a['budget']})" if a.get("budget") else ")") for a in f["answers"]]
     return "\n".join(lines) if lines else "No chapter of this build has a summary yet."
 
@@ -153,7 +247,7 @@ def load_runs(runs: dict[str, dict[str, dict]]) -> tuple[dict[str, dict[str, dic
     parts, links = {}, {}
     for chapters in runs.values():
         results = {c: json.loads((Path(r["run_dir"]) / "results.json").read_text()) for c, r in chapters.items()}
-        zoo = next((r["meta"]["params"]["zoo"] for r in results.values() if "zoo" in r["meta"]["params"]), None)
+        zoo = _zoo_of(results)
         label = family(zoo) if zoo else f"Part {len(parts) + 1}"
         label = label if label not in parts else f"{label} ({len(parts) + 1})"
         parts[label] = results
