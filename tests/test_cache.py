@@ -165,6 +165,13 @@ def test_zoo_keys_use_recipe_fingerprints_and_hub_keys_revisions(tmp_path, monke
     assert cache.model_identity("hub:org/other", "smoke")["revision"] is None
     zoo = cache.model_identity("zoo:code@25", "smoke")
     assert zoo["spec"] == "zoo:code@25" and len(zoo["zoo"]) == 16
+    # a sae_lens SAE is keyed by its release repository's commit too: new files upstream are a new key
+    gemma = tmp_path / "models--google--gemma-scope-2b-pt-res" / "refs"
+    gemma.mkdir(parents=True)
+    (gemma / "main").write_text("def456\n")
+    sae = cache.sae_identity("sae_lens:gemma-scope-2b-pt-res:layer_12/width_16k/average_l0_41", "smoke")
+    assert sae["revision"] == "def456" and sae["sae_lens"]
+    assert cache.sae_identity("sae_lens:org/name:sae", "smoke")["revision"] == "abc123"  # a release that is a repo
 
 
 @pytest.fixture

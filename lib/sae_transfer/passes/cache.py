@@ -166,7 +166,18 @@ def sae_identity(spec: str, zoo: str) -> dict:
         return {"spec": spec, "zoo": handle.sae_fingerprint(s.ref), "content": handle.content("saes", s.ref)}
     if s.source == "local":
         return {"spec": spec, "path": str(Path(s.ref).resolve()), "content": dir_fingerprint(Path(s.ref))}
-    return {"spec": spec, "sae_lens": importlib.metadata.version("sae-lens")}  # its release table picks the files
+    # sae_lens's release table picks the repository and files; the repository's commit says whether they changed
+    return {"spec": spec, "sae_lens": importlib.metadata.version("sae-lens"), "revision": hub_revision(_repo_of(s))}
+
+
+def _repo_of(s) -> str:
+    """The hub repository a sae_lens SAE's files come from: its release's, or the release itself where it names
+    one (``owner/name``, which sae_lens also accepts)."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release, _ = s.release
+    found = get_pretrained_saes_directory().get(release)
+    return found.repo_id if found is not None else release
 
 
 def dataset_identity(dataset: str, zoo: str) -> dict:
