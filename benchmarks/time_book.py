@@ -6,6 +6,11 @@
 From scratch means an empty cache (SAE_TRANSFER_CACHE pointed at a new directory): downloads, corpora,
 tokenizer, every model and SAE, every chapter, the HTML. Prints wall times, the zoo's per-artifact build
 times and each chapter's peak memory, then the budgets they are held against.
+
+The project's machines differ in speed from day to day (the same kind measured 0.6 times as fast as another day's
+on one day), so a time is quoted with the machine's speed: the best fp32 matmul GFLOP/s at the toy and real
+models' MLP shapes (``forward.matmul_limit``), measured before and after the build, against the record
+``benchmarks/forward.py`` keeps.
 """
 
 from __future__ import annotations
@@ -19,6 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from forward import matmul_limit  # benchmarks/forward.py, beside this script
+
+#: The MLP shapes (rows, d_model, d_mlp) of the toy zoo's base-s and of SmolLM2-135M, at the rows
+#: ``benchmarks/forward.py`` measures them at.
+SHAPES = {"default: base-s": (2048, 256, 1024), "smollm2: smollm2": (1280, 576, 1536)}
+
 # The default book holds the toy zoo and the real family (SmolLM2-135M), every chapter on each.
 BUDGETS_MIN = {"smoke": {"scratch": 10, "cached": 3}, "default": {"scratch": 60, "cached": 3}}
 
@@ -31,15 +43,37 @@ def timed_book(profile: str, cache: Path) -> float:
     return time.perf_counter() - t0
 
 
+def machine_speed() -> dict[str, float]:
+    """The best fp32 matmul GFLOP/s at each of ``SHAPES``, on the threads the book's kernels get."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    return {name: matmul_limit(*shape) for name, shape in SHAPES.items()}
+
+
+def speed_line(speed: dict[str, float]) -> str:
+    """The speed against ``benchmarks/results/forward.json``'s record, where it holds the same models."""
+    record = Path(__file__).parent / "results" / "forward.json"
+    rows = {r["model"]: r for r in json.loads(record.read_text())["rows"]} if record.exists() else {}
+    said = []
+    for name, gflops in speed.items():
+        ref = rows.get(name, {}).get("matmul_limit_gflops")
+        said.append(f"{name} {gflops:.0f} GFLOP/s" + (f" ({gflops / ref:.2f}x the record's {ref:.0f})" if ref else ""))
+    measured = json.loads(record.read_text())["measured"][:10] if record.exists() else "none"
+    return "fp32 matmul at the models' MLP shapes: " + ", ".join(said) + f" (record of {measured})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="smoke", choices=sorted(BUDGETS_MIN))
     ap.add_argument("--cache", type=Path, help="cache directory to use (default: a new temporary one)")
     args = ap.parse_args()
     cache = args.cache or Path(tempfile.mkdtemp(prefix="sae-transfer-bench-"))
+    before = machine_speed()
     scratch = timed_book(args.profile, cache)
+    after = machine_speed()
     cached = timed_book(args.profile, cache)
     print(f"profile {args.profile} on {os.cpu_count()} CPU cores, cache {cache}")
+    print(f"  machine before the build: {speed_line(before)}")
+    print(f"  machine after the build:  {speed_line(after)}")
     print(f"  book from scratch: {scratch / 60:.1f} min (budget {BUDGETS_MIN[args.profile]['scratch']} min)")
     print(f"  book fully cached: {cached / 60:.1f} min (budget {BUDGETS_MIN[args.profile]['cached']} min)")
     for results in sorted((cache / "runs").glob("book-*/*/results.json")):  # every part of the book
