@@ -164,11 +164,12 @@ def test_pages_open_in_chromium_with_figures_and_glue(html, tmp_path):
 @pytest.mark.browser
 def test_every_table_fits_the_text_column(html, tmp_path):
     """#40: no table of any page is wider than the text column (a wide one is split into several, each with its
-    row labels), so no column hides in a scroll box or is cut from the PDF."""
+    row labels), so no column hides in a scroll box or is cut from the PDF; and a split table's pieces are all in
+    view, none below the output box's height limit."""
     _need_browser()
     pages = [p.relative_to(html) for p in sorted((html / "book").rglob("*.html"))
              if not any(d.endswith("-pages") for d in p.parent.parts)]  # the latent pages have their own layout
-    wide = []
+    wide, hidden, pieced = [], [], 0
     with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
         for page in pages:
             driver.get(f"{url}/{page}")
@@ -176,7 +177,13 @@ def test_every_table_fits_the_text_column(html, tmp_path):
                 "const column = (document.querySelector('article') || document.body).clientWidth;"
                 "return Array.from(document.querySelectorAll('article table'))"
                 "  .map(t => [t.scrollWidth, column, t.innerText.slice(0, 50)]).filter(t => t[0] > t[1] + 1);")]
+            hidden += [(str(page), *t) for t in driver.execute_script(
+                "return Array.from(document.querySelectorAll('div.table-pieces'))"
+                "  .map(p => p.parentElement).map(b => [b.scrollHeight, b.clientHeight, b.innerText.slice(0, 50)])"
+                "  .filter(b => b[0] > b[1] + 1);")]
+            pieced += driver.execute_script("return document.querySelectorAll('div.table-pieces').length;")
     assert len(pages) > 20 and wide == []
+    assert pieced > 0 and hidden == []
 
 
 @pytest.mark.browser

@@ -177,7 +177,10 @@ class Report:
         styled = [self._styled(shown[group], cell) for group in groups]
         if sortable:
             styled = [s.hide(axis="index").set_table_attributes('class="sortable"') for s in styled]
-        glue(name, styled[0] if len(styled) == 1 else HTML("".join(s.to_html() for s in styled)), display=False)
+        # a split table's pieces are shown whole, one under another (``table-pieces``: the stylesheet lifts the output
+        # box's height limit, which would hide the later pieces in a scroll box)
+        glue(name, styled[0] if len(styled) == 1 else
+             HTML('<div class="table-pieces">' + "".join(s.to_html() for s in styled) + "</div>"), display=False)
         return styled[0]
 
     @staticmethod
