@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from sae_transfer.book import build
+from sae_transfer.book.parts import Book, book_parts
 from sae_transfer.book.chapters import ParameterError
 from sae_transfer.book.compare import COMPARISONS, compare, page
 
@@ -62,10 +63,10 @@ def test_a_part_without_a_chapter_is_left_out_of_that_comparison():
 
 def test_the_default_and_smoke_books_hold_a_real_part(tmp_path):
     for profile, part in (("default", "smollm2"), ("smoke", "smollm2-smoke")):
-        parts = build.book_parts(profile)
+        parts = book_parts(profile)
         assert [p.profile for p in parts] == [profile, part]
         assert parts[1].page("residuals") == f"book/{part}/residuals"
-    book = build.Book(tmp_path, tuple(build.book_parts("default")), tmp_path / "runs", "test")
+    book = Book(tmp_path, tuple(book_parts("default")), tmp_path / "runs", "test")
     toc = yaml.safe_load(build.write_toc(book).read_text())
     captions = [p["caption"] for p in toc["parts"]]
     assert captions == ["Setup", "Chapters", "On a real model: SmolLM2-135M-Instruct", "Compared", "Reference"]
@@ -80,7 +81,7 @@ def test_the_default_and_smoke_books_hold_a_real_part(tmp_path):
     ({"smoke": [{"profile": "default"}]}, "parts[0] must be a mapping with 'profile' and 'caption'"),
 ])
 def test_a_part_must_be_another_profile_without_parts(parts, message, monkeypatch):
-    monkeypatch.setattr(build, "profile_parts", lambda p: parts.get(p, []))
+    monkeypatch.setattr("sae_transfer.book.parts.profile_parts", lambda p: parts.get(p, []))
     with pytest.raises(ParameterError) as e:
-        build.book_parts("smoke")
+        book_parts("smoke")
     assert message in str(e.value)

@@ -3,7 +3,7 @@
 import json
 
 from sae_transfer.book import launch
-from sae_transfer.book.build import Book, book_parts
+from sae_transfer.book.parts import Book, book_parts
 from sae_transfer.book.chapters import chapter_names
 
 

@@ -413,7 +413,8 @@ def test_the_book_runs_every_chapter_and_lists_failures(tmp_path, monkeypatch):
     monkeypatch.setenv("SAE_TRANSFER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(build, "all_chapters", lambda: [ok, bad, ok2])
     monkeypatch.setattr(build, "chapter_names", lambda: ["first", "broken", "last"])
-    monkeypatch.setattr(build, "resolve_params", lambda c, *a, **k: {"n": 3 if c.name == "broken" else 1})
+    monkeypatch.setattr("sae_transfer.book.parts.resolve_params",
+                        lambda c, *a, **k: {"n": 3 if c.name == "broken" else 1})
     monkeypatch.setattr(build, "build_html", lambda book: book.html_dir)
     book = build.Book(tmp_path, (build.Part("smoke", "Chapters", "chapters"),), tmp_path / "runs", "test")
     with pytest.raises(ChapterFailed, match=r"1 of 3 chapters failed \(chapters/broken\)"):

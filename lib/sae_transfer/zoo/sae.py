@@ -6,11 +6,40 @@ import contextlib
 import io
 import json
 import logging
+import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from sae_transfer.zoo.tokens import TokenStream
+
+
+
+#: What sae_lens says that is untrue of, or does not apply to, the zoo's use of it, so a build's log holds none of it:
+#: its dataset-size check counts rows against tokens (800,000 tokens in 6,314 windows of 128 is one epoch, not
+#: many); the overrides are how the zoo passes its own model and token windows; the tensor-copy hint is about
+#: sae_lens's own code; and the zoo loads its models itself, never through sae_lens's model kwargs.
+NOT_FOR_US = ("The training dataset contains fewer samples", "To copy construct from a tensor",
+              "\nThis SAE has non-empty model_from_pretrained_kwargs", "You just passed in a")
+
+
+@contextlib.contextmanager
+def quiet_sae_lens() -> Iterator[None]:
+    """sae_lens without ``NOT_FOR_US``'s warnings and log lines; every other warning stays."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOT_FOR_US)
+
+    logger = logging.getLogger("sae_lens")
+    with warnings.catch_warnings():
+        for text in NOT_FOR_US:
+            warnings.filterwarnings("ignore", message=re.escape(text))
+        logger.addFilter(keep)
+        try:
+            yield
+        finally:
+            logger.removeFilter(keep)
 
 
 def token_dataset(stream: TokenStream, n_windows: int):
@@ -89,7 +118,7 @@ def train_sae(model, stream: TokenStream, hook_name: str, d_sae: int, training_t
                          batch_tokens, out_dir, architecture, exclude_special, normalize, precision)
     # The runner never seeds torch with cfg.seed: the SAE's initialisation and the activation buffer's shuffling
     # draw from the global generator, so without this the SAE would depend on what the process did before.
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), quiet_sae_lens():
         torch.manual_seed(seed)
         runner = LanguageModelSAETrainingRunner(
             cfg, override_model=model, override_dataset=token_dataset(stream, min(n_windows, stream.n_windows())))
@@ -113,16 +142,17 @@ def evaluate_sae(sae, model, stream: TokenStream, n_windows: int, batch_prompts:
     batch_prompts = min(batch_prompts, n_windows)
     # A buffer of two batches: the evals read n_windows windows, and a larger buffer would run the model over the
     # dataset again and again to fill it (32 batches of 16 windows: minutes of a real model's time per eval).
-    store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=stream.ctx, streaming=False,
-                                      store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2,
-                                      train_batch_size_tokens=batch_prompts * stream.ctx,
-                                      device=str(next(model.parameters()).device))
+    with quiet_sae_lens():
+        store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=stream.ctx,
+                                          streaming=False, store_batch_size_prompts=batch_prompts,
+                                          n_batches_in_buffer=2, train_batch_size_tokens=batch_prompts * stream.ctx,
+                                          device=str(next(model.parameters()).device))
     n_batches = max(1, n_windows // batch_prompts)
     cfg = EvalConfig(batch_size_prompts=batch_prompts, n_eval_reconstruction_batches=n_batches,
                      compute_kl=True, compute_ce_loss=True, n_eval_sparsity_variance_batches=n_batches,
                      compute_l2_norms=True, compute_sparsity_metrics=True, compute_variance_metrics=True,
                      compute_featurewise_density_statistics=True)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), quiet_sae_lens():
         metrics, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg,
                                              exclude_special_tokens=exclude_special)
     density = torch.tensor(feature_metrics["feature_density"])
@@ -148,15 +178,16 @@ def dead_fraction(sae, model, stream: TokenStream, n_windows: int, batch_prompts
     from sae_lens.training.activation_scaler import ActivationScaler
 
     batch_prompts = min(batch_prompts, n_windows)
-    store = ActivationsStore.from_sae(model=model, sae=sae, dataset=token_dataset(stream, n_windows),
-                                      context_size=stream.ctx, streaming=False, store_batch_size_prompts=batch_prompts,
-                                      n_batches_in_buffer=2,
-                                      train_batch_size_tokens=batch_prompts * stream.ctx,
-                                      device=str(next(model.parameters()).device))
+    with quiet_sae_lens():
+        store = ActivationsStore.from_sae(model=model, sae=sae, dataset=token_dataset(stream, n_windows),
+                                          context_size=stream.ctx, streaming=False,
+                                          store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2,
+                                          train_batch_size_tokens=batch_prompts * stream.ctx,
+                                          device=str(next(model.parameters()).device))
     cfg = EvalConfig(batch_size_prompts=batch_prompts,
                      n_eval_sparsity_variance_batches=max(1, n_windows // batch_prompts),
                      compute_sparsity_metrics=True, compute_featurewise_density_statistics=True)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), quiet_sae_lens():
         _, feature_metrics = run_evals(sae, store, model, ActivationScaler(), cfg,
                                        exclude_special_tokens=exclude_special)
     return float((torch.tensor(feature_metrics["feature_density"]) == 0).float().mean())
@@ -181,12 +212,12 @@ def run_evals_on_windows(sae, model, windows: torch.Tensor, batch_prompts: int) 
     device = str(next(model.parameters()).device)
 
     def evals(**what) -> tuple[dict, dict]:
-        store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=ctx, streaming=False,
-                                          store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2,
-                                          train_batch_size_tokens=batch_prompts * ctx, device=device)
         cfg = EvalConfig(batch_size_prompts=batch_prompts, n_eval_reconstruction_batches=n // batch_prompts,
                          n_eval_sparsity_variance_batches=n // batch_prompts, **what)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), quiet_sae_lens():
+            store = ActivationsStore.from_sae(model=model, sae=sae, dataset=ds, context_size=ctx, streaming=False,
+                                              store_batch_size_prompts=batch_prompts, n_batches_in_buffer=2,
+                                              train_batch_size_tokens=batch_prompts * ctx, device=device)
             return run_evals(sae, store, model, ActivationScaler(), cfg, exclude_special_tokens=False)
 
     loss, _ = evals(compute_kl=True, compute_ce_loss=True)
@@ -282,7 +313,8 @@ def finetune_sae(sae_dir: Path, model, windows: torch.Tensor, training_tokens: i
     trained on, it pulls the dictionary toward one position)."""
     from sae_lens import TrainingSAE
 
-    original = TrainingSAE.load_from_disk(str(sae_dir), device)
+    with quiet_sae_lens():
+        original = TrainingSAE.load_from_disk(str(sae_dir), device)
     arch, sparsity = training_recipe(sae_dir, original)
     return train_checkpointed(model, windows, original.cfg.metadata.hook_name, original.cfg.d_sae, arch, sparsity,
                               training_tokens, lr, seed, out_dir, device, batch_tokens, n_checkpoints,

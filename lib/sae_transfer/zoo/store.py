@@ -35,6 +35,7 @@ from sae_transfer.zoo.data import LANGUAGES
 from sae_transfer.zoo.fingerprints import (card_fingerprint, check_file, content_digest, data_fingerprint,
                                            model_fingerprint, sae_fingerprint, stored_fingerprint)
 from sae_transfer.zoo.recipe import ZooRecipe, load_recipe
+from sae_transfer.zoo.sae import quiet_sae_lens
 from sae_transfer.zoo.tokens import TokenStream, bos_id, load_tokenizer
 
 
@@ -222,7 +223,8 @@ class Zoo:
             raise ValueError(f"zoo SAE {name!r} was built from another recipe than profile {self.profile!r} gives "
                              f"now; rebuild it with: {build_command(self.source)}")
         check_file(path, "sae_weights.safetensors", self.source)
-        return SAE.load_from_disk(str(path), device=device)
+        with quiet_sae_lens():
+            return SAE.load_from_disk(str(path), device=device)
 
     # -------------------------------------------------------------------- facts about models
     def training_log(self, name: str) -> dict:
