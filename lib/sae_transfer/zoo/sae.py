@@ -16,7 +16,6 @@ import torch
 from sae_transfer.zoo.tokens import TokenStream
 
 
-
 #: What sae_lens says that is untrue of, or does not apply to, the zoo's use of it, so a build's log holds none of it:
 #: its dataset-size check counts rows against tokens (800,000 tokens in 6,314 windows of 128 is one epoch, not
 #: many); the overrides are how the zoo passes its own model and token windows; the tensor-copy hint is about
