@@ -378,12 +378,13 @@ def test_a_chapter_dropped_from_a_book_leaves_no_page_behind(tmp_path):
     html = book.html_dir / "book" / "chapters"
     written = [book.book_dir / "chapters" / "predict.ipynb", html / "predict.html", html / "diffing-pages" / "a.html",
                book.html_dir / "_sources" / "book" / "chapters" / "predict.ipynb"]
+    written.append(book.book_dir / "compare.md")  # a book of one part has no comparison page
     kept = [book.book_dir / "chapters" / "residuals.ipynb", html / "residuals.html", html / "notes.txt"]
     for f in written + kept:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("x")
     gone = clear_dropped(book)
-    assert sorted(gone) == sorted([*written[:2], written[2].parent, written[3]])
+    assert sorted(gone) == sorted([*written[:2], written[2].parent, *written[3:]])
     assert not any(f.exists() for f in written) and all(f.exists() for f in kept)
 
 
@@ -398,7 +399,8 @@ def test_a_part_dropped_from_a_book_leaves_no_page_behind(tmp_path):
                book.html_dir / "_sources" / "book" / "smollm2" / "residuals.ipynb",
                book.book_dir / "smoke" / "zoo.ipynb"]
     kept = [book.book_dir / "smollm2-smoke" / "residuals.ipynb", book.book_dir / "smoke" / "mine.md",
-            book.book_dir / "notes" / "residuals.ipynb", book.book_dir / "chapters" / "zoo.ipynb"]
+            book.book_dir / "notes" / "residuals.ipynb", book.book_dir / "chapters" / "zoo.ipynb",
+            book.book_dir / "compare.md"]  # two parts: the comparison page stays
     for f in written + kept:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("x")

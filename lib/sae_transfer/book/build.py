@@ -236,29 +236,38 @@ def clear_dropped(book: Book) -> list[Path]:
     """Removes what an earlier build wrote for a chapter the book no longer holds (``_page``, its HTML,
     ``copy_pages``), and only that: Sphinx never deletes an output, so the old page would stay readable. A chapter
     is dropped when its part no longer holds it, or when a further part is gone from the book altogether (its pages
-    lie in ``book/<profile>/`` for one of the project's profiles); a folder left empty goes too. Returns the paths."""
+    lie in ``book/<profile>/`` for one of the project's profiles); a folder left empty goes too, and so does the
+    comparison page in a book of one part. Returns the paths."""
     held = {part.pages for part in book.parts}
     gone_parts = [Part(p, "", p) for p in profiles() if p not in held]
     gone = []
     for part in [*book.parts, *gone_parts]:
-        dropped = [name for name in chapter_names() if part not in book.parts or not part.holds(name)]
-        for name in dropped:
+        for name in (n for n in chapter_names() if part not in book.parts or not part.holds(n)):
             page = Path(part.page(name))  # under the root and under the HTML alike
-            for path in (book.root / f"{page}.ipynb", book.html_dir / f"{page}.html",
-                         book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / part.static_pages(name)):
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-                else:
-                    continue
-                gone.append(path)
+            gone += _remove([book.root / f"{page}.ipynb", book.html_dir / f"{page}.html",
+                             book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / part.static_pages(name)])
         if part not in book.parts:
             folder = Path(part.page("x")).parent
-            for path in (book.root / folder, book.html_dir / folder, book.html_dir / "_sources" / folder):
-                if path.is_dir() and not any(path.iterdir()):
-                    path.rmdir()
-                    gone.append(path)
+            gone += _remove([path for path in (book.root / folder, book.html_dir / folder,
+                                               book.html_dir / "_sources" / folder)
+                             if path.is_dir() and not any(path.iterdir())])
+    if len(book.parts) == 1:  # ``run_all`` writes the comparison page for a book of several parts
+        gone += _remove([book.book_dir / "compare.md", book.html_dir / "book" / "compare.html",
+                         book.html_dir / "_sources" / "book" / "compare.md"])
+    return gone
+
+
+def _remove(paths: list[Path]) -> list[Path]:
+    """Removes each of ``paths`` that exists (a folder with what it holds); returns those it removed."""
+    gone = []
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        gone.append(path)
     return gone
 
 
