@@ -64,6 +64,7 @@ def test_the_calibration_reads_the_book_as_the_book_does(results):
     # the reading counts verdicts and names none: the book's verdict for a finetune is the introduction's
     assert f"Over all {n['cal_n']} cases (every checkpoint after step 0, on every dataset, 2,048 tokens each)" in \
         n["calibration_reading"] and "`code`" not in n["calibration_reading"]
+    assert "the book's verdict for a finetune is the introduction's" in n["calibration_reading"]
 
 
 def test_sts_is_tested_on_its_own_claim(results):

@@ -263,4 +263,7 @@ def calibration_text(table: pd.DataFrame, own: dict[str, str], n_tokens: int) ->
     return (f"Over all {h['cal_n']} cases (every checkpoint after step 0, on every dataset, {n_tokens:,} tokens "
             f"each), {h['cal_transfers']} transfer, {h['cal_degraded']} are degraded and {h['cal_broken']} broken. "
             f"The reconstruction view (EV and CE-recovered drops) and the feature view (regular activation "
-            f"similarity) give the same class in {h['cal_views_agree']} of {h['cal_n']} cases.{disagree}")
+            f"similarity) give the same class in {h['cal_views_agree']} of {h['cal_n']} cases.{disagree} A class "
+            f"here is measured on this chapter's {n_tokens:,} tokens a case; the book's verdict for a finetune is "
+            "the introduction's, from the SAE-metric and features chapters' own tokens of its data, and where a "
+            "criterion lies near a threshold the two can differ.")
