@@ -77,15 +77,16 @@ def test_a_part_holds_only_the_chapters_its_profile_lists(tmp_path, monkeypatch)
 
     from sae_transfer.book import build
     from sae_transfer.book.chapters import profile_chapters
+    from sae_transfer.book.parts import Book, book_parts
 
-    parts = build.book_parts("default")
+    parts = book_parts("default")
     assert [p.profile for p in parts] == ["default", "smollm2"]
     assert parts[0].holds("sizes") and not parts[1].holds("sizes") and not parts[1].holds("diffing")
     assert parts[0].holds("across") and not parts[1].holds("across")
     assert parts[0].holds("known_answers") and not parts[1].holds("known_answers")  # no model: once a book
     assert profile_chapters("smollm2") == tuple(c for c in chapter_names()
                                                 if c not in ("sizes", "across", "diffing", "known_answers"))
-    book = build.Book(tmp_path, tuple(parts), tmp_path / "runs", "test")
+    book = Book(tmp_path, tuple(parts), tmp_path / "runs", "test")
     (tmp_path / "book").mkdir()
     toc = yaml.safe_load(build.write_toc(book).read_text())
     files = {p["caption"]: [c["file"] for c in p["chapters"]] for p in toc["parts"]}
