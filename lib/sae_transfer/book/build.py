@@ -247,7 +247,7 @@ def clear_dropped(book: Book) -> list[Path]:
             gone += _remove([book.root / f"{page}.ipynb", book.html_dir / f"{page}.html",
                              book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / part.static_pages(name)])
         if part not in book.parts:
-            folder = Path(part.page("x")).parent
+            folder = Path("book") / part.pages
             gone += _remove([path for path in (book.root / folder, book.html_dir / folder,
                                                book.html_dir / "_sources" / folder)
                              if path.is_dir() and not any(path.iterdir())])

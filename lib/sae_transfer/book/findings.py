@@ -109,6 +109,11 @@ def findings(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, str]]
     return out
 
 
+def _inline(label: str) -> str:
+    """A part's label inside a sentence: ``On the toy zoo`` -> ``on the toy zoo``."""
+    return label[:1].lower() + label[1:]
+
+
 def parts_reading(parts: dict[str, dict[str, dict]]) -> str:
     """Which chapters each part after the first runs again, written from the runs (a part may leave some out):
     ``The part on SmolLM2 runs 7 of the 8 chapters again (all but *Across model sizes*).``, and names the chapters
@@ -121,7 +126,7 @@ def parts_reading(parts: dict[str, dict[str, dict]]) -> str:
         said = (f"runs {len(chapters) - len(own)} of the {len(main)} chapters again"
                 + (" (all but " + ", ".join(f"*{t}*" for t in left) + ")" if left else "")
                 + (", and " + ", ".join(f"*{t}*" for t in own) + ", which only it holds" if own else ""))
-        out.append(f"The part {part[0].lower() + part[1:]} {said}.")
+        out.append(f"The part {_inline(part)} {said}.")
     return " ".join(out)
 
 
@@ -180,7 +185,7 @@ def chapter_list(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, s
             continue
         title = parts[held[0][0]][name]["meta"]["title"]
         where = (f"[{title}]({_html(held[0][1])})" if len(parts) == 1 else
-                 f"*{title}* (" + ", ".join(f"[{part[0].lower() + part[1:]}]({_html(page)})" for part, page in held)
+                 f"*{title}* (" + ", ".join(f"[{_inline(part)}]({_html(page)})" for part, page in held)
                  + ")")
         lines.append(f"{len(lines) + 1}. {where}: {ABOUT[name]}")
     return "\n".join(lines) if lines else "No chapter of this build ran."
@@ -205,7 +210,7 @@ def book_reading(parts: dict[str, dict[str, dict]], links: dict[str, dict[str, s
     said = []
     for part, chapters in parts.items():
         zoo = _zoo_of(chapters)
-        words = _family_words(zoo) if zoo else f"{part[0].lower() + part[1:]}, models given by parameter files"
+        words = _family_words(zoo) if zoo else f"{_inline(part)}, models given by parameter files"
         if "zoo" in links[part]:
             words += f" ([its zoo page]({_html(links[part]['zoo'])}))"
         said.append(words)
