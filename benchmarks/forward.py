@@ -14,7 +14,10 @@ SAE-metric pass uses on this device (``memory.plan``):
    rest of the forward (residual adds, hook points, Python) by difference; the unembedding with its final norm
    and log-softmax at the pass's logit chunk; the SAE's encode and decode; and the torch profiler's top
    operators of one forward by their own CPU time.
-4. **Hugging Face's forward** of the same weights (the real family's converted directory): tokens/s and the
+4. **The weights' layout** (``core.convert.kernel_layout``): the same forward with the weights laid out as
+   TransformerLens stores them (its per-call copies made), the two models in turn; the ratio of the medians and
+   whether the outputs are bit-identical.
+5. **Hugging Face's forward** of the same weights (the real family's converted directory): tokens/s and the
    largest difference of the last block's input from TransformerLens's, to say whether it would be worth
    computing with it instead.
 
@@ -62,6 +65,28 @@ def matmul_limit(m: int, d: int, d_mlp: int) -> float:
     return best
 
 
+def layout_ab(model, tokens: torch.Tensor, n: int = 7) -> dict:
+    """``model`` (laid out by ``kernel_layout``) against a copy with every weight contiguous, as TransformerLens
+    stores it: median seconds of each forward (to the logits), timed in turn, and whether the logits agree bit
+    for bit."""
+    import copy
+    import statistics
+
+    plain = copy.deepcopy(model)
+    for p in plain.parameters():
+        p.data = p.data.contiguous()
+    runs = {"kernel": model, "plain": plain}
+    times = {k: [] for k in runs}
+    for _ in range(n + 1):
+        for k, m in runs.items():
+            t0 = time.perf_counter()
+            m(tokens)
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    return {"layout_speedup": med["plain"] / med["kernel"], "layout_identical": bool(torch.equal(model(tokens),
+                                                                                                  plain(tokens)))}
+
+
 def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
     from sae_transfer.core.memory import PassShape, budget_bytes, plan
     from sae_transfer.passes.sae_metrics import log_probs
@@ -104,12 +129,13 @@ def measure(label: str, pair, context: int, hf_dir: str | None) -> dict:
         ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in ops)
         top_ops = {e.key: e.self_cpu_time_total / total for e in ops[:8]}
+        layout = layout_ab(model, tokens)
     out = {"model": label, "top_ops": top_ops, "n_layers": n, "d_model": cfg.d_model, "d_vocab": cfg.d_vocab,
            "micro_batch": p.micro_batch,
            "tokens_per_forward": n_tok, "matmul_limit_gflops": limit,
            "forward_tokens_per_s": n_tok / t_fwd, "forward_gflops": flops / t_fwd / 1e9,
            "fraction_of_limit": flops / t_fwd / 1e9 / limit, "no_grad_over_inference_mode": t_nograd / t_fwd,
-           "block_s": t_block, "seconds": {k: v for k, v in parts.items()},
+           "block_s": t_block, **layout, "seconds": {k: v for k, v in parts.items()},
            "shares": {k: v / sum(parts.values()) for k, v in parts.items()}}
     if hf_dir:
         from transformers import AutoModelForCausalLM
@@ -154,6 +180,8 @@ def main() -> None:
             print(f"    {k:>38}: {1000 * v:8.1f} ms  {100 * r['shares'][k]:5.1f}%")
         print("    torch profiler, the forward's top operators by own CPU time: "
               + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["top_ops"].items()))
+        print(f"    weights laid out for TransformerLens's kernels: forward to the logits {r['layout_speedup']:.2f}x as "
+              f"fast as with its own layout; logits {'bit-identical' if r['layout_identical'] else 'DIFFER'}")
         if "hf_tokens_per_s" in r:
             print(f"    Hugging Face forward: {r['hf_tokens_per_s']:,.0f} tokens/s ({r['hf_over_tl_speed']:.2f}x "
                   f"TransformerLens), the last block's input differs by {r['hf_max_abs_diff']:.2e} (largest "

@@ -57,6 +57,35 @@ def test_every_family_loads_from_a_local_directory_with_its_logits_checked(famil
         assert f"{family}_text" in NAME_ONLY_FAMILIES or family in NAME_ONLY_FAMILIES
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
+def test_weights_laid_out_for_the_kernels_change_no_bit_of_any_activation(family, tmp_path):
+    """``kernel_layout`` (applied by every loader) only changes strides: every hook's activation and the logits
+    equal, bit for bit, those of the same weights stored contiguous as TransformerLens stores them; and the copies
+    it spares are spared (the gated MLP's ``W.T`` and the attention's rearranged weights are views)."""
+    import copy
+
+    from transformers import AutoTokenizer
+
+    directory = tmp_path / family
+    save_checkpoint(family, directory)
+    model = hooked_from_hf(str(directory), None, AutoTokenizer.from_pretrained(directory), "cpu", torch.float32)
+    plain = copy.deepcopy(model)
+    for p in plain.parameters():
+        p.data = p.data.contiguous()
+    tokens = torch.randint(0, 300, (3, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, acts = model.run_with_cache(tokens)
+        plain_logits, plain_acts = plain.run_with_cache(tokens)
+    assert torch.equal(logits, plain_logits)
+    assert acts.keys() == plain_acts.keys() and all(torch.equal(acts[k], plain_acts[k]) for k in acts)
+    attn = model.blocks[0].attn
+    assert attn.W_Q.transpose(1, 2).is_contiguous() and attn.W_O.permute(2, 0, 1).is_contiguous()
+    assert model.unembed.W_U.T.is_contiguous()
+    if family != "gpt2":  # gated MLP
+        assert all(getattr(model.blocks[0].mlp, w).T.is_contiguous() for w in ("W_gate", "W_in", "W_out"))
+    assert not model.blocks[0].attn.W_Q.is_contiguous()  # the layout is in place: a test that can fail
+
+
 def test_a_wrong_conversion_is_caught_by_the_logit_check(tmp_path):
     from transformers import AutoTokenizer
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae_transfer.core.convert import quiet_to
+from sae_transfer.core.convert import kernel_layout, quiet_to
 from sae_transfer.core.io import fingerprint
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo, model_spec
@@ -209,7 +209,7 @@ class Zoo:
                                  f"training saved it, so the zoo was damaged); rebuild it: {build_command(self.source)}")
         check_file(path, str(weights.relative_to(path)), self.source)
         load_weights(model, weights, assign=True)
-        return quiet_to(model, device).eval()
+        return kernel_layout(quiet_to(model, device).eval())
 
     def sae(self, name: str, device: str = "cpu"):
         from sae_lens import SAE
