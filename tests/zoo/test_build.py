@@ -88,6 +88,34 @@ def test_checkpoints_load_and_differ(smoke_root):
     assert not torch.equal(base.state_dict()[w], mid.state_dict()[w])
 
 
+@pytest.mark.parametrize("name", ["base-s", "base-llama"])
+def test_a_zoo_model_holds_its_file_s_weights_once_laid_out_for_the_kernels(smoke_root, name):
+    """``Zoo.model`` copies the file's weights into a model laid out by ``kernel_layout``: every value is the
+    file's, every activation equals that of the same weights stored contiguous, and once loaded the file is no
+    longer mapped (the model holds its weights once, not also the file's pages)."""
+    import copy
+
+    import torch
+    from safetensors.torch import load_file
+
+    weights = (smoke_root / "models" / name / "model.safetensors").resolve()
+    model = Zoo.open("smoke").model(name)
+    assert str(weights) not in open("/proc/self/maps").read()
+    stored = load_file(str(weights))
+    assert str(weights) in open("/proc/self/maps").read()  # safetensors maps the file: the check above can fail
+    state = model.state_dict()
+    assert [k for k, v in stored.items() if not torch.equal(state[k], v)] == []
+    assert model.unembed.W_U.T.is_contiguous() and not model.unembed.W_U.is_contiguous()
+    plain = copy.deepcopy(model)
+    for p in plain.parameters():
+        p.data = p.data.contiguous()
+    tokens = torch.randint(0, model.cfg.d_vocab, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, acts = model.run_with_cache(tokens)
+        plain_logits, plain_acts = plain.run_with_cache(tokens)
+    assert torch.equal(logits, plain_logits) and all(torch.equal(acts[k], plain_acts[k]) for k in acts)
+
+
 def test_bad_specs_list_valid_choices(smoke_root):
     zoo = Zoo.open("smoke")
     with pytest.raises(ValueError, match=r"saved steps are \[0, "):

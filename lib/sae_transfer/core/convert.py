@@ -43,8 +43,9 @@ def quiet_to(model, device_or_dtype):
         return model.to(device_or_dtype)
 
 
-def kernel_layout(model):
-    """``model`` with its weights laid out in memory as TransformerLens's forward reads them; values unchanged.
+def kernel_layout(model, values: bool = True):
+    """``model`` with its weights laid out in memory as TransformerLens's forward reads them; values unchanged
+    (with ``values`` False the weights are left unwritten, for a model whose weights are copied in next).
 
     TransformerLens 3 copies weights on every call: the gated MLP passes ``W.T.contiguous()`` to ``F.linear``
     (three [d_model, d_mlp] copies a layer), attention ``rearrange``s W_Q/W_K/W_V into [(head d_head), d_model]
@@ -52,23 +53,29 @@ def kernel_layout(model):
     shapes, other strides) every one of them is a view, and ``F.linear`` gets the very tensor it got before, so
     outputs are bit-identical. SmolLM2-135M's forward to the logits ran 1.18x as fast at the SAE pass's micro-batch
     (10 x 128 tokens; 1.35x at 4 x 128), the toy base-s's (plain MLP) 1.01x, on 2 cores on 2026-12-06
-    (``benchmarks/forward.py``'s ``layout_speedup``)."""
+    (``benchmarks/forward.py``'s ``layout_speedup``). Each weight is replaced in turn: one weight's copy at a time
+    on top of the model."""
+    def lay(p, order: tuple[int, ...]) -> None:
+        inverse = tuple(order.index(i) for i in range(len(order)))
+        if values:
+            p.data = p.data.permute(order).contiguous().permute(inverse)
+        else:
+            p.data = torch.empty([p.shape[i] for i in order], dtype=p.dtype, device=p.device).permute(inverse)
+
     with torch.no_grad():
         for block in model.blocks:
             mlp, attn = block.mlp, block.attn
-            for name in ("W_gate", "W_in", "W_out"):  # only the gated MLP copies: the plain one uses addmm
-                p = getattr(mlp, name, None) if type(mlp).__name__ == "GatedMLP" else None
-                if p is not None:
-                    p.data = p.data.T.contiguous().T
+            if type(mlp).__name__ == "GatedMLP":  # the plain MLP uses addmm, which reads any layout
+                for name in ("W_gate", "W_in", "W_out"):
+                    lay(getattr(mlp, name), (1, 0))
             for name in ("W_Q", "W_K", "W_V", "_W_K", "_W_V"):  # _W_K/_W_V: grouped-query attention's own
                 p = attn._parameters.get(name)
                 if p is not None and p.dim() == 3:
-                    p.data = p.data.transpose(1, 2).contiguous().transpose(1, 2)
+                    lay(p, (0, 2, 1))
             p = attn._parameters.get("W_O")
             if p is not None and p.dim() == 3:
-                p.data = p.data.permute(2, 0, 1).contiguous().permute(1, 2, 0)
-        u = model.unembed.W_U
-        u.data = u.data.T.contiguous().T
+                lay(p, (2, 0, 1))
+        lay(model.unembed.W_U, (1, 0))
     return model
 
 

@@ -82,13 +82,12 @@ def save_weights(model, path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
 
 
-def load_weights(model, path: Path, assign: bool = False) -> None:
-    """``path``'s weights into ``model``: copied into its parameters, or with ``assign`` made its parameters
-    (a model on the CPU whose own were never written, ``new_model(init=False)``: one copy of the weights in
-    memory instead of two)."""
+def load_weights(model, path: Path) -> None:
+    """``path``'s weights copied into ``model``'s parameters, whatever their layout (``kernel_layout``); the file
+    is mapped only while they are copied."""
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path)), assign=assign)
+    model.load_state_dict(load_file(str(path)))
 
 
 # ------------------------------------------------------------------------------------------ the handle
@@ -197,7 +196,11 @@ class Zoo:
         if stored_fingerprint(path) != self.model_fingerprint(name):
             raise ValueError(f"zoo model {name!r} was built from another recipe than profile {self.profile!r} gives "
                              f"now; rebuild it with: {build_command(self.source)}")
-        model = new_model(json.loads((path / "arch.json").read_text()), self.tokenizer, init=False)
+        # Laid out for TransformerLens's kernels before the weights are copied in: the file is unmapped once they
+        # are, and the model holds its weights once (assigned from the file and laid out after, it held the
+        # copies and the file's pages both).
+        model = kernel_layout(new_model(json.loads((path / "arch.json").read_text()), self.tokenizer, init=False),
+                              values=False)
         weights = path / "model.safetensors"
         if step is not None:
             weights = path / "checkpoints" / f"step_{step:06d}.safetensors"
@@ -208,8 +211,8 @@ class Zoo:
                 raise ValueError(f"zoo model {spec!r}: the checkpoint of step {step} is missing from {path} (its "
                                  f"training saved it, so the zoo was damaged); rebuild it: {build_command(self.source)}")
         check_file(path, str(weights.relative_to(path)), self.source)
-        load_weights(model, weights, assign=True)
-        return kernel_layout(quiet_to(model, device).eval())
+        load_weights(model, weights)
+        return quiet_to(model, device).eval()
 
     def sae(self, name: str, device: str = "cpu"):
         from sae_lens import SAE
