@@ -69,12 +69,11 @@ def layout_ab(model, tokens: torch.Tensor, n: int = 7) -> dict:
     """``model`` (laid out by ``kernel_layout``) against a copy with every weight contiguous, as TransformerLens
     stores it: median seconds of each forward (to the logits), timed in turn, and whether the logits agree bit
     for bit."""
-    import copy
     import statistics
 
-    plain = copy.deepcopy(model)
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
+    from sae_transfer.core.convert import plain_layout
+
+    plain = plain_layout(model)
     runs = {"kernel": model, "plain": plain}
     times = {k: [] for k in runs}
     for _ in range(n + 1):

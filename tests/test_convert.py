@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from sae_transfer.core.convert import NAME_ONLY_FAMILIES, check_convertible, hooked_from_hf, verify_logits
+from sae_transfer.core.convert import (NAME_ONLY_FAMILIES, check_convertible, hooked_from_hf, plain_layout,
+                                       verify_logits)
 from sae_transfer.models.load import SpecError, check_source
 
 SMALL = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -62,16 +63,12 @@ def test_weights_laid_out_for_the_kernels_change_no_bit_of_any_activation(family
     """``kernel_layout`` (applied by every loader) only changes strides: every hook's activation and the logits
     equal, bit for bit, those of the same weights stored contiguous as TransformerLens stores them; and the copies
     it spares are spared (the gated MLP's ``W.T`` and the attention's rearranged weights are views)."""
-    import copy
-
     from transformers import AutoTokenizer
 
     directory = tmp_path / family
     save_checkpoint(family, directory)
     model = hooked_from_hf(str(directory), None, AutoTokenizer.from_pretrained(directory), "cpu", torch.float32)
-    plain = copy.deepcopy(model)
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
+    plain = plain_layout(model)
     tokens = torch.randint(0, 300, (3, 17), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, acts = model.run_with_cache(tokens)

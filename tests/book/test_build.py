@@ -173,10 +173,12 @@ def test_every_table_fits_the_text_column(html, tmp_path):
     with browser.serve(html) as url, browser.browser(tmp_path / "profile") as driver:
         for page in pages:
             driver.get(f"{url}/{page}")
+            # the theme puts a Markdown table in a scroll box narrower than the column: the table must fit both
             wide += [(str(page), *t) for t in driver.execute_script(
                 "const column = (document.querySelector('article') || document.body).clientWidth;"
+                "const room = t => Math.min(column, (t.closest('.pst-scrollable-table-container') || t).clientWidth);"
                 "return Array.from(document.querySelectorAll('article table'))"
-                "  .map(t => [t.scrollWidth, column, t.innerText.slice(0, 50)]).filter(t => t[0] > t[1] + 1);")]
+                "  .map(t => [t.scrollWidth, room(t), t.innerText.slice(0, 50)]).filter(t => t[0] > t[1] + 1);")]
             hidden += [(str(page), *t) for t in driver.execute_script(
                 "return Array.from(document.querySelectorAll('div.table-pieces'))"
                 "  .map(p => p.parentElement).map(b => [b.scrollHeight, b.clientHeight, b.innerText.slice(0, 50)])"

@@ -94,10 +94,10 @@ def test_a_zoo_model_holds_its_file_s_weights_once_laid_out_for_the_kernels(smok
     """``Zoo.model`` copies the file's weights into a model laid out by ``kernel_layout``: every value is the
     file's, every activation equals that of the same weights stored contiguous, and once loaded the file is no
     longer mapped (the model holds its weights once, not also the file's pages)."""
-    import copy
-
     import torch
     from safetensors.torch import load_file
+
+    from sae_transfer.core.convert import plain_layout
 
     weights = (smoke_root / "models" / name / "model.safetensors").resolve()
     mapped = lambda: str(weights) in Path("/proc/self/maps").read_text()  # noqa: E731 (Linux: what CI runs on)
@@ -109,9 +109,7 @@ def test_a_zoo_model_holds_its_file_s_weights_once_laid_out_for_the_kernels(smok
     state = model.state_dict()
     assert [k for k, v in stored.items() if not torch.equal(state[k], v)] == []
     assert model.unembed.W_U.T.is_contiguous() and not model.unembed.W_U.is_contiguous()
-    plain = copy.deepcopy(model)
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
+    plain = plain_layout(model)
     tokens = torch.randint(0, model.cfg.d_vocab, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, acts = model.run_with_cache(tokens)

@@ -191,7 +191,7 @@ def _page(book: Book, part: Part, name: str, notebook: str) -> None:
     labels take the part's name, so one book can hold the same chapter twice (Sphinx labels are global)."""
     if part.pages != "chapters":
         notebook = notebook.replace(":name: fig-", f":name: {part.pages}-fig-")
-    write_text_atomic(book.book_dir / part.pages / f"{name}.ipynb", notebook)
+    write_text_atomic(book.root / f"{part.page(name)}.ipynb", notebook)
 
 
 def jupyter_book(book: Book, builder: str = "html", strict: bool = True) -> Path:
@@ -247,9 +247,8 @@ def clear_dropped(book: Book) -> list[Path]:
             gone += _remove([book.root / f"{page}.ipynb", book.html_dir / f"{page}.html",
                              book.html_dir / "_sources" / f"{page}.ipynb", book.html_dir / part.static_pages(name)])
         if part not in book.parts:
-            folder = Path("book") / part.pages
-            gone += _remove([path for path in (book.root / folder, book.html_dir / folder,
-                                               book.html_dir / "_sources" / folder)
+            gone += _remove([path for path in (book.root / part.folder, book.html_dir / part.folder,
+                                               book.html_dir / "_sources" / part.folder)
                              if path.is_dir() and not any(path.iterdir())])
     if len(book.parts) == 1:  # ``run_all`` writes the comparison page for a book of several parts
         gone += _remove([book.book_dir / "compare.md", book.html_dir / "book" / "compare.html",

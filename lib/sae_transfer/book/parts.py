@@ -32,8 +32,13 @@ class Part:
     chapters: tuple[str, ...] = ()  # the chapters the part holds (its profile's ``chapters``, or the sections of
     # its parameter files), in book order; empty: every chapter
 
+    @property
+    def folder(self) -> Path:
+        """The folder of the part's pages, relative to the book's root (and to its HTML root)."""
+        return Path("book") / self.pages
+
     def page(self, chapter: str) -> str:
-        return f"book/{self.pages}/{chapter}"
+        return f"{self.folder.as_posix()}/{chapter}"
 
     def static_pages(self, chapter: str) -> str:
         """Where ``copy_pages`` puts a chapter's static pages, relative to the HTML root: beside its page."""

@@ -79,6 +79,17 @@ def kernel_layout(model, values: bool = True):
     return model
 
 
+def plain_layout(model):
+    """A copy of ``model`` with every weight contiguous, as TransformerLens stores it: what ``kernel_layout``'s
+    tests and benchmark hold its model against."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    for p in plain.parameters():
+        p.data = p.data.contiguous()
+    return plain
+
+
 # ------------------------------------------------------------------------------------------ local directories
 
 #: Families TransformerLens configures only from an official hub name (its config code never reads their
