@@ -102,6 +102,9 @@ def test_code_fingerprint_covers_imported_modules_only(tmp_path, monkeypatch):
     assert cache.code_fingerprint("sae_transfer.metric") == before
     (pkg / "helper.py").write_text("def f():\n    return 2\n")
     assert cache.code_fingerprint("sae_transfer.metric") != before
+    # the parsed imports are memoised by the source: an import added by an edit is followed all the same
+    (pkg / "metric.py").write_text("from .helper import f\nfrom . import other\nfrom . import unrelated\n")
+    assert "sae_transfer.unrelated" in cache.module_closure("sae_transfer.metric")
 
 
 def test_a_small_file_edited_to_its_size_and_time_is_seen(tmp_path, isolated_cache):

@@ -20,6 +20,7 @@ warning naming it.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import warnings
@@ -53,9 +54,18 @@ def _module_file(name: str) -> Path | None:
 
 def _imports(name: str, path: Path) -> set[str]:
     """Modules of this package that module ``name`` (at ``path``) imports, anywhere in its body."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    named = _imports_in(name if path.name == "__init__.py" else name.rpartition(".")[0], path.read_text())
+    return {m for m in named if _module_file(m) is not None}
+
+
+@functools.lru_cache(maxsize=None)
+def _imports_in(package: str, source: str) -> frozenset[str]:
+    """The names of this package's modules ``source`` (of a module in ``package``) imports. Memoised by the source
+    itself, so an edit is seen: parsing the closure of a chapter's measurement (37 modules) took 150 ms, and a
+    chapter asks for a cache key at every measurement (the smoke book's predict chapter spent 27 of its 68 s on
+    it)."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
@@ -69,7 +79,7 @@ def _imports(name: str, path: Path) -> set[str]:
             out.update(f"{target}.{a.name}" for a in node.names)  # ``from . import probes`` names modules
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
-    return {m for m in out if _module_file(m) is not None}
+    return frozenset(out)
 
 
 def module_closure(name: str) -> list[str]:
