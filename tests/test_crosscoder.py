@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from sae_transfer.methods import crosscoder_classes as dc
-from sae_transfer.methods import crosscoder
-from sae_transfer.methods.crosscoder import (CrosscoderConfig, TrainConfig, batch_top, decoder_cosines, fit, fvu,
+from sae_transfer.methods.crosscoder import (CrosscoderConfig, TrainConfig, decoder_cosines, fit, fvu,
                                             relative_norms)
 from sae_transfer.methods.crosscoder_stats import CrosscoderStats, refit_decoders
 from sae_transfer.passes.stream import shuffled
@@ -104,35 +103,6 @@ def test_least_squares_decoders_find_what_each_model_holds(planted):
     shared = best.indices[best.values > 0.9]
     assert len(shared) >= 40
     assert float(torch.nn.functional.cosine_similarity(refit[shared, 0], refit[shared, 1], dim=-1).min()) > 0.95
-
-
-@pytest.mark.parametrize("hint", [None, 0.0, 1.5, 2.9, 10.0])
-def test_batch_top_keeps_the_largest_scores_whatever_the_hint(hint):
-    """The set ``topk`` keeps, whether the hint lets few candidates through (1.5: about half the scores), too few
-    (10.0: it falls back on ``topk``), or all of them; ties at zero included (half the scores are 0, as after a
-    ReLU, and 0.0 lets every one through)."""
-    g = torch.Generator().manual_seed(0)
-    scores = torch.relu(torch.randn(4096, generator=g) * 2)
-    for n_keep in (100, 1000, 3000):  # 3000 keeps zeros: fewer than 3000 scores are positive
-        got, want = batch_top(scores, n_keep, hint), scores.topk(n_keep)
-        assert len(got.indices) == n_keep and torch.equal(scores[got.indices], got.values)
-        assert torch.equal(got.values.sort().values, want.values.sort().values)
-        if n_keep < int((scores > 0).sum()):
-            assert set(got.indices.tolist()) == set(want.indices.tolist())
-
-
-def test_a_crosscoder_trains_bit_for_bit_as_with_a_topk_of_every_score(monkeypatch):
-    """``fit``'s candidate cut (``batch_top``) changes which scores ``topk`` sees, never what it keeps: weights and
-    log equal those of the same training with a ``topk`` of all scores, bit for bit."""
-    U, p, batches = _planted(n=512)
-    run = lambda: fit(CrosscoderConfig(D, 128, 3), TrainConfig(40_960, 512, lr=1e-3, dead_tokens=4_096), batches)
-    fast, fast_log = run()
-    calls = []
-    monkeypatch.setattr(crosscoder, "batch_top", lambda s, n, hint: calls.append(hint) or s.topk(n))
-    plain, plain_log = run()
-    assert len(calls) == 80 and calls[-1] > 0  # every step went through the replacement, the hint was set
-    assert fast_log == plain_log
-    assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), plain.state_dict().values()))
 
 
 def test_shuffle_buffer_keeps_every_token_once():

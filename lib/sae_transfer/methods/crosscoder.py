@@ -147,28 +147,6 @@ def _lr_factor(step: int, steps: int, train: TrainConfig) -> float:
     return 1.0 if step < start else max(0.0, (steps - step) / max(1, steps - start))
 
 
-#: ``batch_top``'s cut: the last step's smallest kept score times this. Scores move little between steps; on one
-#: step's scores at the toy zoo's width (2,048 latents x 1,024 tokens) 1.7 times the scores to keep passed it.
-HINT_MARGIN = 0.9
-
-
-def batch_top(scores: torch.Tensor, n_keep: int, hint: float | None) -> torch.return_types.topk:
-    """The ``n_keep`` largest of ``scores`` [n] (values and indices, in no set order), as ``scores.topk(n_keep)``.
-
-    Why not ``topk`` alone: BatchTopK keeps 32 of 2,048 scores a token over the whole batch, and a ``topk`` of
-    k = 32K over 2M scores took 51 ms, 41% of a crosscoder step (2 cores). The scores at or above ``hint`` (the
-    last step's smallest kept score, lowered) are the candidates; when at least ``n_keep`` of them pass, the
-    largest ``n_keep`` of them are the largest of all, since every score left out is below each one kept: the
-    same set, found in 9 ms. Otherwise (the first step, or scores that rose past the hint's margin) it takes
-    the ``topk`` of all."""
-    if hint is not None:
-        candidates = (scores >= hint).nonzero().squeeze(1)
-        if len(candidates) >= n_keep:
-            values, at = scores[candidates].topk(n_keep, sorted=False)
-            return torch.return_types.topk((values, candidates[at]))
-    return scores.topk(n_keep, sorted=False)
-
-
 def fit(cfg: CrosscoderConfig, train: TrainConfig, batches: Callable[[], Iterable[torch.Tensor]],
         buffer_tokens: int = 16_384, log_every: int = 20) -> tuple[Crosscoder, dict]:
     """Train a crosscoder on raw paired activations.
@@ -186,7 +164,7 @@ def fit(cfg: CrosscoderConfig, train: TrainConfig, batches: Callable[[], Iterabl
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, train))
     since_fired = torch.zeros(cfg.d_sae)
     k_aux = max(1, cfg.d_in // 2)
-    thresholds, log, hint = [], {"step": [], "loss": [], "fvu": []}, None
+    thresholds, log = [], {"step": [], "loss": [], "fvu": []}
     cc.train()
     bar = tqdm(total=steps, desc="train crosscoder", unit="step", leave=False)
 
@@ -202,8 +180,7 @@ def fit(cfg: CrosscoderConfig, train: TrainConfig, batches: Callable[[], Iterabl
         h = torch.relu(pre)
         score = cc.scores(h)
         n_keep = min(cfg.k * len(h), score.numel())
-        top = batch_top(score.detach().flatten(), n_keep, hint)
-        hint = float(top.values.min()) * HINT_MARGIN
+        top = score.flatten().topk(n_keep)
         mask = torch.zeros_like(score).flatten().scatter_(0, top.indices, 1.0).view_as(score)
         f = h * mask
         recon = cc.decode(f)
