@@ -35,12 +35,39 @@ SHAPES = {"default: base-s": (2048, 256, 1024), "smollm2: smollm2": (1280, 576, 
 BUDGETS_MIN = {"smoke": {"scratch": 10, "cached": 3}, "default": {"scratch": 60, "cached": 3}}
 
 
-def timed_book(profile: str, cache: Path) -> float:
+def timed_book(profile: str, cache: Path, jobs: int | None = None) -> tuple[float, int]:
+    """Wall seconds of ``book --profile profile`` and the peak of its processes' resident memory together (the
+    book, its worker processes and their kernels, sampled each second: with ``--jobs`` above 1 no one process
+    holds the book's peak)."""
     env = {**os.environ, "SAE_TRANSFER_CACHE": str(cache), "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "sae_transfer", "book", "--profile", profile]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sae_transfer", "book", "--profile", profile], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd + (["--jobs", str(jobs)] if jobs else []), env=env, stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(1)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return time.perf_counter() - t0, peak
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of process ``pid`` and every process under it, now."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def machine_speed() -> dict[str, float]:
@@ -65,17 +92,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="smoke", choices=sorted(BUDGETS_MIN))
     ap.add_argument("--cache", type=Path, help="cache directory to use (default: a new temporary one)")
+    ap.add_argument("--jobs", type=int, help="the book's --jobs (default: its own)")
     args = ap.parse_args()
     cache = args.cache or Path(tempfile.mkdtemp(prefix="sae-transfer-bench-"))
     before = machine_speed()
-    scratch = timed_book(args.profile, cache)
+    scratch, peak = timed_book(args.profile, cache, args.jobs)
     after = machine_speed()
-    cached = timed_book(args.profile, cache)
-    print(f"profile {args.profile} on {os.cpu_count()} CPU cores, cache {cache}")
+    cached, _ = timed_book(args.profile, cache, args.jobs)
+    print(f"profile {args.profile} on {os.cpu_count()} CPU cores, --jobs {args.jobs or 'default'}, cache {cache}")
     print(f"  machine before the build: {speed_line(before)}")
     print(f"  machine after the build:  {speed_line(after)}")
     print(f"  book from scratch: {scratch / 60:.1f} min (budget {BUDGETS_MIN[args.profile]['scratch']} min)")
     print(f"  book fully cached: {cached / 60:.1f} min (budget {BUDGETS_MIN[args.profile]['cached']} min)")
+    print(f"  peak resident memory of the book's processes together, from scratch: {peak / 2**30:.1f} GiB")
     for results in sorted((cache / "runs").glob("book-*/*/results.json")):  # every part of the book
         meta = json.loads(results.read_text())["meta"]
         print(f"  {results.parent.parent.name} chapter {meta['chapter']}: {meta['wall_seconds']:.0f} s, "

@@ -32,6 +32,7 @@ from sae_transfer.check.measure import MIN_BATCHES
 from sae_transfer.check.report import line, provenance, write
 from sae_transfer.core.io import atomic_dir, mark_ours
 from sae_transfer.core.paths import cache_dir, check_cache_writable
+from sae_transfer.core.workers import check_jobs
 from sae_transfer.models.load import context_limit, resolve_device
 from sae_transfer.studies.parameters import MEMORY_DOC, rule_of
 from sae_transfer.zoo import Zoo, build_zoo
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--out", type=Path, help="directory to build a book of your parameter files in")
     book.add_argument("--force", action="store_true", help="re-execute every chapter even if up to date")
     book.add_argument("--device", help="override the device parameter of every chapter (e.g. cuda)")
+    book.add_argument("--jobs", help=JOBS_HELP)
 
     sub.add_parser("launch", help="write the chapters' parameters cells from their Study, and launch/: the "
                                   "notebooks the book's Colab buttons open (commit both)")
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     zb = zsub.add_parser("build", help="build what is missing of a zoo profile, then print its card")
     zb.add_argument("--profile", default="default", help="smoke, default, or a path to a recipe .yaml")
     zb.add_argument("--device", default="auto")
+    zb.add_argument("--jobs", help=JOBS_HELP)
     zl = zsub.add_parser("list", help="print the zoo card of a built profile")
     zl.add_argument("--profile", default="default")
 
@@ -172,7 +175,7 @@ def _book(args) -> Book:
 
 def cmd_zoo(args) -> None:
     if args.zoo_cmd == "build":
-        print(format_card(build_zoo(args.profile, device=resolve_device(args.device))))
+        print(format_card(build_zoo(args.profile, device=resolve_device(args.device), jobs=_jobs(args.jobs))))
     else:
         print(format_card(Zoo.open(args.profile).card()))
 
@@ -212,6 +215,22 @@ def cmd_check(args) -> int:
     return data["exit_status"]
 
 
+JOBS_HELP = ("zoo artifacts and chapters at once, the cores split among them (default: 2 on a CPU of 2 cores or "
+             "more, 1 on a GPU; 1 runs them in turn in this process)")
+
+
+def _jobs(text: str | None) -> int | None:
+    """``--jobs`` as a whole number of at least 1, or None (the default); a one-line ``ValueError`` otherwise."""
+    if text is None:
+        return None
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = text
+    check_jobs(jobs)
+    return jobs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -226,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "run":
             cmd_run(args)
         elif args.cmd == "book":
-            build_book(_book(args), force=args.force, device=args.device)
+            build_book(_book(args), force=args.force, device=args.device, jobs=_jobs(args.jobs))
         elif args.cmd == "zoo":
             cmd_zoo(args)
         elif args.cmd == "launch":

@@ -57,6 +57,8 @@ def test_type_errors_name_the_type():
     (["run", "nope"], "unknown chapter 'nope'; valid chapters are ['zoo'"),
     (["run", "zoo", "-p", "zooo", "1"], "unknown parameter 'zooo'"),
     (["book", "--profile", "huge"], "unknown profile 'huge'"),
+    (["book", "--jobs", "0"], "--jobs=0: give a whole number of at least 1"),
+    (["zoo", "build", "--profile", "smoke", "--jobs", "two"], "--jobs='two': give a whole number of at least 1"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv, message):
     proc = subprocess.run([sys.executable, "-m", "sae_transfer", *argv], capture_output=True, text=True)

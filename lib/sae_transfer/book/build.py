@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from itertools import zip_longest
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,15 @@ from sae_transfer.book.findings import family_name
 from sae_transfer.book.parts import Book, Part
 from sae_transfer.book.pdf import chromium, print_pdf
 from sae_transfer.book.preflight import preflight
-from sae_transfer.book.runner import ChapterFailed, cached_results, run_chapter, source_fingerprint
+from sae_transfer.book.runner import (ChapterFailed, cached_results, ensure_kernel, run_chapter,
+                                     source_fingerprint)
+from sae_transfer.book.tasks import chapter_task
 from sae_transfer.book.status import write_status_page
 from sae_transfer.core.io import write_text_atomic
 from sae_transfer.core.paths import PROJECT_ROOT
 from sae_transfer.core.specs import is_zoo
-from sae_transfer.zoo.build import build_zoo
+from sae_transfer.core.workers import check_jobs, default_jobs, run_graph
+from sae_transfer.zoo.plan import build_zoos
 
 @contextmanager
 def _naming(part: Part, chapter: str) -> Iterator[None]:
@@ -39,43 +43,53 @@ def _naming(part: Part, chapter: str) -> Iterator[None]:
         raise ParameterError(f"{where}, section {chapter!r}: {e}") from None
 
 
-def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Run (or reuse) every chapter of every part of ``book`` and copy executed notebooks into it.
+def run_all(book: Book, force: bool = False, device: str | None = None,
+            jobs: int | None = None) -> tuple[list[dict], list[dict]]:
+    """Run (or reuse) every chapter of every part of ``book`` and copy executed notebooks into it; ``jobs`` zoo
+    artifacts and chapters at once (``core.workers``; default: ``default_jobs``).
 
     Every chapter runs even when one before it fails; a failed chapter's page becomes a short notice. Returns
     ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
     """
+    jobs = default_jobs(device) if jobs is None else jobs
+    check_jobs(jobs)
     chapters = [c for c in all_chapters() if book.holds(c.name)]
     params, names, left = {}, {}, {}
     for part in book.parts:  # all checked before any heavy work
         for c in (c for c in chapters if part.holds(c.name)):
             with _naming(part, c.name):
                 params[(part, c.name)], names[(part, c.name)], left[(part, c.name)] = book.params(part, c, device)
-    for zoo in sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)}):
-        print(f"zoo {zoo!r}: building what is missing", flush=True)
-        build_zoo(zoo)
+    zoos = sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)})
+    if zoos:
+        print(f"zoo {', '.join(map(repr, zoos))}: building what is missing", flush=True)
+        build_zoos(zoos, jobs=jobs)
     for (part, name), p in params.items():
         with _naming(part, name):
             # after the zoo is built: the models and SAEs named must exist
             params[(part, name)] = preflight(p, name, left[(part, name)])
     book.prepare()
-    done, failed = [], []
+    ensure_kernel()  # once, here: kernels started at once must not each install it
+    outcomes, todo = {}, {}
     for part in book.parts:
         for c in (c for c in chapters if part.holds(c.name)):
             p, run_dir = params[(part, c.name)], book.run_dir(part, c.name)
-            label = f"chapter {c.name!r}" + (f" ({part.profile})" if len(book.parts) > 1 else "")
-            written = names[(part, c.name)]
+            label, written = _label(book, part, c.name), names[(part, c.name)]
             results = None if force else cached_results(run_dir, source_fingerprint(c, p, written))
-            try:
-                if results is None:
-                    print(f"{label}: executing", flush=True)
-                    results = run_chapter(c, p, run_dir, names=written)
-                else:
-                    print(f"{label}: up to date, reusing {run_dir}", flush=True)
-            except ChapterFailed as e:
-                print(f"{label}: FAILED: {e}", flush=True)
-                failed.append({"chapter": c.name, "title": c.title, "error": str(e), "page": part.page(c.name)})
-                _page(book, part, c.name, failed_notice(_titled(c.title, book, p), str(e)))
+            if results is None:
+                todo.setdefault(part, []).append(chapter_task(label, c, p, run_dir, written, progress=jobs == 1))
+            else:
+                print(f"{label}: up to date, reusing {run_dir}", flush=True)
+                outcomes[label] = (results, None)
+    # The parts' chapters in turn: a small model's chapter beside a large one's rather than two large ones at once.
+    outcomes |= run_graph([t for row in zip_longest(*todo.values()) for t in row if t], jobs, desc="chapters")
+    done, failed = [], []
+    for part in book.parts:
+        for c in (c for c in chapters if part.holds(c.name)):
+            results, error = outcomes[_label(book, part, c.name)]
+            p, run_dir = params[(part, c.name)], book.run_dir(part, c.name)
+            if error is not None:
+                failed.append({"chapter": c.name, "title": c.title, "error": error, "page": part.page(c.name)})
+                _page(book, part, c.name, failed_notice(_titled(c.title, book, p), error))
                 continue
             _page(book, part, c.name, _retitle((run_dir / f"{c.name}.ipynb").read_text(), c.title,
                                                _titled(c.title, book, p)))
@@ -95,6 +109,11 @@ def run_all(book: Book, force: bool = False, device: str | None = None) -> tuple
     write_toc(book)
     write_status_page(book, done, failed)
     return done, failed
+
+
+def _label(book: Book, part: Part, chapter: str) -> str:
+    """What the build's output calls a chapter run: with its part's profile in a book of several."""
+    return f"chapter {chapter!r}" + (f" ({part.profile})" if len(book.parts) > 1 else "")
 
 
 #: The toc's part that tells how to use the project (static pages under ``book/using/`` and the parameters page).
@@ -277,11 +296,11 @@ def needs_zoo(chapter: str, params: dict) -> bool:
     return chapter == "zoo" or any(isinstance(v, str) and is_zoo(v) for v in values)
 
 
-def build_book(book: Book, force: bool = False, device: str | None = None) -> Path:
-    """Every chapter, then the HTML and its PDF. Raises ``ChapterFailed`` after building the book if any chapter
-    failed."""
+def build_book(book: Book, force: bool = False, device: str | None = None, jobs: int | None = None) -> Path:
+    """Every chapter (``jobs`` at once), then the HTML and its PDF. Raises ``ChapterFailed`` after building the
+    book if any chapter failed."""
     t0 = time.perf_counter()
-    done, failed = run_all(book, force=force, device=device)
+    done, failed = run_all(book, force=force, device=device, jobs=jobs)
     clear_dropped(book)
     html = build_html(book)
     copy_pages(book)

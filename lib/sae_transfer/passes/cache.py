@@ -28,6 +28,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from filelock import FileLock
+
 from sae_transfer.core.io import (fingerprint, json_default, sha256_bytes, sha256_file, write_json_atomic,
                                   write_text_atomic)
 from sae_transfer.core.paths import cache_dir
@@ -241,22 +243,46 @@ def checksum(result: Any) -> str:
 def cached(what: str, key: dict, compute: Callable[[], Any]) -> Any:
     """``compute()``'s result, stored under ``<cache>/measure/<what>-<fingerprint(key)>.json`` with a checksum of
     its own body: an entry that does not parse, or whose result was edited, is discarded (with a warning naming
-    it) and recomputed."""
+    it) and recomputed. One process computes a missing entry; another asking for it meanwhile (chapters at once,
+    ``core.workers``) waits for it and reads it."""
     path = entry_path(what, key)
-    if path.exists():
-        try:
-            entry = json.loads(path.read_text())
-            if entry["sha256"] != checksum(entry["result"]):
-                raise ValueError("checksum")
-            return entry["result"]
-        except (ValueError, KeyError, TypeError):
-            warnings.warn(f"cache entry {path} is damaged or was edited; discarding it and recomputing", stacklevel=2)
-            path.unlink(missing_ok=True)
+    if (found := _read(path)) is not _MISSING:
+        return found
+    with _held(path):
+        return _read_or_compute(path, key, compute)
+
+
+_MISSING = object()
+
+
+def _read(path: Path) -> Any:
+    """The entry's result; ``_MISSING`` when there is none or it is damaged (then removed, with a warning)."""
+    if not path.exists():
+        return _MISSING
+    try:
+        entry = json.loads(path.read_text())
+        if entry["sha256"] != checksum(entry["result"]):
+            raise ValueError("checksum")
+        return entry["result"]
+    except (ValueError, KeyError, TypeError):
+        warnings.warn(f"cache entry {path} is damaged or was edited; discarding it and recomputing", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return _MISSING
+
+
+def _held(path: Path) -> FileLock:
+    """The lock of one entry, beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path.parent / f".{path.name}.lock")
+
+
+def _read_or_compute(path: Path, key: dict, compute: Callable[[], Any]) -> Any:
+    """Under the entry's lock: what another process wrote while this one waited, or ``compute()`` stored."""
+    if (found := _read(path)) is not _MISSING:
+        return found
     result = compute()
     write_json_atomic(path, {"key": key, "result": result, "sha256": checksum(result)})
     return result
-
-
 
 
 def trained(what: str, key: dict, weights: Path, train: Callable[[], tuple[dict, Any]]) -> tuple[dict, Any]:
@@ -266,11 +292,6 @@ def trained(what: str, key: dict, weights: Path, train: Callable[[], tuple[dict,
     import torch
 
     sums = weights.with_name(weights.name + ".sha256")
-    if not (weights.exists() and sums.exists() and sha256_file(weights) == sums.read_text().strip()):
-        if weights.exists():
-            warnings.warn(f"trained weights {weights} differ from their record; training them again", stacklevel=2)
-        for f in (entry_path(what, key), weights, sums):
-            f.unlink(missing_ok=True)
 
     def compute() -> Any:
         state, log = train()
@@ -281,5 +302,13 @@ def trained(what: str, key: dict, weights: Path, train: Callable[[], tuple[dict,
         write_text_atomic(sums, sha256_file(weights))
         return log
 
-    log = cached(what, key, compute)
+    path = entry_path(what, key)
+    with _held(path):  # another process training the same weights finishes before these are looked at
+        if not (weights.exists() and sums.exists() and sha256_file(weights) == sums.read_text().strip()):
+            if weights.exists():
+                warnings.warn(f"trained weights {weights} differ from their record; training them again",
+                              stacklevel=2)
+            for f in (path, weights, sums):
+                f.unlink(missing_ok=True)
+        log = _read_or_compute(path, key, compute)
     return torch.load(weights, weights_only=True), log

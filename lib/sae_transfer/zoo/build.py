@@ -1,6 +1,7 @@
-"""Building the zoo: data, tokenizer, models with checkpoints, SAEs, the zoo card, and base SAEs fine-tuned on
-a finetune's activations. Each artifact is reused when its fingerprint matches and written atomically, so an
-interrupted build resumes where it stopped. Reading a built zoo is ``store.Zoo``'s job."""
+"""Building the zoo's artifacts: data, tokenizer, models with checkpoints, SAEs, the zoo card, and base SAEs
+fine-tuned on a finetune's activations. Each artifact is reused when its fingerprint matches and written
+atomically, so an interrupted build resumes where it stopped. Which artifacts a build makes, in what order and how
+many at once, is ``plan``'s job; reading a built zoo is ``store.Zoo``'s."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from sae_transfer.core.convert import arch_of, hooked_from_hf, quiet_to
 from sae_transfer.core.io import atomic_dir, fingerprint, write_json_atomic
-from sae_transfer.core.memory import release
 from sae_transfer.core.paths import cache_dir
 from sae_transfer.core.specs import is_zoo
 from sae_transfer.zoo.data import SOURCES_TABLE, SPLITS, build_corpora, language_sources
@@ -43,6 +42,11 @@ def corpora_of(recipe: ZooRecipe) -> dict[str, dict[str, list[str]]]:
         _CORPORA[key] = build_corpora(cache_dir() / "downloads", recipe.data.n_math_problems, recipe.seed,
                                       recipe.data.heldout_fraction, recipe.data.max_chars, recipe.data.languages)
     return _CORPORA[key]
+
+
+def forget_corpora() -> None:
+    """Let go of the corpora ``corpora_of`` holds: a build that has its data keeps no text resident."""
+    _CORPORA.clear()
 
 
 def build_data(zoo: Zoo) -> Path:
@@ -340,46 +344,4 @@ def build_card(zoo: Zoo, device: str) -> dict:
     card = {"profile": recipe.profile, "fingerprint": fp, "recipe": recipe.as_dict(),
             "data": json.loads((zoo.root / "data" / "data_card.json").read_text()), "models": models, "saes": saes}
     write_json_atomic(path, card)
-    return card
-
-
-def build_zoo(profile: str = "default", device: str = "cpu") -> dict:
-    """Build (or reuse) every artifact of a zoo profile and return its card, with each step's seconds. One build
-    of a zoo at a time: a second one (another book on the same cache) waits, then finds it built."""
-    zoo = Zoo.open(profile)
-    zoo.root.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(zoo.root.parent / f".{zoo.root.name}.build.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"zoo {profile!r}: another process is building it; waiting", flush=True)
-        lock.acquire()
-    try:
-        return _build_zoo(zoo, device)
-    finally:
-        lock.release()
-
-
-def _build_zoo(zoo: Zoo, device: str) -> dict:
-    timings = {}
-    t = time.perf_counter()
-    build_data(zoo)
-    build_text(zoo)
-    timings["data"] = time.perf_counter() - t
-    for name in zoo.recipe.models:
-        t = time.perf_counter()
-        build_model(zoo, name, device)
-        release()  # a finetune's optimiser state must not stay resident under the next step's peak
-        timings[f"model {name}"] = time.perf_counter() - t
-    for name in zoo.recipe.saes:
-        t = time.perf_counter()
-        build_sae(zoo, name, device)
-        release()
-        timings[f"sae {name}"] = time.perf_counter() - t
-    t = time.perf_counter()
-    card = build_card(zoo, device)
-    timings["card"] = time.perf_counter() - t
-    _CORPORA.clear()
-    release()  # the book's process runs its chapters next, each in a kernel of its own: keep nothing resident
-    card["last_build_seconds"] = timings
     return card
