@@ -159,3 +159,17 @@ def test_a_chapters_memory_follows_its_largest_model(smoke_card):
         FLOOR_BYTES + WEIGHTS_FACTOR * 4 * max(small, model_facts("zoo:code", "smoke").n_params))
     assert chapter_peak({"zoo": "smoke", "n_tokens": 10}) == FLOOR_BYTES
     assert chapter_peak({"zoo": "smoke", "base": "hub:gpt2"}) is None  # not known before download: alone
+
+
+def test_every_chapters_task_can_be_sent_to_a_worker(tmp_path):
+    """A worker receives its task pickled: a chapter's parameter checks (closures) must not travel with it. The
+    default book's first cold build with two jobs stopped here."""
+    import pickle
+
+    from sae_transfer.book.chapters import all_chapters
+    from sae_transfer.book.tasks import chapter_task
+
+    for chapter in all_chapters():
+        task = chapter_task(chapter.name, chapter, {"n_tokens": 8}, tmp_path / chapter.name, {}, progress=False)
+        sent = pickle.loads(pickle.dumps(task.run))
+        assert sent.args[0].name == chapter.name and sent.args[0].defaults() == chapter.defaults()

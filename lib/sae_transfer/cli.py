@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     zb = zsub.add_parser("build", help="build what is missing of a zoo profile, then print its card")
     zb.add_argument("--profile", default="default", help="smoke, default, or a path to a recipe .yaml")
     zb.add_argument("--device", default="auto")
-    zb.add_argument("--jobs", help=JOBS_HELP)
+    zb.add_argument("--jobs", help=ZOO_JOBS_HELP)
     zl = zsub.add_parser("list", help="print the zoo card of a built profile")
     zl.add_argument("--profile", default="default")
 
@@ -215,8 +215,8 @@ def cmd_check(args) -> int:
     return data["exit_status"]
 
 
-JOBS_HELP = ("zoo artifacts and chapters at once, the cores split among them (default: 2 on a CPU of 2 cores or "
-             "more, 1 on a GPU; 1 runs them in turn in this process)")
+JOBS_HELP = "chapters at once, the cores split among them (default: 2 on a CPU of 2 cores or more, 1 on a GPU)"
+ZOO_JOBS_HELP = "artifacts at once, the cores split among them (default: 1, with every core: trainings use them well)"
 
 
 def _jobs(text: str | None) -> int | None:

@@ -45,8 +45,8 @@ def _naming(part: Part, chapter: str) -> Iterator[None]:
 
 def run_all(book: Book, force: bool = False, device: str | None = None,
             jobs: int | None = None) -> tuple[list[dict], list[dict]]:
-    """Run (or reuse) every chapter of every part of ``book`` and copy executed notebooks into it; ``jobs`` zoo
-    artifacts and chapters at once (``core.workers``; default: ``default_jobs``).
+    """Run (or reuse) every chapter of every part of ``book`` and copy executed notebooks into it, ``jobs`` chapters
+    at once (``core.workers``; default: ``default_jobs``); the zoos they read are built first (``zoo.plan``).
 
     Every chapter runs even when one before it fails; a failed chapter's page becomes a short notice. Returns
     ``(results of the chapters that succeeded, failures)``, each failure ``{chapter, title, error, page}``.
@@ -62,7 +62,7 @@ def run_all(book: Book, force: bool = False, device: str | None = None,
     zoos = sorted({p["zoo"] for (_, name), p in params.items() if "zoo" in p and needs_zoo(name, p)})
     if zoos:
         print(f"zoo {', '.join(map(repr, zoos))}: building what is missing", flush=True)
-        build_zoos(zoos, jobs=jobs)
+        build_zoos(zoos)
     for (part, name), p in params.items():
         with _naming(part, name):
             # after the zoo is built: the models and SAEs named must exist

@@ -4,6 +4,7 @@ so that ``build.run_all`` can run several chapters at once within the machine's 
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,5 +54,8 @@ def run_one(chapter: Chapter, params: dict[str, Any], run_dir: Path, names: dict
 
 def chapter_task(label: str, chapter: Chapter, params: dict[str, Any], run_dir: Path, names: dict[str, str],
                  progress: bool) -> Task:
-    return Task(label, functools.partial(run_one, chapter, params, run_dir, names, label, progress),
+    """The task that runs ``chapter`` with ``params``, checked already: the worker gets the chapter without its
+    parameters' checks (functions made inside functions, which a process cannot be sent)."""
+    unchecked = replace(chapter, parameters=tuple(replace(p, check=None) for p in chapter.parameters))
+    return Task(label, functools.partial(run_one, unchecked, params, run_dir, names, label, progress),
                 memory=chapter_peak(params))

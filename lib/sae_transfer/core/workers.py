@@ -1,4 +1,5 @@
-"""Tasks on worker processes that split this machine's cores: a zoo's artifacts and a book's chapters.
+"""Tasks on worker processes that split this machine's cores: a book's chapters (``book --jobs``), a zoo's
+artifacts (``zoo build --jobs``).
 
 At this project's sizes a torch process gets far less than twice one core's work out of two cores (small matmuls,
 and Python between them): on the project's 2-core machines, two of the default book's toy chapters ran in 364 s one
@@ -20,6 +21,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +141,14 @@ def _on_workers(waiting: list[Task], jobs: int, desc: str, limit: int) -> dict[s
                 peaks.pop(future)
                 try:
                     results[task.name] = future.result()
+                except BrokenProcessPool:
+                    # A worker imports the main module of the process that started it; a script that starts work
+                    # at its top level starts it again there, and the worker dies.
+                    failure = failure or RuntimeError(
+                        f"task {task.name!r}: its worker process died before it finished (killed for memory, or "
+                        "started from a script that runs at its top level: guard that with if __name__ == "
+                        "'__main__':, or run with jobs=1)")
+                    waiting.clear()
                 except BaseException as e:  # noqa: BLE001 - raised below, once the running tasks end
                     failure = failure or e
                     waiting.clear()

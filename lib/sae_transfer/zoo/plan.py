@@ -17,7 +17,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from sae_transfer.core.memory import release
-from sae_transfer.core.workers import Task, default_jobs, run_graph
+from sae_transfer.core.workers import Task, run_graph
 from sae_transfer.zoo.build import build_card, build_data, build_model, build_sae, build_text, forget_corpora
 from sae_transfer.zoo.fingerprints import (card_fingerprint, data_fingerprint, is_current, model_fingerprint,
                                            sae_fingerprint)
@@ -65,27 +65,26 @@ def _peak(zoo: Zoo, models: Sequence[str]) -> int:
 def tasks_of(zoo: Zoo, device: str) -> list[Task]:
     """The tasks that build what ``zoo`` lacks, named ``<profile>/<kind> <name>``, each after what it reads."""
     recipe, root = zoo.recipe, zoo.root
-    label = lambda kind, name="": f"{zoo.profile}/{kind}" + (f" {name}" if name else "")  # noqa: E731
-    task = lambda kind, name, after, models: Task(  # noqa: E731
-        label(kind, name), functools.partial(build_artifact, zoo.source, kind, name, device),
-        tuple(a for a in after if a in made), functools.partial(_peak, zoo, tuple(models)))
     tasks: list[Task] = []
-    made: set[str] = set()
 
-    def add(t: Task) -> None:
-        tasks.append(t)
-        made.add(t.name)
+    def label(kind: str, name: str = "") -> str:
+        return f"{zoo.profile}/{kind}" + (f" {name}" if name else "")
+
+    def add(kind: str, name: str, after: list[str], models: list[str]) -> None:
+        made = {t.name for t in tasks}  # what is built already needs no waiting for
+        tasks.append(Task(label(kind, name), functools.partial(build_artifact, zoo.source, kind, name, device),
+                          tuple(a for a in after if a in made), functools.partial(_peak, zoo, tuple(models))))
 
     if not all(is_current(root / part, data_fingerprint(recipe)) for part in ("data", "text")):
-        add(task("data", "", [], []))
+        add("data", "", [], [])
     for name, m in recipe.models.items():  # a recipe lists a parent before its finetunes
         if not is_current(root / "models" / name, model_fingerprint(recipe, name)):
-            add(task("model", name, [label("data"), label("model", m.parent or "")], [name]))
+            add("model", name, [label("data"), label("model", m.parent or "")], [name])
     for name, s in recipe.saes.items():
         if not is_current(root / "saes" / name, sae_fingerprint(recipe, name)):
-            add(task("sae", name, [label("data"), label("model", s.model)], [s.model]))
-    if made or not _card_current(zoo):
-        add(task("card", "", sorted(made), list(recipe.models)))
+            add("sae", name, [label("data"), label("model", s.model)], [s.model])
+    if tasks or not _card_current(zoo):
+        add("card", "", [t.name for t in tasks], list(recipe.models))
     return tasks
 
 
@@ -96,10 +95,17 @@ def _card_current(zoo: Zoo) -> bool:
         return False
 
 
+#: Artifacts a zoo builds at once unless told: one, with every core. A training's matmuls (bf16 on these CPUs' AMX
+#: units) use two cores nearly twice as well as one: the default book's zoos built two at a time with a core each
+#: took each artifact 1.4-2.5 times as long (45 single-core minutes against 26 with two cores, 2026-12-06), and no
+#: time was gained. Chapters, which gain from running two at once (``core.workers``), are the book's ``--jobs``.
+ZOO_JOBS = 1
+
+
 def build_zoos(sources: Sequence[str], device: str = "cpu", jobs: int | None = None) -> dict[str, dict]:
     """Build (or reuse) every artifact of each zoo (a profile or a recipe path) and return ``{source: card}``, each
-    card with each step's seconds. ``jobs`` at once (default: ``core.workers.default_jobs``). One build of a zoo at
-    a time: a second one (another book on the same cache) waits, then finds it built."""
+    card with each step's seconds. ``jobs`` at once (default: ``ZOO_JOBS``). One build of a zoo at a time: a
+    second one (another book on the same cache) waits, then finds it built."""
     zoos = {s: Zoo.open(s) for s in dict.fromkeys(sources)}
     roots: dict[Path, str] = {}
     for source, zoo in zoos.items():
@@ -110,7 +116,7 @@ def build_zoos(sources: Sequence[str], device: str = "cpu", jobs: int | None = N
         for root in sorted(roots):  # in one order, so two builders never wait on each other
             held.callback(_acquire(zoos[roots[root]]).release)
         tasks = [t for source in roots.values() for t in tasks_of(zoos[source], device)]
-        seconds = run_graph(_interleaved(tasks), default_jobs(device) if jobs is None else jobs, desc="zoo")
+        seconds = run_graph(_interleaved(tasks), ZOO_JOBS if jobs is None else jobs, desc="zoo")
         cards = {}
         for source, zoo in zoos.items():
             card = build_card(zoo, device)  # built by now: read back
