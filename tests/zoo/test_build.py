@@ -72,7 +72,7 @@ def test_rebuild_reuses_everything(smoke_card, smoke_root):
     stamps = {p: p.stat().st_mtime for p in smoke_root.rglob("fingerprint.json")}
     card = build_zoo("smoke")
     assert card["fingerprint"] == smoke_card["fingerprint"]
-    assert all(t < 5 for t in card["last_build_seconds"].values())
+    assert card["last_build_seconds"] == {}  # nothing was missing, so nothing was planned
     assert {p: p.stat().st_mtime for p in smoke_root.rglob("fingerprint.json")} == stamps
     assert "base-s" in format_card(card)
 

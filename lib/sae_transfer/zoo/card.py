@@ -99,7 +99,7 @@ def format_card(card: dict) -> str:
         for sae, s in card["saes"].items():
             if len({k.split("/")[0] for k in s["evals"]}) > 1:
                 parts += ["", f"SAE {sae!r} on its model and the finetunes:", transfer_table(card, sae).to_string()]
-    if "last_build_seconds" in card:
+    if card.get("last_build_seconds"):  # what this build made; nothing when everything was built
         parts += ["", "build seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in card["last_build_seconds"].items())]
     return "\n".join(parts)
 
